@@ -1,0 +1,2 @@
+//! `switchyard`: the hub binary.
+fn main() {}
