@@ -1,0 +1,146 @@
+//! `switchyard-bench`: Switchyard's benchmark suite. One run measures call
+//! latency, stream throughput, launch time and the hub's footprint, side by
+//! side with HashiCorp go-plugin (the Go peer in `bench/go-peer`) and the
+//! physical floor (a raw Unix-socket ping-pong), interleaving rounds, and
+//! writes a JSON report and a markdown table. See docs/benchmarks.md.
+//!
+//! Module map:
+//! * [`settings`]: counts per mode and the paths of the binaries under test.
+//! * [`payload`]: the one fixed record every measurement sends.
+//! * [`stats`]: exact percentiles from sorted samples.
+//! * [`machine`]: CPU model, cores, kernel, date.
+//! * [`rig`]: launching testkit through the hub library's supervisor.
+//! * [`goplugin`]: driving the Go peer's host.
+//! * [`floor`]: the raw Unix-socket ping-pong (server and client).
+//! * [`latency`], [`stream`], [`launch`], [`footprint`], [`pending`]: one
+//!   module per measurement.
+//! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
+//! * [`report`]: targets, ratios, JSON and markdown.
+
+mod floor;
+mod footprint;
+mod goplugin;
+mod latency;
+mod launch;
+mod loadgen;
+mod machine;
+mod payload;
+mod pending;
+mod report;
+mod rig;
+mod settings;
+mod stats;
+mod stream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Switchyard's benchmark suite (run it through `scripts/bench`).
+#[derive(Debug, Parser)]
+#[command(name = "switchyard-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the suite and write report.json and report.md.
+    Run(settings::RunArgs),
+    /// The floor's echo process: accepts one connection on SOCKET and echoes
+    /// fixed-size messages until it closes (started by `run`).
+    #[command(hide = true)]
+    FloorPeer {
+        /// The Unix socket to listen on.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The message size in bytes.
+        #[arg(long)]
+        size: usize,
+    },
+    /// Offer HTTP POSTs at a fixed rate (open loop) and report accepted/s and
+    /// latency percentiles measured from each request's intended send time.
+    Loadgen {
+        /// The URL to POST to.
+        #[arg(long)]
+        url: String,
+        /// Requests per second offered.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// How long to offer load, for example `10s`.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        duration: Duration,
+        /// The request body (sent as application/json).
+        #[arg(long, default_value = "{}")]
+        body: String,
+        /// Extra header, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Maximum requests in flight (more are counted as dropped).
+        #[arg(long, default_value_t = 512)]
+        max_in_flight: usize,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite() && *value > 0.0)
+        .map(|value| Duration::from_secs_f64(value * scale))
+        .ok_or_else(|| format!("{text:?} is not a duration such as 500ms or 10s"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::FloorPeer { socket, size } => floor::serve(&socket, size),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(report::run(args))),
+        Command::Loadgen {
+            url,
+            rate,
+            duration,
+            body,
+            headers,
+            max_in_flight,
+        } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let plan = loadgen::Plan {
+                    url,
+                    rate,
+                    duration,
+                    body: body.into_bytes(),
+                    headers: loadgen::parse_headers(&headers)?,
+                    max_in_flight,
+                };
+                let outcome = loadgen::run(&plan).await?;
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+                Ok(())
+            })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("switchyard-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The same runtime the hub binary uses (`Runtime::new`: one worker per core).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
+}

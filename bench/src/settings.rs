@@ -1,0 +1,134 @@
+//! What a run measures and with what: the command-line arguments of `run`,
+//! and the counts for quick (CI smoke) and full mode.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The arguments of `switchyard-bench run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Small counts (seconds): proves the suite works, figures are rough.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where report.json and report.md go.
+    #[arg(long, default_value = "bench/results")]
+    pub out_dir: PathBuf,
+    /// The hub binary (`switchyard`), release build.
+    #[arg(long, default_value = "target/release/switchyard")]
+    pub hub_bin: PathBuf,
+    /// The testkit plugin binary, release build.
+    #[arg(long, default_value = "target/release/testkit")]
+    pub testkit_bin: PathBuf,
+    /// The Go peer's host (bench/go-peer/bin/peer-host).
+    #[arg(long, default_value = "bench/go-peer/bin/peer-host")]
+    pub peer_host: PathBuf,
+    /// The Go peer's plugin (bench/go-peer/bin/peer-plugin).
+    #[arg(long, default_value = "bench/go-peer/bin/peer-plugin")]
+    pub peer_plugin: PathBuf,
+    /// Interleaved rounds per measurement (overrides the mode's default).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Run only these measurements (comma-separated: latency, stream, launch,
+    /// restart, pipeline, webhooks, footprint).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Items per streamed message (overrides the default, 64, the hub's own batch size).
+    #[arg(long)]
+    pub stream_batch: Option<usize>,
+    /// Items in flight on a stream (overrides the default, 4096).
+    #[arg(long)]
+    pub stream_window: Option<usize>,
+    /// Plugin counts for the footprint measurement (overrides the mode's default).
+    #[arg(long, value_delimiter = ',')]
+    pub footprint_plugins: Vec<usize>,
+}
+
+/// The counts one run uses.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Counts {
+    /// "quick" or "full".
+    pub mode: &'static str,
+    /// Interleaved rounds (Switchyard, go-plugin, floor, repeated).
+    pub rounds: usize,
+    /// Measured sequential calls per side and round.
+    pub latency_calls_per_round: usize,
+    /// Unmeasured calls before each round's measured ones.
+    pub latency_warmup: usize,
+    /// Items per side and round in the streaming measurements.
+    pub stream_items_per_round: usize,
+    /// Items per streamed message (the hub's own batch size).
+    pub stream_batch: usize,
+    /// Items in flight on a stream.
+    pub stream_window: usize,
+    /// Launches per side and round.
+    pub launches_per_round: usize,
+    /// Plugin counts for the footprint.
+    pub footprint_plugins: Vec<usize>,
+    /// How long the hub settles after /readyz before the idle window.
+    #[serde(with = "millis")]
+    pub footprint_settle: Duration,
+    /// The idle window over which CPU is measured.
+    #[serde(with = "millis")]
+    pub footprint_idle: Duration,
+}
+
+impl Counts {
+    /// The counts for `args` (quick or full, with overrides applied).
+    pub fn for_args(args: &RunArgs) -> Self {
+        let mut counts = if args.quick {
+            Counts {
+                mode: "quick",
+                rounds: 2,
+                latency_calls_per_round: 1_000,
+                latency_warmup: 200,
+                stream_items_per_round: 32 * 1024,
+                stream_batch: 64,
+                stream_window: 4096,
+                launches_per_round: 2,
+                footprint_plugins: vec![10, 20],
+                footprint_settle: Duration::from_millis(500),
+                footprint_idle: Duration::from_secs(1),
+            }
+        } else {
+            Counts {
+                mode: "full",
+                rounds: 5,
+                latency_calls_per_round: 5_000,
+                latency_warmup: 1_000,
+                stream_items_per_round: 512 * 1024,
+                stream_batch: 64,
+                stream_window: 4096,
+                launches_per_round: 5,
+                footprint_plugins: vec![10, 100],
+                footprint_settle: Duration::from_secs(2),
+                footprint_idle: Duration::from_secs(10),
+            }
+        };
+        if let Some(rounds) = args.rounds {
+            counts.rounds = rounds.max(1);
+        }
+        if let Some(batch) = args.stream_batch {
+            counts.stream_batch = batch.max(1);
+        }
+        if let Some(window) = args.stream_window {
+            counts.stream_window = window.max(counts.stream_batch);
+        }
+        if !args.footprint_plugins.is_empty() {
+            counts.footprint_plugins = args.footprint_plugins.clone();
+        }
+        counts
+    }
+}
+
+/// Whether measurement `name` is selected by `--only` (all when empty).
+pub fn selected(args: &RunArgs, name: &str) -> bool {
+    args.only.is_empty() || args.only.iter().any(|only| only == name)
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(value.as_millis())
+    }
+}

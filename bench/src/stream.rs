@@ -1,0 +1,370 @@
+//! Measurement 2, stream throughput: records/s through `Enrich` and events/s
+//! through `HandleEvent` (every event acked) with many items in flight, beside
+//! go-plugin's best equivalent (the same bidi streams, same batches and
+//! window, served by the go-plugin peer), in interleaved rounds. Each side
+//! checks that every item is answered exactly once.
+//!
+//! A second pair of series drives the hub's own `RoleClient::enrich` and
+//! `RoleClient::events` with a window's worth of items per call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use switchyard_hub::domain::{EventKind, RecordEvent};
+use switchyard_hub::supervisor::Connection;
+use switchyard_wire::pb::v1 as pb;
+use nix::unistd::Pid;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::footprint::{clock_ticks_per_second, cpu_ticks};
+use crate::goplugin::Peer;
+use crate::payload;
+use crate::report::{Row, Target, Value};
+use crate::rig::Rig;
+use crate::settings::Counts;
+use crate::stats;
+
+/// Per-round rates (items/s) of every series, and where the CPU went.
+#[derive(Default, serde::Serialize)]
+struct Rates {
+    /// CPU µs per record on the hub side (this process) in the Enrich rounds.
+    enrich_cpu_us_hub: Vec<f64>,
+    /// CPU µs per record in testkit in the Enrich rounds.
+    enrich_cpu_us_plugin: Vec<f64>,
+    /// CPU µs per event on the hub side in the HandleEvent rounds.
+    events_cpu_us_hub: Vec<f64>,
+    /// CPU µs per event in testkit in the HandleEvent rounds.
+    events_cpu_us_plugin: Vec<f64>,
+    enrich: Vec<f64>,
+    events: Vec<f64>,
+    role_client_enrich: Vec<f64>,
+    role_client_events: Vec<f64>,
+    go_enrich: Vec<f64>,
+    go_events: Vec<f64>,
+}
+
+/// Which stream a round drives.
+#[derive(Clone, Copy)]
+enum Kind {
+    Enrich,
+    Events,
+}
+
+/// Runs the rounds and returns the report rows and per-round rates.
+pub async fn measure(
+    rig: &Rig,
+    peer: &Peer,
+    counts: &Counts,
+) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
+    let batch = counts.stream_batch.max(1);
+    let window = counts.stream_window.max(batch);
+    let items = counts.stream_items_per_round.div_ceil(batch) * batch;
+    let mut rates = Rates::default();
+    for round in 0..counts.rounds {
+        eprintln!("stream: round {}/{}", round + 1, counts.rounds);
+        let launched = rig.launch().await?;
+        let result = async {
+            let connection = &launched.connection;
+            let plugin = launched
+                .supervisor
+                .plugin(crate::rig::INSTANCE)
+                .and_then(|handle| handle.status().pid)
+                .and_then(|pid| i32::try_from(pid).ok())
+                .map(Pid::from_raw)
+                .context("testkit has no pid")?;
+            let cpu = CpuMeter::start(plugin)?;
+            rates
+                .enrich
+                .push(stream_round(connection, Kind::Enrich, items, batch, window).await?);
+            let (hub, plugin_us) = cpu.per_item_us(items)?;
+            rates.enrich_cpu_us_hub.push(hub);
+            rates.enrich_cpu_us_plugin.push(plugin_us);
+            let cpu = CpuMeter::start(plugin)?;
+            rates
+                .events
+                .push(stream_round(connection, Kind::Events, items, batch, window).await?);
+            let (hub, plugin_us) = cpu.per_item_us(items)?;
+            rates.events_cpu_us_hub.push(hub);
+            rates.events_cpu_us_plugin.push(plugin_us);
+            rates
+                .role_client_enrich
+                .push(role_client_round(connection, Kind::Enrich, items, window).await?);
+            rates
+                .role_client_events
+                .push(role_client_round(connection, Kind::Events, items, window).await?);
+            anyhow::Ok(())
+        }
+        .await;
+        launched.stop().await;
+        result?;
+        rates.go_enrich.push(
+            peer.stream("enrich", items, batch, window)
+                .await
+                .context("go-plugin Enrich round")?,
+        );
+        rates.go_events.push(
+            peer.stream("events", items, batch, window)
+                .await
+                .context("go-plugin HandleEvent round")?,
+        );
+    }
+    let median = |values: &[f64]| stats::median(values);
+    let rows = vec![
+        Row::new(
+            "stream",
+            "Enrich throughput, many in flight (records/s)",
+            Value::rate(median(&rates.enrich)),
+            Value::rate(median(&rates.go_enrich)),
+            Value::none(),
+            false,
+            Some(Target::AtLeast(1_000_000.0)),
+        ),
+        Row::new(
+            "stream",
+            "HandleEvent throughput, every event acked (events/s)",
+            Value::rate(median(&rates.events)),
+            Value::rate(median(&rates.go_events)),
+            Value::none(),
+            false,
+            Some(Target::AtLeast(500_000.0)),
+        ),
+        Row::new(
+            "stream",
+            format!("Enrich via hub RoleClient::enrich, {window} per call (records/s)"),
+            Value::rate(median(&rates.role_client_enrich)),
+            Value::rate(median(&rates.go_enrich)),
+            Value::none(),
+            false,
+            None,
+        )
+        .note("the hub's own role client: domain conversion, one stream per call"),
+        Row::new(
+            "stream",
+            format!("HandleEvent via hub RoleClient::events, {window} per call (events/s)"),
+            Value::rate(median(&rates.role_client_events)),
+            Value::rate(median(&rates.go_events)),
+            Value::none(),
+            false,
+            None,
+        )
+        .note("the hub's own role client: domain conversion, one stream per call"),
+    ];
+    let details = serde_json::json!({
+        "cpu_us_per_item_median": {
+            "enrich_hub_side": median(&rates.enrich_cpu_us_hub),
+            "enrich_plugin_side": median(&rates.enrich_cpu_us_plugin),
+            "events_hub_side": median(&rates.events_cpu_us_hub),
+            "events_plugin_side": median(&rates.events_cpu_us_plugin),
+        },
+        "items_per_round": items,
+        "batch": batch,
+        "window": window,
+        "per_round_rates": rates,
+    });
+    Ok((rows, details))
+}
+
+/// Pushes `items` through one long-lived stream with `window` items in flight
+/// in messages of `batch`; returns items per second.
+async fn stream_round(
+    connection: &Connection,
+    kind: Kind,
+    items: usize,
+    batch: usize,
+    window: usize,
+) -> anyhow::Result<f64> {
+    let record = payload::record();
+    let channel = connection.client.channel().clone();
+    let credits = Arc::new(Semaphore::new(window));
+    let mut answered = vec![false; items];
+    let start = Instant::now();
+    let sender_credits = credits.clone();
+    let batch_permits = u32::try_from(batch).context("batch too large")?;
+    match kind {
+        Kind::Enrich => {
+            let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(window / batch);
+            let sender = tokio::spawn(async move {
+                for first in (0..items).step_by(batch) {
+                    sender_credits.acquire_many(batch_permits).await?.forget();
+                    let message = pb::EnrichRequest {
+                        items: (first..first + batch)
+                            .map(|sequence| pb::EnrichItem {
+                                sequence: sequence as u64,
+                                record: Some(record.clone()),
+                            })
+                            .collect(),
+                    };
+                    if requests.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                anyhow::Ok(())
+            });
+            let mut client = pb::enricher_client::EnricherClient::new(channel);
+            let mut responses = client
+                .enrich(ReceiverStream::new(receiver))
+                .await
+                .context("cannot open the Enrich stream")?
+                .into_inner();
+            let mut done = 0;
+            while done < items {
+                let response = responses
+                    .message()
+                    .await
+                    .context("Enrich failed")?
+                    .with_context(|| format!("Enrich ended with {done} of {items} answered"))?;
+                for result in &response.results {
+                    if !matches!(result.outcome, Some(pb::enrich_result::Outcome::Record(_))) {
+                        bail!("sequence {} was not enriched", result.sequence);
+                    }
+                    mark(&mut answered, result.sequence)?;
+                }
+                done += response.results.len();
+                credits.add_permits(response.results.len());
+            }
+            sender.await.context("the sender panicked")??;
+        }
+        Kind::Events => {
+            let (requests, receiver) = mpsc::channel::<pb::EventRequest>(window / batch);
+            let sender = tokio::spawn(async move {
+                for first in (0..items).step_by(batch) {
+                    sender_credits.acquire_many(batch_permits).await?.forget();
+                    let message = pb::EventRequest {
+                        events: (first..first + batch)
+                            .map(|id| pb::RecordEvent {
+                                delivery_id: id as u64,
+                                kind: pb::EventKind::Created as i32,
+                                record: Some(record.clone()),
+                                attempt: 1,
+                            })
+                            .collect(),
+                    };
+                    if requests.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                anyhow::Ok(())
+            });
+            let mut client = pb::output_client::OutputClient::new(channel);
+            let mut responses = client
+                .handle_event(ReceiverStream::new(receiver))
+                .await
+                .context("cannot open the HandleEvent stream")?
+                .into_inner();
+            let mut done = 0;
+            while done < items {
+                let response = responses
+                    .message()
+                    .await
+                    .context("HandleEvent failed")?
+                    .with_context(|| format!("HandleEvent ended with {done} of {items} acked"))?;
+                for ack in &response.acks {
+                    if let Some(failure) = &ack.failure {
+                        bail!(
+                            "delivery {} was nacked: {}",
+                            ack.delivery_id,
+                            failure.message
+                        );
+                    }
+                    mark(&mut answered, ack.delivery_id)?;
+                }
+                done += response.acks.len();
+                credits.add_permits(response.acks.len());
+            }
+            sender.await.context("the sender panicked")??;
+        }
+    }
+    Ok(items as f64 / start.elapsed().as_secs_f64())
+}
+
+/// CPU time of this process (the hub side) and of the plugin over a round.
+struct CpuMeter {
+    plugin: Pid,
+    hub_ticks: u64,
+    plugin_ticks: u64,
+}
+
+impl CpuMeter {
+    fn start(plugin: Pid) -> anyhow::Result<Self> {
+        Ok(CpuMeter {
+            plugin,
+            hub_ticks: cpu_ticks(Pid::this())?,
+            plugin_ticks: cpu_ticks(plugin)?,
+        })
+    }
+
+    /// CPU µs per item on the hub side and in the plugin since `start`.
+    fn per_item_us(&self, items: usize) -> anyhow::Result<(f64, f64)> {
+        let scale = 1e6 / clock_ticks_per_second() / items.max(1) as f64;
+        let hub = cpu_ticks(Pid::this())?.saturating_sub(self.hub_ticks);
+        let plugin = cpu_ticks(self.plugin)?.saturating_sub(self.plugin_ticks);
+        Ok((hub as f64 * scale, plugin as f64 * scale))
+    }
+}
+
+/// Marks item `id` answered, refusing unknown and repeated ids.
+fn mark(answered: &mut [bool], id: u64) -> anyhow::Result<()> {
+    match usize::try_from(id)
+        .ok()
+        .and_then(|index| answered.get_mut(index))
+    {
+        Some(slot) if !*slot => {
+            *slot = true;
+            Ok(())
+        }
+        Some(_) => bail!("item {id} was answered twice"),
+        None => bail!("item {id} was never sent"),
+    }
+}
+
+/// Pushes `items` through the hub's RoleClient, `per_call` items per call.
+async fn role_client_round(
+    connection: &Connection,
+    kind: Kind,
+    items: usize,
+    per_call: usize,
+) -> anyhow::Result<f64> {
+    let record = payload::domain_record()?;
+    let records = vec![record; per_call];
+    let start = Instant::now();
+    let mut done = 0;
+    while done < items {
+        let count = per_call.min(items - done);
+        match kind {
+            Kind::Enrich => {
+                let outcomes = connection
+                    .roles
+                    .enrich(&records[..count])
+                    .await
+                    .context("RoleClient::enrich failed")?;
+                if outcomes.len() != count {
+                    bail!("RoleClient::enrich answered {} of {count}", outcomes.len());
+                }
+            }
+            Kind::Events => {
+                let events: Vec<RecordEvent> = records[..count]
+                    .iter()
+                    .enumerate()
+                    .map(|(index, record)| RecordEvent {
+                        delivery_id: (done + index) as u64,
+                        kind: EventKind::Created,
+                        record: record.clone(),
+                        attempt: 1,
+                    })
+                    .collect();
+                let acks = connection
+                    .roles
+                    .events(&events)
+                    .await
+                    .context("RoleClient::events failed")?;
+                if acks.len() != count || acks.iter().any(|ack| ack.failure.is_some()) {
+                    bail!("RoleClient::events did not ack all {count} events");
+                }
+            }
+        }
+        done += count;
+    }
+    Ok(items as f64 / start.elapsed().as_secs_f64())
+}

@@ -1,0 +1,55 @@
+//! Health, readiness and plugin status endpoints.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::json::PluginStatusJson;
+use super::{ApiError, AppState};
+
+/// `GET /healthz`: 200 while the hub process is up.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 once every plugin has completed its handshake at least
+/// once, else 503 naming the plugins still waited for.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let waiting_for: Vec<String> = state
+        .plugins
+        .iter()
+        .map(|plugin| plugin.status())
+        .filter(|status| !status.ever_ready)
+        .map(|status| status.name)
+        .collect();
+    if waiting_for.is_empty() {
+        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting", "waiting_for": waiting_for })),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /api/v1/plugins`: every plugin, in config order.
+pub async fn list_plugins(State(state): State<AppState>) -> Json<Vec<PluginStatusJson>> {
+    Json(
+        state
+            .plugins
+            .iter()
+            .map(PluginStatusJson::of)
+            .collect(),
+    )
+}
+
+/// `GET /api/v1/plugins/NAME`: one plugin, or 404.
+pub async fn get_plugin(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PluginStatusJson>, ApiError> {
+    Ok(Json(PluginStatusJson::of(state.plugin(&name)?)))
+}

@@ -1,0 +1,457 @@
+//! The stored data: `GET /api/v1/records[/ID]` and the dead letters
+//! (`GET /api/v1/dead-letters[/ID]`, `POST /api/v1/dead-letters/ID/replay`,
+//! `DELETE /api/v1/dead-letters/ID`), as `docs/admin-api.md` specifies.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AppState;
+use crate::domain::{EventKind, Record};
+use crate::pipeline::{Ingest, IngestError};
+use crate::store::{DeadLetter, DeadLetterFilter, RecordFilter, Stage, StoreError, StoredRecord};
+
+/// The default page size.
+const DEFAULT_LIMIT: u32 = 100;
+/// The largest page size.
+const MAX_LIMIT: u32 = 1000;
+
+/// An error of these endpoints: a status and `{"error": ...}`.
+#[derive(Debug)]
+pub struct DataError {
+    status: StatusCode,
+    message: String,
+}
+
+impl DataError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        DataError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        DataError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<StoreError> for DataError {
+    fn from(err: StoreError) -> Self {
+        DataError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+    }
+}
+
+impl From<QueryRejection> for DataError {
+    fn from(rejection: QueryRejection) -> Self {
+        DataError::bad_request(format!("malformed query string: {}", rejection.body_text()))
+    }
+}
+
+impl IntoResponse for DataError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), error = %self.message, "API request failed.");
+        } else {
+            tracing::debug!(status = self.status.as_u16(), error = %self.message, "API request refused.");
+        }
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn data(state: &AppState) -> Result<&Ingest, DataError> {
+    state.data.as_ref().ok_or_else(|| {
+        DataError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is not available",
+        )
+    })
+}
+
+fn parse_id(text: &str, what: &str) -> Result<i64, DataError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            DataError::new(
+                StatusCode::NOT_FOUND,
+                format!("there is no {what} {text:?}"),
+            )
+        })
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<i64, DataError> {
+    match cursor {
+        None | Some("") => Ok(0),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| DataError::bad_request(format!("invalid cursor {text:?}"))),
+    }
+}
+
+fn check_limit(limit: Option<u32>) -> Result<u32, DataError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        Some(limit) => Err(DataError::bad_request(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}, found {limit}"
+        ))),
+    }
+}
+
+fn kind_str(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Created => "created",
+        EventKind::Updated => "updated",
+    }
+}
+
+/// A record as the plugins sent it (inside a dead letter).
+#[derive(Debug, Serialize)]
+pub struct PlainRecordJson {
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    record_type: String,
+    occurred_at: Option<DateTime<Utc>>,
+    payload: serde_json::Value,
+    metadata: BTreeMap<String, String>,
+    idempotency_key: Option<String>,
+}
+
+impl From<&Record> for PlainRecordJson {
+    fn from(record: &Record) -> Self {
+        PlainRecordJson {
+            id: record.id.clone(),
+            source: record.source.clone(),
+            record_type: record.record_type.clone(),
+            occurred_at: record.occurred_at,
+            payload: record.payload.clone(),
+            metadata: record.metadata.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+        }
+    }
+}
+
+/// A stored record.
+#[derive(Debug, Serialize)]
+pub struct StoredRecordJson {
+    id: i64,
+    source: String,
+    source_id: String,
+    #[serde(rename = "type")]
+    record_type: String,
+    occurred_at: Option<DateTime<Utc>>,
+    payload: serde_json::Value,
+    metadata: BTreeMap<String, String>,
+    idempotency_key: Option<String>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<StoredRecord> for StoredRecordJson {
+    fn from(stored: StoredRecord) -> Self {
+        StoredRecordJson {
+            id: stored.id,
+            source: stored.record.source,
+            source_id: stored.record.id,
+            record_type: stored.record.record_type,
+            occurred_at: stored.record.occurred_at,
+            payload: stored.record.payload,
+            metadata: stored.record.metadata,
+            idempotency_key: stored.record.idempotency_key,
+            version: stored.version,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        }
+    }
+}
+
+/// A dead letter.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterJson {
+    id: i64,
+    plugin: String,
+    stage: &'static str,
+    record: PlainRecordJson,
+    event_id: Option<i64>,
+    event_kind: Option<&'static str>,
+    error: String,
+    attempts: i64,
+    first_failed_at: DateTime<Utc>,
+    last_failed_at: DateTime<Utc>,
+}
+
+impl From<DeadLetter> for DeadLetterJson {
+    fn from(letter: DeadLetter) -> Self {
+        DeadLetterJson {
+            id: letter.id,
+            plugin: letter.plugin,
+            stage: letter.stage.as_str(),
+            record: PlainRecordJson::from(&letter.record),
+            event_id: letter.event.map(|(id, _)| id),
+            event_kind: letter.event.map(|(_, kind)| kind_str(kind)),
+            error: letter.error,
+            attempts: letter.attempts,
+            first_failed_at: letter.first_failed_at,
+            last_failed_at: letter.last_failed_at,
+        }
+    }
+}
+
+/// The query of `GET /api/v1/records`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    source: Option<String>,
+    #[serde(rename = "type")]
+    record_type: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/records`: stored records, oldest first, one page at a time.
+pub async fn list_records(
+    State(state): State<AppState>,
+    query: Result<Query<RecordsQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, DataError> {
+    let Query(query) = query?;
+    let ingest = data(&state)?;
+    let filter = RecordFilter {
+        source: query.source,
+        record_type: query.record_type,
+        since: query.since,
+        until: query.until,
+    };
+    let page = ingest
+        .store
+        .list_records(
+            &filter,
+            parse_cursor(query.cursor.as_deref())?,
+            check_limit(query.limit)?,
+        )
+        .await?;
+    let records: Vec<StoredRecordJson> = page.records.into_iter().map(Into::into).collect();
+    Ok(Json(json!({
+        "records": records,
+        "next_cursor": page.next_after.map(|id| id.to_string()),
+    })))
+}
+
+/// `GET /api/v1/records/ID`: one stored record, or 404.
+pub async fn get_record(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StoredRecordJson>, DataError> {
+    let ingest = data(&state)?;
+    let id = parse_id(&id, "record")?;
+    match ingest.store.get_record(id).await? {
+        Some(record) => Ok(Json(record.into())),
+        None => Err(DataError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no record {id}"),
+        )),
+    }
+}
+
+/// The query of `GET /api/v1/dead-letters`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLettersQuery {
+    plugin: Option<String>,
+    stage: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/dead-letters`: dead letters, oldest first, one page at a time.
+pub async fn list_dead_letters(
+    State(state): State<AppState>,
+    query: Result<Query<DeadLettersQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, DataError> {
+    let Query(query) = query?;
+    let ingest = data(&state)?;
+    let stage = match query.stage.as_deref() {
+        None => None,
+        Some(text) => Some(Stage::parse(text).ok_or_else(|| {
+            DataError::bad_request(format!(
+                "unknown stage {text:?}; expected \"enrich\", \"output\" or \"webhook\""
+            ))
+        })?),
+    };
+    let filter = DeadLetterFilter {
+        plugin: query.plugin,
+        stage,
+    };
+    let (letters, next) = ingest
+        .store
+        .list_dead_letters(
+            &filter,
+            parse_cursor(query.cursor.as_deref())?,
+            check_limit(query.limit)?,
+        )
+        .await?;
+    let letters: Vec<DeadLetterJson> = letters.into_iter().map(Into::into).collect();
+    Ok(Json(json!({
+        "dead_letters": letters,
+        "next_cursor": next.map(|id| id.to_string()),
+    })))
+}
+
+async fn find_dead_letter(ingest: &Ingest, id: &str) -> Result<DeadLetter, DataError> {
+    let id = parse_id(id, "dead letter")?;
+    ingest.store.dead_letter(id).await?.ok_or_else(|| {
+        DataError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no dead letter {id}"),
+        )
+    })
+}
+
+/// `GET /api/v1/dead-letters/ID`.
+pub async fn get_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetterJson>, DataError> {
+    let ingest = data(&state)?;
+    Ok(Json(find_dead_letter(ingest, &id).await?.into()))
+}
+
+/// `DELETE /api/v1/dead-letters/ID`: 204, or 404.
+pub async fn delete_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DataError> {
+    let ingest = data(&state)?;
+    let letter = find_dead_letter(ingest, &id).await?;
+    let mut tx = ingest.store.begin().await?;
+    let deleted = tx.delete_dead_letter(letter.id).await?;
+    tx.commit().await?;
+    if deleted {
+        tracing::info!(dead_letter = letter.id, plugin = %letter.plugin, "Dead letter deleted.");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(DataError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no dead letter {}", letter.id),
+        ))
+    }
+}
+
+/// `POST /api/v1/dead-letters/ID/replay`: an output event is queued for
+/// redelivery to that output (202); an enrichment failure runs the record
+/// through its chain again and stores it (200), or parks it again.
+pub async fn replay_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, DataError> {
+    let ingest = data(&state)?;
+    let letter = find_dead_letter(ingest, &id).await?;
+    match (letter.stage, letter.event) {
+        (Stage::Output, Some((event_id, _))) => {
+            let serves_output = state
+                .plugins
+                .iter()
+                .any(|plugin| plugin.name() == letter.plugin);
+            if !serves_output {
+                return Err(DataError::new(
+                    StatusCode::CONFLICT,
+                    format!("output `{}` is no longer configured", letter.plugin),
+                ));
+            }
+            let mut tx = ingest.store.begin().await?;
+            tx.enqueue_replay(&letter.plugin, event_id).await?;
+            tx.delete_dead_letter(letter.id).await?;
+            tx.commit().await?;
+            tracing::info!(dead_letter = letter.id, plugin = %letter.plugin, event = event_id, "Dead letter queued for redelivery.");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "outcome": "queued", "plugin": letter.plugin, "event_id": event_id })),
+            )
+                .into_response())
+        }
+        (Stage::Enrich, _) => {
+            let source = letter.record.source.clone();
+            let prepared = tokio::time::timeout(
+                state.call_timeout,
+                ingest.prepare(&source, vec![letter.record.clone()]),
+            )
+            .await
+            .map_err(|_| {
+                DataError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "the enrichment chain did not finish within {}s",
+                        state.call_timeout.as_secs()
+                    ),
+                )
+            })?
+            .map_err(|failure| {
+                DataError::new(
+                    StatusCode::BAD_GATEWAY,
+                    IngestError::from(failure).to_string(),
+                )
+            })?;
+            let mut tx = ingest.store.begin().await?;
+            let outcomes = ingest.write(&mut tx, &source, &prepared).await?;
+            tx.delete_dead_letter(letter.id).await?;
+            tx.commit().await?;
+            ingest.count(&source, &outcomes);
+            let body = match outcomes.first() {
+                Some(outcome) => {
+                    tracing::info!(
+                        dead_letter = letter.id,
+                        record = outcome.record_id(),
+                        "Dead letter replayed and stored."
+                    );
+                    json!({ "outcome": "stored", "record_id": outcome.record_id() })
+                }
+                None => {
+                    tracing::warn!(
+                        dead_letter = letter.id,
+                        "Replayed dead letter failed enrichment again."
+                    );
+                    json!({ "outcome": "dead-lettered", "error": prepared.dead_letters.first().map(|l| l.error.clone()) })
+                }
+            };
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+        (Stage::Webhook, _) => {
+            let queued = match &state.webhooks {
+                Some(webhooks) => webhooks.replay_dead_letter(&letter).await?,
+                None => false,
+            };
+            if queued {
+                Ok((
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "outcome": "queued", "plugin": letter.plugin })),
+                )
+                    .into_response())
+            } else {
+                Err(DataError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "the webhook delivery of dead letter {} is no longer held for `{}`",
+                        letter.id, letter.plugin
+                    ),
+                ))
+            }
+        }
+        (stage, _) => Err(DataError::new(
+            StatusCode::CONFLICT,
+            format!("dead letters of the {stage} stage cannot be replayed here"),
+        )),
+    }
+}

@@ -1,0 +1,335 @@
+//! The JSON shapes of the API (`docs/admin-api.md`) and their conversion to
+//! and from domain types. Binary fields (checkpoints) are base64; bodies are
+//! UTF-8 text.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Failure, HttpReply, PollBatch, Record, Role};
+use crate::supervisor::{PluginHandle, PluginStatus};
+
+/// A record as the API shows and accepts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordJson {
+    /// The record's id (required).
+    pub id: String,
+    /// Where it came from.
+    #[serde(default)]
+    pub source: String,
+    /// What kind of record it is.
+    #[serde(default, rename = "type")]
+    pub record_type: String,
+    /// RFC 3339, or null.
+    #[serde(default)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Any JSON value.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// String metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// The deduplication key, or null.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+impl From<RecordJson> for Record {
+    fn from(record: RecordJson) -> Self {
+        Record {
+            id: record.id,
+            source: record.source,
+            record_type: record.record_type,
+            occurred_at: record.occurred_at,
+            payload: record.payload,
+            metadata: record.metadata,
+            idempotency_key: record.idempotency_key,
+        }
+    }
+}
+
+impl From<Record> for RecordJson {
+    fn from(record: Record) -> Self {
+        RecordJson {
+            id: record.id,
+            source: record.source,
+            record_type: record.record_type,
+            occurred_at: record.occurred_at,
+            payload: record.payload,
+            metadata: record.metadata,
+            idempotency_key: record.idempotency_key,
+        }
+    }
+}
+
+/// A failure as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureJson {
+    /// What went wrong.
+    pub message: String,
+    /// Whether a retry may succeed.
+    pub retryable: bool,
+    /// The plugin's retry-after hint in milliseconds, or null.
+    pub retry_after_ms: Option<u64>,
+    /// The plugin's code, or empty.
+    pub code: String,
+}
+
+impl From<Failure> for FailureJson {
+    fn from(failure: Failure) -> Self {
+        FailureJson {
+            message: failure.message,
+            retryable: failure.retryable,
+            retry_after_ms: failure
+                .retry_after
+                .map(|duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+            code: failure.code,
+        }
+    }
+}
+
+/// A plugin's status as `GET /api/v1/plugins[/NAME]` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginStatusJson {
+    /// The instance name.
+    pub name: String,
+    /// `starting`, `running`, `stopping`, `stopped`, `backoff` or `failed`.
+    pub state: &'static str,
+    /// The pid, or null.
+    pub pid: Option<u32>,
+    /// `polling-input`, `webhook-input`, `enrichment`, `output`.
+    pub roles: Vec<&'static str>,
+    /// The plugin's own name, or null.
+    pub plugin_name: Option<String>,
+    /// The plugin's version, or null.
+    pub version: Option<String>,
+    /// The negotiated app protocol version, or null.
+    pub protocol_version: Option<u32>,
+    /// How many times the hub restarted it.
+    pub restarts: u32,
+    /// RFC 3339 UTC with milliseconds, or null.
+    pub started_at: Option<String>,
+    /// The last start failure or exit, or null.
+    pub last_error: Option<String>,
+    /// How and when the last process ended, or null.
+    pub last_exit: Option<LastExitJson>,
+    /// While in `backoff`: when the next start is due (RFC 3339), else null.
+    pub next_restart_at: Option<String>,
+    /// Running, and its last health check said SERVING.
+    pub healthy: bool,
+    /// The circuit breaker: `closed`, `open` or `half-open`.
+    pub circuit_breaker: &'static str,
+}
+
+/// How a plugin's last process ended, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastExitJson {
+    /// Why it ended.
+    pub reason: String,
+    /// When (RFC 3339, UTC, milliseconds).
+    pub at: String,
+}
+
+impl PluginStatusJson {
+    /// The status of `plugin` now, its circuit breaker included.
+    pub fn of(plugin: &PluginHandle) -> Self {
+        PluginStatusJson {
+            circuit_breaker: plugin.breaker_state().as_str(),
+            ..PluginStatusJson::from(plugin.status())
+        }
+    }
+}
+
+impl From<PluginStatus> for PluginStatusJson {
+    fn from(status: PluginStatus) -> Self {
+        PluginStatusJson {
+            name: status.name,
+            state: status.state.as_str(),
+            pid: status.pid,
+            roles: status.roles.iter().copied().map(Role::as_str).collect(),
+            plugin_name: status.plugin_name,
+            version: status.version,
+            protocol_version: status.protocol_version,
+            restarts: status.restarts,
+            started_at: status
+                .started_at
+                .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            last_error: status.last_error,
+            last_exit: status.last_exit.map(|exit| LastExitJson {
+                reason: exit.reason,
+                at: exit.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            }),
+            next_restart_at: status
+                .next_restart_at
+                .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            healthy: status.healthy,
+            circuit_breaker: "closed",
+        }
+    }
+}
+
+/// The body of `call/poll`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollBody {
+    /// The checkpoint, base64, or null.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// A soft limit; 0 for none.
+    #[serde(default)]
+    pub max_records: u32,
+}
+
+/// One batch in the answer of `call/poll`.
+#[derive(Debug, Serialize)]
+pub struct PollBatchJson {
+    /// The records.
+    pub records: Vec<RecordJson>,
+    /// The checkpoint, base64, or null.
+    pub checkpoint: Option<String>,
+}
+
+impl From<PollBatch> for PollBatchJson {
+    fn from(batch: PollBatch) -> Self {
+        PollBatchJson {
+            records: batch.records.into_iter().map(RecordJson::from).collect(),
+            checkpoint: batch.checkpoint.map(|bytes| encode_base64(&bytes)),
+        }
+    }
+}
+
+/// The body of `call/webhook`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    /// The HTTP method (default `POST`).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// The request path (default `/webhooks/NAME`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The query string without `?`.
+    #[serde(default)]
+    pub query: String,
+    /// Headers as `[name, value]` pairs.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The body, as UTF-8 text.
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+impl Default for WebhookBody {
+    fn default() -> Self {
+        WebhookBody {
+            method: default_method(),
+            path: None,
+            query: String::new(),
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+}
+
+/// The reply in the answer of `call/webhook`.
+#[derive(Debug, Serialize)]
+pub struct HttpReplyJson {
+    /// The status code.
+    pub status: u16,
+    /// Headers as `[name, value]` pairs.
+    pub headers: Vec<(String, String)>,
+    /// The body as text (invalid UTF-8 replaced).
+    pub body: String,
+}
+
+impl From<HttpReply> for HttpReplyJson {
+    fn from(reply: HttpReply) -> Self {
+        HttpReplyJson {
+            status: reply.status,
+            headers: reply.headers,
+            body: String::from_utf8_lossy(&reply.body).into_owned(),
+        }
+    }
+}
+
+/// The body of `call/enrich`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichBody {
+    /// The records to enrich.
+    pub records: Vec<RecordJson>,
+}
+
+/// The body of `call/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsBody {
+    /// The events to send.
+    pub events: Vec<EventJson>,
+}
+
+/// One event in `call/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventJson {
+    /// `created` or `updated`.
+    pub kind: EventKindJson,
+    /// The record.
+    pub record: RecordJson,
+}
+
+/// An event kind in JSON.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKindJson {
+    /// Stored for the first time.
+    Created,
+    /// A stored record changed.
+    Updated,
+}
+
+/// Encodes bytes as standard padded base64.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes standard base64 (padding optional).
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim_end_matches('='))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_accept_the_documented_minimum() {
+        let record: RecordJson = serde_json::from_str(r#"{"id":"1","payload":{"a":1}}"#).unwrap();
+        assert_eq!(record.source, "");
+        assert_eq!(record.occurred_at, None);
+        let full: RecordJson = serde_json::from_str(
+            r#"{"id":"42","source":"github","type":"issue.opened","occurred_at":"2026-11-23T18:00:00Z",
+               "payload":{"title":"It broke"},"metadata":{"x":"y"},"idempotency_key":null}"#,
+        )
+        .unwrap();
+        let json = serde_json::to_value(&full).unwrap();
+        assert_eq!(json["occurred_at"], "2026-11-23T18:00:00Z");
+        assert_eq!(json["type"], "issue.opened");
+        assert!(serde_json::from_str::<RecordJson>(r#"{"id":"1","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn base64_round_trips_with_or_without_padding() {
+        assert_eq!(encode_base64(b"ab"), "YWI=");
+        assert_eq!(decode_base64("YWI=").unwrap(), b"ab");
+        assert_eq!(decode_base64("YWI").unwrap(), b"ab");
+    }
+}

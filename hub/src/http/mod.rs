@@ -1,0 +1,110 @@
+//! The hub's HTTP server (the only module that knows axum): health, the
+//! plugin status API and the call-a-plugin-by-hand endpoints, exactly as
+//! `docs/admin-api.md` specifies.
+//!
+//! * [`admin`]: `/healthz`, `/readyz`, `/api/v1/plugins[/NAME]`.
+//! * [`calls`]: the call endpoints, `/api/v1/plugins/NAME/call/...`.
+//! * [`control`]: `/api/v1/plugins/NAME/{restart,stop,start}` and `/metrics`.
+//! * [`data`]: `/api/v1/records[/ID]` and `/api/v1/dead-letters[/ID[/replay]]`.
+//! * [`error`]: [`ApiError`] -> status code + `{"error": ...}`.
+//! * [`json`]: the JSON shapes.
+//! * [`webhooks`]: `POST /webhooks/NAME`.
+
+pub mod admin;
+pub mod calls;
+pub mod control;
+pub mod data;
+pub mod error;
+pub mod json;
+pub mod webhooks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+use crate::supervisor::PluginHandle;
+
+/// How long a call made through the API may take before it answers 504.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler can see.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Every plugin, in config order.
+    pub plugins: Arc<[PluginHandle]>,
+    /// The per-call timeout.
+    pub call_timeout: Duration,
+    /// The webhook endpoints (`POST /webhooks/NAME`); `None` answers 404.
+    pub webhooks: Option<crate::webhook::Webhooks>,
+    /// The store and ingest path behind the records and dead-letter
+    /// endpoints; `None` answers 503.
+    pub data: Option<crate::pipeline::Ingest>,
+}
+
+impl AppState {
+    /// The plugin named `name`, or a 404.
+    pub fn plugin(&self, name: &str) -> Result<&PluginHandle, ApiError> {
+        self.plugins
+            .iter()
+            .find(|plugin| plugin.name() == name)
+            .ok_or_else(|| ApiError::UnknownPlugin(name.to_owned()))
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/api/v1/plugins", get(admin::list_plugins))
+        .route("/api/v1/plugins/{name}", get(admin::get_plugin))
+        .route("/api/v1/plugins/{name}/call/poll", post(calls::poll))
+        .route("/api/v1/plugins/{name}/call/webhook", post(calls::webhook))
+        .route("/api/v1/plugins/{name}/call/enrich", post(calls::enrich))
+        .route("/api/v1/plugins/{name}/call/events", post(calls::events))
+        .route("/api/v1/plugins/{name}/restart", post(control::restart))
+        .route("/api/v1/plugins/{name}/stop", post(control::stop))
+        .route("/api/v1/plugins/{name}/start", post(control::start))
+        .route("/metrics", get(control::metrics))
+        .route("/webhooks/{name}", post(webhooks::receive))
+        .route("/api/v1/records", get(data::list_records))
+        .route("/api/v1/records/{id}", get(data::get_record))
+        .route("/api/v1/dead-letters", get(data::list_dead_letters))
+        .route(
+            "/api/v1/dead-letters/{id}",
+            get(data::get_dead_letter).delete(data::delete_dead_letter),
+        )
+        .route(
+            "/api/v1/dead-letters/{id}/replay",
+            post(data::replay_dead_letter),
+        )
+        .with_state(state)
+}
+
+/// Binds the listen address; logs the address actually bound (port 0 picks
+/// a free port).
+pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(addr = %addr, "HTTP server listening");
+    Ok(listener)
+}
+
+/// Serves until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

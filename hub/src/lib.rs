@@ -1,0 +1,32 @@
+//! The Switchyard hub: launches connector plugins as child processes, completes
+//! the go-plugin-compatible handshake with each, supervises them, and serves
+//! the HTTP admin API.
+//!
+//! Module map:
+//! * [`app`]: the running hub, wiring everything together.
+//! * [`cli`]: the `switchyard run|check` commands.
+//! * [`config`]: `plugins.toml` -> a validated [`config::Config`].
+//! * [`domain`]: the hub's own record, event and metadata types.
+//! * [`rpc`]: the only module that names protobuf types (gRPC clients).
+//! * [`supervisor`]: spawning, handshake, stdio, stop, per-plugin actors.
+//! * [`http`]: the admin API (the only module that knows axum).
+//! * [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! * [`retry`]: call retry policy and circuit breaker, for every plugin call.
+//! * [`store`]: the durable store (the only module that runs SQL).
+//! * [`pipeline`]: polling, enrichment and delivery to outputs.
+//! * [`telemetry`]: tracing setup.
+//! * [`webhook`]: `POST /webhooks/NAME`, the inbox worker, signature checks.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod retry;
+pub mod rpc;
+pub mod store;
+pub mod supervisor;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,211 @@
+//! The enrichment chain: records pass through the configured enrichers in
+//! order before they are stored. Each enricher gets a whole batch on one
+//! pipelined `Enrich` stream (many records in flight). Per record, a
+//! retryable failure is retried under the enricher's retry policy; a
+//! permanent one (or retries exhausted) follows the enricher's `on_error`:
+//! `skip` stores the record without that enricher's changes, noting
+//! `enrich_error.NAME` in its metadata; `dead-letter` parks the original
+//! record. A call that cannot get through (the plugin is down) is retried;
+//! when retries give up the whole batch fails, so the caller keeps it (an
+//! uncommitted poll is fetched again; a webhook stays in its inbox).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::call::{self, CallFailure};
+use super::metrics::PipelineMetrics;
+use crate::config::{OnError, PipelineConfig};
+use crate::domain::{EnrichOutcome, Record, Role};
+use crate::store::{NewDeadLetter, Stage};
+use crate::supervisor::PluginHandle;
+
+/// What the chain made of a batch.
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    /// The records to store, enriched, in input order.
+    pub records: Vec<Record>,
+    /// Records parked by an enricher with `on_error = "dead-letter"`.
+    pub dead_letters: Vec<NewDeadLetter>,
+}
+
+/// The configured chains and the enricher plugins they call.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    config: PipelineConfig,
+    plugins: HashMap<String, PluginHandle>,
+    metrics: Arc<PipelineMetrics>,
+    cancel: CancellationToken,
+}
+
+impl Chain {
+    /// A chain over `plugins` (every configured plugin; the enrichers are
+    /// looked up by name).
+    pub fn new(
+        config: PipelineConfig,
+        plugins: &[PluginHandle],
+        metrics: Arc<PipelineMetrics>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Chain {
+            config,
+            plugins: plugins
+                .iter()
+                .map(|plugin| (plugin.name().to_owned(), plugin.clone()))
+                .collect(),
+            metrics,
+            cancel,
+        }
+    }
+
+    /// The enrichers records from `source` pass through, in order.
+    pub fn chain_for(&self, source: &str) -> &[String] {
+        self.config.chain_for(source)
+    }
+
+    /// Runs `records` through their source's chain. Records with an empty
+    /// source get `default_source` first (so the right chain applies).
+    pub async fn run(
+        &self,
+        default_source: &str,
+        mut records: Vec<Record>,
+    ) -> Result<ChainOutput, CallFailure> {
+        for record in &mut records {
+            if record.source.is_empty() {
+                record.source = default_source.to_owned();
+            }
+        }
+        // Group by chain, keeping each record's position.
+        let mut groups: Vec<(&[String], Vec<usize>)> = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            let chain = self.chain_for(&record.source);
+            match groups.iter_mut().find(|(known, _)| *known == chain) {
+                Some((_, indexes)) => indexes.push(index),
+                None => groups.push((chain, vec![index])),
+            }
+        }
+        let mut results: Vec<Option<Record>> = vec![None; records.len()];
+        let mut dead_letters = Vec::new();
+        for (chain, indexes) in groups {
+            let originals: Vec<Record> = indexes.iter().map(|&i| records[i].clone()).collect();
+            // `alive[k]` is the current form of originals[k], or None once parked.
+            let mut alive: Vec<Option<Record>> = originals.iter().cloned().map(Some).collect();
+            for enricher in chain {
+                let positions: Vec<usize> =
+                    (0..alive.len()).filter(|&k| alive[k].is_some()).collect();
+                if positions.is_empty() {
+                    break;
+                }
+                let batch: Vec<Record> =
+                    positions.iter().filter_map(|&k| alive[k].clone()).collect();
+                let outcomes = self.enrich_with_retry(enricher, &batch).await?;
+                for (&k, outcome) in positions.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(record) => {
+                            self.metrics.enriched(enricher);
+                            alive[k] = Some(record);
+                        }
+                        Err((message, attempts)) => match self.config.on_error(enricher) {
+                            OnError::Skip => {
+                                self.metrics.enrich_failed(enricher);
+                                tracing::warn!(plugin = %enricher, record = %originals[k].id, error = %message, "An enricher failed a record; storing it without this enricher's changes.");
+                                if let Some(record) = alive[k].as_mut() {
+                                    record
+                                        .metadata
+                                        .insert(format!("enrich_error.{enricher}"), message);
+                                }
+                            }
+                            OnError::DeadLetter => {
+                                self.metrics.enrich_failed(enricher);
+                                self.metrics.dead_lettered(enricher, Stage::Enrich);
+                                tracing::warn!(plugin = %enricher, record = %originals[k].id, error = %message, "An enricher failed a record; moving it to the dead letters.");
+                                dead_letters.push(NewDeadLetter {
+                                    plugin: enricher.clone(),
+                                    stage: Stage::Enrich,
+                                    record: originals[k].clone(),
+                                    event: None,
+                                    error: message,
+                                    attempts,
+                                    first_failed_at: Utc::now(),
+                                });
+                                alive[k] = None;
+                            }
+                        },
+                    }
+                }
+            }
+            for (k, record) in alive.into_iter().enumerate() {
+                results[indexes[k]] = record;
+            }
+        }
+        Ok(ChainOutput {
+            records: results.into_iter().flatten().collect(),
+            dead_letters,
+        })
+    }
+
+    /// Enriches `records` with `enricher`, retrying retryable failures (of
+    /// the call, or of single records) under its retry policy. Each record
+    /// ends enriched, or failed with a message and the attempts made.
+    async fn enrich_with_retry(
+        &self,
+        enricher: &str,
+        records: &[Record],
+    ) -> Result<Vec<Result<Record, (String, u32)>>, CallFailure> {
+        let plugin = self
+            .plugins
+            .get(enricher)
+            .ok_or_else(|| CallFailure::NotRunning {
+                plugin: enricher.to_owned(),
+            })?;
+        let policy = plugin.retry_config().clone();
+        let max_attempts = policy.max_attempts.max(1);
+        let mut results: Vec<Option<Result<Record, (String, u32)>>> = vec![None; records.len()];
+        let mut attempts = vec![0_u32; records.len()];
+        loop {
+            let pending: Vec<usize> = (0..records.len())
+                .filter(|&i| results[i].is_none())
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            let batch: Vec<Record> = pending.iter().map(|&i| records[i].clone()).collect();
+            let call = crate::retry::call(plugin, "enrich", Role::Enrichment, |connection| {
+                let batch = batch.clone();
+                async move { connection.roles.enrich(&batch).await }
+            });
+            let outcomes = tokio::select! {
+                () = self.cancel.cancelled() => return Err(CallFailure::Cancelled),
+                result = call => result.map_err(|reason| CallFailure::GaveUp {
+                    plugin: enricher.to_owned(),
+                    reason,
+                })?,
+            };
+            let mut wait_for: Option<std::time::Duration> = None;
+            for (&i, outcome) in pending.iter().zip(outcomes) {
+                attempts[i] += 1;
+                match outcome {
+                    EnrichOutcome::Enriched(record) => results[i] = Some(Ok(record)),
+                    EnrichOutcome::Failed(failure)
+                        if failure.retryable && attempts[i] < max_attempts =>
+                    {
+                        let delay =
+                            call::retry_delay(&policy, attempts[i] - 1, failure.retry_after);
+                        wait_for = Some(wait_for.map_or(delay, |known| known.max(delay)));
+                    }
+                    EnrichOutcome::Failed(failure) => {
+                        results[i] = Some(Err((failure.message, attempts[i])));
+                    }
+                }
+            }
+            if let Some(delay) = wait_for
+                && !call::sleep(delay, &self.cancel).await
+            {
+                return Err(CallFailure::Cancelled);
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+}

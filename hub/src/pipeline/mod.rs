@@ -1,0 +1,181 @@
+//! The data path: polling inputs feed records through the enrichment chain
+//! into the store; output workers deliver the outbox's events to output
+//! plugins, each at its own durable position.
+//!
+//! * [`poller`]: one loop per `[plugins.NAME.poll]`.
+//! * [`enrich`]: the `[pipeline]` enrichment chains.
+//! * [`output`]: one delivery loop per `[plugins.NAME.output]`.
+//! * [`call`]: waiting for plugins, retry classification and backoff.
+//! * [`metrics`]: the per-stage Prometheus metrics.
+//!
+//! [`Ingest`] is the one way records enter the store: chain, then one
+//! transaction with the records, their events, any dead letters and (for
+//! polls) the checkpoint. Webhook deliveries use it too
+//! ([`Ingest::prepare`] then [`Ingest::write`] inside their own
+//! transaction).
+
+pub mod call;
+pub mod enrich;
+pub mod metrics;
+pub mod output;
+pub mod poller;
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::Record;
+use crate::store::{Store, StoreError, StoreTx, Upserted};
+use crate::supervisor::PluginHandle;
+pub use call::CallFailure;
+pub use enrich::{Chain, ChainOutput};
+pub use metrics::PipelineMetrics;
+
+/// Why records could not be ingested (nothing was committed).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// An enricher could not be reached (retries gave up) or the hub is
+    /// shutting down.
+    #[error(transparent)]
+    Call(#[from] CallFailure),
+    /// The store failed.
+    #[error("cannot store the records: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Stores records the way every input must: through the enrichment chain,
+/// then in one transaction. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    /// The store written to.
+    pub store: Store,
+    /// The enrichment chains.
+    pub chain: Arc<Chain>,
+    /// The per-stage metrics.
+    pub metrics: Arc<PipelineMetrics>,
+}
+
+impl Ingest {
+    /// Runs `records` from input `plugin` through their enrichment chain
+    /// (records with an empty source get `plugin` as their source).
+    pub async fn prepare(
+        &self,
+        plugin: &str,
+        records: Vec<Record>,
+    ) -> Result<ChainOutput, CallFailure> {
+        self.chain.run(plugin, records).await
+    }
+
+    /// Writes prepared records and dead letters in `tx` (the caller commits,
+    /// then calls [`Ingest::count`]).
+    pub async fn write(
+        &self,
+        tx: &mut StoreTx,
+        plugin: &str,
+        prepared: &ChainOutput,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        for letter in &prepared.dead_letters {
+            tx.add_dead_letter(letter).await?;
+        }
+        tx.upsert_records(plugin, &prepared.records).await
+    }
+
+    /// Counts stored records in the metrics (after the commit).
+    pub fn count(&self, plugin: &str, outcomes: &[Upserted]) {
+        self.metrics.stored(plugin, outcomes);
+    }
+
+    /// Enriches and commits `records` from input `plugin`, with
+    /// `checkpoint` (if any) saved in the same transaction.
+    pub async fn commit(
+        &self,
+        plugin: &str,
+        records: Vec<Record>,
+        checkpoint: Option<&[u8]>,
+    ) -> Result<Vec<Upserted>, IngestError> {
+        let prepared = self.prepare(plugin, records).await?;
+        let mut tx = self.store.begin().await?;
+        let outcomes = self.write(&mut tx, plugin, &prepared).await?;
+        if let Some(checkpoint) = checkpoint {
+            tx.save_checkpoint(plugin, checkpoint).await?;
+        }
+        tx.commit().await?;
+        self.count(plugin, &outcomes);
+        Ok(outcomes)
+    }
+}
+
+/// The running data path: its pollers and output workers.
+#[derive(Debug)]
+pub struct Pipeline {
+    ingest: Ingest,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts a poller for every plugin with `[plugins.NAME.poll]` and a
+    /// delivery loop for every plugin with `[plugins.NAME.output]`.
+    pub fn start(config: &Config, store: Store, plugins: &[PluginHandle]) -> Pipeline {
+        let cancel = CancellationToken::new();
+        let metrics = metrics::global().clone();
+        let chain = Arc::new(Chain::new(
+            config.pipeline.clone(),
+            plugins,
+            metrics.clone(),
+            cancel.clone(),
+        ));
+        let ingest = Ingest {
+            store: store.clone(),
+            chain,
+            metrics: metrics.clone(),
+        };
+        let mut tasks = Vec::new();
+        for plugin_config in &config.plugins {
+            let Some(plugin) = plugins.iter().find(|p| p.name() == plugin_config.name) else {
+                continue;
+            };
+            if let Some(poll) = &plugin_config.poll {
+                tasks.push(tokio::spawn(poller::run(
+                    plugin.clone(),
+                    poll.clone(),
+                    ingest.clone(),
+                    cancel.clone(),
+                )));
+            }
+            if let Some(output) = &plugin_config.output {
+                let worker = output::OutputWorker {
+                    plugin: plugin.clone(),
+                    config: output.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    cancel: cancel.clone(),
+                };
+                tasks.push(tokio::spawn(worker.run()));
+            }
+        }
+        Pipeline {
+            ingest,
+            cancel,
+            tasks,
+        }
+    }
+
+    /// The ingest path, for the HTTP API and webhook deliveries.
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    /// Stops every poller and output worker and waits for them. Work not
+    /// committed is dropped; it is fetched or delivered again next time.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "A pipeline task ended abnormally.");
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! One delivery loop per `[plugins.NAME.output]`.
+//!
+//! The loop reads outbox events after the output's durable position, skips
+//! those its filter excludes, and sends the rest in `batch`-sized
+//! `HandleEvent` streams (one at a time when `ordered`, up to
+//! `max_in_flight` at once otherwise). The delivery id is the outbox event
+//! id, the same on every redelivery, so plugins can deduplicate.
+//!
+//! An event is finished only when the plugin acks it, or when it is moved to
+//! the dead letters (a permanent nack, or a retryable nack after the retry
+//! policy's attempts). Retryable nacks wait out a backoff (at least the
+//! plugin's `retry_after`) and are sent again before anything later in
+//! ordered mode. A broken stream (the plugin crashed) keeps the acks that
+//! arrived and resends the rest once the plugin is back; these failures do
+//! not count as attempts, so a plugin that is down holds events back rather
+//! than dead-lettering them.
+//!
+//! Progress is committed after every stream: the position moves past
+//! everything finished in order, and events finished out of order are
+//! marked individually, so a crash of the hub redelivers only what was not
+//! acknowledged. Dead letters are written in the same transaction.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::call::{self, CallFailure};
+use super::metrics::PipelineMetrics;
+use crate::config::OutputConfig;
+use crate::domain::{RecordEvent, Role};
+use crate::store::{NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError};
+use crate::supervisor::PluginHandle;
+
+/// How often an idle output looks at the outbox even without a wake-up.
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// How long to wait before retrying after a store error.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// What happened to the events of one stream.
+#[derive(Debug, Default)]
+struct Finished {
+    /// Events acked by the plugin.
+    acked: Vec<i64>,
+    /// Events moved to the dead letters.
+    dead: Vec<NewDeadLetter>,
+}
+
+impl Finished {
+    fn ids(&self) -> Vec<i64> {
+        let mut ids = self.acked.clone();
+        ids.extend(
+            self.dead
+                .iter()
+                .filter_map(|letter| letter.event.map(|(id, _)| id)),
+        );
+        ids
+    }
+}
+
+/// One output's delivery loop.
+pub(crate) struct OutputWorker {
+    pub plugin: PluginHandle,
+    pub config: OutputConfig,
+    pub store: Store,
+    pub metrics: Arc<PipelineMetrics>,
+    pub cancel: CancellationToken,
+}
+
+impl OutputWorker {
+    fn filter(&self) -> OutputFilter {
+        OutputFilter {
+            kinds: self.config.events.clone(),
+            sources: self.config.sources.clone(),
+            types: self.config.types.clone(),
+        }
+    }
+
+    /// Delivers until `cancel` fires.
+    pub(crate) async fn run(self) {
+        let span = tracing::info_span!("output", plugin = %self.plugin.name());
+        async move {
+            let mut wake = self.store.subscribe_events();
+            loop {
+                // Marked seen before looking, so a commit after the look
+                // still wakes the wait below.
+                wake.borrow_and_update();
+                match self.step().await {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        self.metrics.lag(self.plugin.name(), 0.0);
+                        tokio::select! {
+                            () = self.cancel.cancelled() => break,
+                            _ = wake.changed() => {}
+                            () = tokio::time::sleep(IDLE_RECHECK) => {}
+                        }
+                    }
+                    Err(StepError::Cancelled) => break,
+                    Err(StepError::Store(err)) => {
+                        tracing::error!(error = %err, "The output's progress could not be read or saved; retrying.");
+                        if !call::sleep(STORE_RETRY, &self.cancel).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            tracing::debug!("Output worker stopped.");
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Delivers pending replays, else one scan of new events. `Ok(false)`
+    /// when there was nothing to do.
+    async fn step(&self) -> Result<bool, StepError> {
+        let name = self.plugin.name();
+        let replays = self.store.pending_replays(name, self.config.batch).await?;
+        if !replays.is_empty() {
+            let finished = self.deliver(&replays).await?;
+            let mut tx = self.store.begin().await?;
+            for id in finished.ids() {
+                tx.finish_replay(name, id).await?;
+            }
+            for letter in &finished.dead {
+                tx.add_dead_letter(letter).await?;
+            }
+            tx.commit().await?;
+            self.count(&finished);
+            return Ok(true);
+        }
+
+        let position = self.store.output_position(name).await?;
+        let scan_limit = self.config.batch.saturating_mul(self.config.max_in_flight);
+        let scanned = self.store.events_after(name, position, scan_limit).await?;
+        let Some(last_scanned) = scanned.last().map(|event| event.id) else {
+            return Ok(false);
+        };
+        let filter = self.filter();
+        let events: Vec<OutboxEvent> = scanned.into_iter().filter(|e| filter.matches(e)).collect();
+        if let Some(oldest) = events.first() {
+            let age = (Utc::now() - oldest.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.metrics.lag(name, age);
+        }
+        let chunks: Vec<&[OutboxEvent]> = events.chunks(self.config.batch as usize).collect();
+        if self.config.ordered {
+            for (index, chunk) in chunks.iter().enumerate() {
+                let finished = self.deliver(chunk).await?;
+                // Everything before the next chunk is finished now.
+                let through = chunks
+                    .get(index + 1)
+                    .and_then(|next| next.first())
+                    .map_or(last_scanned, |next| next.id - 1);
+                self.commit(&finished, Some(through)).await?;
+            }
+            if chunks.is_empty() {
+                self.commit(&Finished::default(), Some(last_scanned))
+                    .await?;
+            }
+        } else {
+            let mut in_flight: FuturesUnordered<_> =
+                chunks.iter().map(|chunk| self.deliver(chunk)).collect();
+            while let Some(finished) = in_flight.next().await {
+                self.commit(&finished?, None).await?;
+            }
+            self.commit(&Finished::default(), Some(last_scanned))
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Saves what a stream finished: dead letters, per-event marks, and the
+    /// new position when everything up to `through` is finished.
+    async fn commit(&self, finished: &Finished, through: Option<i64>) -> Result<(), StoreError> {
+        let name = self.plugin.name();
+        let mut tx = self.store.begin().await?;
+        for letter in &finished.dead {
+            tx.add_dead_letter(letter).await?;
+        }
+        match through {
+            Some(position) => tx.set_position(name, position).await?,
+            None => tx.mark_done(name, &finished.ids()).await?,
+        }
+        tx.commit().await?;
+        self.count(finished);
+        Ok(())
+    }
+
+    fn count(&self, finished: &Finished) {
+        let name = self.plugin.name();
+        self.metrics.delivered(name, finished.acked.len());
+        for _ in &finished.dead {
+            self.metrics.dead_lettered(name, Stage::Output);
+        }
+    }
+
+    /// Sends `events` until each is acked or dead-lettered.
+    async fn deliver(&self, events: &[OutboxEvent]) -> Result<Finished, StepError> {
+        let name = self.plugin.name();
+        let policy = self.plugin.retry_config().clone();
+        let max_attempts = policy.max_attempts.max(1);
+        let mut finished = Finished::default();
+        // Event index -> (nacks so far, time of the first failure).
+        let mut attempts: BTreeMap<usize, (u32, chrono::DateTime<Utc>)> = BTreeMap::new();
+        let mut pending: Vec<usize> = (0..events.len()).collect();
+        let mut call_failures = 0_u32;
+        while !pending.is_empty() {
+            let batch: Vec<RecordEvent> = pending
+                .iter()
+                .map(|&index| {
+                    let event = &events[index];
+                    RecordEvent {
+                        delivery_id: u64::try_from(event.id).unwrap_or_default(),
+                        kind: event.kind,
+                        record: event.record.clone(),
+                        attempt: attempts.get(&index).map_or(1, |(count, _)| count + 1),
+                    }
+                })
+                .collect();
+            let connection = match call::running(
+                &self.plugin,
+                Role::Output,
+                policy.timeout,
+                &self.cancel,
+            )
+            .await
+            {
+                Ok(connection) => connection,
+                Err(CallFailure::Cancelled) => return Err(StepError::Cancelled),
+                Err(failure) => {
+                    tracing::warn!(error = %failure, "The output is not available; holding its events back.");
+                    let delay = call::retry_delay(&policy, call_failures.min(16), None);
+                    call_failures += 1;
+                    if !call::sleep(delay, &self.cancel).await {
+                        return Err(StepError::Cancelled);
+                    }
+                    continue;
+                }
+            };
+            let (acks, error) = tokio::select! {
+                () = self.cancel.cancelled() => return Err(StepError::Cancelled),
+                result = tokio::time::timeout(policy.timeout, connection.roles.events_partial(&batch)) => {
+                    result.unwrap_or_else(|_| (vec![None; batch.len()], Some(crate::rpc::CallError::Failed {
+                        code: "DeadlineExceeded".to_owned(),
+                        message: format!("no answer within {:?}", policy.timeout),
+                        retry_after: None,
+                    })))
+                }
+            };
+            let mut still_pending = Vec::new();
+            let mut delay: Option<Duration> = None;
+            for (&index, ack) in pending.iter().zip(acks) {
+                let event = &events[index];
+                match ack {
+                    Some(ack) => match ack.failure {
+                        None => finished.acked.push(event.id),
+                        Some(failure) => {
+                            let entry = attempts.entry(index).or_insert((0, Utc::now()));
+                            entry.0 += 1;
+                            if failure.retryable && entry.0 < max_attempts {
+                                let wait =
+                                    call::retry_delay(&policy, entry.0 - 1, failure.retry_after);
+                                delay = Some(delay.map_or(wait, |known| known.max(wait)));
+                                still_pending.push(index);
+                            } else {
+                                tracing::warn!(event = event.id, record = %event.record.id, attempts = entry.0, error = %failure.message, "The output refused an event; moving it to the dead letters.");
+                                finished.dead.push(NewDeadLetter {
+                                    plugin: name.to_owned(),
+                                    stage: Stage::Output,
+                                    record: event.record.clone(),
+                                    event: Some((event.id, event.kind)),
+                                    error: failure.message,
+                                    attempts: entry.0,
+                                    first_failed_at: entry.1,
+                                });
+                            }
+                        }
+                    },
+                    None => still_pending.push(index),
+                }
+            }
+            if let Some(error) = error {
+                tracing::warn!(error = %error, unanswered = still_pending.len(), "The output's event stream failed; resending what was not acknowledged.");
+                let wait = call::retry_delay(&policy, call_failures.min(16), None);
+                delay = Some(delay.map_or(wait, |known| known.max(wait)));
+                call_failures += 1;
+            } else {
+                call_failures = 0;
+            }
+            // Keep outbox order for what is left.
+            still_pending.sort_unstable();
+            pending = still_pending;
+            if !pending.is_empty()
+                && let Some(delay) = delay
+                && !call::sleep(delay, &self.cancel).await
+            {
+                return Err(StepError::Cancelled);
+            }
+        }
+        Ok(finished)
+    }
+}
+
+/// Why a delivery step stopped.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("the hub is shutting down")]
+    Cancelled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

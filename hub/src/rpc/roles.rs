@@ -1,0 +1,327 @@
+//! Clients for the four roles: Poll, HandleWebhook, Enrich and HandleEvent,
+//! speaking domain types. The streaming calls (Enrich, HandleEvent) send every
+//! item on one stream at once and match the answers by sequence number or
+//! delivery id, so many items are in flight together.
+
+use switchyard_wire::pb::v1 as pb;
+use tonic::transport::Channel;
+
+use super::CallError;
+use super::channel::MAX_MESSAGE_BYTES;
+use super::convert;
+use crate::domain::{
+    EnrichOutcome, EventAck, PollBatch, PollRequest, Record, RecordEvent, WebhookDelivery,
+    WebhookOutcome,
+};
+
+/// How many items go in one streamed request message.
+const ITEMS_PER_MESSAGE: usize = 64;
+
+/// The role clients of one plugin, over its shared channel.
+#[derive(Debug, Clone)]
+pub struct RoleClient {
+    channel: Channel,
+}
+
+impl RoleClient {
+    /// Wraps a connected channel.
+    pub fn new(channel: Channel) -> Self {
+        RoleClient { channel }
+    }
+
+    /// Runs one poll and collects every batch the plugin streams back.
+    pub async fn poll(&self, request: PollRequest) -> Result<Vec<PollBatch>, CallError> {
+        let mut client = pb::polling_input_client::PollingInputClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut stream = client
+            .poll(pb::PollRequest {
+                checkpoint: request.checkpoint,
+                max_records: request.max_records,
+            })
+            .await?
+            .into_inner();
+        let mut batches = Vec::new();
+        while let Some(response) = stream.message().await? {
+            batches.push(PollBatch {
+                records: convert::records_from_pb(response.records)?,
+                checkpoint: response.checkpoint,
+            });
+        }
+        Ok(batches)
+    }
+
+    /// Starts a poll whose batches are read one at a time as the plugin
+    /// streams them (so each checkpointed batch can be committed before the
+    /// next arrives).
+    pub async fn poll_stream(&self, request: PollRequest) -> Result<PollStream, CallError> {
+        let mut client = pb::polling_input_client::PollingInputClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let stream = client
+            .poll(pb::PollRequest {
+                checkpoint: request.checkpoint,
+                max_records: request.max_records,
+            })
+            .await?
+            .into_inner();
+        Ok(PollStream { stream })
+    }
+
+    /// Hands one webhook delivery to the plugin.
+    pub async fn webhook(&self, delivery: WebhookDelivery) -> Result<WebhookOutcome, CallError> {
+        let mut client = pb::webhook_input_client::WebhookInputClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let response = client
+            .handle_webhook(pb::WebhookRequest {
+                method: delivery.method,
+                path: delivery.path,
+                query: delivery.query,
+                headers: delivery
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| pb::Header { name, value })
+                    .collect(),
+                body: delivery.body,
+                delivery_id: delivery.delivery_id,
+                received_at: Some(convert::timestamp_to_pb(delivery.received_at)),
+            })
+            .await?
+            .into_inner();
+        Ok(WebhookOutcome {
+            records: convert::records_from_pb(response.records)?,
+            reply: response.reply.map(convert::reply_from_pb).transpose()?,
+        })
+    }
+
+    /// Enriches `records` on one `Enrich` stream; the outcomes come back in
+    /// the order of the input, whatever order the plugin answered in.
+    pub async fn enrich(&self, records: &[Record]) -> Result<Vec<EnrichOutcome>, CallError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let requests: Vec<pb::EnrichRequest> = records
+            .chunks(ITEMS_PER_MESSAGE)
+            .enumerate()
+            .map(|(chunk_index, chunk)| pb::EnrichRequest {
+                items: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(index, record)| pb::EnrichItem {
+                        sequence: (chunk_index * ITEMS_PER_MESSAGE + index) as u64,
+                        record: Some(convert::record_to_pb(record)),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut stream = client
+            .enrich(tokio_stream::iter(requests))
+            .await?
+            .into_inner();
+        let mut outcomes: Vec<Option<EnrichOutcome>> = vec![None; records.len()];
+        let mut answered = 0;
+        while answered < records.len() {
+            let Some(response) = stream.message().await? else {
+                break;
+            };
+            for result in response.results {
+                let slot = slot_for(&mut outcomes, result.sequence, "sequence number")?;
+                let outcome = match result.outcome {
+                    Some(pb::enrich_result::Outcome::Record(record)) => {
+                        EnrichOutcome::Enriched(convert::record_from_pb(record)?)
+                    }
+                    Some(pb::enrich_result::Outcome::Failure(failure)) => {
+                        EnrichOutcome::Failed(convert::failure_from_pb(failure))
+                    }
+                    None => {
+                        return Err(CallError::Protocol(format!(
+                            "the result for sequence number {} has neither a record nor a failure",
+                            result.sequence
+                        )));
+                    }
+                };
+                *slot = Some(outcome);
+                answered += 1;
+            }
+        }
+        collect_answers(outcomes, "Enrich", "records")
+    }
+
+    /// Sends `events` on one `HandleEvent` stream; the acks come back in the
+    /// order of the input. Delivery ids must be distinct and are
+    /// matched against the plugin's answers.
+    pub async fn events(&self, events: &[RecordEvent]) -> Result<Vec<EventAck>, CallError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let requests: Vec<pb::EventRequest> = events
+            .chunks(ITEMS_PER_MESSAGE)
+            .map(|chunk| pb::EventRequest {
+                events: chunk.iter().map(convert::event_to_pb).collect(),
+            })
+            .collect();
+        let mut client = pb::output_client::OutputClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut stream = client
+            .handle_event(tokio_stream::iter(requests))
+            .await?
+            .into_inner();
+        let mut index_of = std::collections::HashMap::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            if index_of.insert(event.delivery_id, index).is_some() {
+                return Err(CallError::Protocol(format!(
+                    "delivery id {} appears twice in one batch of events",
+                    event.delivery_id
+                )));
+            }
+        }
+        let mut acks: Vec<Option<EventAck>> = vec![None; events.len()];
+        let mut answered = 0;
+        while answered < events.len() {
+            let Some(response) = stream.message().await? else {
+                break;
+            };
+            for ack in response.acks {
+                let index = index_of.get(&ack.delivery_id).copied().ok_or_else(|| {
+                    CallError::Protocol(format!(
+                        "the plugin answered delivery id {}, which the hub did not send",
+                        ack.delivery_id
+                    ))
+                })?;
+                if acks[index].is_some() {
+                    return Err(CallError::Protocol(format!(
+                        "the plugin answered delivery id {} twice",
+                        ack.delivery_id
+                    )));
+                }
+                acks[index] = Some(convert::ack_from_pb(ack));
+                answered += 1;
+            }
+        }
+        collect_answers(acks, "HandleEvent", "events")
+    }
+}
+
+impl RoleClient {
+    /// Like [`RoleClient::events`], but keeps the acks that arrived before
+    /// the stream broke: slot `i` answers `events[i]`, `None` when the
+    /// plugin did not answer it; the error says why the stream ended early.
+    pub async fn events_partial(
+        &self,
+        events: &[RecordEvent],
+    ) -> (Vec<Option<EventAck>>, Option<CallError>) {
+        let mut acks: Vec<Option<EventAck>> = vec![None; events.len()];
+        if events.is_empty() {
+            return (acks, None);
+        }
+        let mut index_of = std::collections::HashMap::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            if index_of.insert(event.delivery_id, index).is_some() {
+                let error = CallError::Protocol(format!(
+                    "delivery id {} appears twice in one batch of events",
+                    event.delivery_id
+                ));
+                return (acks, Some(error));
+            }
+        }
+        let requests: Vec<pb::EventRequest> = events
+            .chunks(ITEMS_PER_MESSAGE)
+            .map(|chunk| pb::EventRequest {
+                events: chunk.iter().map(convert::event_to_pb).collect(),
+            })
+            .collect();
+        let mut client = pb::output_client::OutputClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut stream = match client.handle_event(tokio_stream::iter(requests)).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return (acks, Some(status.into())),
+        };
+        let mut answered = 0;
+        while answered < events.len() {
+            let response = match stream.message().await {
+                Ok(Some(response)) => response,
+                Ok(None) => {
+                    let missing = events.len() - answered;
+                    let error = CallError::Protocol(format!(
+                        "the plugin ended the HandleEvent stream with {missing} of {} events unanswered",
+                        events.len()
+                    ));
+                    return (acks, Some(error));
+                }
+                Err(status) => return (acks, Some(status.into())),
+            };
+            for ack in response.acks {
+                let Some(&index) = index_of.get(&ack.delivery_id) else {
+                    let error = CallError::Protocol(format!(
+                        "the plugin answered delivery id {}, which the hub did not send",
+                        ack.delivery_id
+                    ));
+                    return (acks, Some(error));
+                };
+                if acks[index].is_none() {
+                    acks[index] = Some(convert::ack_from_pb(ack));
+                    answered += 1;
+                }
+            }
+        }
+        (acks, None)
+    }
+}
+
+/// A poll in progress, from [`RoleClient::poll_stream`].
+#[derive(Debug)]
+pub struct PollStream {
+    stream: tonic::Streaming<pb::PollResponse>,
+}
+
+impl PollStream {
+    /// The next batch, or `None` when the poll is complete.
+    pub async fn next(&mut self) -> Result<Option<PollBatch>, CallError> {
+        match self.stream.message().await? {
+            Some(response) => Ok(Some(PollBatch {
+                records: convert::records_from_pb(response.records)?,
+                checkpoint: response.checkpoint,
+            })),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The empty slot for answer `index`, or a protocol error when the index is
+/// unknown or already answered.
+fn slot_for<'a, T>(
+    slots: &'a mut [Option<T>],
+    index: u64,
+    what: &str,
+) -> Result<&'a mut Option<T>, CallError> {
+    let slot = usize::try_from(index)
+        .ok()
+        .and_then(|index| slots.get_mut(index))
+        .ok_or_else(|| {
+            CallError::Protocol(format!("the plugin answered an unknown {what} {index}"))
+        })?;
+    if slot.is_some() {
+        return Err(CallError::Protocol(format!(
+            "the plugin answered {what} {index} twice"
+        )));
+    }
+    Ok(slot)
+}
+
+/// Unwraps the answers, or says how many are missing.
+fn collect_answers<T>(slots: Vec<Option<T>>, call: &str, items: &str) -> Result<Vec<T>, CallError> {
+    let total = slots.len();
+    let missing = slots.iter().filter(|slot| slot.is_none()).count();
+    if missing > 0 {
+        return Err(CallError::Protocol(format!(
+            "the plugin ended the {call} stream with {missing} of {total} {items} unanswered"
+        )));
+    }
+    Ok(slots.into_iter().flatten().collect())
+}

@@ -1,0 +1,457 @@
+//! The `webhook_inbox` table: every accepted webhook delivery, made durable
+//! before the hub answers 202, until the records the plugin made of it are
+//! stored (`done`, in the same transaction) or it is dead-lettered (`dead`).
+//!
+//! `(plugin, delivery_id)` is unique: inserting a delivery id that is already
+//! there changes nothing and reports the duplicate, so a replayed delivery is
+//! accepted once. A synchronous delivery keeps the plugin's reply, so a
+//! replay of it gets the same answer.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
+use crate::domain::{HttpReply, WebhookDelivery};
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxStatus {
+    /// Accepted, waiting for the plugin.
+    Pending,
+    /// The plugin's records are stored.
+    Done,
+    /// Failed permanently; a dead letter holds it.
+    Dead,
+}
+
+impl InboxStatus {
+    /// `pending`, `done` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Pending => "pending",
+            InboxStatus::Done => "done",
+            InboxStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "pending" => Ok(InboxStatus::Pending),
+            "done" => Ok(InboxStatus::Done),
+            "dead" => Ok(InboxStatus::Dead),
+            other => Err(StoreError::corrupt(
+                "webhook_inbox",
+                format!("unknown status {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A delivery read back from the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// The inbox row id.
+    pub id: i64,
+    /// The webhook plugin's instance name.
+    pub plugin: String,
+    /// The delivery as received (API keys already removed).
+    pub delivery: WebhookDelivery,
+    /// Where it is.
+    pub status: InboxStatus,
+    /// How many `HandleWebhook` attempts failed so far.
+    pub attempts: i64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// The reply sent for a synchronous delivery.
+    pub reply: Option<HttpReply>,
+}
+
+/// The result of [`StoreTx::insert_inbox`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxInsert {
+    /// Stored with this row id.
+    Inserted(i64),
+    /// The delivery id was already in the inbox: nothing written.
+    Duplicate,
+}
+
+/// The JSON form of a stored reply.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReplySnapshot {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body_base64: String,
+}
+
+fn encode_reply(reply: &HttpReply) -> String {
+    let snapshot = ReplySnapshot {
+        status: reply.status,
+        headers: reply.headers.clone(),
+        body_base64: base64::engine::general_purpose::STANDARD.encode(&reply.body),
+    };
+    serde_json::to_string(&snapshot).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn decode_reply(text: &str) -> Result<HttpReply, StoreError> {
+    let snapshot: ReplySnapshot = serde_json::from_str(text)
+        .map_err(|err| StoreError::corrupt("webhook_inbox", format!("bad reply JSON: {err}")))?;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&snapshot.body_base64)
+        .map_err(|err| StoreError::corrupt("webhook_inbox", format!("bad reply body: {err}")))?;
+    Ok(HttpReply {
+        status: snapshot.status,
+        headers: snapshot.headers,
+        body,
+    })
+}
+
+const INBOX_COLUMNS: &str = "id, plugin, delivery_id, method, path, query, headers, body, received_at, status, attempts, last_error, reply";
+
+fn entry_from_row(row: &AnyRow) -> Result<InboxEntry, StoreError> {
+    let headers: String = row.try_get("headers")?;
+    let headers: Vec<(String, String)> = serde_json::from_str(&headers)
+        .map_err(|err| StoreError::corrupt("webhook_inbox", format!("bad headers JSON: {err}")))?;
+    let received_ms: i64 = row.try_get("received_at")?;
+    let received_at: DateTime<Utc> = ms_to_time(received_ms).ok_or_else(|| {
+        StoreError::corrupt(
+            "webhook_inbox",
+            format!("received_at {received_ms} out of range"),
+        )
+    })?;
+    let status: String = row.try_get("status")?;
+    let reply: Option<String> = row.try_get("reply")?;
+    Ok(InboxEntry {
+        id: row.try_get("id")?,
+        plugin: row.try_get("plugin")?,
+        delivery: WebhookDelivery {
+            method: row.try_get("method")?,
+            path: row.try_get("path")?,
+            query: row.try_get("query")?,
+            headers,
+            body: row.try_get("body")?,
+            delivery_id: row.try_get("delivery_id")?,
+            received_at,
+        },
+        status: InboxStatus::parse(&status)?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        reply: reply.as_deref().map(decode_reply).transpose()?,
+    })
+}
+
+impl StoreTx {
+    /// Stores `delivery` for `plugin` with `status` (`Pending` for the
+    /// worker, `Done` for a synchronous delivery already handled, with its
+    /// `reply`). A delivery id already in the inbox writes nothing and
+    /// returns [`InboxInsert::Duplicate`].
+    pub async fn insert_inbox(
+        &mut self,
+        plugin: &str,
+        delivery: &WebhookDelivery,
+        status: InboxStatus,
+        reply: Option<&HttpReply>,
+    ) -> Result<InboxInsert, StoreError> {
+        let headers = serde_json::to_string(&delivery.headers)
+            .map_err(|err| StoreError::corrupt("webhook_inbox", err))?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO webhook_inbox (plugin, delivery_id, method, path, query, headers, body, received_at, status, attempts, last_error, reply, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, NULL, $10, $11) \
+             ON CONFLICT (plugin, delivery_id) DO NOTHING RETURNING id",
+        )
+        .bind(plugin)
+        .bind(&delivery.delivery_id)
+        .bind(&delivery.method)
+        .bind(&delivery.path)
+        .bind(&delivery.query)
+        .bind(headers)
+        .bind(delivery.body.clone())
+        .bind(delivery.received_at.timestamp_millis())
+        .bind(status.as_str())
+        .bind(reply.map(encode_reply))
+        .bind(now_ms())
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(id.map_or(InboxInsert::Duplicate, InboxInsert::Inserted))
+    }
+
+    /// Marks inbox row `id` done (commit it with the records it produced).
+    /// Returns false when the row is not pending (already handled).
+    pub async fn complete_inbox(&mut self, id: i64, attempts: u32) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE webhook_inbox SET status = 'done', attempts = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(i64::from(attempts))
+        .bind(now_ms())
+        .execute(self.conn())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Marks inbox row `id` dead with the last error (commit it with the
+    /// dead letter). Returns false when the row is not pending.
+    pub async fn fail_inbox(
+        &mut self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE webhook_inbox SET status = 'dead', attempts = $2, last_error = $3, updated_at = $4 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(now_ms())
+        .execute(self.conn())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Puts a dead delivery back to pending, for a replay of its dead
+    /// letter. Returns false when there is no such dead delivery.
+    pub async fn requeue_inbox(&mut self, id: i64) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE webhook_inbox SET status = 'pending', attempts = 0, last_error = NULL, updated_at = $2 WHERE id = $1 AND status = 'dead'",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(self.conn())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+impl Store {
+    /// The oldest `limit` pending deliveries of `plugin`, in arrival order.
+    pub async fn pending_inbox(
+        &self,
+        plugin: &str,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INBOX_COLUMNS} FROM webhook_inbox WHERE plugin = $1 AND status = 'pending' ORDER BY id LIMIT $2"
+        )))
+        .bind(plugin)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// The delivery `delivery_id` of `plugin`, if the inbox holds it.
+    pub async fn inbox_delivery(
+        &self,
+        plugin: &str,
+        delivery_id: &str,
+    ) -> Result<Option<InboxEntry>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INBOX_COLUMNS} FROM webhook_inbox WHERE plugin = $1 AND delivery_id = $2"
+        )))
+        .bind(plugin)
+        .bind(delivery_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    /// How many deliveries of `plugin` are pending.
+    pub async fn count_pending_inbox(&self, plugin: &str) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhook_inbox WHERE plugin = $1 AND status = 'pending'",
+        )
+        .bind(plugin)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Deletes the `done` deliveries of `plugin` received before `before`
+    /// (their delivery ids are then no longer recognised as replays);
+    /// returns how many. Pending and dead deliveries are kept.
+    pub async fn prune_inbox(
+        &self,
+        plugin: &str,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = sqlx::query(
+            "DELETE FROM webhook_inbox WHERE plugin = $1 AND status = 'done' AND received_at < $2",
+        )
+        .bind(plugin)
+        .bind(before.timestamp_millis())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Records a failed attempt on a pending delivery (so the count
+    /// survives a restart).
+    pub async fn note_inbox_attempt(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE webhook_inbox SET attempts = $2, last_error = $3, updated_at = $4 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(now_ms())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::Record;
+    use crate::store::testing;
+
+    fn delivery(id: &str) -> WebhookDelivery {
+        WebhookDelivery {
+            method: "POST".into(),
+            path: "/webhooks/hook".into(),
+            query: "a=1".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{\"id\":1}\xff".to_vec(),
+            delivery_id: id.into(),
+            received_at: ms_to_time(1_700_000_000_123).unwrap(),
+        }
+    }
+
+    async fn exercise(store: Store) {
+        let mut tx = store.begin().await.unwrap();
+        let first = tx
+            .insert_inbox("hook", &delivery("d1"), InboxStatus::Pending, None)
+            .await
+            .unwrap();
+        let InboxInsert::Inserted(id) = first else {
+            panic!("not inserted: {first:?}");
+        };
+        assert_eq!(
+            tx.insert_inbox("hook", &delivery("d1"), InboxStatus::Pending, None)
+                .await
+                .unwrap(),
+            InboxInsert::Duplicate
+        );
+        // Another plugin may use the same delivery id.
+        assert!(matches!(
+            tx.insert_inbox("other", &delivery("d1"), InboxStatus::Pending, None)
+                .await
+                .unwrap(),
+            InboxInsert::Inserted(_)
+        ));
+        tx.commit().await.unwrap();
+        assert_eq!(store.count_pending_inbox("hook").await.unwrap(), 1);
+        let pending = store.pending_inbox("hook", 10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].delivery, delivery("d1"));
+        assert_eq!(pending[0].status, InboxStatus::Pending);
+
+        store
+            .note_inbox_attempt(id, 1, "unavailable")
+            .await
+            .unwrap();
+        // Done together with the records, in one transaction.
+        let mut tx = store.begin().await.unwrap();
+        let record = Record {
+            id: "r1".into(),
+            source: String::new(),
+            record_type: "webhook".into(),
+            occurred_at: None,
+            payload: serde_json::json!({"a": 1}),
+            metadata: Default::default(),
+            idempotency_key: None,
+        };
+        tx.upsert_records("hook", &[record]).await.unwrap();
+        assert!(tx.complete_inbox(id, 2).await.unwrap());
+        tx.commit().await.unwrap();
+        assert!(
+            !store
+                .begin()
+                .await
+                .unwrap()
+                .complete_inbox(id, 2)
+                .await
+                .unwrap()
+        );
+        let done = store.inbox_delivery("hook", "d1").await.unwrap().unwrap();
+        assert_eq!((done.status, done.attempts), (InboxStatus::Done, 2));
+        assert_eq!(done.last_error.as_deref(), Some("unavailable"));
+        assert_eq!(store.count_pending_inbox("hook").await.unwrap(), 0);
+
+        // A synchronous delivery stored done with its reply.
+        let reply = HttpReply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: b"challenge-accepted".to_vec(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_inbox("hook", &delivery("d2"), InboxStatus::Done, Some(&reply))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let stored = store.inbox_delivery("hook", "d2").await.unwrap().unwrap();
+        assert_eq!(stored.reply, Some(reply));
+
+        // Dead, then requeued by a replay.
+        let mut tx = store.begin().await.unwrap();
+        let InboxInsert::Inserted(dead) = tx
+            .insert_inbox("hook", &delivery("d3"), InboxStatus::Pending, None)
+            .await
+            .unwrap()
+        else {
+            panic!("not inserted");
+        };
+        assert!(tx.fail_inbox(dead, 3, "rejected").await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(store.count_pending_inbox("hook").await.unwrap(), 0);
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.requeue_inbox(dead).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(store.pending_inbox("hook", 10).await.unwrap()[0].id, dead);
+
+        // Pruning removes old done deliveries only.
+        let later = ms_to_time(1_700_000_000_124).unwrap();
+        assert_eq!(store.prune_inbox("hook", later).await.unwrap(), 2);
+        assert!(store.inbox_delivery("hook", "d1").await.unwrap().is_none());
+        assert!(store.inbox_delivery("hook", "d3").await.unwrap().is_some());
+        assert!(store.inbox_delivery("other", "d1").await.unwrap().is_some());
+
+        // A rolled-back insert leaves nothing behind.
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_inbox("hook", &delivery("d4"), InboxStatus::Pending, None)
+            .await
+            .unwrap();
+        drop(tx);
+        assert!(store.inbox_delivery("hook", "d4").await.unwrap().is_none());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn inbox_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        exercise(store).await;
+    }
+
+    #[tokio::test]
+    async fn inbox_round_trip_on_postgres() {
+        let Some(url) = testing::postgres_url("inbox_round_trip_on_postgres").await else {
+            return;
+        };
+        let store = Store::open(&url).await.unwrap();
+        exercise(store).await;
+    }
+}

@@ -1,0 +1,244 @@
+//! The hub's durable store (the only module that runs SQL): records, input
+//! checkpoints, the event outbox, per-output delivery progress and dead
+//! letters, in SQLite (embedded default) or PostgreSQL, from the same code
+//! (sqlx's `Any` driver; schema in `hub/migrations/{sqlite,postgres}`).
+//!
+//! Use:
+//! * [`Store::open`] connects and runs the migrations; [`Store::close`] at exit.
+//! * Every write goes through a [`StoreTx`] from [`Store::begin`]: upsert
+//!   records ([`StoreTx::upsert_records`], which writes their outbox events in
+//!   the same transaction), save a checkpoint, add dead letters, then
+//!   [`StoreTx::commit`]. Dropping a `StoreTx` rolls it back.
+//! * Reads (the API, output workers) go straight to the [`Store`].
+//!
+//! Architecture invariants:
+//! * Write transactions are serialized (an in-process lock, plus
+//!   `BEGIN IMMEDIATE` on SQLite and a transaction-scoped advisory lock on
+//!   PostgreSQL), so outbox event ids are committed in increasing order and an
+//!   output reading "events after my position" never skips one.
+//! * Nothing is acknowledged to anyone before the transaction that makes it
+//!   durable has committed.
+//!
+//! Submodules, one table group each: [`records`], [`checkpoints`], [`outbox`],
+//! [`dead_letters`]. The webhook inbox (`inbox.rs`, owned by the webhook
+//! work) adds its own `impl StoreTx` / `impl Store` blocks the same way;
+//! its migrations are numbered after `0001_data_path.sql`.
+
+pub mod checkpoints;
+pub mod dead_letters;
+pub mod inbox;
+pub mod outbox;
+pub mod records;
+pub mod testing;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor as _, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+
+pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
+pub use inbox::{InboxEntry, InboxInsert, InboxStatus};
+pub use outbox::{OutboxEvent, OutputFilter};
+pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
+
+/// How long SQLite waits for a lock held by another connection.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// Connections in the pool.
+const MAX_CONNECTIONS: u32 = 8;
+/// The PostgreSQL advisory lock key that serializes writers ("SY").
+const WRITER_LOCK_KEY: i64 = 0x5359;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not `sqlite://…` or `postgres://…`.
+    #[error("unsupported database URL (expected sqlite://PATH or postgres://…)")]
+    UnsupportedUrl,
+    /// The database refused or failed an operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds something the hub did not write (corruption or a manual edit).
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl StoreError {
+    fn corrupt(table: &'static str, message: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt {
+            table,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The durable store. Cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+    writer: Arc<Mutex<()>>,
+    events: Arc<watch::Sender<u64>>,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH[?opts]`, created on first use, or
+    /// `postgres://…`) and brings the schema up to date.
+    ///
+    /// SQLite runs in WAL mode with a busy timeout and `synchronous = FULL`,
+    /// so a committed transaction survives a power cut.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite://") {
+            let with_mode = if rest.contains("mode=") {
+                url.to_owned()
+            } else if rest.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, with_mode)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        connection
+                            .execute(AssertSqlSafe(format!(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                            )))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store {
+            pool,
+            backend,
+            writer: Arc::new(Mutex::new(())),
+            events: Arc::new(watch::channel(0).0),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. Writers are serialized: this waits for
+    /// the previous one to commit or roll back.
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        let guard = self.writer.clone().lock_owned().await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        Ok(StoreTx {
+            tx,
+            backend: self.backend,
+            wrote_events: false,
+            events: self.events.clone(),
+            _writer: guard,
+        })
+    }
+
+    /// Closes every connection (waits for those in use to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// One write transaction. Commit with [`StoreTx::commit`]; dropping it rolls
+/// everything back.
+#[derive(Debug)]
+pub struct StoreTx {
+    pub(crate) tx: Transaction<'static, Any>,
+    backend: Backend,
+    /// Set when an outbox event was written, to wake output workers on commit.
+    pub(crate) wrote_events: bool,
+    events: Arc<watch::Sender<u64>>,
+    _writer: OwnedMutexGuard<()>,
+}
+
+impl StoreTx {
+    /// Makes everything written in this transaction durable.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        if self.wrote_events {
+            self.events.send_modify(|generation| *generation += 1);
+        }
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection, for the queries of the store's submodules.
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Milliseconds since the Unix epoch -> a UTC time (`None` when out of range).
+pub(crate) fn ms_to_time(ms: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_millis(ms)
+}

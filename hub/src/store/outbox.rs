@@ -1,0 +1,324 @@
+//! The event outbox and per-output delivery progress.
+//!
+//! Every created or updated record writes one `outbox` row (with a snapshot
+//! of the record) in the transaction that stores it. Each output has a
+//! durable `position` (every event id at or below it is done for that
+//! output: acknowledged, dead-lettered, or not subscribed) and, above the
+//! position, `output_done` rows for events finished out of order, so a crash
+//! redelivers only what was not acknowledged. `output_replays` holds
+//! dead-lettered events an operator asked to deliver again.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row as _};
+
+use super::records::RecordSnapshot;
+use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
+use crate::domain::{EventKind, Record};
+
+/// One event from the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// The outbox id: increasing, and the delivery id outputs see (stable
+    /// across redeliveries).
+    pub id: i64,
+    /// Created or updated.
+    pub kind: EventKind,
+    /// The hub id of the record.
+    pub record_id: i64,
+    /// The record as it was stored by this change.
+    pub record: Record,
+    /// When the event was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which events an output subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFilter {
+    /// The kinds of event delivered (`created`, `updated`).
+    pub kinds: Vec<EventKind>,
+    /// Only records from these sources; empty means every source.
+    pub sources: Vec<String>,
+    /// Only records of these types; empty means every type.
+    pub types: Vec<String>,
+}
+
+impl Default for OutputFilter {
+    fn default() -> Self {
+        OutputFilter {
+            kinds: vec![EventKind::Created, EventKind::Updated],
+            sources: Vec::new(),
+            types: Vec::new(),
+        }
+    }
+}
+
+impl OutputFilter {
+    /// Whether `event` is for this output.
+    pub fn matches(&self, event: &OutboxEvent) -> bool {
+        self.kinds.contains(&event.kind)
+            && (self.sources.is_empty() || self.sources.contains(&event.record.source))
+            && (self.types.is_empty() || self.types.contains(&event.record.record_type))
+    }
+}
+
+/// `created` / `updated`, as stored.
+pub(crate) fn kind_to_str(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Created => "created",
+        EventKind::Updated => "updated",
+    }
+}
+
+pub(crate) fn kind_from_str(text: &str, table: &'static str) -> Result<EventKind, StoreError> {
+    match text {
+        "created" => Ok(EventKind::Created),
+        "updated" => Ok(EventKind::Updated),
+        other => Err(StoreError::corrupt(
+            table,
+            format!("unknown event kind {other:?}"),
+        )),
+    }
+}
+
+fn event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
+    let created_at: i64 = row.try_get("created_at")?;
+    Ok(OutboxEvent {
+        id: row.try_get("id")?,
+        kind: kind_from_str(&row.try_get::<String, _>("kind")?, "outbox")?,
+        record_id: row.try_get("record_pk")?,
+        record: RecordSnapshot::decode(&row.try_get::<String, _>("record")?, "outbox")?,
+        created_at: ms_to_time(created_at).ok_or_else(|| {
+            StoreError::corrupt("outbox", format!("created_at {created_at} out of range"))
+        })?,
+    })
+}
+
+impl StoreTx {
+    /// Writes one outbox event (called by the record upsert).
+    pub(crate) async fn insert_event(
+        &mut self,
+        record_id: i64,
+        kind: EventKind,
+        record: &Record,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let event_id: i64 = sqlx::query_scalar(
+            "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(record_id)
+        .bind(kind_to_str(kind))
+        .bind(&record.source)
+        .bind(&record.record_type)
+        .bind(RecordSnapshot::encode(record))
+        .bind(now)
+        .fetch_one(self.conn())
+        .await?;
+        self.wrote_events = true;
+        Ok(event_id)
+    }
+
+    /// Writes one outbox event per `(record id, kind, record)`, in one
+    /// statement; returns their ids in input order.
+    pub(crate) async fn insert_events(
+        &mut self,
+        events: &[(i64, EventKind, &Record)],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<String> = (0..events.len())
+            .map(|i| {
+                let b = i * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    events.len() * 5 + 1
+                )
+            })
+            .collect();
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES {} RETURNING id, record_pk",
+            rows.join(", ")
+        )));
+        for (record_id, kind, record) in events {
+            query = query
+                .bind(*record_id)
+                .bind(kind_to_str(*kind))
+                .bind(record.source.clone())
+                .bind(record.record_type.clone())
+                .bind(RecordSnapshot::encode(record));
+        }
+        query = query.bind(now);
+        let mut ids = std::collections::HashMap::new();
+        for row in query.fetch_all(self.conn()).await? {
+            ids.insert(
+                row.try_get::<i64, _>("record_pk")?,
+                row.try_get::<i64, _>("id")?,
+            );
+        }
+        self.wrote_events = true;
+        events
+            .iter()
+            .map(|(record_id, _, _)| {
+                ids.get(record_id).copied().ok_or_else(|| {
+                    StoreError::corrupt("outbox", "an inserted event's id was not returned")
+                })
+            })
+            .collect()
+    }
+
+    /// Marks events finished for `output` (acknowledged or dead-lettered)
+    /// above its position.
+    pub async fn mark_done(&mut self, output: &str, event_ids: &[i64]) -> Result<(), StoreError> {
+        for event_id in event_ids {
+            sqlx::query(
+                "INSERT INTO output_done (output, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(output)
+            .bind(event_id)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves `output`'s position to `position` (every event at or below it is
+    /// done) and forgets the per-event marks it now covers.
+    pub async fn set_position(&mut self, output: &str, position: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO output_positions (output, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (output) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(output)
+        .bind(position)
+        .bind(now_ms())
+        .execute(self.conn())
+        .await?;
+        sqlx::query("DELETE FROM output_done WHERE output = $1 AND event_id <= $2")
+            .bind(output)
+            .bind(position)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Asks `output` to deliver event `event_id` again (a dead-letter replay).
+    pub async fn enqueue_replay(&mut self, output: &str, event_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO output_replays (output, event_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(output)
+        .bind(event_id)
+        .bind(now_ms())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a replay request once it is delivered or dead-lettered again.
+    pub async fn finish_replay(&mut self, output: &str, event_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM output_replays WHERE output = $1 AND event_id = $2")
+            .bind(output)
+            .bind(event_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+const EVENT_COLUMNS: &str = "o.id, o.kind, o.record_pk, o.record, o.created_at";
+
+impl Store {
+    /// `output`'s durable position (0 before its first delivery).
+    pub async fn output_position(&self, output: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT position FROM output_positions WHERE output = $1")
+                .bind(output)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Up to `limit` events after `after` that are not yet done for
+    /// `output`, in id order (filters are applied by the caller).
+    pub async fn events_after(
+        &self,
+        output: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM outbox o WHERE o.id > $1 \
+             AND NOT EXISTS (SELECT 1 FROM output_done d WHERE d.output = $2 AND d.event_id = o.id) \
+             ORDER BY o.id LIMIT $3"
+        )))
+        .bind(after)
+        .bind(output)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Events an operator asked `output` to deliver again, oldest first.
+    pub async fn pending_replays(
+        &self,
+        output: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM output_replays r JOIN outbox o ON o.id = r.event_id \
+             WHERE r.output = $1 ORDER BY r.created_at, o.id LIMIT $2"
+        )))
+        .bind(output)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The outbox event `event_id`.
+    pub async fn event(&self, event_id: i64) -> Result<Option<OutboxEvent>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM outbox o WHERE o.id = $1"
+        )))
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    /// The id of the newest event (0 when there is none).
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM outbox")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// How many events the outbox holds, by kind (`created`, `updated`).
+    pub async fn count_events(&self) -> Result<(i64, i64), StoreError> {
+        let count = |kind: &'static str| async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE kind = $1")
+                .bind(kind)
+                .fetch_one(&self.pool)
+                .await
+        };
+        Ok((count("created").await?, count("updated").await?))
+    }
+
+    /// A receiver that changes whenever a transaction that wrote outbox
+    /// events commits (output workers wait on it instead of polling).
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+}

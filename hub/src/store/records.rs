@@ -1,0 +1,487 @@
+//! The `records` table: upserts keyed by (source, idempotency key or id) that
+//! write their outbox event in the same transaction, and the reads behind
+//! `GET /api/v1/records`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row as _};
+
+use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
+use crate::domain::{EventKind, Record};
+
+/// What an upsert did to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// A new record; its `created` event has this outbox id.
+    Created {
+        /// The record's hub id.
+        record_id: i64,
+        /// The outbox event written.
+        event_id: i64,
+    },
+    /// The record changed; its `updated` event has this outbox id.
+    Updated {
+        /// The record's hub id.
+        record_id: i64,
+        /// The outbox event written.
+        event_id: i64,
+    },
+    /// Same type, time, payload and metadata as stored: nothing written.
+    Unchanged {
+        /// The record's hub id.
+        record_id: i64,
+    },
+}
+
+impl Upserted {
+    /// The record's hub id.
+    pub fn record_id(&self) -> i64 {
+        match *self {
+            Upserted::Created { record_id, .. }
+            | Upserted::Updated { record_id, .. }
+            | Upserted::Unchanged { record_id } => record_id,
+        }
+    }
+
+    /// The event written, if any.
+    pub fn event(&self) -> Option<(EventKind, i64)> {
+        match *self {
+            Upserted::Created { event_id, .. } => Some((EventKind::Created, event_id)),
+            Upserted::Updated { event_id, .. } => Some((EventKind::Updated, event_id)),
+            Upserted::Unchanged { .. } => None,
+        }
+    }
+}
+
+/// A record as stored, with the hub's bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The hub's id for the record (stable; used in the API).
+    pub id: i64,
+    /// The record as the pipeline stored it (after enrichment).
+    pub record: Record,
+    /// 1 when created, +1 on each change.
+    pub version: i64,
+    /// When the hub first stored it.
+    pub created_at: DateTime<Utc>,
+    /// When the hub last changed it.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters for [`Store::list_records`]; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this type.
+    pub record_type: Option<String>,
+    /// Only records created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only records created before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One page of records, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPage {
+    /// The records.
+    pub records: Vec<StoredRecord>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// The JSON form of a record inside the store (outbox snapshots, dead
+/// letters).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RecordSnapshot {
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    record_type: String,
+    occurred_at_ms: Option<i64>,
+    payload: serde_json::Value,
+    metadata: BTreeMap<String, String>,
+    idempotency_key: Option<String>,
+}
+
+impl RecordSnapshot {
+    pub(crate) fn encode(record: &Record) -> String {
+        let snapshot = RecordSnapshot {
+            id: record.id.clone(),
+            source: record.source.clone(),
+            record_type: record.record_type.clone(),
+            occurred_at_ms: record.occurred_at.map(|time| time.timestamp_millis()),
+            payload: record.payload.clone(),
+            metadata: record.metadata.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+        };
+        // A Record's fields are all JSON-representable: this cannot fail.
+        serde_json::to_string(&snapshot).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    pub(crate) fn decode(text: &str, table: &'static str) -> Result<Record, StoreError> {
+        let snapshot: RecordSnapshot = serde_json::from_str(text)
+            .map_err(|err| StoreError::corrupt(table, format!("bad record JSON: {err}")))?;
+        Ok(Record {
+            id: snapshot.id,
+            source: snapshot.source,
+            record_type: snapshot.record_type,
+            occurred_at: snapshot.occurred_at_ms.and_then(ms_to_time),
+            payload: snapshot.payload,
+            metadata: snapshot.metadata,
+            idempotency_key: snapshot.idempotency_key,
+        })
+    }
+}
+
+/// The key a record is deduplicated by within its source.
+fn record_key(record: &Record) -> &str {
+    match &record.idempotency_key {
+        Some(key) if !key.is_empty() => key,
+        _ => &record.id,
+    }
+}
+
+impl StoreTx {
+    /// Inserts or updates each record, keyed by (source, idempotency key or
+    /// id), and writes a `created` or `updated` outbox event for each one
+    /// that is new or changed (same type, time, payload and metadata as
+    /// stored: no event). A record with an empty source gets
+    /// `default_source` (the input plugin's name). Returns what happened to
+    /// each, in order.
+    pub async fn upsert_records(
+        &mut self,
+        default_source: &str,
+        records: &[Record],
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let records: Vec<Record> = records
+            .iter()
+            .map(|record| {
+                let mut record = record.clone();
+                if record.source.is_empty() {
+                    record.source = default_source.to_owned();
+                }
+                record
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(records.len());
+        // Chunks of one source with distinct keys go through the batched
+        // path; anything else (a key repeated within a chunk) one by one.
+        let mut start = 0;
+        while start < records.len() {
+            let source = &records[start].source;
+            let mut keys = std::collections::HashSet::new();
+            let mut end = start;
+            while end < records.len()
+                && end - start < UPSERT_CHUNK
+                && records[end].source == *source
+                && keys.insert(record_key(&records[end]))
+            {
+                end += 1;
+            }
+            outcomes.extend(self.upsert_chunk(&records[start..end]).await?);
+            start = end;
+        }
+        Ok(outcomes)
+    }
+
+    /// Upserts records of one source with distinct keys: one SELECT for
+    /// the chunk, multi-row INSERTs for runs of new records, and the
+    /// one-by-one path for changed ones, keeping events in input order.
+    async fn upsert_chunk(&mut self, records: &[Record]) -> Result<Vec<Upserted>, StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(Vec::new());
+        };
+        let placeholders: Vec<String> = (0..records.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, record_key, record_type, occurred_at, payload, metadata FROM records WHERE source = $1 AND record_key IN ({})",
+            placeholders.join(", ")
+        )))
+        .bind(first.source.clone());
+        for record in records {
+            query = query.bind(record_key(record).to_owned());
+        }
+        let mut existing = std::collections::HashMap::new();
+        for row in query.fetch_all(self.conn()).await? {
+            let key: String = row.try_get("record_key")?;
+            existing.insert(key, row);
+        }
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut run: Vec<&Record> = Vec::new();
+        for record in records {
+            match existing.get(record_key(record)) {
+                None => run.push(record),
+                Some(row) => {
+                    let record_id: i64 = row.try_get("id")?;
+                    let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
+                    let same = row.try_get::<String, _>("record_type")? == record.record_type
+                        && row.try_get::<Option<i64>, _>("occurred_at")? == occurred_at
+                        && json_equal(&row.try_get::<String, _>("payload")?, &record.payload)
+                        && metadata_equal(&row.try_get::<String, _>("metadata")?, &record.metadata);
+                    if same {
+                        outcomes.extend(self.insert_new(&std::mem::take(&mut run)).await?);
+                        outcomes.push(Upserted::Unchanged { record_id });
+                    } else {
+                        outcomes.extend(self.insert_new(&std::mem::take(&mut run)).await?);
+                        outcomes.push(self.upsert_one(record).await?);
+                    }
+                }
+            }
+        }
+        outcomes.extend(self.insert_new(&run).await?);
+        Ok(outcomes)
+    }
+
+    /// Inserts records known to be new (one source, distinct keys) and
+    /// their `created` events, two statements in all.
+    async fn insert_new(&mut self, records: &[&Record]) -> Result<Vec<Upserted>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let rows: Vec<String> = (0..records.len())
+            .map(|i| {
+                let b = i * 9;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 1, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 9
+                )
+            })
+            .collect();
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES {} RETURNING id, record_key",
+            rows.join(", ")
+        )));
+        for record in records {
+            let metadata = serde_json::to_string(&record.metadata)
+                .map_err(|err| StoreError::corrupt("records", err))?;
+            query = query
+                .bind(record.source.clone())
+                .bind(record_key(record).to_owned())
+                .bind(record.id.clone())
+                .bind(record.record_type.clone())
+                .bind(record.occurred_at.map(|time| time.timestamp_millis()))
+                .bind(record.payload.to_string())
+                .bind(metadata)
+                .bind(record.idempotency_key.clone())
+                .bind(now);
+        }
+        let mut ids = std::collections::HashMap::new();
+        for row in query.fetch_all(self.conn()).await? {
+            ids.insert(
+                row.try_get::<String, _>("record_key")?,
+                row.try_get::<i64, _>("id")?,
+            );
+        }
+        let record_ids = records
+            .iter()
+            .map(|record| {
+                ids.get(record_key(record)).copied().ok_or_else(|| {
+                    StoreError::corrupt("records", "an inserted record's id was not returned")
+                })
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
+        let event_ids = self
+            .insert_events(
+                &records
+                    .iter()
+                    .zip(&record_ids)
+                    .map(|(record, &id)| (id, EventKind::Created, *record))
+                    .collect::<Vec<_>>(),
+                now,
+            )
+            .await?;
+        Ok(record_ids
+            .into_iter()
+            .zip(event_ids)
+            .map(|(record_id, event_id)| Upserted::Created {
+                record_id,
+                event_id,
+            })
+            .collect())
+    }
+
+    async fn upsert_one(&mut self, record: &Record) -> Result<Upserted, StoreError> {
+        let key = record_key(record);
+        let now = now_ms();
+        let payload = record.payload.to_string();
+        let metadata = serde_json::to_string(&record.metadata)
+            .map_err(|err| StoreError::corrupt("records", err))?;
+        let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
+        let existing = sqlx::query(
+            "SELECT id, record_type, occurred_at, payload, metadata FROM records WHERE source = $1 AND record_key = $2",
+        )
+        .bind(&record.source)
+        .bind(key)
+        .fetch_optional(self.conn())
+        .await?;
+        let (record_id, kind) = match existing {
+            None => {
+                let record_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING id",
+                )
+                .bind(&record.source)
+                .bind(key)
+                .bind(&record.id)
+                .bind(&record.record_type)
+                .bind(occurred_at)
+                .bind(&payload)
+                .bind(&metadata)
+                .bind(record.idempotency_key.as_deref())
+                .bind(now)
+                .fetch_one(self.conn())
+                .await?;
+                (record_id, EventKind::Created)
+            }
+            Some(row) => {
+                let record_id: i64 = row.try_get("id")?;
+                let same = row.try_get::<String, _>("record_type")? == record.record_type
+                    && row.try_get::<Option<i64>, _>("occurred_at")? == occurred_at
+                    && json_equal(&row.try_get::<String, _>("payload")?, &record.payload)
+                    && metadata_equal(&row.try_get::<String, _>("metadata")?, &record.metadata);
+                if same {
+                    return Ok(Upserted::Unchanged { record_id });
+                }
+                sqlx::query(
+                    "UPDATE records SET source_id = $1, record_type = $2, occurred_at = $3, payload = $4, metadata = $5, idempotency_key = $6, version = version + 1, updated_at = $7 WHERE id = $8",
+                )
+                .bind(&record.id)
+                .bind(&record.record_type)
+                .bind(occurred_at)
+                .bind(&payload)
+                .bind(&metadata)
+                .bind(record.idempotency_key.as_deref())
+                .bind(now)
+                .bind(record_id)
+                .execute(self.conn())
+                .await?;
+                (record_id, EventKind::Updated)
+            }
+        };
+        let event_id = self.insert_event(record_id, kind, record, now).await?;
+        Ok(match kind {
+            EventKind::Created => Upserted::Created {
+                record_id,
+                event_id,
+            },
+            EventKind::Updated => Upserted::Updated {
+                record_id,
+                event_id,
+            },
+        })
+    }
+}
+
+fn json_equal(stored: &str, payload: &serde_json::Value) -> bool {
+    serde_json::from_str::<serde_json::Value>(stored).is_ok_and(|stored| &stored == payload)
+}
+
+fn metadata_equal(stored: &str, metadata: &BTreeMap<String, String>) -> bool {
+    serde_json::from_str::<BTreeMap<String, String>>(stored).is_ok_and(|stored| &stored == metadata)
+}
+
+/// Records per batched upsert (10 parameters each).
+const UPSERT_CHUNK: usize = 100;
+
+const RECORD_COLUMNS: &str = "id, source, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at";
+
+fn record_from_row(row: &AnyRow) -> Result<StoredRecord, StoreError> {
+    let time = |column: &str| -> Result<DateTime<Utc>, StoreError> {
+        let ms: i64 = row.try_get(column)?;
+        ms_to_time(ms)
+            .ok_or_else(|| StoreError::corrupt("records", format!("{column} {ms} out of range")))
+    };
+    let payload: String = row.try_get("payload")?;
+    let metadata: String = row.try_get("metadata")?;
+    Ok(StoredRecord {
+        id: row.try_get("id")?,
+        record: Record {
+            id: row.try_get("source_id")?,
+            source: row.try_get("source")?,
+            record_type: row.try_get("record_type")?,
+            occurred_at: row
+                .try_get::<Option<i64>, _>("occurred_at")?
+                .and_then(ms_to_time),
+            payload: serde_json::from_str(&payload)
+                .map_err(|err| StoreError::corrupt("records", format!("bad payload: {err}")))?,
+            metadata: serde_json::from_str(&metadata)
+                .map_err(|err| StoreError::corrupt("records", format!("bad metadata: {err}")))?,
+            idempotency_key: row.try_get("idempotency_key")?,
+        },
+        version: row.try_get("version")?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+    })
+}
+
+impl Store {
+    /// The record with hub id `id`.
+    pub async fn get_record(&self, id: i64) -> Result<Option<StoredRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Up to `limit` records matching `filter` with a hub id greater than
+    /// `after`, in id order (cursor pagination: pass `next_after` back).
+    pub async fn list_records(
+        &self,
+        filter: &RecordFilter,
+        after: i64,
+        limit: u32,
+    ) -> Result<RecordPage, StoreError> {
+        let limit = i64::from(limit.max(1));
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE id > $1 \
+             AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR record_type = $3) \
+             AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
+             ORDER BY id LIMIT $6"
+        )))
+        .bind(after)
+        .bind(filter.source.as_deref())
+        .bind(filter.record_type.as_deref())
+        .bind(filter.since.map(|time| time.timestamp_millis()))
+        .bind(filter.until.map(|time| time.timestamp_millis()))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_after = if records.len() as i64 > limit {
+            records.truncate(limit as usize);
+            records.last().map(|record| record.id)
+        } else {
+            None
+        };
+        Ok(RecordPage {
+            records,
+            next_after,
+        })
+    }
+
+    /// How many records are stored.
+    pub async fn count_records(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM records")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,394 @@
+//! Store tests, each run against SQLite and (when configured) PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use super::testing;
+use super::*;
+use crate::domain::{EventKind, Record};
+
+fn record(id: &str, n: i64) -> Record {
+    Record {
+        id: id.to_owned(),
+        source: String::new(),
+        record_type: "thing".to_owned(),
+        occurred_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000),
+        payload: serde_json::json!({ "n": n, "nested": { "a": [1, 2] } }),
+        metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        idempotency_key: None,
+    }
+}
+
+/// Runs `test` on a fresh SQLite store and a fresh PostgreSQL store.
+async fn on_both<F, Fut>(name: &str, test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    test(sqlite.clone()).await;
+    sqlite.close().await;
+    if let Some(url) = testing::postgres_url(name).await {
+        let postgres = Store::open(&url).await.unwrap();
+        assert_eq!(postgres.backend(), Backend::Postgres);
+        test(postgres.clone()).await;
+        postgres.close().await;
+    }
+}
+
+#[tokio::test]
+async fn upsert_creates_updates_and_skips_unchanged_records() {
+    on_both("upsert", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let first = tx
+            .upsert_records("gen", &[record("1", 1), record("2", 2)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(matches!(first[0], Upserted::Created { .. }));
+        assert!(matches!(first[1], Upserted::Created { .. }));
+
+        let mut tx = store.begin().await.unwrap();
+        let second = tx
+            .upsert_records("gen", &[record("1", 1), record("2", 20)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            second[0],
+            Upserted::Unchanged {
+                record_id: first[0].record_id()
+            }
+        );
+        let Upserted::Updated {
+            record_id,
+            event_id,
+        } = second[1]
+        else {
+            panic!("expected an update, got {:?}", second[1]);
+        };
+        assert_eq!(record_id, first[1].record_id());
+
+        let stored = store.get_record(record_id).await.unwrap().unwrap();
+        assert_eq!(stored.record.source, "gen");
+        assert_eq!(stored.record.payload["n"], 20);
+        assert_eq!(stored.version, 2);
+        assert_eq!(stored.record.metadata["k"], "v");
+        assert_eq!(store.count_records().await.unwrap(), 2);
+
+        let events = store.events_after("out", 0, 100).await.unwrap();
+        let kinds: Vec<_> = events.iter().map(|event| event.kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::Created, EventKind::Created, EventKind::Updated]
+        );
+        assert_eq!(events[2].id, event_id);
+        assert_eq!(events[2].record.payload["n"], 20);
+        assert_eq!(
+            events[0].record.payload["n"], 1,
+            "events keep their snapshot"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
+    on_both("mixed_batch", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &[record("b", 1), record("d", 1)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let batch: Vec<Record> = (0..250)
+            .map(|n| record(&format!("n{n}"), n))
+            .chain([
+                record("b", 2),
+                record("c", 1),
+                record("d", 1),
+                record("c", 3),
+            ])
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        let outcomes = tx.upsert_records("gen", &batch).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(outcomes.len(), batch.len());
+        assert!(
+            outcomes[..250]
+                .iter()
+                .all(|o| matches!(o, Upserted::Created { .. }))
+        );
+        assert!(matches!(outcomes[250], Upserted::Updated { .. }));
+        assert!(matches!(outcomes[251], Upserted::Created { .. }));
+        assert!(matches!(outcomes[252], Upserted::Unchanged { .. }));
+        assert!(
+            matches!(outcomes[253], Upserted::Updated { .. }),
+            "same key later in the batch"
+        );
+        let event_ids: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|o| o.event().map(|(_, id)| id))
+            .collect();
+        assert!(
+            event_ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "events in input order"
+        );
+        for (index, outcome) in outcomes[..250].iter().enumerate() {
+            let stored = store
+                .get_record(outcome.record_id())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.record.id, format!("n{index}"));
+        }
+        let c = store
+            .get_record(outcomes[253].record_id())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.record.payload["n"], 3);
+        assert_eq!(store.count_records().await.unwrap(), 253);
+        assert_eq!(store.count_events().await.unwrap(), (253, 2));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idempotency_key_deduplicates_and_sources_are_separate() {
+    on_both("idempotency", |store| async move {
+        let mut keyed = record("a", 1);
+        keyed.idempotency_key = Some("key-1".to_owned());
+        let mut same_key = record("b", 1);
+        same_key.idempotency_key = Some("key-1".to_owned());
+        let mut other_source = record("a", 1);
+        other_source.source = "elsewhere".to_owned();
+        let mut tx = store.begin().await.unwrap();
+        let outcomes = tx
+            .upsert_records("gen", &[keyed, same_key, other_source])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(matches!(outcomes[0], Upserted::Created { .. }));
+        assert!(
+            matches!(outcomes[1], Upserted::Unchanged { .. }),
+            "same key and content, only the id differs"
+        );
+        assert!(matches!(outcomes[2], Upserted::Created { .. }));
+        assert_eq!(store.count_records().await.unwrap(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_leaves_nothing() {
+    on_both("rollback", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &[record("1", 1)]).await.unwrap();
+        tx.save_checkpoint("gen", b"7").await.unwrap();
+        drop(tx);
+        assert_eq!(store.count_records().await.unwrap(), 0);
+        assert_eq!(store.checkpoint("gen").await.unwrap(), None);
+        assert_eq!(store.last_event_id().await.unwrap(), 0);
+
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &[record("1", 1)]).await.unwrap();
+        tx.save_checkpoint("gen", b"7").await.unwrap();
+        tx.save_checkpoint("gen", b"\x00\xff8").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.checkpoint("gen").await.unwrap(),
+            Some(b"\x00\xff8".to_vec())
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn records_are_listed_with_filters_and_cursors() {
+    on_both("list", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let mut records: Vec<Record> = (0..5).map(|n| record(&n.to_string(), n)).collect();
+        records[4].record_type = "other".to_owned();
+        tx.upsert_records("gen", &records).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let all = RecordFilter::default();
+        let page = store.list_records(&all, 0, 2).await.unwrap();
+        assert_eq!(page.records.len(), 2);
+        let next = page.next_after.unwrap();
+        let page2 = store.list_records(&all, next, 2).await.unwrap();
+        let page3 = store
+            .list_records(&all, page2.next_after.unwrap(), 2)
+            .await
+            .unwrap();
+        assert_eq!(page3.records.len(), 1);
+        assert_eq!(page3.next_after, None);
+
+        let typed = RecordFilter {
+            record_type: Some("other".to_owned()),
+            ..RecordFilter::default()
+        };
+        let page = store.list_records(&typed, 0, 10).await.unwrap();
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.records[0].record.id, "4");
+
+        let none = RecordFilter {
+            source: Some("nope".to_owned()),
+            since: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+            ..RecordFilter::default()
+        };
+        assert!(
+            store
+                .list_records(&none, 0, 10)
+                .await
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        let future = RecordFilter {
+            until: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+            ..RecordFilter::default()
+        };
+        assert!(
+            store
+                .list_records(&future, 0, 10)
+                .await
+                .unwrap()
+                .records
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn output_progress_and_replays_are_durable() {
+    on_both("progress", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let records: Vec<Record> = (0..4).map(|n| record(&n.to_string(), n)).collect();
+        tx.upsert_records("gen", &records).await.unwrap();
+        tx.commit().await.unwrap();
+        let events = store.events_after("out", 0, 100).await.unwrap();
+        assert_eq!(events.len(), 4);
+        assert_eq!(store.output_position("out").await.unwrap(), 0);
+
+        let mut tx = store.begin().await.unwrap();
+        tx.set_position("out", events[0].id).await.unwrap();
+        tx.mark_done("out", &[events[2].id]).await.unwrap();
+        tx.commit().await.unwrap();
+        let position = store.output_position("out").await.unwrap();
+        assert_eq!(position, events[0].id);
+        let left: Vec<i64> = store
+            .events_after("out", position, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|event| event.id)
+            .collect();
+        assert_eq!(left, [events[1].id, events[3].id]);
+        assert_eq!(store.events_after("other", 0, 100).await.unwrap().len(), 4);
+
+        let mut tx = store.begin().await.unwrap();
+        tx.enqueue_replay("out", events[0].id).await.unwrap();
+        tx.commit().await.unwrap();
+        let replays = store.pending_replays("out", 10).await.unwrap();
+        assert_eq!(replays.len(), 1);
+        assert_eq!(replays[0].id, events[0].id);
+        let mut tx = store.begin().await.unwrap();
+        tx.finish_replay("out", events[0].id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.pending_replays("out", 10).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_filtered_and_deleted() {
+    on_both("dead_letters", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let letter = NewDeadLetter {
+            plugin: "out".to_owned(),
+            stage: Stage::Output,
+            record: record("1", 1),
+            event: Some((5, EventKind::Updated)),
+            error: "refused".to_owned(),
+            attempts: 3,
+            first_failed_at: chrono::Utc::now(),
+        };
+        let id = tx.add_dead_letter(&letter).await.unwrap();
+        let enrich = NewDeadLetter {
+            plugin: "tagger".to_owned(),
+            stage: Stage::Enrich,
+            event: None,
+            ..letter.clone()
+        };
+        tx.add_dead_letter(&enrich).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let stored = store.dead_letter(id).await.unwrap().unwrap();
+        assert_eq!(stored.event, Some((5, EventKind::Updated)));
+        assert_eq!(stored.attempts, 3);
+        assert_eq!(stored.record, letter.record);
+        let filter = DeadLetterFilter {
+            stage: Some(Stage::Enrich),
+            ..DeadLetterFilter::default()
+        };
+        let (letters, next) = store.list_dead_letters(&filter, 0, 10).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].plugin, "tagger");
+        assert_eq!(next, None);
+        let (all, next) = store
+            .list_dead_letters(&DeadLetterFilter::default(), 0, 1)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(next.is_some());
+        assert_eq!(store.count_dead_letters("out").await.unwrap(), 1);
+
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.delete_dead_letter(id).await.unwrap());
+        assert!(!tx.delete_dead_letter(id).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(store.dead_letter(id).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_rejects_unknown_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = testing::sqlite_url(dir.path());
+    let store = Store::open(&url).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.upsert_records("gen", &[record("1", 1)]).await.unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(again.count_records().await.unwrap(), 1);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&again.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    again.close().await;
+    assert!(matches!(
+        Store::open("mysql://x").await,
+        Err(StoreError::UnsupportedUrl)
+    ));
+}
+
+#[tokio::test]
+async fn commits_with_events_wake_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+    let events = store.subscribe_events();
+    let mut tx = store.begin().await.unwrap();
+    tx.save_checkpoint("gen", b"1").await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(!events.has_changed().unwrap(), "no event was written");
+    let mut tx = store.begin().await.unwrap();
+    tx.upsert_records("gen", &[record("1", 1)]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(events.has_changed().unwrap());
+}

@@ -1,0 +1,376 @@
+//! One request to `/webhooks/NAME`, after the body was read within
+//! `max_body`: authenticate, deduplicate, check the inbox limit, then either
+//! store it in the inbox (asynchronous plugins: 202) or call the plugin and
+//! store its records before sending its reply (synchronous plugins).
+//!
+//! Order of the checks, so a refused request writes nothing: authentication
+//! (401), replay (202 again, nothing new), inbox limit (429), then the write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
+
+use super::Endpoint;
+use super::verify::{self, Request, VerifyError};
+use crate::config::WebhookAuth;
+use crate::domain::{HttpReply, Role, WebhookDelivery};
+use crate::pipeline::{CallFailure, Ingest};
+use crate::rpc::CallError;
+use crate::store::{InboxInsert, InboxStatus, StoreError};
+
+/// A request as the HTTP layer hands it over.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The HTTP method.
+    pub method: String,
+    /// The request path.
+    pub path: String,
+    /// The raw query string without `?`.
+    pub query: String,
+    /// The headers, in order (values that are not UTF-8 are replaced
+    /// lossily; no scheme signs them).
+    pub headers: Vec<(String, String)>,
+    /// The raw body, at most `max_body` bytes.
+    pub body: Vec<u8>,
+    /// When the hub received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Stored in the inbox (202).
+    Accepted {
+        /// The delivery id.
+        delivery_id: String,
+    },
+    /// A delivery id already received: nothing new stored (202, or the
+    /// stored reply of a synchronous delivery).
+    Duplicate {
+        /// The delivery id.
+        delivery_id: String,
+        /// The reply first sent, for a synchronous delivery.
+        reply: Option<HttpReply>,
+    },
+    /// A synchronous plugin's reply, sent after its records were stored.
+    Reply {
+        /// The delivery id.
+        delivery_id: String,
+        /// The plugin's reply; `None` when it gave none (202).
+        reply: Option<HttpReply>,
+    },
+}
+
+/// Why a request was refused. Each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// No plugin of that name has a `[plugins.NAME.webhook]` section (404).
+    #[error("there is no webhook endpoint for `{0}`")]
+    UnknownPlugin(String),
+    /// The body is larger than `max_body` (413).
+    #[error("the body is larger than the {limit} bytes allowed for `{plugin}`")]
+    TooLarge {
+        /// The plugin.
+        plugin: String,
+        /// `max_body`.
+        limit: usize,
+    },
+    /// Authentication failed (401).
+    #[error("webhook for `{plugin}` not authenticated: {error}")]
+    Unauthorized {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        error: VerifyError,
+    },
+    /// The inbox holds `max_pending` deliveries already (429).
+    #[error(
+        "the inbox of `{plugin}` is full ({pending} deliveries waiting, limit {limit}); retry later"
+    )]
+    InboxFull {
+        /// The plugin.
+        plugin: String,
+        /// Deliveries waiting.
+        pending: u64,
+        /// `max_pending`.
+        limit: u64,
+    },
+    /// A synchronous plugin rejected the body as malformed (400).
+    #[error("plugin `{plugin}` rejected the webhook: {message}")]
+    Rejected {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// A synchronous plugin is not running (503).
+    #[error("plugin `{0}` is not running; retry later")]
+    NotRunning(String),
+    /// A synchronous plugin's call failed (502).
+    #[error("plugin `{plugin}`: {error}")]
+    CallFailed {
+        /// The plugin.
+        plugin: String,
+        /// What failed.
+        error: CallError,
+    },
+    /// A synchronous plugin did not answer in time (504).
+    #[error("plugin `{plugin}` did not answer the webhook within {seconds}s")]
+    Timeout {
+        /// The plugin.
+        plugin: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The enrichment chain could not run on a synchronous delivery's
+    /// records (an enricher is down): nothing was stored (503).
+    #[error("cannot enrich the records of the webhook for `{plugin}`: {error}")]
+    Enrichment {
+        /// The plugin.
+        plugin: String,
+        /// What failed.
+        error: CallFailure,
+    },
+    /// The store failed: nothing was acknowledged (503).
+    #[error("cannot store the webhook for `{plugin}`: {error}")]
+    Store {
+        /// The plugin.
+        plugin: String,
+        /// What failed.
+        error: StoreError,
+    },
+}
+
+impl WebhookError {
+    /// A short label for metrics: `unauthorized`, `too_large`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            WebhookError::UnknownPlugin(_) => "unknown_plugin",
+            WebhookError::TooLarge { .. } => "too_large",
+            WebhookError::Unauthorized { .. } => "unauthorized",
+            WebhookError::InboxFull { .. } => "inbox_full",
+            WebhookError::Rejected { .. } => "rejected",
+            WebhookError::NotRunning(_) => "not_running",
+            WebhookError::CallFailed { .. } => "call_failed",
+            WebhookError::Timeout { .. } => "timeout",
+            WebhookError::Enrichment { .. } => "enrichment_failed",
+            WebhookError::Store { .. } => "store_failed",
+        }
+    }
+}
+
+/// A delivery id for a request that carries none: unique across restarts
+/// (time, process id, counter, random).
+fn generated_delivery_id(received_at: DateTime<Utc>) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "hub-{}-{}-{}-{:08x}",
+        received_at.timestamp_micros(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    )
+}
+
+/// Authenticates and handles one request for `endpoint`.
+pub async fn receive(
+    endpoint: &Endpoint,
+    ingest: &Ingest,
+    incoming: Incoming,
+) -> Result<Answer, WebhookError> {
+    let name = endpoint.name();
+    let store = &ingest.store;
+    if incoming.body.len() > endpoint.config.max_body {
+        return Err(WebhookError::TooLarge {
+            plugin: name.to_owned(),
+            limit: endpoint.config.max_body,
+        });
+    }
+    let verified = endpoint
+        .verifier
+        .verify(
+            &Request {
+                headers: &incoming.headers,
+                query: &incoming.query,
+                body: &incoming.body,
+            },
+            incoming.received_at.timestamp(),
+        )
+        .map_err(|error| WebhookError::Unauthorized {
+            plugin: name.to_owned(),
+            error,
+        })?;
+    let delivery = to_delivery(endpoint, incoming, verified.delivery_id);
+    let store_error = |error| WebhookError::Store {
+        plugin: name.to_owned(),
+        error,
+    };
+
+    // A replay is answered before the limit: it adds nothing.
+    if let Some(existing) = store
+        .inbox_delivery(name, &delivery.delivery_id)
+        .await
+        .map_err(store_error)?
+    {
+        tracing::info!(plugin = %name, delivery_id = %delivery.delivery_id, "Replayed webhook delivery ignored.");
+        return Ok(Answer::Duplicate {
+            delivery_id: delivery.delivery_id,
+            reply: existing.reply,
+        });
+    }
+    let full = |pending| WebhookError::InboxFull {
+        plugin: name.to_owned(),
+        pending,
+        limit: endpoint.config.max_pending,
+    };
+    let sync = endpoint
+        .plugin
+        .connection()
+        .is_some_and(|connection| connection.metadata.webhook_sync_reply);
+    if sync {
+        let pending = endpoint.pending();
+        if pending >= endpoint.config.max_pending {
+            return Err(full(pending));
+        }
+        return receive_sync(endpoint, ingest, delivery).await;
+    }
+
+    // The place is taken before the write, so concurrent requests cannot
+    // overshoot `max_pending`; it is given back if nothing is stored.
+    let reservation = endpoint.reserve().map_err(full)?;
+    let mut tx = store.begin().await.map_err(store_error)?;
+    let inserted = tx
+        .insert_inbox(name, &delivery, InboxStatus::Pending, None)
+        .await
+        .map_err(store_error)?;
+    match inserted {
+        InboxInsert::Inserted(id) => {
+            tx.commit().await.map_err(store_error)?;
+            reservation.keep();
+            endpoint.wake.notify_one();
+            tracing::debug!(plugin = %name, delivery_id = %delivery.delivery_id, inbox_id = id, "Webhook delivery accepted.");
+            Ok(Answer::Accepted {
+                delivery_id: delivery.delivery_id,
+            })
+        }
+        // The same delivery arrived twice at once: the other one stored it.
+        InboxInsert::Duplicate => Ok(Answer::Duplicate {
+            delivery_id: delivery.delivery_id,
+            reply: None,
+        }),
+    }
+}
+
+/// The delivery to store and hand to the plugin: the API key (header and
+/// query parameter) removed.
+fn to_delivery(endpoint: &Endpoint, incoming: Incoming, id: Option<String>) -> WebhookDelivery {
+    let (headers, query) = if endpoint.config.auth == WebhookAuth::ApiKey {
+        (
+            incoming
+                .headers
+                .into_iter()
+                .filter(|(header, _)| !header.eq_ignore_ascii_case(verify::API_KEY_HEADER))
+                .collect(),
+            verify::strip_query_parameter(&incoming.query, verify::API_KEY_PARAMETER),
+        )
+    } else {
+        (incoming.headers, incoming.query)
+    };
+    WebhookDelivery {
+        method: incoming.method,
+        path: incoming.path,
+        query,
+        headers,
+        body: incoming.body,
+        delivery_id: id.unwrap_or_else(|| generated_delivery_id(incoming.received_at)),
+        received_at: incoming.received_at,
+    }
+}
+
+/// Synchronous handling: call the plugin now; store the delivery (done, with
+/// the reply) and its records in one transaction; then answer.
+async fn receive_sync(
+    endpoint: &Endpoint,
+    ingest: &Ingest,
+    delivery: WebhookDelivery,
+) -> Result<Answer, WebhookError> {
+    let name = endpoint.name();
+    let store = &ingest.store;
+    let connection = endpoint
+        .plugin
+        .connection()
+        .filter(|connection| connection.metadata.roles.contains(&Role::WebhookInput))
+        .ok_or_else(|| WebhookError::NotRunning(name.to_owned()))?;
+    let timeout = endpoint.plugin.retry_config().timeout;
+    let started = Instant::now();
+    let span = tracing::info_span!("call", plugin = %name, call = "webhook", delivery_id = %delivery.delivery_id);
+    let result = tokio::time::timeout(
+        timeout,
+        connection.roles.webhook(delivery.clone()).instrument(span),
+    )
+    .await;
+    let outcome = match result {
+        Ok(Ok(outcome)) => {
+            crate::metrics::global().call(name, "webhook", "ok", started.elapsed());
+            outcome
+        }
+        Ok(Err(CallError::Rejected(message))) => {
+            crate::metrics::global().call(name, "webhook", "rejected", started.elapsed());
+            return Err(WebhookError::Rejected {
+                plugin: name.to_owned(),
+                message,
+            });
+        }
+        Ok(Err(error)) => {
+            crate::metrics::global().call(name, "webhook", "failed", started.elapsed());
+            return Err(WebhookError::CallFailed {
+                plugin: name.to_owned(),
+                error,
+            });
+        }
+        Err(_) => {
+            crate::metrics::global().call(name, "webhook", "timeout", started.elapsed());
+            return Err(WebhookError::Timeout {
+                plugin: name.to_owned(),
+                seconds: timeout.as_secs(),
+            });
+        }
+    };
+    let prepared = ingest
+        .prepare(name, outcome.records)
+        .await
+        .map_err(|error| WebhookError::Enrichment {
+            plugin: name.to_owned(),
+            error,
+        })?;
+    let store_error = |error| WebhookError::Store {
+        plugin: name.to_owned(),
+        error,
+    };
+    let mut tx = store.begin().await.map_err(store_error)?;
+    let inserted = tx
+        .insert_inbox(name, &delivery, InboxStatus::Done, outcome.reply.as_ref())
+        .await
+        .map_err(store_error)?;
+    if inserted == InboxInsert::Duplicate {
+        // A concurrent copy of this delivery won; its records stand.
+        drop(tx);
+        return Ok(Answer::Duplicate {
+            delivery_id: delivery.delivery_id,
+            reply: outcome.reply,
+        });
+    }
+    let upserted = ingest
+        .write(&mut tx, name, &prepared)
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    ingest.count(name, &upserted);
+    tracing::debug!(plugin = %name, delivery_id = %delivery.delivery_id, records = upserted.len(), "Synchronous webhook delivery stored.");
+    Ok(Answer::Reply {
+        delivery_id: delivery.delivery_id,
+        reply: outcome.reply,
+    })
+}

@@ -1,0 +1,239 @@
+//! Helpers shared by the hub's integration tests: scripts as fake plugins,
+//! configs in temp directories, and waiting for conditions with a deadline.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_hub::config::{self, Config};
+use switchyard_hub::supervisor::{PluginHandle, PluginStatus, Spawner, Supervisor};
+
+/// Writes an executable shell script.
+pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Writes `plugins.toml` into `dir` and loads it.
+pub fn load_config(dir: &Path, text: &str) -> Config {
+    let path = dir.join("plugins.toml");
+    std::fs::write(&path, text).unwrap();
+    match config::load(&path) {
+        Ok(config) => config,
+        Err(errors) => panic!("{errors}"),
+    }
+}
+
+/// Starts a supervisor for `config` with a fresh spawner and socket dir.
+pub fn start(config: &Config, socket_dir: &Path) -> Supervisor {
+    let spawner = Arc::new(Spawner::start(tokio::runtime::Handle::current()).unwrap());
+    Supervisor::start(&config.plugins, spawner, socket_dir.to_path_buf())
+}
+
+/// Waits (up to `limit`) until the plugin's status satisfies `done`.
+pub async fn wait_for_status(
+    plugin: &PluginHandle,
+    limit: Duration,
+    done: impl Fn(&PluginStatus) -> bool,
+) -> PluginStatus {
+    let mut receiver = plugin.subscribe();
+    let result = tokio::time::timeout(limit, async {
+        loop {
+            {
+                let status = receiver.borrow_and_update();
+                if done(&status) {
+                    return status.clone();
+                }
+            }
+            if receiver.changed().await.is_err() {
+                return receiver.borrow().clone();
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(status) => status,
+        Err(_) => panic!(
+            "plugin `{}` did not reach the expected status within {limit:?}; it is {:?}",
+            plugin.name(),
+            plugin.status()
+        ),
+    }
+}
+
+/// Reads a pid a script wrote with `echo $$ > FILE`, waiting for the file.
+pub async fn read_pid(path: &Path) -> i32 {
+    poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    })
+    .await
+}
+
+/// True while any process is in process group `pgid`.
+pub fn group_exists(pgid: i32) -> bool {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, or panics after `limit`.
+pub async fn poll_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that process group `pgid` is gone within a few seconds.
+pub async fn assert_group_gone(pgid: i32) {
+    poll_until(Duration::from_secs(5), || {
+        (!group_exists(pgid)).then_some(())
+    })
+    .await;
+}
+
+/// The fake plugin binary, built on first use.
+pub fn fake_plugin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-p", "switchyard-hub", "--example", "fake_plugin"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "building the fake plugin failed");
+            // target/debug/deps/running_plugin-HASH -> target/debug/examples/fake_plugin
+            let exe = std::env::current_exe().unwrap();
+            let path = exe
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("examples/fake_plugin");
+            assert!(path.is_file(), "{} is missing", path.display());
+            path
+        })
+        .clone()
+}
+
+/// A real hub (the library's `app::run_with_listener`) on an ephemeral port,
+/// driven over HTTP.
+pub struct Hub {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    pub async fn start(plugins_toml: &str) -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nstop_grace = \"3s\"\nkill_grace = \"1s\"\n{}",
+            plugins_toml
+                .replace("@FAKE@", &fake_plugin().display().to_string())
+                .replace("@DIR@", &dir.path().display().to_string())
+        );
+        let config = load_config(dir.path(), &text);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(switchyard_hub::app::run_with_listener(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Hub {
+            base,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Waits until `/api/v1/plugins/NAME` satisfies `done`.
+    pub async fn wait_plugin(&self, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = self.get(&format!("/api/v1/plugins/{name}")).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "plugin never got there: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The hub's temporary directory (its config file is there; `@DIR@` in
+    /// the config text names it).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// Stops the hub and waits for it (every plugin stopped).
+    pub async fn shut_down(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("the hub did not stop in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+

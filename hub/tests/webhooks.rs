@@ -1,0 +1,826 @@
+//! `POST /webhooks/NAME` end to end: the real `switchyard` binary with the
+//! real `webhook-json` and `testkit` plugins, on SQLite (and on PostgreSQL
+//! too when `SWITCHYARD_TEST_POSTGRES_URL` is set).
+//!
+//! Requests are signed with independent code: GitHub and Stripe with the
+//! `hmac` crate here, Standard Webhooks with the official `standardwebhooks`
+//! library. Records are checked through `GET /api/v1/records`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const STRIPE_SECRET: &str = "whsec_e2e_stripe_secret";
+const STANDARD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const API_KEY: &str = "e2e key with spaces";
+/// How long to wait for a condition (records stored, a plugin ready).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The plugins' binaries, built once per test run.
+fn plugin_bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "webhook-json", "-p", "testkit"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the plugins failed");
+        // target/debug/deps/webhooks-HASH -> target/debug
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().to_path_buf()
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// A running `switchyard run`, stopped (SIGTERM, then SIGKILL) on drop.
+struct Hub {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Hub {
+    /// Writes `plugins.toml` (`@WEBHOOK_JSON@` and `@TESTKIT@` replaced by
+    /// the binaries) and starts the hub with `env`, on `database` (SQLite in
+    /// the temp dir when `None`); waits until every plugin is ready.
+    async fn start(plugins: &str, env: &[(&str, &str)], database: Option<&str>) -> Hub {
+        Hub::start_with(plugins, env, database, "/readyz").await
+    }
+
+    /// [`Hub::start`], waiting for `ready_path` to answer 200.
+    async fn start_with(
+        plugins: &str,
+        env: &[(&str, &str)],
+        database: Option<&str>,
+        ready_path: &str,
+    ) -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let database = database.map_or_else(
+            || format!("sqlite://{}", dir.path().join("hub.db").display()),
+            str::to_owned,
+        );
+        let config = format!(
+            "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"{database}\"\nstop_grace = \"3s\"\nkill_grace = \"1s\"\n\n{}",
+            plugins
+                .replace(
+                    "@WEBHOOK_JSON@",
+                    &plugin_bin("webhook-json").display().to_string()
+                )
+                .replace("@TESTKIT@", &plugin_bin("testkit").display().to_string())
+        );
+        std::fs::write(dir.path().join("plugins.toml"), &config).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("hub.stderr")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("run")
+            .arg("--config")
+            .arg(dir.path().join("plugins.toml"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let hub = Hub {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            dir,
+        };
+        let ready = hub
+            .wait_for(|| async {
+                let response = hub
+                    .http
+                    .get(format!("{}{ready_path}", hub.base))
+                    .send()
+                    .await;
+                response
+                    .is_ok_and(|response| response.status() == 200)
+                    .then_some(())
+            })
+            .await;
+        assert!(
+            ready.is_some(),
+            "the hub did not become ready:\n{}",
+            hub.log()
+        );
+        hub
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hub.stderr")).unwrap_or_default()
+    }
+
+    /// Polls `probe` every 20 ms until it returns `Some`, for up to [`WAIT`].
+    async fn wait_for<T, F, Fut>(&self, mut probe: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(value) = probe().await {
+                return Some(value);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// POSTs `body` to `path` with `headers`; returns the status, the
+    /// response (headers and text) and how long the answer took.
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let started = Instant::now();
+        let response = request.send().await.unwrap();
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let retry_after = response.headers().contains_key("retry-after");
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            content_type,
+            retry_after,
+            json: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+            took,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// The ids (`source_id`) of the records stored from `source`.
+    async fn record_ids(&self, source: &str) -> Vec<String> {
+        let page = self
+            .get(&format!("/api/v1/records?source={source}&limit=1000"))
+            .await;
+        page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|record| record["source_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits until record `id` from `source` is stored; returns every id.
+    async fn wait_record(&self, source: &str, id: &str) -> Vec<String> {
+        let found = self
+            .wait_for(|| async {
+                let ids = self.record_ids(source).await;
+                ids.iter().any(|each| each == id).then_some(ids)
+            })
+            .await;
+        match found {
+            Some(ids) => ids,
+            None => panic!(
+                "record {id} from {source} was not stored within {WAIT:?}; stored: {:?}\n{}",
+                self.record_ids(source).await,
+                self.log()
+            ),
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    content_type: String,
+    retry_after: bool,
+    json: Value,
+    text: String,
+    took: Duration,
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn github_signature(body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(GITHUB_SECRET.as_bytes(), &[body]))
+    )
+}
+
+fn stripe_signature(body: &[u8], timestamp: i64) -> String {
+    let t = timestamp.to_string();
+    let signature = hmac_sha256(STRIPE_SECRET.as_bytes(), &[t.as_bytes(), b".", body]);
+    format!("t={t},v1={}", hex::encode(signature))
+}
+
+/// Standard Webhooks headers made by the official library.
+fn standard_headers(id: &str, body: &[u8], timestamp: i64) -> [(String, String); 3] {
+    let webhook = standardwebhooks::Webhook::new(STANDARD_SECRET).unwrap();
+    [
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), timestamp.to_string()),
+        (
+            "webhook-signature".into(),
+            webhook.sign(id, timestamp, body).unwrap(),
+        ),
+    ]
+}
+
+fn pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// One webhook-json instance per scheme, named with `suffix` so runs on a
+/// shared PostgreSQL database do not see each other's records.
+fn scheme_plugins(suffix: &str) -> String {
+    let mut text = String::new();
+    for (name, auth, secret) in [
+        ("gh", "github", Some("E2E_GITHUB_SECRET")),
+        ("stripe", "stripe", Some("E2E_STRIPE_SECRET")),
+        ("sw", "standard_webhooks", Some("E2E_STANDARD_SECRET")),
+        ("key", "api_key", Some("E2E_API_KEY")),
+        ("open", "none", None),
+    ] {
+        text.push_str(&format!(
+            "[plugins.{name}{suffix}]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.{name}{suffix}.webhook]\nauth = \"{auth}\"\n"
+        ));
+        if let Some(secret) = secret {
+            text.push_str(&format!("secret_env = \"{secret}\"\n"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+const SECRETS: &[(&str, &str)] = &[
+    ("E2E_GITHUB_SECRET", GITHUB_SECRET),
+    ("E2E_STRIPE_SECRET", STRIPE_SECRET),
+    ("E2E_STANDARD_SECRET", STANDARD_SECRET),
+    ("E2E_API_KEY", API_KEY),
+];
+
+/// Every scheme: a genuine request is answered 202 and its record stored; a
+/// wrong, stale or unsigned one is answered 401 and stores nothing.
+async fn every_scheme(database: Option<&str>, suffix: &str) {
+    let hub = Hub::start(&scheme_plugins(suffix), SECRETS, database).await;
+    let accepted = |reply: &Reply, what: &str| {
+        assert_eq!(reply.status, 202, "{what}: {}", reply.text);
+        assert_eq!(reply.json["status"], "accepted", "{what}: {}", reply.text);
+        println!("{what}: 202 in {:?}", reply.took);
+    };
+    let unauthorized = |reply: &Reply, what: &str| {
+        assert_eq!(reply.status, 401, "{what}: {}", reply.text);
+        assert!(reply.json["error"].is_string(), "{what}: {}", reply.text);
+    };
+
+    // GitHub.
+    let path = format!("/webhooks/gh{suffix}");
+    let bad = br#"{"id":"gh-bad"}"#;
+    unauthorized(
+        &hub.post(
+            &path,
+            &[("X-Hub-Signature-256", &github_signature(b"other"))],
+            bad,
+        )
+        .await,
+        "github, signature of another body",
+    );
+    unauthorized(&hub.post(&path, &[], bad).await, "github, unsigned");
+    let body = br#"{"id":"gh-1"}"#;
+    let reply = hub
+        .post(
+            &path,
+            &[
+                ("X-Hub-Signature-256", &github_signature(body)),
+                ("X-GitHub-Delivery", &format!("guid-1{suffix}")),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await;
+    accepted(&reply, "github");
+    assert_eq!(
+        hub.wait_record(&format!("gh{suffix}"), "gh-1").await,
+        ["gh-1"]
+    );
+
+    // Stripe, including a stale signature and a rotated secret.
+    let path = format!("/webhooks/stripe{suffix}");
+    let stale = br#"{"id":"st-stale"}"#;
+    unauthorized(
+        &hub.post(
+            &path,
+            &[("Stripe-Signature", &stripe_signature(stale, now() - 600))],
+            stale,
+        )
+        .await,
+        "stripe, 10 minutes old",
+    );
+    let body = br#"{"id":"st-1","object":"event"}"#;
+    let genuine = stripe_signature(body, now());
+    let rotated = format!("{genuine},v1={}", "0".repeat(64));
+    let reply = hub
+        .post(&path, &[("Stripe-Signature", &rotated)], body)
+        .await;
+    accepted(&reply, "stripe");
+    assert_eq!(reply.json["delivery_id"], "st-1");
+    assert_eq!(
+        hub.wait_record(&format!("stripe{suffix}"), "st-1").await,
+        ["st-1"]
+    );
+
+    // Standard Webhooks, signed by the official library.
+    let path = format!("/webhooks/sw{suffix}");
+    let stale = br#"{"id":"sw-stale"}"#;
+    let headers = standard_headers(&format!("msg_stale{suffix}"), stale, now() - 600);
+    unauthorized(
+        &hub.post(&path, &pairs(&headers), stale).await,
+        "standard webhooks, 10 minutes old",
+    );
+    let mut wrong = standard_headers(&format!("msg_wrong{suffix}"), br#"{"id":"x"}"#, now());
+    wrong[0].1 = format!("msg_other{suffix}");
+    unauthorized(
+        &hub.post(&path, &pairs(&wrong), br#"{"id":"x"}"#).await,
+        "standard webhooks, id changed",
+    );
+    let body = br#"{"id":"sw-1"}"#;
+    let headers = standard_headers(&format!("msg_1{suffix}"), body, now());
+    let reply = hub.post(&path, &pairs(&headers), body).await;
+    accepted(&reply, "standard webhooks");
+    assert_eq!(
+        hub.wait_record(&format!("sw{suffix}"), "sw-1").await,
+        ["sw-1"]
+    );
+
+    // API key: header, then query parameter; both removed before the plugin.
+    let path = format!("/webhooks/key{suffix}");
+    unauthorized(
+        &hub.post(&path, &[("X-API-Key", "wrong")], br#"{"id":"k-bad"}"#)
+            .await,
+        "api key, wrong",
+    );
+    unauthorized(
+        &hub.post(&path, &[], br#"{"id":"k-bad"}"#).await,
+        "api key, none",
+    );
+    accepted(
+        &hub.post(&path, &[("X-API-Key", API_KEY)], br#"{"id":"k-1"}"#)
+            .await,
+        "api key header",
+    );
+    accepted(
+        &hub.post(
+            &format!("{path}?apiKey=e2e+key+with%20spaces"),
+            &[],
+            br#"{"id":"k-2"}"#,
+        )
+        .await,
+        "api key parameter",
+    );
+    let mut ids = hub.wait_record(&format!("key{suffix}"), "k-2").await;
+    ids.sort();
+    assert_eq!(ids, ["k-1", "k-2"]);
+
+    // none.
+    accepted(
+        &hub.post(&format!("/webhooks/open{suffix}"), &[], br#"{"id":"o-1"}"#)
+            .await,
+        "none",
+    );
+    hub.wait_record(&format!("open{suffix}"), "o-1").await;
+
+    // The refused requests stored nothing.
+    for source in ["gh", "stripe", "sw"] {
+        let ids = hub.record_ids(&format!("{source}{suffix}")).await;
+        assert_eq!(ids.len(), 1, "{source}: {ids:?}");
+    }
+    let log = hub.log();
+    for (_, secret) in SECRETS {
+        assert!(!log.contains(secret), "a secret reached the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn every_scheme_is_accepted_and_a_wrong_one_refused_on_sqlite() {
+    every_scheme(None, "").await;
+}
+
+#[tokio::test]
+async fn every_scheme_is_accepted_and_a_wrong_one_refused_on_postgres() {
+    let Ok(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipping: SWITCHYARD_TEST_POSTGRES_URL is not set (see scripts/start-test-postgres)"
+        );
+        return;
+    };
+    let suffix = format!("_{}_{}", std::process::id(), now());
+    every_scheme(Some(&url), &suffix).await;
+}
+
+#[tokio::test]
+async fn limits_unknown_plugins_and_replays() {
+    let plugins = "[plugins.small]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.small.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\nmax_body = 64\n\n\
+                   [plugins.plain]\ncommand = \"@WEBHOOK_JSON@\"\n";
+    let hub = Hub::start(plugins, SECRETS, None).await;
+
+    // 404: no such plugin, and a plugin without a webhook section.
+    for path in ["/webhooks/nobody", "/webhooks/plain"] {
+        let reply = hub.post(path, &[], b"{}").await;
+        assert_eq!(reply.status, 404, "{path}: {}", reply.text);
+    }
+
+    // 413 past max_body, signed or not; nothing stored.
+    let big = format!(r#"{{"id":"big","pad":"{}"}}"#, "x".repeat(100));
+    let reply = hub
+        .post(
+            "/webhooks/small",
+            &[("X-Hub-Signature-256", &github_signature(big.as_bytes()))],
+            big.as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, 413, "{}", reply.text);
+
+    // A replayed delivery (same X-GitHub-Delivery) is accepted once: the
+    // copy with another body is answered 202 and never stored.
+    let first = br#"{"id":"r-1"}"#;
+    let copy = br#"{"id":"r-copy"}"#;
+    let reply = hub
+        .post(
+            "/webhooks/small",
+            &[
+                ("X-Hub-Signature-256", &github_signature(first)),
+                ("X-GitHub-Delivery", "delivery-r"),
+            ],
+            first,
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.json["status"].as_str()),
+        (202, Some("accepted"))
+    );
+    let reply = hub
+        .post(
+            "/webhooks/small",
+            &[
+                ("X-Hub-Signature-256", &github_signature(copy)),
+                ("X-GitHub-Delivery", "delivery-r"),
+            ],
+            copy,
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.json["status"].as_str()),
+        (202, Some("duplicate")),
+        "{}",
+        reply.text
+    );
+    // The inbox is worked in order: once a later delivery is stored, the
+    // copy would have been too.
+    let last = br#"{"id":"r-2"}"#;
+    hub.post(
+        "/webhooks/small",
+        &[("X-Hub-Signature-256", &github_signature(last))],
+        last,
+    )
+    .await;
+    let mut ids = hub.wait_record("small", "r-2").await;
+    ids.sort();
+    assert_eq!(ids, ["r-1", "r-2"]);
+}
+
+#[tokio::test]
+async fn a_full_inbox_answers_429_and_a_rejected_delivery_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    // A plugin that never completes its handshake: deliveries wait.
+    let stuck = dir.path().join("stuck.sh");
+    std::fs::write(&stuck, "#!/bin/sh\nexec /bin/sleep 600\n").unwrap();
+    let mut permissions = std::fs::metadata(&stuck).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&stuck, permissions).unwrap();
+    let plugins = format!(
+        "[plugins.json]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.json.webhook]\nauth = \"none\"\n\n\
+         [plugins.stuck]\ncommand = \"{}\"\nstart_timeout = \"10m\"\n[plugins.stuck.webhook]\nauth = \"none\"\nmax_pending = 2\n",
+        stuck.display()
+    );
+    // Not every plugin becomes ready here: start without waiting on /readyz.
+    let hub = Hub::start_unready(&plugins).await;
+
+    let send = |key: &'static str| {
+        let hub = &hub;
+        async move {
+            hub.post(
+                "/webhooks/stuck",
+                &[("Idempotency-Key", key)],
+                br#"{"id":"s"}"#,
+            )
+            .await
+        }
+    };
+    assert_eq!(send("a").await.status, 202);
+    assert_eq!(send("b").await.status, 202);
+    let full = send("c").await;
+    assert_eq!(full.status, 429, "{}", full.text);
+    assert!(full.retry_after, "429 without Retry-After");
+    // A replay of a stored delivery is still accepted (it adds nothing).
+    assert_eq!(send("a").await.json["status"], "duplicate");
+
+    // webhook-json rejects a body that is not JSON: the 202 was sent, so
+    // the delivery becomes a dead letter of the webhook stage.
+    hub.wait_for(|| async {
+        let status = hub.get("/api/v1/plugins/json").await;
+        (status["state"] == "running").then_some(())
+    })
+    .await
+    .unwrap();
+    let reply = hub.post("/webhooks/json", &[], b"this is not json").await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let letter = hub
+        .wait_for(|| async {
+            let letters = hub
+                .get("/api/v1/dead-letters?plugin=json&stage=webhook")
+                .await;
+            letters["dead_letters"]
+                .as_array()
+                .and_then(|letters| letters.first().cloned())
+        })
+        .await
+        .unwrap_or_else(|| panic!("no dead letter:\n{}", hub.log()));
+    assert!(
+        letter["error"].as_str().unwrap().contains("not valid JSON"),
+        "{letter:#}"
+    );
+}
+
+impl Hub {
+    /// [`Hub::start`] without waiting for `/readyz` (waits for `/healthz`).
+    async fn start_unready(plugins: &str) -> Hub {
+        // `start` waits for /readyz; a stuck plugin never gets there, so
+        // build the hub the same way and wait for /healthz instead.
+        Hub::start_with(plugins, SECRETS, None, "/healthz").await
+    }
+}
+
+#[tokio::test]
+async fn a_synchronous_plugin_replies_to_the_challenge_and_stores_before_answering() {
+    let plugins =
+        "[plugins.sync]\ncommand = \"@TESTKIT@\"\n[plugins.sync.webhook]\nauth = \"none\"\n";
+    let hub = Hub::start(plugins, &[], None).await;
+
+    let reply = hub
+        .post(
+            "/webhooks/sync",
+            &[("Idempotency-Key", "challenge-1")],
+            br#"{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.content_type, "text/plain");
+    assert_eq!(
+        reply.text,
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    // A replay gets the same reply.
+    let again = hub
+        .post(
+            "/webhooks/sync",
+            &[("Idempotency-Key", "challenge-1")],
+            b"{}",
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.text.as_str()),
+        (200, reply.text.as_str())
+    );
+
+    // The records are stored before the answer: visible at once.
+    let reply = hub
+        .post("/webhooks/sync", &[], br#"[{"id":"t-1"},{"id":"t-2"}]"#)
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let mut ids = hub.record_ids("sync").await;
+    ids.sort();
+    assert_eq!(ids, ["t-1", "t-2"]);
+
+    // The plugin's INVALID_ARGUMENT is the client's 400, and stores nothing.
+    let reply = hub.post("/webhooks/sync", &[], b"[1, 2]").await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(
+        reply.json["error"].as_str().unwrap().contains("sync"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(hub.record_ids("sync").await.len(), 2);
+}
+
+/// Prints how fast deliveries are accepted (202) one after another; asserts
+/// only that every one was accepted and stored.
+async fn acceptance_latency(database: Option<&str>, what: &str, source: &str) {
+    let plugins = format!(
+        "[plugins.{source}]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.{source}.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\n"
+    );
+    let hub = Hub::start(&plugins, SECRETS, database).await;
+    const COUNT: usize = 200;
+    let mut latencies = Vec::with_capacity(COUNT);
+    let started = Instant::now();
+    for index in 0..COUNT {
+        let body = format!(r#"{{"id":"f-{index}"}}"#);
+        let reply = hub
+            .post(
+                &format!("/webhooks/{source}"),
+                &[("X-Hub-Signature-256", &github_signature(body.as_bytes()))],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        latencies.push(reply.took);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "webhook 202 latency over {COUNT} sequential requests ({what}): median {:?}, p99 {:?}, max {:?}; {:.0} accepted/s",
+        latencies[COUNT / 2],
+        latencies[COUNT * 99 / 100],
+        latencies[COUNT - 1],
+        COUNT as f64 / elapsed.as_secs_f64()
+    );
+    hub.wait_record(source, &format!("f-{}", COUNT - 1)).await;
+    assert_eq!(hub.record_ids(source).await.len(), COUNT);
+}
+
+#[tokio::test]
+async fn acceptance_latency_is_printed_on_sqlite() {
+    acceptance_latency(None, "SQLite", "fast").await;
+}
+
+#[tokio::test]
+async fn acceptance_latency_is_printed_on_postgres() {
+    let Ok(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipping: SWITCHYARD_TEST_POSTGRES_URL is not set (see scripts/start-test-postgres)"
+        );
+        return;
+    };
+    let source = format!("fast_{}_{}", std::process::id(), now());
+    acceptance_latency(Some(&url), "PostgreSQL", &source).await;
+}
+
+/// In process: a delivery the plugin rejects is dead-lettered by the worker;
+/// replaying the dead letter puts it back in the inbox, the worker hands it
+/// to the plugin again, and (rejected again) it is dead-lettered once more.
+#[tokio::test]
+async fn a_replayed_webhook_dead_letter_goes_back_to_the_plugin() {
+    use switchyard_hub::pipeline::Pipeline;
+    use switchyard_hub::store::{DeadLetterFilter, Stage, Store};
+    use switchyard_hub::supervisor::{Spawner, Supervisor};
+    use switchyard_hub::webhook::{Answer, Incoming, Webhooks};
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[hub]\ndatabase = \"sqlite://hub.db\"\n[plugins.json]\ncommand = \"{}\"\n[plugins.json.webhook]\nauth = \"none\"\n",
+        plugin_bin("webhook-json").display()
+    );
+    std::fs::write(dir.path().join("plugins.toml"), text).unwrap();
+    let config = switchyard_hub::config::load(&dir.path().join("plugins.toml")).unwrap();
+    let store = Store::open(&config.hub.database.url()).await.unwrap();
+    let spawner = std::sync::Arc::new(Spawner::start(tokio::runtime::Handle::current()).unwrap());
+    let sockets = tempfile::tempdir().unwrap();
+    let supervisor = Supervisor::start(&config.plugins, spawner, sockets.path().to_path_buf());
+    let pipeline = Pipeline::start(&config, store.clone(), supervisor.plugins());
+    let (webhooks, workers) = Webhooks::start(
+        &config.plugins,
+        supervisor.plugins(),
+        pipeline.ingest().clone(),
+    )
+    .await
+    .unwrap();
+
+    let answer = webhooks
+        .receive(
+            "json",
+            Incoming {
+                method: "POST".into(),
+                path: "/webhooks/json".into(),
+                query: String::new(),
+                headers: vec![("idempotency-key".into(), "bad-1".into())],
+                body: b"not json".to_vec(),
+                received_at: chrono::Utc::now(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        Answer::Accepted {
+            delivery_id: "bad-1".into()
+        }
+    );
+    let filter = DeadLetterFilter {
+        plugin: Some("json".into()),
+        stage: Some(Stage::Webhook),
+    };
+    let letters = |count: usize| {
+        let store = store.clone();
+        let filter = filter.clone();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let (letters, _) = store.list_dead_letters(&filter, 0, 10).await.unwrap();
+                if letters.len() == count {
+                    return letters;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "expected {count} dead letters, have {letters:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = letters(1).await.remove(0);
+    assert_eq!(first.record.id, "bad-1");
+    assert_eq!(first.record.record_type, "webhook.delivery");
+    assert_eq!(first.record.payload["body"], "not json");
+    assert!(first.error.contains("not valid JSON"), "{}", first.error);
+
+    assert!(webhooks.replay_dead_letter(&first).await.unwrap());
+    // Replaying the same letter twice does nothing.
+    assert!(!webhooks.replay_dead_letter(&first).await.unwrap());
+    let again = letters(1).await.remove(0);
+    assert_ne!(
+        again.id, first.id,
+        "the replayed delivery was not dead-lettered anew"
+    );
+    assert_eq!(again.record.id, "bad-1");
+
+    workers.stop().await;
+    pipeline.stop().await;
+    supervisor.stop_all().await;
+    store.close().await;
+}

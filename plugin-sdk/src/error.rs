@@ -1,0 +1,168 @@
+//! Errors a plugin reports: [`PluginError`] for a failed call or item, and
+//! [`ConfigError`] / [`ConfigErrors`] for a rejected configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a call, or one item of a streamed call, failed.
+///
+/// Say whether trying again may help: [`PluginError::retryable`] for timeouts,
+/// upstream 5xx or 429; [`PluginError::permanent`] for input that will always
+/// fail (malformed data, an upstream 4xx). A permanent failure of a webhook
+/// makes the hub answer 400; a permanent nack of an event dead-letters it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    message: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    code: Option<String>,
+}
+
+impl PluginError {
+    /// A failure that may succeed if tried again later.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        PluginError {
+            message: message.into(),
+            retryable: true,
+            retry_after: None,
+            code: None,
+        }
+    }
+
+    /// A failure that will happen again with the same input.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        PluginError {
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+            code: None,
+        }
+    }
+
+    /// Asks the hub to wait at least this long before the next attempt
+    /// (for example an upstream's `Retry-After`).
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Attaches a short machine-readable code (for example `"rate_limited"`).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The human-readable description.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True when trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// How long the plugin asked the hub to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The machine-readable code, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.retryable {
+            "retryable"
+        } else {
+            "permanent"
+        };
+        write!(f, "{kind} failure: {}", self.message)?;
+        if let Some(code) = &self.code {
+            write!(f, " (code {code})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// One problem with a plugin's configuration, naming the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// A dotted path to the key inside `config` (for example `"fields.id"`),
+    /// empty when the problem concerns the table as a whole.
+    pub field: String,
+    /// What is wrong and, where possible, what would be right.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with the key at `field` (a dotted path; empty for the whole table).
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a configuration; what a plugin's factory returns
+/// when it rejects the configuration. `?` converts a single [`ConfigError`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// No problems yet; add them with [`ConfigErrors::push`].
+    pub fn new() -> Self {
+        ConfigErrors(Vec::new())
+    }
+
+    /// Records one problem.
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError::new(field, message));
+    }
+
+    /// True when no problem was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when empty, otherwise `Err(self)`: ends a validation function.
+    ///
+    /// # Errors
+    /// Returns `self` when at least one problem was recorded.
+    pub fn into_result(self) -> Result<(), ConfigErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors(vec![error])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let texts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "{}", texts.join("; "))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

@@ -1,0 +1,265 @@
+//! The plugin definition: name, version, config type, the factory that builds
+//! the role implementation from the validated config, and the roles served.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use tonic::service::RoutesBuilder;
+
+use crate::config::{decode_config, schema_json};
+use crate::error::{ConfigError, ConfigErrors};
+use crate::role::{Enricher, Output, PollingInput, WebhookInput};
+use crate::services::{self, Shared};
+
+/// A role a plugin serves (as reported by `GetMetadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoleKind {
+    /// Serves [`PollingInput`].
+    PollingInput,
+    /// Serves [`WebhookInput`].
+    WebhookInput,
+    /// Serves [`Enricher`].
+    Enrichment,
+    /// Serves [`Output`].
+    Output,
+}
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub(crate) type Factory<T> = Arc<dyn Fn(&[u8]) -> BoxFuture<Result<T, ConfigErrors>> + Send + Sync>;
+pub(crate) type AddRoute<T> = fn(&Arc<Shared<T>>, &mut RoutesBuilder);
+
+/// What `GetMetadata` reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Info {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub webhook_sync_reply: bool,
+    pub install_logging: bool,
+}
+
+/// The start of a plugin definition: its name and version. Choose the
+/// configuration and roles with [`PluginBuilder::enricher`] (and friends) or
+/// [`PluginBuilder::factory`].
+#[derive(Debug, Clone)]
+pub struct PluginBuilder {
+    info: Info,
+}
+
+/// Namespace for [`Plugin::new`], the entry point of every plugin definition.
+///
+/// `Plugin<T>` is a complete definition: `T` is the type implementing the roles,
+/// built from the configuration by the factory on every successful `Configure`
+/// (a re-`Configure` replaces it). Pass it to [`serve`](crate::serve) or to
+/// [`TestHarness::start`](crate::testing::TestHarness::start).
+pub struct Plugin<T> {
+    pub(crate) info: Info,
+    pub(crate) config_schema: String,
+    pub(crate) factory: Factory<T>,
+    pub(crate) roles: Vec<(RoleKind, AddRoute<T>)>,
+}
+
+impl Plugin<()> {
+    /// Starts a definition for the plugin `name` at `version` (semver,
+    /// usually `env!("CARGO_PKG_VERSION")`).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> PluginBuilder {
+        PluginBuilder {
+            info: Info {
+                name: name.into(),
+                version: version.into(),
+                description: String::new(),
+                webhook_sync_reply: false,
+                install_logging: true,
+            },
+        }
+    }
+}
+
+impl PluginBuilder {
+    /// One line saying what the plugin does.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.info.description = description.into();
+        self
+    }
+
+    /// Webhook inputs: ask the hub to wait for `handle_webhook` and send its
+    /// [`HttpReply`](crate::HttpReply) (for URL-verification challenges).
+    pub fn webhook_sync_reply(mut self, sync: bool) -> Self {
+        self.info.webhook_sync_reply = sync;
+        self
+    }
+
+    /// Set to false to keep [`serve`](crate::serve) from installing its
+    /// go-plugin JSON stderr logger (then install your own `tracing` subscriber).
+    pub fn install_logging(mut self, install: bool) -> Self {
+        self.info.install_logging = install;
+        self
+    }
+
+    /// Declares the configuration type `C` and the factory that builds the
+    /// plugin from it. Add roles afterwards with [`Plugin::polling_input`],
+    /// [`Plugin::webhook_input`], [`Plugin::enricher`] and [`Plugin::output`].
+    ///
+    /// The factory may reject the configuration with [`ConfigErrors`] (or a
+    /// single [`ConfigError`] through `?`/`.into()`).
+    pub fn factory<C, T, F, Fut>(self, factory: F) -> Plugin<T>
+    where
+        C: DeserializeOwned + JsonSchema + Send + 'static,
+        T: Send + Sync + 'static,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, ConfigErrors>> + Send + 'static,
+    {
+        let factory = Arc::new(factory);
+        let erased: Factory<T> = Arc::new(move |json: &[u8]| {
+            let decoded = decode_config::<C>(json);
+            let factory = Arc::clone(&factory);
+            Box::pin(async move {
+                let config = decoded?;
+                match AssertUnwindSafe(factory(config)).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(panic) => Err(ConfigError::new(
+                        "",
+                        format!(
+                            "the plugin panicked while applying the configuration: {}",
+                            services::panic_message(&panic)
+                        ),
+                    )
+                    .into()),
+                }
+            })
+        });
+        Plugin {
+            info: self.info,
+            config_schema: schema_json::<C>(),
+            factory: erased,
+            roles: Vec::new(),
+        }
+    }
+
+    /// Shorthand for `.factory(factory).polling_input()`.
+    pub fn polling_input<C, T, F, Fut>(self, factory: F) -> Plugin<T>
+    where
+        C: DeserializeOwned + JsonSchema + Send + 'static,
+        T: PollingInput,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, ConfigErrors>> + Send + 'static,
+    {
+        self.factory(factory).polling_input()
+    }
+
+    /// Shorthand for `.factory(factory).webhook_input()`.
+    pub fn webhook_input<C, T, F, Fut>(self, factory: F) -> Plugin<T>
+    where
+        C: DeserializeOwned + JsonSchema + Send + 'static,
+        T: WebhookInput,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, ConfigErrors>> + Send + 'static,
+    {
+        self.factory(factory).webhook_input()
+    }
+
+    /// Shorthand for `.factory(factory).enricher()`.
+    pub fn enricher<C, T, F, Fut>(self, factory: F) -> Plugin<T>
+    where
+        C: DeserializeOwned + JsonSchema + Send + 'static,
+        T: Enricher,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, ConfigErrors>> + Send + 'static,
+    {
+        self.factory(factory).enricher()
+    }
+
+    /// Shorthand for `.factory(factory).output()`.
+    pub fn output<C, T, F, Fut>(self, factory: F) -> Plugin<T>
+    where
+        C: DeserializeOwned + JsonSchema + Send + 'static,
+        T: Output,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, ConfigErrors>> + Send + 'static,
+    {
+        self.factory(factory).output()
+    }
+}
+
+impl<T: Send + Sync + 'static> Plugin<T> {
+    /// Serves the polling-input role with `T`.
+    pub fn polling_input(self) -> Self
+    where
+        T: PollingInput,
+    {
+        self.with_role(RoleKind::PollingInput, services::add_polling_input::<T>)
+    }
+
+    /// Serves the webhook-input role with `T`.
+    pub fn webhook_input(self) -> Self
+    where
+        T: WebhookInput,
+    {
+        self.with_role(RoleKind::WebhookInput, services::add_webhook_input::<T>)
+    }
+
+    /// Serves the enrichment role with `T`.
+    pub fn enricher(self) -> Self
+    where
+        T: Enricher,
+    {
+        self.with_role(RoleKind::Enrichment, services::add_enricher::<T>)
+    }
+
+    /// Serves the output role with `T`.
+    pub fn output(self) -> Self
+    where
+        T: Output,
+    {
+        self.with_role(RoleKind::Output, services::add_output::<T>)
+    }
+
+    /// One line saying what the plugin does.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.info.description = description.into();
+        self
+    }
+
+    /// See [`PluginBuilder::webhook_sync_reply`].
+    pub fn webhook_sync_reply(mut self, sync: bool) -> Self {
+        self.info.webhook_sync_reply = sync;
+        self
+    }
+
+    /// See [`PluginBuilder::install_logging`].
+    pub fn install_logging(mut self, install: bool) -> Self {
+        self.info.install_logging = install;
+        self
+    }
+
+    /// The roles served so far.
+    pub fn roles(&self) -> Vec<RoleKind> {
+        self.roles.iter().map(|(role, _)| *role).collect()
+    }
+
+    fn with_role(mut self, role: RoleKind, add: AddRoute<T>) -> Self {
+        if !self.roles.iter().any(|(existing, _)| *existing == role) {
+            self.roles.push((role, add));
+        }
+        self
+    }
+}
+
+impl<T> std::fmt::Debug for Plugin<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .field(
+                "roles",
+                &self.roles.iter().map(|(role, _)| *role).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}

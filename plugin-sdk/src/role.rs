@@ -1,0 +1,147 @@
+//! One async trait per role. A plugin implements the roles it serves on one
+//! type, which its factory builds from the validated configuration.
+//!
+//! Methods take `&self` and may run concurrently (many enrich items or events
+//! are in flight at once), so keep mutable state behind a lock or an atomic.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
+use futures_util::future::join_all;
+use switchyard_wire::pb::v1 as pb;
+use tokio::sync::mpsc;
+
+use crate::error::PluginError;
+use crate::services::{panic_failure, record_to_pb};
+use crate::types::{PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse};
+
+/// An input the hub polls on a schedule (never two polls of one instance at once).
+pub trait PollingInput: Send + Sync + 'static {
+    /// Fetches what is new since `request.checkpoint`, sending records and
+    /// checkpoints through `emitter`. The poll ends when the future returns.
+    ///
+    /// Send a checkpoint after the records it covers: the hub commits records
+    /// with the checkpoint that covers them, and re-fetches records sent after
+    /// the last checkpoint if the poll fails.
+    fn poll(
+        &self,
+        request: PollRequest,
+        emitter: Emitter,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send;
+}
+
+/// An input that turns HTTP webhook deliveries into records.
+pub trait WebhookInput: Send + Sync + 'static {
+    /// Turns one delivery into records (and optionally an HTTP reply).
+    /// Return a [permanent](PluginError::permanent) error for a malformed
+    /// body: the hub answers 400 and does not retry. Any other error is retried.
+    fn handle_webhook(
+        &self,
+        request: WebhookRequest,
+    ) -> impl Future<Output = Result<WebhookResponse, PluginError>> + Send;
+}
+
+/// A step records pass through before they are stored.
+pub trait Enricher: Send + Sync + 'static {
+    /// Returns the enriched record; its id and source must be unchanged.
+    /// Called concurrently for many records.
+    fn enrich(&self, record: Record) -> impl Future<Output = Result<Record, PluginError>> + Send;
+}
+
+/// A destination that receives record events and acknowledges each one.
+pub trait Output: Send + Sync + 'static {
+    /// Delivers one event. Return `Ok(())` only once the event is durable
+    /// downstream: the hub then considers it delivered.
+    fn handle_event(
+        &self,
+        event: RecordEvent,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send;
+
+    /// Delivers a batch of events and returns one outcome per event, in order.
+    ///
+    /// The default runs [`Output::handle_event`] for every event concurrently
+    /// (a panic fails only its own event). Override it to make a batch durable
+    /// at once, for example one fsync per batch.
+    fn handle_batch(
+        &self,
+        events: Vec<RecordEvent>,
+    ) -> impl Future<Output = Vec<Result<(), PluginError>>> + Send {
+        join_all(events.into_iter().map(|event| {
+            AssertUnwindSafe(self.handle_event(event))
+                .catch_unwind()
+                .map(|outcome| outcome.unwrap_or_else(|panic| Err(panic_failure(&panic))))
+        }))
+    }
+}
+
+/// How a poll sends its output to the hub.
+///
+/// Every method waits while the hub is slow to read (back-pressure) and fails
+/// with a retryable error once the hub has gone away (the poll was cancelled):
+/// return that error to end the poll.
+#[derive(Debug)]
+pub struct Emitter {
+    sender: mpsc::Sender<Result<pb::PollResponse, tonic::Status>>,
+    emitted: u64,
+}
+
+impl Emitter {
+    pub(crate) fn new(sender: mpsc::Sender<Result<pb::PollResponse, tonic::Status>>) -> Self {
+        Emitter { sender, emitted: 0 }
+    }
+
+    /// Sends a batch of records (not yet covered by a checkpoint).
+    ///
+    /// # Errors
+    /// A retryable error when the hub is no longer listening.
+    pub async fn emit(&mut self, records: Vec<Record>) -> Result<(), PluginError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.send(records, None).await
+    }
+
+    /// Sends a checkpoint covering every record sent so far in this poll.
+    ///
+    /// # Errors
+    /// A retryable error when the hub is no longer listening.
+    pub async fn checkpoint(&mut self, checkpoint: impl Into<Vec<u8>>) -> Result<(), PluginError> {
+        self.send(Vec::new(), Some(checkpoint.into())).await
+    }
+
+    /// Sends a batch of records and the checkpoint that covers them in one message.
+    ///
+    /// # Errors
+    /// A retryable error when the hub is no longer listening.
+    pub async fn emit_with_checkpoint(
+        &mut self,
+        records: Vec<Record>,
+        checkpoint: impl Into<Vec<u8>>,
+    ) -> Result<(), PluginError> {
+        self.send(records, Some(checkpoint.into())).await
+    }
+
+    /// How many records this poll has sent so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    async fn send(
+        &mut self,
+        records: Vec<Record>,
+        checkpoint: Option<Vec<u8>>,
+    ) -> Result<(), PluginError> {
+        let count = records.len() as u64;
+        let message = pb::PollResponse {
+            records: records.into_iter().map(record_to_pb).collect(),
+            checkpoint,
+        };
+        self.sender
+            .send(Ok(message))
+            .await
+            .map_err(|_| PluginError::retryable("the hub stopped listening to this poll"))?;
+        self.emitted += count;
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+// Command host-go is a small Switchyard host built on hashicorp/go-plugin's
+// own client. It launches the plugin binary given on its command line with
+// the Switchyard handshake, checks health, calls GetMetadata and Configure,
+// sends a few records through Enrich (and events through HandleEvent) when the
+// plugin serves those roles, prints everything as one JSON document on
+// stdout, then kills the plugin with client.Kill().
+//
+// It exits 0 when every step worked and the plugin exited gracefully after
+// GRPCController.Shutdown; 1 when anything failed, including when go-plugin
+// logged "plugin failed to exit gracefully" and had to SIGKILL the plugin;
+// 2 on a usage error. Logs (go-plugin's and the plugin's, with their levels)
+// go to stderr.
+//
+//	host-go [-config JSON] [-records N] [-log-level LEVEL] [-log-json] PLUGIN [ARGS...]
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/switchyard/switchyard/plugins/go/internal/host"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	flags := flag.NewFlagSet("host-go", flag.ContinueOnError)
+	flags.Usage = func() {
+		fmt.Fprintln(flags.Output(), "usage: host-go [flags] PLUGIN [ARGS...]")
+		flags.PrintDefaults()
+	}
+	config := flags.String("config", "{}", "the plugin's config table as JSON, sent with Configure")
+	instance := flags.String("instance", "host-go", "the instance name sent with Configure")
+	records := flags.Int("records", 3, "how many records (and output events) to send")
+	startTimeout := flags.Duration("start-timeout", 30*time.Second, "how long the plugin has to complete the handshake")
+	callTimeout := flags.Duration("call-timeout", 30*time.Second, "the deadline for all calls after the handshake")
+	logLevel := flags.String("log-level", "debug", "stderr log level: trace, debug, info, warn or error")
+	logJSON := flags.Bool("log-json", false, "log to stderr as hclog JSON lines instead of text")
+	if err := flags.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if flags.NArg() < 1 || *records < 1 {
+		flags.Usage()
+		return 2
+	}
+	level := hclog.LevelFromString(*logLevel)
+	if level == hclog.NoLevel {
+		fmt.Fprintf(os.Stderr, "host-go: unknown log level %q\n", *logLevel)
+		return 2
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "host-go", Level: level, Output: os.Stderr, JSONFormat: *logJSON})
+
+	report, err := host.Run(host.Options{
+		Command:      flags.Arg(0),
+		Args:         flags.Args()[1:],
+		ConfigJSON:   *config,
+		InstanceName: *instance,
+		Records:      *records,
+		StartTimeout: *startTimeout,
+		CallTimeout:  *callTimeout,
+		Logger:       logger,
+	})
+	encoder := json.NewEncoder(os.Stdout)
+	encoder.SetIndent("", "  ")
+	if encodeErr := encoder.Encode(report); encodeErr != nil {
+		fmt.Fprintf(os.Stderr, "host-go: cannot print the report: %v\n", encodeErr)
+		return 1
+	}
+	if err != nil {
+		logger.Error("host-go failed", "error", err)
+		return 1
+	}
+	return 0
+}

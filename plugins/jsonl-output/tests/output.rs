@@ -1,0 +1,131 @@
+//! jsonl-output through the SDK harness.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use switchyard_plugin_sdk::testing::TestHarness;
+use switchyard_plugin_sdk::{EventKind, Record, RecordEvent};
+
+fn event(delivery_id: u64, id: &str) -> RecordEvent {
+    RecordEvent {
+        delivery_id,
+        kind: if delivery_id & 1 == 0 {
+            EventKind::Created
+        } else {
+            EventKind::Updated
+        },
+        record: Record::new(id, "order")
+            .with_payload(&serde_json::json!({"total": delivery_id}))
+            .unwrap()
+            .with_metadata("k", "v")
+            .with_occurred_at(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()),
+        attempt: 1,
+    }
+}
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn appends_one_line_per_event_and_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    std::fs::write(&path, "{\"existing\":true}\n").unwrap();
+    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
+    harness
+        .configure(serde_json::json!({"path": path}))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcomes = harness
+        .handle_events((1..=5).map(|n| event(n, &format!("r{n}"))).collect())
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+    let written = lines(&path);
+    assert_eq!(written.len(), 6, "appended after the existing line");
+    let first = &written[1];
+    assert_eq!(first["delivery_id"], 1);
+    assert_eq!(first["kind"], "updated");
+    assert_eq!(first["record"]["id"], "r1");
+    assert_eq!(first["record"]["type"], "order");
+    assert_eq!(first["record"]["payload"], serde_json::json!({"total": 1}));
+    assert_eq!(first["record"]["metadata"]["k"], "v");
+    assert_eq!(first["record"]["occurred_at"], "2023-11-14T22:13:20Z");
+    assert_eq!(written[2]["kind"], "created");
+}
+
+#[tokio::test]
+async fn an_event_with_a_broken_payload_is_nacked_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
+    harness
+        .configure(serde_json::json!({"path": path, "fsync": false}))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut broken = event(2, "broken");
+    broken.record.payload = b"{nope".to_vec();
+    let outcomes = harness
+        .handle_events(vec![event(1, "a"), broken, event(3, "c")])
+        .await
+        .unwrap();
+    assert!(outcomes[0].is_ok());
+    assert!(!outcomes[1].as_ref().unwrap_err().is_retryable());
+    assert!(outcomes[2].is_ok());
+    let ids: Vec<String> = lines(&path)
+        .iter()
+        .map(|l| l["record"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+}
+
+#[tokio::test]
+async fn write_errors_are_retryable_nacks() {
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    if !std::path::Path::new("/dev/full").exists() {
+        return;
+    }
+    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
+    harness
+        .configure(serde_json::json!({"path": "/dev/full", "fsync": false}))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcomes = harness
+        .handle_events(vec![event(1, "a"), event(2, "b")])
+        .await
+        .unwrap();
+    for outcome in outcomes {
+        let error = outcome.unwrap_err();
+        assert!(error.is_retryable());
+        assert!(error.message().contains("/dev/full"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn the_path_is_required_and_must_be_openable() {
+    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
+    let errors = harness
+        .configure(serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(errors[0].field, "path");
+    assert_eq!(errors[0].message, "is required");
+    let errors = harness
+        .configure(serde_json::json!({"path": "/nonexistent-dir/x/out.jsonl"}))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(errors[0].field, "path");
+    assert!(
+        errors[0].message.contains("cannot open"),
+        "{}",
+        errors[0].message
+    );
+}

@@ -1,0 +1,216 @@
+"""Runs a plugin the way the Switchyard hub (or any go-plugin host) expects.
+
+:func:`serve` performs the whole plugin side of the go-plugin protocol: cookie
+check, version negotiation, Unix socket, handshake line, gRPC services,
+signals, parent-death watch and shutdown. It never returns.
+"""
+
+import concurrent.futures
+import grp
+import logging
+import os
+import secrets
+import select
+import signal
+import sys
+import tempfile
+from typing import Mapping, NoReturn, Optional
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from . import handshake, hclog
+from .roles import Plugin
+from .services import Lifecycle, register_all
+
+#: The longest Unix socket path Linux accepts (sun_path is 108 bytes with the NUL).
+MAX_SOCKET_PATH_BYTES = 107
+#: The default gRPC message size limit, both ways (grpc's own default is 4 MiB receive).
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: How often the main loop checks whether the parent (the hub) is still alive.
+PARENT_POLL_SECONDS = 1.0
+#: How long in-flight calls get to finish once the plugin stops.
+STOP_GRACE_SECONDS = 0.5
+
+
+def serve(
+    plugin: Plugin,
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_workers: int = 32,
+) -> NoReturn:
+    """Serves ``plugin`` until the host shuts it down, SIGTERM arrives or the parent dies; then exits.
+
+    Exit status: 0 after a normal stop, 1 when the plugin cannot start (no
+    magic cookie, no common protocol version, socket errors). Everything the
+    plugin logs goes to stderr as hclog JSON; after the handshake line,
+    ``sys.stdout`` is redirected to stderr so nothing can corrupt the protocol.
+    """
+    os._exit(_run(plugin, os.environ if environ is None else environ, max_message_bytes, max_workers))
+
+
+def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max_workers: int) -> int:
+    try:
+        handshake.check_cookie(environ)
+    except handshake.HandshakeError as err:
+        _write_stderr(f"{err}\n")
+        return 1
+
+    logger = hclog.install(plugin.name or "plugin")
+    try:
+        version = handshake.negotiate_version(environ.get(handshake.ENV_PROTOCOL_VERSIONS))
+    except handshake.HandshakeError as err:
+        logger.error("cannot start: %s", err)
+        return 1
+    if environ.get(handshake.ENV_CLIENT_CERT):
+        logger.error(
+            "cannot start: the host asked for go-plugin AutoMTLS (PLUGIN_CLIENT_CERT is set), "
+            "which the Switchyard Python SDK does not support; turn AutoMTLS off in the host"
+        )
+        return 1
+    if not plugin.roles():
+        logger.warning("the plugin serves no role: derive it from PollingInput, WebhookInput, Enricher or Output")
+
+    # Signals: SIGINT is ignored, as Go plugins do (a terminal's Ctrl-C reaches the whole
+    # process group; the hub decides when the plugin stops). SIGTERM stops gracefully.
+    # The main loop sleeps in select() on a pipe. Signal handlers must not take locks (the
+    # thread they interrupt may hold them), so SIGTERM's handler only sets a flag and Python's
+    # wakeup fd writes to the pipe; a stop requested by a gRPC call writes to it too.
+    wake_read, wake_write = os.pipe()
+    for fd in (wake_read, wake_write):
+        os.set_blocking(fd, False)
+    lifecycle = Lifecycle(wake_fd=wake_write)
+    sigterm_received = []
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sigterm_received.append(signum))
+    signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    original_parent = os.getppid()
+
+    try:
+        socket_path = _socket_path(environ)
+    except OSError as err:
+        logger.error("cannot start: %s", err)
+        return 1
+
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-worker"),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    for service in ("", handshake.HEALTH_SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services = register_all(server, plugin, lifecycle)
+
+    try:
+        server.add_insecure_port(f"unix:{socket_path}")
+    except RuntimeError as err:
+        logger.error("cannot start: failed to listen on unix socket %s: %s", socket_path, err)
+        return 1
+    server.start()
+    try:
+        _apply_socket_group(socket_path, environ.get(handshake.ENV_UNIX_SOCKET_GROUP))
+    except (OSError, KeyError) as err:
+        logger.error("cannot start: cannot give socket %s to group: %s", socket_path, err)
+        server.stop(None)
+        return 1
+
+    line = handshake.format_handshake_line(version, socket_path, bool(environ.get(handshake.ENV_MULTIPLEX_GRPC)))
+    try:
+        sys.__stdout__.write(line + "\n")
+        sys.__stdout__.flush()
+    except OSError as err:
+        logger.error("cannot start: failed to write the handshake line to stdout: %s", err)
+        server.stop(None)
+        return 1
+    # From now on stdout belongs to the protocol: anything the plugin prints goes to stderr.
+    sys.stdout = sys.stderr
+    logger.info(
+        "plugin started",
+        extra={
+            "fields": {"network": "unix", "address": socket_path, "protocol_version": version, "services": services}
+        },
+    )
+
+    while not lifecycle.stopping.is_set():
+        if sigterm_received:
+            lifecycle.request_stop("SIGTERM received")
+        elif os.getppid() != original_parent:
+            lifecycle.request_stop(f"the parent process {original_parent} exited")
+        else:
+            _sleep_on(wake_read, PARENT_POLL_SECONDS)
+    logger.info("stopping", extra={"fields": {"reason": lifecycle.stop_reason}})
+
+    health_servicer.enter_graceful_shutdown()
+    server.stop(STOP_GRACE_SECONDS).wait(STOP_GRACE_SECONDS + 2.0)
+    try:
+        os.unlink(socket_path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.warning("could not remove socket %s: %s", socket_path, err)
+    try:
+        plugin.close()
+    except Exception as err:  # noqa: BLE001 - still exit cleanly
+        logger.error("close() raised: %r", err, exc_info=err)
+    logger.info("plugin stopped")
+    logging.shutdown()
+    return 0
+
+
+def _sleep_on(fd: int, timeout: float) -> None:
+    """Waits until ``fd`` is readable or ``timeout`` passes, then drains it."""
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+    except InterruptedError:  # pragma: no cover - Python retries select itself (PEP 475)
+        return
+    if readable:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+
+def _socket_path(environ: Mapping[str, str]) -> str:
+    """A fresh ``plugin<random>`` path in PLUGIN_UNIX_SOCKET_DIR (or the temp dir), checked for length."""
+    directory = environ.get(handshake.ENV_UNIX_SOCKET_DIR) or tempfile.gettempdir()
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory):
+        raise OSError(f"the socket directory {directory} (PLUGIN_UNIX_SOCKET_DIR) does not exist")
+    for _ in range(100):
+        path = os.path.join(directory, f"plugin{secrets.randbelow(10**10)}")
+        if not os.path.lexists(path):
+            break
+    else:
+        raise OSError(f"could not find a free socket name in {directory}")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        raise OSError(
+            f"the socket path {path} is {len(os.fsencode(path))} bytes long, over the limit of "
+            f"{MAX_SOCKET_PATH_BYTES}: choose a shorter socket directory"
+        )
+    return path
+
+
+def _apply_socket_group(path: str, group: Optional[str]) -> None:
+    """go-plugin's PLUGIN_UNIX_SOCKET_GROUP: chown the socket to a group (name or gid) and make it 0660."""
+    if not group:
+        return
+    gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o660)
+
+
+def _write_stderr(text: str) -> None:
+    try:
+        sys.__stderr__.write(text)
+        sys.__stderr__.flush()
+    except OSError:
+        pass
+
+
+__all__ = ["serve", "DEFAULT_MAX_MESSAGE_BYTES"]
