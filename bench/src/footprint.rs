@@ -5,16 +5,15 @@
 //! per-plugin increment between the smallest and largest N.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
+use anyhow::Context;
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use crate::hub_process::{HubProcess, free_port, sqlite_url};
 use crate::report::{Row, Target, Value};
-use crate::rig::{plugins_toml, toml_string};
+use crate::rig::plugins_toml;
 use crate::settings::Counts;
 
 /// What one hub run measured.
@@ -109,41 +108,6 @@ pub async fn measure(
     Ok((rows, details))
 }
 
-/// Kills the hub's process group if the measurement ends early.
-struct HubProcess(tokio::process::Child);
-
-impl HubProcess {
-    fn pid(&self) -> Option<Pid> {
-        self.0
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .map(Pid::from_raw)
-    }
-
-    /// SIGTERM, then up to 30 s for a clean exit, then SIGKILL.
-    async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.pid() {
-            let _ = kill(pid, Signal::SIGTERM);
-        }
-        match tokio::time::timeout(Duration::from_secs(30), self.0.wait()).await {
-            Ok(status) => {
-                status.context("cannot wait for the hub")?;
-                Ok(())
-            }
-            Err(_) => {
-                let _ = self.0.kill().await;
-                bail!("the hub did not exit within 30 s of SIGTERM")
-            }
-        }
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 async fn run_hub(
     hub: &Path,
     testkit: &Path,
@@ -155,43 +119,16 @@ async fn run_hub(
         .tempdir_in("/tmp")
         .context("cannot create a temp dir")?;
     let port = free_port()?;
-    let config = dir.path().join("plugins.toml");
     let source = format!(
         "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = {}\n\n{}",
-        toml_string(Path::new(&format!(
-            "sqlite://{}",
-            dir.path().join("bench.db").display()
-        ))),
+        sqlite_url(dir.path()),
         plugins_toml(testkit, plugins)
     );
-    std::fs::write(&config, source).context("cannot write plugins.toml")?;
-    let log = std::fs::File::create(dir.path().join("hub.log")).context("cannot create hub.log")?;
     let start = Instant::now();
-    let hub_process = HubProcess(
-        tokio::process::Command::new(hub)
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", hub.display()))?,
-    );
+    let hub_process = HubProcess::start(hub, dir.path(), &source, port).await?;
     let pid = hub_process.pid().context("the hub has no pid")?;
-    let base = format!("http://127.0.0.1:{port}");
+    let base = hub_process.base_url();
     let http = reqwest::Client::new();
-    wait_ready(&http, &base, &hub_process, Duration::from_secs(120))
-        .await
-        .with_context(|| {
-            let log = std::fs::read_to_string(dir.path().join("hub.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            format!(
-                "the hub with {plugins} plugins never became ready; its last log lines:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })?;
     let ready_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     tokio::time::sleep(counts.footprint_settle).await;
     let ticks_before = cpu_ticks(pid)?;
@@ -220,38 +157,6 @@ async fn run_hub(
     })
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-async fn wait_ready(
-    http: &reqwest::Client,
-    base: &str,
-    hub: &HubProcess,
-    limit: Duration,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(pid) = hub.pid() {
-            // Signal 0 only checks that the process is still there.
-            if kill(pid, None).is_err() || is_zombie(pid) {
-                bail!("the hub exited before /readyz answered 200");
-            }
-        }
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("/readyz did not answer 200 within {} s", limit.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn plugin_pids(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Pid>> {
     let plugins: Vec<serde_json::Value> = http
         .get(format!("{base}/api/v1/plugins"))
@@ -267,17 +172,6 @@ async fn plugin_pids(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<P
         .filter_map(|pid| i32::try_from(pid).ok())
         .map(Pid::from_raw)
         .collect())
-}
-
-/// Whether `pid` has exited but not been reaped yet.
-fn is_zombie(pid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after = stat.rsplit_once(')')?.1.to_owned();
-            after.split_whitespace().next().map(|state| state == "Z")
-        })
-        .unwrap_or(true)
 }
 
 /// VmRSS and VmHWM of `pid`, in KiB.

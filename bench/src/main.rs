@@ -11,26 +11,30 @@
 //! * [`machine`]: CPU model, cores, kernel, date.
 //! * [`rig`]: launching testkit through the hub library's supervisor.
 //! * [`goplugin`]: driving the Go peer's host.
+//! * [`hub_process`]: running the real `switchyard` binary.
 //! * [`floor`]: the raw Unix-socket ping-pong (server and client).
-//! * [`latency`], [`stream`], [`launch`], [`footprint`], [`pending`]: one
-//!   module per measurement.
+//! * [`latency`], [`stream`], [`launch`], [`restart`], [`pipeline`],
+//!   [`webhooks`], [`footprint`]: one module per measurement.
 //! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
 //! * [`report`]: targets, ratios, JSON and markdown.
 
 mod floor;
 mod footprint;
 mod goplugin;
+mod hub_process;
 mod latency;
 mod launch;
 mod loadgen;
 mod machine;
 mod payload;
-mod pending;
+mod pipeline;
 mod report;
+mod restart;
 mod rig;
 mod settings;
 mod stats;
 mod stream;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

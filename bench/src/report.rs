@@ -12,7 +12,7 @@ use crate::goplugin::{Peer, Versions};
 use crate::machine::{self, MachineInfo};
 use crate::rig::{self, Rig};
 use crate::settings::{Counts, RunArgs, selected};
-use crate::{footprint, latency, launch, payload, pending, stream};
+use crate::{footprint, latency, launch, payload, pipeline, restart, stream, webhooks};
 
 /// The unit of a row's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,8 +125,6 @@ pub struct Row {
     pub status: String,
     /// A remark shown under the table.
     pub note: Option<String>,
-    #[serde(skip)]
-    pending: Option<String>,
 }
 
 impl Row {
@@ -157,7 +155,6 @@ impl Row {
             target,
             status: String::new(),
             note: None,
-            pending: None,
         };
         row.status = row.evaluate();
         row
@@ -171,7 +168,6 @@ impl Row {
 
     /// Marks the row as not measurable yet, saying why.
     pub fn pending(mut self, why: &str) -> Self {
-        self.pending = Some(why.to_owned());
         self.status = format!("not measured yet: {why}");
         self
     }
@@ -307,10 +303,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             &mut rows,
         );
     }
-    for row in pending::rows() {
-        if selected(&args, &row.group) {
-            rows.push(row);
+    if selected(&args, "restart") {
+        take(
+            "restart",
+            restart::measure(&hub, &testkit, &counts).await,
+            &mut rows,
+        );
+    }
+    if selected(&args, "pipeline") {
+        let result = async {
+            let binaries = pipeline::Binaries {
+                hub: hub.clone(),
+                generator: rig::binary(&args.generator_bin, "cargo build --release -p generator")?,
+                testkit: testkit.clone(),
+                jsonl_output: rig::binary(
+                    &args.jsonl_output_bin,
+                    "cargo build --release -p jsonl-output",
+                )?,
+            };
+            pipeline::measure(&binaries, &counts).await
         }
+        .await;
+        take("pipeline", result, &mut rows);
+    }
+    if selected(&args, "webhooks") {
+        take(
+            "webhooks",
+            webhooks::measure(&hub, &testkit, &counts).await,
+            &mut rows,
+        );
     }
     if selected(&args, "footprint") {
         take(

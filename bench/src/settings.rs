@@ -16,6 +16,12 @@ pub struct RunArgs {
     /// The hub binary (`switchyard`), release build.
     #[arg(long, default_value = "target/release/switchyard")]
     pub hub_bin: PathBuf,
+    /// The generator plugin binary, release build.
+    #[arg(long, default_value = "target/release/generator")]
+    pub generator_bin: PathBuf,
+    /// The jsonl-output plugin binary, release build.
+    #[arg(long, default_value = "target/release/jsonl-output")]
+    pub jsonl_output_bin: PathBuf,
     /// The testkit plugin binary, release build.
     #[arg(long, default_value = "target/release/testkit")]
     pub testkit_bin: PathBuf,
@@ -62,6 +68,15 @@ pub struct Counts {
     pub stream_window: usize,
     /// Launches per side and round.
     pub launches_per_round: usize,
+    /// Records through the durable pipeline per database.
+    pub pipeline_records: u64,
+    /// SIGKILLs in the restart measurement.
+    pub restarts: usize,
+    /// Webhooks offered per second.
+    pub webhook_rate: u64,
+    /// How long webhooks are offered.
+    #[serde(with = "millis")]
+    pub webhook_duration: Duration,
     /// Plugin counts for the footprint.
     pub footprint_plugins: Vec<usize>,
     /// How long the hub settles after /readyz before the idle window.
@@ -85,6 +100,10 @@ impl Counts {
                 stream_batch: 64,
                 stream_window: 4096,
                 launches_per_round: 2,
+                restarts: 3,
+                pipeline_records: 20_000,
+                webhook_rate: 500,
+                webhook_duration: Duration::from_secs(1),
                 footprint_plugins: vec![10, 20],
                 footprint_settle: Duration::from_millis(500),
                 footprint_idle: Duration::from_secs(1),
@@ -99,6 +118,10 @@ impl Counts {
                 stream_batch: 64,
                 stream_window: 4096,
                 launches_per_round: 5,
+                restarts: 20,
+                pipeline_records: 200_000,
+                webhook_rate: 10_000,
+                webhook_duration: Duration::from_secs(5),
                 footprint_plugins: vec![10, 100],
                 footprint_settle: Duration::from_secs(2),
                 footprint_idle: Duration::from_secs(10),

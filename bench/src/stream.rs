@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use nix::unistd::Pid;
 use switchyard_hub::domain::{EventKind, RecordEvent};
 use switchyard_hub::supervisor::Connection;
 use switchyard_wire::pb::v1 as pb;
-use nix::unistd::Pid;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -111,7 +111,7 @@ pub async fn measure(
         );
     }
     let median = |values: &[f64]| stats::median(values);
-    let rows = vec![
+    let mut rows = vec![
         Row::new(
             "stream",
             "Enrich throughput, many in flight (records/s)",
@@ -151,6 +151,35 @@ pub async fn measure(
         )
         .note("the hub's own role client: domain conversion, one stream per call"),
     ];
+    for (label, values) in [
+        ("Enrich CPU per record, hub side", &rates.enrich_cpu_us_hub),
+        (
+            "Enrich CPU per record, plugin side",
+            &rates.enrich_cpu_us_plugin,
+        ),
+        (
+            "HandleEvent CPU per event, hub side",
+            &rates.events_cpu_us_hub,
+        ),
+        (
+            "HandleEvent CPU per event, plugin side",
+            &rates.events_cpu_us_plugin,
+        ),
+    ] {
+        let us = median(values);
+        rows.push(
+            Row::new(
+                "stream",
+                label,
+                Value::micros(us.map(|us| (us * 1e3) as u64)),
+                Value::none(),
+                Value::none(),
+                true,
+                None,
+            )
+            .note("CPU time (utime + stime, 10 ms ticks) of the process over the round ÷ items: where the time goes"),
+        );
+    }
     let details = serde_json::json!({
         "cpu_us_per_item_median": {
             "enrich_hub_side": median(&rates.enrich_cpu_us_hub),

@@ -1,4 +1,4 @@
-//! The command line: `switchyard run` and `switchyard check`.
+//! The command line: `switchyard run`, `switchyard check` and `switchyard new`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,33 @@ pub enum Command {
         #[arg(long, short, default_value = "plugins.toml")]
         config: PathBuf,
     },
+    /// Write a new plugin project (code, a test, a README, a plugins.toml) that builds and runs as is.
+    New(NewArgs),
+}
+
+/// The arguments of `switchyard new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name (letters, digits, '-', '_'): its directory, binary and instance name.
+    pub name: String,
+    /// The role the plugin serves.
+    #[arg(long, value_enum)]
+    pub role: crate::scaffold::Role,
+    /// The language to write it in.
+    #[arg(long, value_enum)]
+    pub lang: crate::scaffold::Lang,
+    /// The directory to create (default: ./NAME); it must not exist.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Rust: the Switchyard plugin SDK crate (default: plugin-sdk/ of the checkout this binary was built from).
+    #[arg(long)]
+    pub sdk_path: Option<PathBuf>,
+    /// Python: the directory of the `switchyard_plugin` package and its .venv (default: plugins/python/ of that checkout).
+    #[arg(long)]
+    pub python_sdk_path: Option<PathBuf>,
+    /// Go: the Go module holding the generated switchyard.v1 stubs (default: plugins/go/ of that checkout).
+    #[arg(long)]
+    pub go_module_path: Option<PathBuf>,
 }
 
 /// Runs the command line; the process exits with the returned code.
@@ -42,6 +69,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match cli.command {
+        Command::New(args) => new_plugin(args),
         Command::Check { config } => match config::load(&config) {
             Ok(loaded) => {
                 println!(
@@ -79,6 +107,35 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `switchyard new`: writes the project and prints the next steps.
+fn new_plugin(args: NewArgs) -> ExitCode {
+    let defaults = crate::scaffold::Paths::default();
+    let options = crate::scaffold::Options {
+        name: args.name,
+        role: args.role,
+        lang: args.lang,
+        dir: args.dir,
+        paths: crate::scaffold::Paths {
+            rust_sdk: args.sdk_path.unwrap_or(defaults.rust_sdk),
+            python_sdk: args.python_sdk_path.unwrap_or(defaults.python_sdk),
+            go_module: args.go_module_path.unwrap_or(defaults.go_module),
+        },
+    };
+    match crate::scaffold::generate(&options) {
+        Ok(project) => {
+            for warning in &project.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("{}", project.next_steps);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
         }
     }
 }

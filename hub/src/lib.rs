@@ -8,6 +8,7 @@
 //! * [`config`]: `plugins.toml` -> a validated [`config::Config`].
 //! * [`domain`]: the hub's own record, event and metadata types.
 //! * [`rpc`]: the only module that names protobuf types (gRPC clients).
+//! * [`scaffold`]: `switchyard new`, plugin skeletons in Rust, Python and Go.
 //! * [`supervisor`]: spawning, handshake, stdio, stop, per-plugin actors.
 //! * [`http`]: the admin API (the only module that knows axum).
 //! * [`metrics`]: the Prometheus registry behind `GET /metrics`.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod retry;
 pub mod rpc;
+pub mod scaffold;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

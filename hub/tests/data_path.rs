@@ -72,6 +72,21 @@ impl Hub {
     /// Starts the hub on `database` with `plugins` (TOML after `[hub]`) in
     /// `dir`, and waits until it is ready.
     async fn start(dir: &Path, database: &str, plugins: &str) -> Hub {
+        let hub = Hub::start_unready(dir, database, plugins).await;
+        wait_until(Duration::from_secs(60), "the hub to be ready", || async {
+            hub.http
+                .get(format!("{}/readyz", hub.base))
+                .send()
+                .await
+                .is_ok_and(|response| response.status() == 200)
+        })
+        .await;
+        hub
+    }
+
+    /// Starts the hub and waits only until it answers `/healthz` (some
+    /// plugins may never become ready).
+    async fn start_unready(dir: &Path, database: &str, plugins: &str) -> Hub {
         let port = free_port();
         let text = format!(
             "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"{database}\"\nstop_grace = \"3s\"\nkill_grace = \"1s\"\n\n{}",
@@ -105,15 +120,40 @@ impl Hub {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
         };
-        wait_until(Duration::from_secs(60), "the hub to be ready", || async {
-            hub.http
-                .get(format!("{}/readyz", hub.base))
+        let mut hub = hub;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let answered = hub
+                .http
+                .get(format!("{}/healthz", hub.base))
                 .send()
                 .await
-                .is_ok_and(|response| response.status() == 200)
-        })
-        .await;
-        hub
+                .is_ok_and(|response| response.status() == 200);
+            if answered {
+                return hub;
+            }
+            let log = || std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default();
+            if let Some(status) = hub.child.try_wait().unwrap() {
+                panic!("the hub exited with {status}; its log:\n{}", log());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hub did not answer within 60s; its log:\n{}",
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -439,16 +479,7 @@ batch = 2
         assert_eq!(status, 404, "a replayed dead letter is gone");
         let metric = "switchyard_events_delivered_total{plugin=\"sink\"} 1";
         wait_until(Duration::from_secs(30), "the replayed delivery", || async {
-            let text = hub
-                .http
-                .get(format!("{}/metrics", hub.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            text.contains(metric)
+            hub.metrics().await.contains(metric)
         })
         .await;
         let letters = hub.get("/api/v1/dead-letters").await;
@@ -538,6 +569,79 @@ on_error = {{ a = "dead-letter", b = "skip" }}
         let record = hub.get(&format!("/api/v1/records/{record_id}")).await;
         assert_eq!(record["source_id"], "4");
         assert_eq!(record["metadata"]["chain"], "a,b");
+        hub.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_wait_for_an_enricher_that_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    for database in databases(dir.path(), "enricher_down").await {
+        let broken = dir.path().join("broken-enricher");
+        std::fs::write(&broken, "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n").unwrap();
+        std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let plugins = |enricher: &str| {
+            format!(
+                r#"
+[plugins.src]
+command = "@TESTKIT@"
+[plugins.src.poll]
+interval = "200ms"
+
+[plugins.a]
+command = "{enricher}"
+[plugins.a.config]
+tag = "a"
+
+[pipeline]
+enrich = ["a"]
+"#
+            )
+        };
+        // The enricher cannot start: polls run, but nothing can be stored.
+        let broken_hub = Hub::start_unready(
+            dir.path(),
+            &database,
+            &plugins(&broken.display().to_string()),
+        )
+        .await;
+        wait_until(Duration::from_secs(30), "a poll", || async {
+            broken_hub
+                .metrics()
+                .await
+                .contains("switchyard_records_in_total{plugin=\"src\"}")
+        })
+        .await;
+        assert_eq!(
+            count_records(&database).await,
+            0,
+            "records were stored unenriched"
+        );
+        broken_hub.stop().await;
+
+        // Fixed, the same records (from the same checkpoint) are enriched
+        // and stored: nothing was lost.
+        let hub = Hub::start(dir.path(), &database, &plugins("@TESTKIT@")).await;
+        let page = wait_for(Duration::from_secs(30), "the held-back records", || async {
+            let page = hub.get("/api/v1/records?source=src").await;
+            (page["records"].as_array().unwrap().len() >= 6).then_some(page)
+        })
+        .await;
+        let ids: Vec<&str> = page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|record| record["source_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(&ids[..6], ["0", "1", "2", "3", "4", "5"]);
+        assert!(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["metadata"]["chain"] == "a")
+        );
         hub.stop().await;
     }
 }

@@ -56,7 +56,10 @@ async fn a_sigkilled_plugin_comes_back_with_a_new_pid_and_one_more_restart() {
         DateTime::parse_from_rfc3339(after["last_exit"]["at"].as_str().unwrap()).is_ok(),
         "{after}"
     );
-    assert_eq!(after["last_error"], "plugin `victim` killed by signal SIGKILL");
+    assert_eq!(
+        after["last_error"],
+        "plugin `victim` killed by signal SIGKILL"
+    );
     assert_eq!(after["next_restart_at"], Value::Null);
     // The old process group (with its grandchild) is gone.
     assert_group_gone(old_pid).await;
@@ -68,7 +71,10 @@ async fn a_sigkilled_plugin_comes_back_with_a_new_pid_and_one_more_restart() {
 
     let metrics = hub.metrics().await;
     assert_eq!(
-        sample(&metrics, r#"switchyard_plugin_restarts_total{plugin="victim"}"#),
+        sample(
+            &metrics,
+            r#"switchyard_plugin_restarts_total{plugin="victim"}"#
+        ),
         Some(1.0),
         "{metrics}"
     );
@@ -131,7 +137,10 @@ async fn a_plugin_that_crashes_on_every_start_fails_after_the_cap_and_an_operato
     );
     let metrics = hub.metrics().await;
     assert_eq!(
-        sample(&metrics, r#"switchyard_plugin_failed_total{plugin="crashy"}"#),
+        sample(
+            &metrics,
+            r#"switchyard_plugin_failed_total{plugin="crashy"}"#
+        ),
         Some(1.0)
     );
 
@@ -189,7 +198,10 @@ async fn a_not_serving_plugin_gets_no_work_and_is_not_killed() {
     std::fs::write(hub.dir().join("down"), "").unwrap();
     let down = hub.wait_plugin("shy", |p| p["healthy"] == false).await;
     assert_eq!(down["state"], "running");
-    assert_eq!(down["pid"], before["pid"], "a NOT_SERVING plugin is not killed");
+    assert_eq!(
+        down["pid"], before["pid"],
+        "a NOT_SERVING plugin is not killed"
+    );
     assert_eq!(down["restarts"], 0);
     let (status, body) = hub.post("/api/v1/plugins/shy/call/poll", json!({})).await;
     assert_eq!(status, 503, "{body}");
@@ -208,10 +220,7 @@ async fn a_not_serving_plugin_gets_no_work_and_is_not_killed() {
 
 /// Waits for the next `backoff` state after `restarts` restarts and returns
 /// the planned delay in milliseconds (`next_restart_at - last_exit.at`).
-async fn next_backoff(
-    plugin: &switchyard_hub::supervisor::PluginHandle,
-    restarts: u32,
-) -> i64 {
+async fn next_backoff(plugin: &switchyard_hub::supervisor::PluginHandle, restarts: u32) -> i64 {
     let status = wait_for_status(plugin, Duration::from_secs(20), |status| {
         status.state == PluginState::Backoff && status.restarts == restarts
     })
@@ -299,7 +308,9 @@ async fn calls_in_flight_when_a_plugin_dies_are_retried_and_succeed_after_the_re
         "[plugins.fragile]\ncommand = \"@FAKE@\"\nenv = { FAKE_CRASH_MARKER = \"@DIR@/crashed\", FAKE_SLOW_POLL_MS = \"300\" }\n[plugins.fragile.restart]\ninitial_backoff = \"10ms\"\n[plugins.fragile.retry]\ninitial_backoff = \"50ms\"\n",
     )
     .await;
-    let before = hub.wait_plugin("fragile", |p| p["state"] == "running").await;
+    let before = hub
+        .wait_plugin("fragile", |p| p["state"] == "running")
+        .await;
     // Several polls at once: one crashes the plugin, the others are in flight
     // (each takes 300ms) when it dies.
     let calls: Vec<_> = (0..4)
@@ -328,8 +339,13 @@ async fn calls_in_flight_when_a_plugin_dies_are_retried_and_succeed_after_the_re
             "{body}"
         );
     }
-    assert!(hub.dir().join("crashed").exists(), "the plugin never crashed");
-    let after = hub.wait_plugin("fragile", |p| p["state"] == "running").await;
+    assert!(
+        hub.dir().join("crashed").exists(),
+        "the plugin never crashed"
+    );
+    let after = hub
+        .wait_plugin("fragile", |p| p["state"] == "running")
+        .await;
     assert_eq!(after["restarts"], 1);
     assert_ne!(after["pid"], before["pid"]);
     assert!(
@@ -372,7 +388,10 @@ async fn a_permanent_error_is_not_retried_and_a_transient_one_is() {
     .await;
     hub.wait_plugin("strict", |p| p["state"] == "running").await;
     let (status, body) = hub
-        .post("/api/v1/plugins/strict/call/webhook", json!({"body": "bad"}))
+        .post(
+            "/api/v1/plugins/strict/call/webhook",
+            json!({"body": "bad"}),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     let metrics = hub.metrics().await;
@@ -395,7 +414,10 @@ async fn a_permanent_error_is_not_retried_and_a_transient_one_is() {
 
     // UNAVAILABLE is retried up to max_attempts, then reported.
     let (status, body) = hub
-        .post("/api/v1/plugins/strict/call/webhook", json!({"body": "flaky"}))
+        .post(
+            "/api/v1/plugins/strict/call/webhook",
+            json!({"body": "flaky"}),
+        )
         .await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(
@@ -439,7 +461,10 @@ async fn the_circuit_breaker_opens_after_repeated_failures_and_shows_in_the_stat
     let plugin = hub.wait_plugin("breaky", |p| p["state"] == "running").await;
     assert_eq!(plugin["circuit_breaker"], "closed");
     let (status, _) = hub
-        .post("/api/v1/plugins/breaky/call/webhook", json!({"body": "flaky"}))
+        .post(
+            "/api/v1/plugins/breaky/call/webhook",
+            json!({"body": "flaky"}),
+        )
         .await;
     assert_eq!(status, 502);
     let plugin = hub.wait_plugin("breaky", |p| p["state"] == "running").await;
@@ -524,7 +549,10 @@ async fn operators_stop_start_and_restart_plugins_through_the_api() {
     assert_eq!(status, 200, "{body}");
     let third = hub
         .wait_plugin("ctl", |p| {
-            p["state"] == "running" && p["pid"].as_i64().is_some_and(|pid| pid as i32 != second_pid)
+            p["state"] == "running"
+                && p["pid"]
+                    .as_i64()
+                    .is_some_and(|pid| pid as i32 != second_pid)
         })
         .await;
     assert_eq!(third["restarts"], 1);
@@ -546,7 +574,10 @@ async fn a_stop_during_backoff_is_immediate() {
     .await;
     let waiting = hub.wait_plugin("sleepy", |p| p["state"] == "backoff").await;
     let due = DateTime::parse_from_rfc3339(waiting["next_restart_at"].as_str().unwrap()).unwrap();
-    assert!(due > chrono::Utc::now() + chrono::Duration::minutes(20), "{waiting}");
+    assert!(
+        due > chrono::Utc::now() + chrono::Duration::minutes(20),
+        "{waiting}"
+    );
     // The HTTP client would give up long before the hour is over.
     let stopped = tokio::time::timeout(
         Duration::from_secs(10),
@@ -557,5 +588,22 @@ async fn a_stop_during_backoff_is_immediate() {
     assert_eq!(stopped.0, 200);
     assert_eq!(stopped.1["state"], "stopped");
     assert_eq!(stopped.1["next_restart_at"], Value::Null);
+    hub.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_plugin_dies_is_retried_even_when_its_code_is_not_listed() {
+    let hub = Hub::start(
+        "[plugins.narrow]\ncommand = \"@FAKE@\"\nenv = { FAKE_CRASH_MARKER = \"@DIR@/crashed\" }\n[plugins.narrow.restart]\ninitial_backoff = \"10ms\"\n[plugins.narrow.retry]\ninitial_backoff = \"50ms\"\nretryable_codes = [\"ABORTED\"]\n",
+    )
+    .await;
+    hub.wait_plugin("narrow", |p| p["state"] == "running").await;
+    let (status, body) = hub
+        .post("/api/v1/plugins/narrow/call/poll", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["batches"][0]["records"][0]["id"], "1");
+    let after = hub.wait_plugin("narrow", |p| p["state"] == "running").await;
+    assert_eq!(after["restarts"], 1);
     hub.shut_down().await;
 }

@@ -710,8 +710,52 @@ async fn acceptance_latency(database: Option<&str>, what: &str, source: &str) {
         latencies[COUNT - 1],
         COUNT as f64 / elapsed.as_secs_f64()
     );
-    hub.wait_record(source, &format!("f-{}", COUNT - 1)).await;
-    assert_eq!(hub.record_ids(source).await.len(), COUNT);
+
+    // The same again with 16 requests in flight at once.
+    use futures_util::StreamExt as _;
+    let started = Instant::now();
+    let mut concurrent: Vec<Duration> = futures_util::stream::iter(COUNT..2 * COUNT)
+        .map(|index| {
+            let hub = &hub;
+            async move {
+                let body = format!(r#"{{"id":"f-{index}"}}"#);
+                let path = format!("/webhooks/{source}");
+                let signature = github_signature(body.as_bytes());
+                let reply = hub
+                    .post(
+                        &path,
+                        &[("X-Hub-Signature-256", &signature)],
+                        body.as_bytes(),
+                    )
+                    .await;
+                assert_eq!(reply.status, 202, "{}", reply.text);
+                reply.took
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    concurrent.sort();
+    println!(
+        "webhook 202 latency over {COUNT} requests, 16 in flight ({what}): median {:?}, p99 {:?}; {:.0} accepted/s",
+        concurrent[COUNT / 2],
+        concurrent[COUNT * 99 / 100],
+        COUNT as f64 / elapsed.as_secs_f64()
+    );
+    hub.wait_record(source, &format!("f-{}", 2 * COUNT - 1))
+        .await;
+    let stored = hub
+        .wait_for(|| async {
+            let ids = hub.record_ids(source).await;
+            (ids.len() == 2 * COUNT).then_some(ids.len())
+        })
+        .await;
+    assert_eq!(
+        stored,
+        Some(2 * COUNT),
+        "not every accepted delivery was stored"
+    );
 }
 
 #[tokio::test]
@@ -823,4 +867,85 @@ async fn a_replayed_webhook_dead_letter_goes_back_to_the_plugin() {
     pipeline.stop().await;
     supervisor.stop_all().await;
     store.close().await;
+}
+
+/// Accepted means durable: deliveries accepted while the plugin cannot take
+/// them survive a SIGKILL of the hub and are handed to the plugin after the
+/// restart.
+#[tokio::test]
+async fn accepted_deliveries_survive_a_hub_crash() {
+    let data = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", data.path().join("hub.db").display());
+    let stuck = data.path().join("stuck.sh");
+    std::fs::write(&stuck, "#!/bin/sh\nexec /bin/sleep 600\n").unwrap();
+    let mut permissions = std::fs::metadata(&stuck).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&stuck, permissions).unwrap();
+    let section =
+        "[plugins.durable.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\n";
+
+    let mut hub = Hub::start_with(
+        &format!(
+            "[plugins.durable]\ncommand = \"{}\"\nstart_timeout = \"10m\"\n{section}",
+            stuck.display()
+        ),
+        SECRETS,
+        Some(&database),
+        "/healthz",
+    )
+    .await;
+    for index in 0..3 {
+        let body = format!(r#"{{"id":"d-{index}"}}"#);
+        let reply = hub
+            .post(
+                "/webhooks/durable",
+                &[("X-Hub-Signature-256", &github_signature(body.as_bytes()))],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    hub.child.kill().unwrap();
+    hub.child.wait().unwrap();
+    drop(hub);
+
+    let hub = Hub::start(
+        &format!("[plugins.durable]\ncommand = \"@WEBHOOK_JSON@\"\n{section}"),
+        SECRETS,
+        Some(&database),
+    )
+    .await;
+    let mut ids = hub.wait_record("durable", "d-2").await;
+    ids.sort();
+    assert_eq!(ids, ["d-0", "d-1", "d-2"]);
+}
+
+/// `switchyard check` reports a missing secret by the variable's name.
+#[test]
+fn check_names_a_missing_secret_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plugins.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins.gh]\ncommand = \"{}\"\n[plugins.gh.webhook]\nauth = \"github\"\nsecret_env = \"E2E_UNSET_SECRET\"\n",
+            plugin_bin("webhook-json").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "plugins.toml:5:14: the environment variable `E2E_UNSET_SECRET` named by `secret_env` in [plugins.gh.webhook] (plugin `gh`) is not set"
+        ),
+        "{stderr}"
+    );
 }

@@ -14,9 +14,9 @@
 //! inside a plugin's `config` table, which belongs to the plugin.
 
 mod error;
+pub mod pipeline;
 mod reader;
 pub mod supervision;
-pub mod pipeline;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -28,13 +28,13 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 pub use error::{ConfigError, ConfigErrors, Position};
+pub use pipeline::{OnError, OutputConfig, PipelineConfig, PollConfig};
+use reader::{Context, Section};
 pub use supervision::{
     BackoffConfig, HealthConfig, LimitsConfig, RestartConfig, RestartMode, RetryConfig,
     SupervisionConfig,
 };
-pub use pipeline::{OnError, OutputConfig, PipelineConfig, PollConfig};
 pub use webhook::{Secret, WebhookAuth, WebhookConfig};
-use reader::{Context, Section};
 
 /// The default `[hub] listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7300";
@@ -305,10 +305,11 @@ pub fn parse(path: &Path, source: &str, base_dir: &Path) -> Result<Config, Confi
                 span: value.span(),
             };
             let supervision = supervision::read_plugin(&mut context, &plugin, &defaults);
-            let plugin = read_plugin(&mut context, &plugin, name, &hub, base_dir).map(|mut plugin| {
-                plugin.supervision = supervision;
-                plugin
-            });
+            let plugin =
+                read_plugin(&mut context, &plugin, name, &hub, base_dir).map(|mut plugin| {
+                    plugin.supervision = supervision;
+                    plugin
+                });
             if let (Some(plugin), true) = (plugin, name_ok) {
                 plugins.push(plugin);
             }

@@ -485,9 +485,11 @@ fn float(
     let value = section.get(key)?;
     let parsed = match value.get_ref() {
         DeValue::Float(float) => float.as_str().replace('_', "").parse::<f64>().ok(),
-        DeValue::Integer(integer) => i64::from_str_radix(&integer.as_str().replace('_', ""), integer.radix())
-            .ok()
-            .map(|number| number as f64),
+        DeValue::Integer(integer) => {
+            i64::from_str_radix(&integer.as_str().replace('_', ""), integer.radix())
+                .ok()
+                .map(|number| number as f64)
+        }
         other => {
             context.error(
                 value.span(),
@@ -536,13 +538,19 @@ mod tests {
 
     #[test]
     fn code_names_round_trip() {
-        assert_eq!(code_name(tonic::Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
+        assert_eq!(
+            code_name(tonic::Code::DeadlineExceeded),
+            "DEADLINE_EXCEEDED"
+        );
         assert_eq!(code_name(tonic::Code::Ok), "OK");
         for number in 0..=16 {
             let code = tonic::Code::from_i32(number);
             assert_eq!(code_from_name(&code_name(code)), Some(code));
         }
-        assert_eq!(code_from_name("unavailable"), Some(tonic::Code::Unavailable));
+        assert_eq!(
+            code_from_name("unavailable"),
+            Some(tonic::Code::Unavailable)
+        );
         assert_eq!(code_from_name("NOPE"), None);
     }
 }

@@ -447,12 +447,15 @@ open_files = 2
         "plugins.toml:16:35: unknown gRPC status code \"SOON\" in `retryable_codes` of [plugins.p.retry]; expected names such as \"UNAVAILABLE\" or \"DEADLINE_EXCEEDED\"",
     ];
     for line in expected {
-        assert!(errors.iter().any(|error| error == line), "missing {line:?} in {errors:#?}");
+        assert!(
+            errors.iter().any(|error| error == line),
+            "missing {line:?} in {errors:#?}"
+        );
     }
     assert!(
-        errors
-            .iter()
-            .any(|error| error.starts_with("plugins.toml:18:10: invalid size \"lots\" for `memory` in [plugins.p.limits]")),
+        errors.iter().any(|error| error.starts_with(
+            "plugins.toml:18:10: invalid size \"lots\" for `memory` in [plugins.p.limits]"
+        )),
         "{errors:#?}"
     );
     assert!(

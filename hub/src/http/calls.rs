@@ -132,9 +132,13 @@ pub async fn enrich(
     state.plugin(&name)?;
     let records: Vec<Record> = request.records.into_iter().map(Record::from).collect();
     let records = &records;
-    let outcomes = call(&state, &name, "enrich", Role::Enrichment, |connection| async move {
-        connection.roles.enrich(records).await
-    })
+    let outcomes = call(
+        &state,
+        &name,
+        "enrich",
+        Role::Enrichment,
+        |connection| async move { connection.roles.enrich(records).await },
+    )
     .await?;
     let results: Vec<Value> = outcomes
         .into_iter()
@@ -170,9 +174,13 @@ pub async fn events(
         })
         .collect();
     let events = &events;
-    let acks = call(&state, &name, "events", Role::Output, |connection| async move {
-        connection.roles.events(events).await
-    })
+    let acks = call(
+        &state,
+        &name,
+        "events",
+        Role::Output,
+        |connection| async move { connection.roles.events(events).await },
+    )
     .await?;
     let acks: Vec<Value> = acks
         .into_iter()

@@ -455,3 +455,185 @@ pub async fn replay_dead_letter(
         )),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::config::PipelineConfig;
+    use crate::pipeline::{Chain, metrics};
+    use crate::store::{NewDeadLetter, Store, testing};
+
+    async fn state(dir: &std::path::Path) -> AppState {
+        let store = Store::open(&testing::sqlite_url(dir)).await.unwrap();
+        let metrics = metrics::global().clone();
+        let chain = Chain::new(
+            PipelineConfig::default(),
+            &[],
+            metrics.clone(),
+            CancellationToken::new(),
+        );
+        AppState {
+            plugins: Arc::from(Vec::new()),
+            call_timeout: std::time::Duration::from_secs(5),
+            webhooks: None,
+            data: Some(Ingest {
+                store,
+                chain: Arc::new(chain),
+                metrics,
+            }),
+        }
+    }
+
+    async fn send(state: &AppState, method: &str, uri: &str) -> (u16, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let response = super::super::router(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn record(id: &str, record_type: &str) -> Record {
+        Record {
+            id: id.to_owned(),
+            source: String::new(),
+            record_type: record_type.to_owned(),
+            occurred_at: None,
+            payload: json!({ "id": id }),
+            metadata: BTreeMap::new(),
+            idempotency_key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_listed_paged_filtered_and_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        let store = &state.data.as_ref().unwrap().store;
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records(
+            "gen",
+            &[record("a", "x"), record("b", "y"), record("c", "x")],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let (status, page) = send(&state, "GET", "/api/v1/records?limit=2").await;
+        assert_eq!(status, 200);
+        assert_eq!(page["records"].as_array().unwrap().len(), 2);
+        assert_eq!(page["records"][0]["source_id"], "a");
+        assert_eq!(page["records"][0]["source"], "gen");
+        assert_eq!(page["records"][0]["version"], 1);
+        let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+        let (_, next) = send(
+            &state,
+            "GET",
+            &format!("/api/v1/records?limit=2&cursor={cursor}"),
+        )
+        .await;
+        assert_eq!(next["records"][0]["source_id"], "c");
+        assert_eq!(next["next_cursor"], serde_json::Value::Null);
+
+        let (_, typed) = send(&state, "GET", "/api/v1/records?type=x&source=gen").await;
+        assert_eq!(typed["records"].as_array().unwrap().len(), 2);
+        let (_, later) = send(&state, "GET", "/api/v1/records?since=2999-01-01T00:00:00Z").await;
+        assert!(later["records"].as_array().unwrap().is_empty());
+
+        let id = page["records"][1]["id"].as_i64().unwrap();
+        let (status, one) = send(&state, "GET", &format!("/api/v1/records/{id}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(one["source_id"], "b");
+        assert_eq!(one["payload"]["id"], "b");
+
+        for (uri, expected) in [
+            ("/api/v1/records/999", 404),
+            ("/api/v1/records/abc", 404),
+            ("/api/v1/records?limit=0", 400),
+            ("/api/v1/records?limit=5000", 400),
+            ("/api/v1/records?cursor=-3", 400),
+            ("/api/v1/records?since=yesterday", 400),
+            ("/api/v1/records?colour=red", 400),
+        ] {
+            let (status, body) = send(&state, "GET", uri).await;
+            assert_eq!(status, expected, "{uri}: {body}");
+            assert!(body["error"].is_string(), "{uri}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_listed_fetched_deleted_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        let store = &state.data.as_ref().unwrap().store;
+        let mut tx = store.begin().await.unwrap();
+        let letter = NewDeadLetter {
+            plugin: "gone".to_owned(),
+            stage: Stage::Output,
+            record: record("a", "x"),
+            event: Some((7, EventKind::Created)),
+            error: "refused".to_owned(),
+            attempts: 2,
+            first_failed_at: Utc::now(),
+        };
+        let id = tx.add_dead_letter(&letter).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let (status, list) = send(
+            &state,
+            "GET",
+            "/api/v1/dead-letters?stage=output&plugin=gone",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let first = &list["dead_letters"][0];
+        assert_eq!(first["id"], id);
+        assert_eq!(first["event_id"], 7);
+        assert_eq!(first["event_kind"], "created");
+        assert_eq!(first["attempts"], 2);
+        assert_eq!(first["record"]["id"], "a");
+        let (_, none) = send(&state, "GET", "/api/v1/dead-letters?stage=enrich").await;
+        assert!(none["dead_letters"].as_array().unwrap().is_empty());
+        let (status, _) = send(&state, "GET", "/api/v1/dead-letters?stage=nope").await;
+        assert_eq!(status, 400);
+        let (status, one) = send(&state, "GET", &format!("/api/v1/dead-letters/{id}")).await;
+        assert_eq!((status, one["plugin"].as_str()), (200, Some("gone")));
+
+        // The output is not configured any more: the replay is refused and
+        // the letter kept.
+        let (status, body) =
+            send(&state, "POST", &format!("/api/v1/dead-letters/{id}/replay")).await;
+        assert_eq!(status, 409, "{body}");
+        let (status, _) = send(&state, "DELETE", &format!("/api/v1/dead-letters/{id}")).await;
+        assert_eq!(status, 204);
+        let (status, _) = send(&state, "DELETE", &format!("/api/v1/dead-letters/{id}")).await;
+        assert_eq!(status, 404);
+        let (status, _) = send(&state, "POST", &format!("/api/v1/dead-letters/{id}/replay")).await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn without_a_store_the_endpoints_answer_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = state(dir.path()).await;
+        state.data = None;
+        let (status, body) = send(&state, "GET", "/api/v1/records").await;
+        assert_eq!(status, 503, "{body}");
+    }
+}

@@ -107,6 +107,26 @@ impl Ingest {
     }
 }
 
+/// How often finished events are pruned from the outbox.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes outbox events every configured output has finished, every
+/// [`PRUNE_EVERY`], until `cancel` fires.
+async fn prune_outbox(store: Store, outputs: Vec<String>, cancel: CancellationToken) {
+    loop {
+        if !call::sleep(PRUNE_EVERY, &cancel).await {
+            return;
+        }
+        match store.prune_outbox(&outputs).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "Pruned finished events from the outbox."),
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot prune the outbox; trying again later.")
+            }
+        }
+    }
+}
+
 /// The running data path: its pollers and output workers.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -156,6 +176,13 @@ impl Pipeline {
                 tasks.push(tokio::spawn(worker.run()));
             }
         }
+        let outputs: Vec<String> = config
+            .plugins
+            .iter()
+            .filter(|plugin| plugin.output.is_some())
+            .map(|plugin| plugin.name.clone())
+            .collect();
+        tasks.push(tokio::spawn(prune_outbox(store, outputs, cancel.clone())));
         Pipeline {
             ingest,
             cancel,

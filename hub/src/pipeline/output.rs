@@ -17,8 +17,11 @@
 //!
 //! Progress is committed after every stream: the position moves past
 //! everything finished in order, and events finished out of order are
-//! marked individually, so a crash of the hub redelivers only what was not
-//! acknowledged. Dead letters are written in the same transaction.
+//! marked individually. While some events of a stream still wait (a
+//! retryable nack, a plugin that is down), those already acked or
+//! dead-lettered are committed before the wait, so a crash of the hub
+//! redelivers only what was not acknowledged. Dead letters are written in
+//! the same transaction as the marks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,18 +52,46 @@ struct Finished {
     acked: Vec<i64>,
     /// Events moved to the dead letters.
     dead: Vec<NewDeadLetter>,
+    /// How many of `acked` are already committed.
+    saved_acked: usize,
+    /// How many of `dead` are already committed.
+    saved_dead: usize,
 }
 
 impl Finished {
-    fn ids(&self) -> Vec<i64> {
-        let mut ids = self.acked.clone();
+    /// The dead letters not committed yet.
+    fn unsaved_dead(&self) -> &[NewDeadLetter] {
+        &self.dead[self.saved_dead..]
+    }
+
+    /// The events finished (acked or dead-lettered) but not committed yet.
+    fn unsaved_ids(&self) -> Vec<i64> {
+        let mut ids = self.acked[self.saved_acked..].to_vec();
         ids.extend(
-            self.dead
+            self.unsaved_dead()
                 .iter()
                 .filter_map(|letter| letter.event.map(|(id, _)| id)),
         );
         ids
     }
+
+    fn has_unsaved(&self) -> bool {
+        self.saved_acked < self.acked.len() || self.saved_dead < self.dead.len()
+    }
+
+    fn mark_saved(&mut self) {
+        self.saved_acked = self.acked.len();
+        self.saved_dead = self.dead.len();
+    }
+}
+
+/// Where a stream's events came from, which decides how their progress is saved.
+#[derive(Debug, Clone, Copy)]
+enum Progress {
+    /// New events after the output's position.
+    Outbox,
+    /// Events an operator asked to deliver again.
+    Replay,
 }
 
 /// One output's delivery loop.
@@ -121,16 +152,8 @@ impl OutputWorker {
         let name = self.plugin.name();
         let replays = self.store.pending_replays(name, self.config.batch).await?;
         if !replays.is_empty() {
-            let finished = self.deliver(&replays).await?;
-            let mut tx = self.store.begin().await?;
-            for id in finished.ids() {
-                tx.finish_replay(name, id).await?;
-            }
-            for letter in &finished.dead {
-                tx.add_dead_letter(letter).await?;
-            }
-            tx.commit().await?;
-            self.count(&finished);
+            let mut finished = self.deliver(&replays, Progress::Replay).await?;
+            self.save(&mut finished, Progress::Replay, None).await?;
             return Ok(true);
         }
 
@@ -149,57 +172,81 @@ impl OutputWorker {
         let chunks: Vec<&[OutboxEvent]> = events.chunks(self.config.batch as usize).collect();
         if self.config.ordered {
             for (index, chunk) in chunks.iter().enumerate() {
-                let finished = self.deliver(chunk).await?;
+                let mut finished = self.deliver(chunk, Progress::Outbox).await?;
                 // Everything before the next chunk is finished now.
                 let through = chunks
                     .get(index + 1)
                     .and_then(|next| next.first())
                     .map_or(last_scanned, |next| next.id - 1);
-                self.commit(&finished, Some(through)).await?;
-            }
-            if chunks.is_empty() {
-                self.commit(&Finished::default(), Some(last_scanned))
+                self.save(&mut finished, Progress::Outbox, Some(through))
                     .await?;
             }
-        } else {
-            let mut in_flight: FuturesUnordered<_> =
-                chunks.iter().map(|chunk| self.deliver(chunk)).collect();
-            while let Some(finished) = in_flight.next().await {
-                self.commit(&finished?, None).await?;
-            }
-            self.commit(&Finished::default(), Some(last_scanned))
+            if chunks.is_empty() {
+                self.save(
+                    &mut Finished::default(),
+                    Progress::Outbox,
+                    Some(last_scanned),
+                )
                 .await?;
+            }
+        } else {
+            let mut in_flight: FuturesUnordered<_> = chunks
+                .iter()
+                .map(|chunk| self.deliver(chunk, Progress::Outbox))
+                .collect();
+            while let Some(finished) = in_flight.next().await {
+                self.save(&mut finished?, Progress::Outbox, None).await?;
+            }
+            self.save(
+                &mut Finished::default(),
+                Progress::Outbox,
+                Some(last_scanned),
+            )
+            .await?;
         }
         Ok(true)
     }
 
-    /// Saves what a stream finished: dead letters, per-event marks, and the
-    /// new position when everything up to `through` is finished.
-    async fn commit(&self, finished: &Finished, through: Option<i64>) -> Result<(), StoreError> {
+    /// Commits what a stream finished and has not committed yet, in one
+    /// transaction: its dead letters, then per-event marks (or, for replays,
+    /// the end of the replay), or the new position when everything up to
+    /// `through` is finished.
+    async fn save(
+        &self,
+        finished: &mut Finished,
+        progress: Progress,
+        through: Option<i64>,
+    ) -> Result<(), StoreError> {
         let name = self.plugin.name();
         let mut tx = self.store.begin().await?;
-        for letter in &finished.dead {
+        for letter in finished.unsaved_dead() {
             tx.add_dead_letter(letter).await?;
         }
-        match through {
-            Some(position) => tx.set_position(name, position).await?,
-            None => tx.mark_done(name, &finished.ids()).await?,
+        match (progress, through) {
+            (Progress::Replay, _) => {
+                for id in finished.unsaved_ids() {
+                    tx.finish_replay(name, id).await?;
+                }
+            }
+            (Progress::Outbox, Some(position)) => tx.set_position(name, position).await?,
+            (Progress::Outbox, None) => tx.mark_done(name, &finished.unsaved_ids()).await?,
         }
         tx.commit().await?;
-        self.count(finished);
+        self.metrics
+            .delivered(name, finished.acked.len() - finished.saved_acked);
+        for _ in finished.unsaved_dead() {
+            self.metrics.dead_lettered(name, Stage::Output);
+        }
+        finished.mark_saved();
         Ok(())
     }
 
-    fn count(&self, finished: &Finished) {
-        let name = self.plugin.name();
-        self.metrics.delivered(name, finished.acked.len());
-        for _ in &finished.dead {
-            self.metrics.dead_lettered(name, Stage::Output);
-        }
-    }
-
     /// Sends `events` until each is acked or dead-lettered.
-    async fn deliver(&self, events: &[OutboxEvent]) -> Result<Finished, StepError> {
+    async fn deliver(
+        &self,
+        events: &[OutboxEvent],
+        progress: Progress,
+    ) -> Result<Finished, StepError> {
         let name = self.plugin.name();
         let policy = self.plugin.retry_config().clone();
         let max_attempts = policy.max_attempts.max(1);
@@ -209,6 +256,11 @@ impl OutputWorker {
         let mut pending: Vec<usize> = (0..events.len()).collect();
         let mut call_failures = 0_u32;
         while !pending.is_empty() {
+            // While events wait (retries, a plugin that is down) the lag grows.
+            if let Some(oldest) = pending.iter().map(|&index| events[index].created_at).min() {
+                let age = (Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics.lag(name, age);
+            }
             let batch: Vec<RecordEvent> = pending
                 .iter()
                 .map(|&index| {
@@ -294,6 +346,11 @@ impl OutputWorker {
             // Keep outbox order for what is left.
             still_pending.sort_unstable();
             pending = still_pending;
+            // Before waiting for what is left, make what is finished durable,
+            // so a crash during the wait does not deliver it again.
+            if !pending.is_empty() && finished.has_unsaved() {
+                self.save(&mut finished, progress, None).await?;
+            }
             if !pending.is_empty()
                 && let Some(delay) = delay
                 && !call::sleep(delay, &self.cancel).await

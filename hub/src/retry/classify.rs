@@ -25,12 +25,10 @@ pub enum Verdict {
 pub fn grpc_code(error: &CallError) -> Option<tonic::Code> {
     match error {
         CallError::Rejected(_) => Some(tonic::Code::InvalidArgument),
-        CallError::Failed { code, .. } => {
-            (0..=16)
-                .map(tonic::Code::from_i32)
-                .find(|candidate| format!("{candidate:?}") == *code)
-                .or_else(|| code_from_name(code))
-        }
+        CallError::Failed { code, .. } => (0..=16)
+            .map(tonic::Code::from_i32)
+            .find(|candidate| format!("{candidate:?}") == *code)
+            .or_else(|| code_from_name(code)),
         CallError::Protocol(_) => None,
     }
 }
@@ -71,9 +69,11 @@ mod tests {
         if let Some(after) = retry_after {
             status.metadata_mut().insert(
                 "switchyard-retry-after-ms",
-                after.as_millis().to_string().parse().unwrap_or_else(|_| {
-                    tonic::metadata::MetadataValue::from_static("0")
-                }),
+                after
+                    .as_millis()
+                    .to_string()
+                    .parse()
+                    .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("0")),
             );
         }
         CallError::from(status)
@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn the_retry_after_hint_travels_with_the_verdict() {
-        let error = failed(tonic::Code::ResourceExhausted, Some(Duration::from_millis(1500)));
+        let error = failed(
+            tonic::Code::ResourceExhausted,
+            Some(Duration::from_millis(1500)),
+        );
         assert_eq!(
             call_error(&error, DEFAULT_RETRYABLE_CODES),
             Verdict::Retry {

@@ -206,8 +206,7 @@ where
                     }
                     Ok(()) => {
                         let generation = connection.generation;
-                        let result =
-                            tokio::time::timeout_at(deadline, attempt(*connection)).await;
+                        let result = tokio::time::timeout_at(deadline, attempt(*connection)).await;
                         let took = started.elapsed();
                         match result {
                             Ok(Ok(value)) => {
@@ -221,10 +220,16 @@ where
                                 // A plugin that died under the call is the
                                 // supervisor's business: retry, and do not
                                 // hold it against the breaker.
-                                let died = plugin
-                                    .connection()
-                                    .is_none_or(|now| now.generation != generation);
-                                match classify::call_error(&error, &config.retryable_codes) {
+                                let verdict = classify::call_error(&error, &config.retryable_codes);
+                                let died = match verdict {
+                                    Verdict::Permanent => {
+                                        died_under_call(plugin, generation, &error).await
+                                    }
+                                    Verdict::Retry { .. } => plugin
+                                        .connection()
+                                        .is_none_or(|now| now.generation != generation),
+                                };
+                                match verdict {
                                     Verdict::Permanent if !died => {
                                         metrics.call(name, rpc, outcome_of(&error), took);
                                         return Err(give_up(
@@ -287,6 +292,41 @@ where
         );
         tokio::time::sleep(wait).await;
     }
+}
+
+/// How long a failed call waits for the supervisor to notice that the
+/// plugin died, when the error looks like a broken connection.
+const DEATH_GRACE: Duration = Duration::from_millis(200);
+
+/// Whether the plugin process that served the call (`generation`) is gone.
+/// A transport-level error (the connection broke) usually arrives just before
+/// the supervisor reaps the process, so for those this waits up to
+/// [`DEATH_GRACE`] for the connection to change.
+async fn died_under_call(plugin: &PluginHandle, generation: u64, error: &CallError) -> bool {
+    let mut connections = plugin.subscribe_connection();
+    let gone = |connection: &Option<Connection>| {
+        connection
+            .as_ref()
+            .is_none_or(|now| now.generation != generation)
+    };
+    if gone(&connections.borrow_and_update()) {
+        return true;
+    }
+    let transport_like = matches!(
+        classify::grpc_code(error),
+        Some(
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::Internal
+        )
+    );
+    if !transport_like {
+        return false;
+    }
+    tokio::time::timeout(DEATH_GRACE, connections.wait_for(gone))
+        .await
+        .is_ok_and(|result| result.is_ok())
 }
 
 /// The outcome label of a failed call.

@@ -130,6 +130,14 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |connection, _| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // Plan every statement for its parameters: a generic
+                        // plan made while a table was small (sequential
+                        // scans) stays slow as the table grows.
+                        connection
+                            .execute("SET plan_cache_mode = force_custom_plan")
+                            .await?;
+                    }
                     if backend == Backend::Sqlite {
                         connection
                             .execute(AssertSqlSafe(format!(

@@ -305,6 +305,30 @@ impl Store {
         )
     }
 
+    /// Deletes the events every output in `outputs` has finished (all of
+    /// them when there is no output), except those a dead letter or a
+    /// pending replay still refers to. Returns how many were deleted.
+    pub async fn prune_outbox(&self, outputs: &[String]) -> Result<u64, StoreError> {
+        let mut through = i64::MAX;
+        for output in outputs {
+            through = through.min(self.output_position(output).await?);
+        }
+        if through == i64::MAX {
+            through = self.last_event_id().await?;
+        }
+        let mut tx = self.begin().await?;
+        let result = sqlx::query(
+            "DELETE FROM outbox WHERE id <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_id = outbox.id) \
+             AND NOT EXISTS (SELECT 1 FROM output_replays r WHERE r.event_id = outbox.id)",
+        )
+        .bind(through)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected())
+    }
+
     /// How many events the outbox holds, by kind (`created`, `updated`).
     pub async fn count_events(&self) -> Result<(i64, i64), StoreError> {
         let count = |kind: &'static str| async move {

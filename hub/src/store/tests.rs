@@ -304,6 +304,51 @@ async fn output_progress_and_replays_are_durable() {
 }
 
 #[tokio::test]
+async fn the_outbox_keeps_what_an_output_or_a_dead_letter_still_needs() {
+    on_both("prune", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let records: Vec<Record> = (0..5).map(|n| record(&n.to_string(), n)).collect();
+        tx.upsert_records("gen", &records).await.unwrap();
+        tx.commit().await.unwrap();
+        let ids: Vec<i64> = store
+            .events_after("a", 0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|event| event.id)
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.set_position("a", ids[3]).await.unwrap();
+        tx.set_position("b", ids[2]).await.unwrap();
+        let letter = NewDeadLetter {
+            plugin: "b".to_owned(),
+            stage: Stage::Output,
+            record: record("0", 0),
+            event: Some((ids[0], EventKind::Created)),
+            error: "no".to_owned(),
+            attempts: 1,
+            first_failed_at: chrono::Utc::now(),
+        };
+        tx.add_dead_letter(&letter).await.unwrap();
+        tx.commit().await.unwrap();
+        let outputs = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(store.prune_outbox(&outputs).await.unwrap(), 2);
+        assert!(
+            store.event(ids[0]).await.unwrap().is_some(),
+            "a dead letter needs it"
+        );
+        assert!(store.event(ids[1]).await.unwrap().is_none());
+        assert!(
+            store.event(ids[3]).await.unwrap().is_some(),
+            "output b has not finished it"
+        );
+        assert_eq!(store.prune_outbox(&[]).await.unwrap(), 2);
+        assert_eq!(store.count_events().await.unwrap(), (1, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn dead_letters_are_listed_filtered_and_deleted() {
     on_both("dead_letters", |store| async move {
         let mut tx = store.begin().await.unwrap();

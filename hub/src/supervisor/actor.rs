@@ -215,14 +215,28 @@ impl PluginActor {
 
     /// Records how a process ended and applies the restart decision.
     fn after_end(&mut self, end: End, decision: Decision) -> Next {
+        // One status change, so no one sees a `running` plugin without a pid.
+        let state = match decision {
+            Decision::Restart { .. } => PluginState::Backoff,
+            Decision::StayStopped => PluginState::Stopped,
+            Decision::Unrecoverable | Decision::GiveUp { .. } => PluginState::Failed,
+        };
+        let now = Utc::now();
         self.update(|status| {
+            status.state = state;
             status.pid = None;
             status.last_error = Some(end.error.clone());
             status.last_exit = Some(LastExit {
                 reason: end.reason.clone(),
-                at: Utc::now(),
+                at: now,
             });
+            if let Decision::Restart { delay } = decision {
+                status.next_restart_at = chrono::Duration::from_std(delay)
+                    .ok()
+                    .and_then(|delay| now.checked_add_signed(delay));
+            }
         });
+        metrics::global().set_state(&self.config.name, state);
         match decision {
             Decision::Restart { delay } => Next::Backoff(delay),
             Decision::StayStopped => {
@@ -260,7 +274,6 @@ impl PluginActor {
 
     /// Waits out a restart delay; any command cuts it short at once.
     async fn backoff(&mut self, delay: Duration, tracker: &mut RestartTracker) -> Option<Next> {
-        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         let reason = self
             .status
             .borrow()
@@ -273,8 +286,6 @@ impl PluginActor {
             delay = %humantime::format_duration(delay),
             "Plugin will be restarted after a backoff."
         );
-        self.update(|status| status.next_restart_at = Some(due));
-        self.set_state(PluginState::Backoff);
         tokio::select! {
             () = tokio::time::sleep(delay) => {
                 tracing::info!(reason = %reason, "Restarting plugin.");

@@ -27,7 +27,10 @@ pub enum Probe {
 /// Starts probing `client` every `config.interval` (the first check one
 /// interval after the start); results arrive on the returned receiver. Abort
 /// the task when the process ends.
-pub fn start(client: PluginClient, config: HealthConfig) -> (JoinHandle<()>, mpsc::Receiver<Probe>) {
+pub fn start(
+    client: PluginClient,
+    config: HealthConfig,
+) -> (JoinHandle<()>, mpsc::Receiver<Probe>) {
     let (sender, receiver) = mpsc::channel(4);
     let task = tokio::spawn(
         async move {

@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{PluginConfig, RetryConfig};
-use crate::retry::breaker::{Breaker, BreakerState};
 use crate::domain::PluginMetadata;
+use crate::retry::breaker::{Breaker, BreakerState};
 use crate::rpc::plugin::PluginClient;
 use crate::rpc::roles::RoleClient;
 pub use spawn::Spawner;

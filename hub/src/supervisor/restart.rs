@@ -163,13 +163,22 @@ mod tests {
     fn a_healthy_run_resets_the_backoff() {
         let mut tracker = RestartTracker::new(config(RestartMode::Always));
         let t0 = Instant::now();
-        assert_eq!(delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)), 100);
-        assert_eq!(delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)), 200);
+        assert_eq!(
+            delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)),
+            100
+        );
+        assert_eq!(
+            delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)),
+            200
+        );
         let ran = Some(Duration::from_secs(59));
         assert_eq!(delay_of(tracker.on_end(t0, Ending::Failure, ran, 0.0)), 400);
         let ran = Some(Duration::from_secs(60));
         assert_eq!(delay_of(tracker.on_end(t0, Ending::Failure, ran, 0.0)), 100);
-        assert_eq!(delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)), 200);
+        assert_eq!(
+            delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)),
+            200
+        );
     }
 
     #[test]
@@ -225,7 +234,10 @@ mod tests {
             Decision::GiveUp { .. }
         ));
         tracker.reset();
-        assert_eq!(delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)), 100);
+        assert_eq!(
+            delay_of(tracker.on_end(t0, Ending::Failure, None, 0.0)),
+            100
+        );
     }
 
     #[test]

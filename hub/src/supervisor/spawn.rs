@@ -202,7 +202,12 @@ fn rlimits(limits: &LimitsConfig) -> Vec<Rlimit> {
         };
         let mut limit = value as libc::rlim_t;
         if hard != libc::RLIM_INFINITY && limit > hard {
-            tracing::warn!(limit = key, wanted = value, hard, "A resource limit is above the hub's own hard limit; using the hard limit.");
+            tracing::warn!(
+                limit = key,
+                wanted = value,
+                hard,
+                "A resource limit is above the hub's own hard limit; using the hard limit."
+            );
             limit = hard;
         }
         result.push(Rlimit {

@@ -65,10 +65,14 @@ pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Recei
                 }
                 continue;
             }
+            let mut handled = Vec::with_capacity(batch.len());
             for entry in batch {
-                if !process(&endpoint, &ingest, entry, &mut stop).await {
+                if process(&endpoint, &ingest, entry, &mut stop, &mut handled).await == Flow::Stop {
                     break;
                 }
+            }
+            if !commit_handled(&endpoint, &ingest, &mut handled).await {
+                pause(&mut stop, STORE_RETRY).await;
             }
         }
         tracing::debug!("Webhook worker stopped.");
@@ -98,21 +102,39 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     }
 }
 
-/// Handles one delivery to the end (done or dead). Returns false when the
-/// worker was stopped first (the delivery stays pending).
+/// A delivery the plugin handled, waiting to be committed with the others
+/// of its batch.
+struct Handled {
+    entry: InboxEntry,
+    prepared: ChainOutput,
+    attempts: u32,
+}
+
+/// Whether the worker goes on with the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Hands one delivery to the plugin (under the retry policy) and adds the
+/// enriched result to `handled`, or dead-letters it. Returns
+/// [`Flow::Stop`] when the worker was stopped or a commit failed (the
+/// delivery stays pending and the batch is read again).
 async fn process(
     endpoint: &Endpoint,
     ingest: &Ingest,
     entry: InboxEntry,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
+    handled: &mut Vec<Handled>,
+) -> Flow {
     let name = endpoint.name();
     let store = &ingest.store;
     let first_failed_at = chrono::Utc::now();
     let mut held_back = false;
     loop {
         if *stop.borrow() {
-            return false;
+            return Flow::Stop;
         }
         let mut attempts = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
         let span = tracing::info_span!("call", plugin = %name, call = "webhook", delivery_id = %entry.delivery.delivery_id);
@@ -128,33 +150,39 @@ async fn process(
         );
         let result = tokio::select! {
             result = call => result,
-            _ = stop.changed() => return false,
+            _ = stop.changed() => return Flow::Stop,
         };
-        let finished = match result {
+        let error = match result {
             Ok(outcome) => match ingest.prepare(name, outcome.records).await {
-                Ok(prepared) => complete(endpoint, ingest, &entry, &prepared, attempts).await,
-                Err(CallFailure::Cancelled) => return false,
+                Ok(prepared) => {
+                    handled.push(Handled {
+                        entry,
+                        prepared,
+                        attempts,
+                    });
+                    return Flow::Continue;
+                }
+                Err(CallFailure::Cancelled) => return Flow::Stop,
                 Err(error) => {
                     // An enricher is down: the delivery stays pending and
                     // the plugin is asked again later.
                     tracing::warn!(plugin = %name, delivery_id = %entry.delivery.delivery_id, error = %error, "Cannot enrich the webhook's records; the delivery stays pending.");
+                    if !commit_handled(endpoint, ingest, handled).await {
+                        return Flow::Stop;
+                    }
                     pause(stop, HELD_BACK_RECHECK).await;
                     continue;
                 }
             },
             Err(GiveUp::Permanent(error)) => {
-                let error = format!("the plugin refused the delivery: {error}");
-                dead_letter(endpoint, store, &entry, attempts, &error, first_failed_at).await
+                format!("the plugin refused the delivery: {error}")
             }
             Err(
                 reason @ GiveUp::Exhausted {
                     last: AttemptFailure::Call(_) | AttemptFailure::Timeout(_),
                     ..
                 },
-            ) => {
-                let error = reason.to_string();
-                dead_letter(endpoint, store, &entry, attempts, &error, first_failed_at).await
-            }
+            ) => reason.to_string(),
             // The plugin is stopped, restarting, unhealthy or serves no
             // webhooks: not the delivery's fault. Hold it until that changes.
             Err(reason) => {
@@ -167,6 +195,9 @@ async fn process(
                     );
                     held_back = true;
                 }
+                if !commit_handled(endpoint, ingest, handled).await {
+                    return Flow::Stop;
+                }
                 if let Err(err) = store
                     .note_inbox_attempt(entry.id, attempts, &reason.to_string())
                     .await
@@ -177,48 +208,77 @@ async fn process(
                 tokio::select! {
                     _ = status.changed() => {}
                     () = tokio::time::sleep(HELD_BACK_RECHECK) => {}
-                    _ = stop.changed() => return false,
+                    _ = stop.changed() => return Flow::Stop,
                 }
                 continue;
             }
         };
-        return match finished {
+        // Earlier deliveries are committed first, so the inbox stays in
+        // arrival order.
+        if !commit_handled(endpoint, ingest, handled).await {
+            return Flow::Stop;
+        }
+        return match dead_letter(endpoint, store, &entry, attempts, &error, first_failed_at).await {
             Ok(()) => {
                 endpoint.remove_pending();
-                true
+                Flow::Continue
             }
             Err(err) => {
-                // Nothing was committed: the delivery is still pending and
-                // will be handed to the plugin again.
-                tracing::error!(plugin = %name, delivery_id = %entry.delivery.delivery_id, error = %err, "Cannot commit the webhook delivery's outcome; retrying.");
-                pause(stop, STORE_RETRY).await;
-                !*stop.borrow()
+                tracing::error!(plugin = %name, delivery_id = %entry.delivery.delivery_id, error = %err, "Cannot dead-letter the webhook delivery; it stays pending.");
+                Flow::Stop
             }
         };
     }
 }
 
-/// Stores the records and marks the delivery done, in one transaction.
+/// Commits every handled delivery's records and marks them done, in one
+/// transaction; empties `handled`. On a store error nothing is committed:
+/// the deliveries stay pending (handed to the plugin again; records are
+/// upserted by key) and false is returned.
+async fn commit_handled(endpoint: &Endpoint, ingest: &Ingest, handled: &mut Vec<Handled>) -> bool {
+    if handled.is_empty() {
+        return true;
+    }
+    let batch = std::mem::take(handled);
+    match complete(endpoint, ingest, &batch).await {
+        Ok(()) => {
+            for _ in &batch {
+                endpoint.remove_pending();
+            }
+            true
+        }
+        Err(err) => {
+            tracing::error!(plugin = %endpoint.name(), deliveries = batch.len(), error = %err, "Cannot commit the webhook deliveries' records; they stay pending.");
+            false
+        }
+    }
+}
+
+/// Stores the records and marks the deliveries done, in one transaction.
 async fn complete(
     endpoint: &Endpoint,
     ingest: &Ingest,
-    entry: &InboxEntry,
-    prepared: &ChainOutput,
-    attempts: u32,
+    batch: &[Handled],
 ) -> Result<(), StoreError> {
+    let name = endpoint.name();
     let mut tx = ingest.store.begin().await?;
-    let upserted = ingest.write(&mut tx, endpoint.name(), prepared).await?;
-    let marked = tx.complete_inbox(entry.id, attempts).await?;
+    let mut upserted = Vec::new();
+    for handled in batch {
+        upserted.extend(ingest.write(&mut tx, name, &handled.prepared).await?);
+        tx.complete_inbox(handled.entry.id, handled.attempts)
+            .await?;
+    }
     tx.commit().await?;
-    ingest.count(endpoint.name(), &upserted);
-    super::metrics::handled(endpoint.name(), "done");
-    tracing::debug!(
-        plugin = %endpoint.name(),
-        delivery_id = %entry.delivery.delivery_id,
-        records = upserted.len(),
-        already_done = !marked,
-        "Webhook delivery stored."
-    );
+    ingest.count(name, &upserted);
+    for handled in batch {
+        super::metrics::handled(name, "done");
+        tracing::debug!(
+            plugin = %name,
+            delivery_id = %handled.entry.delivery.delivery_id,
+            records = handled.prepared.records.len(),
+            "Webhook delivery stored."
+        );
+    }
     Ok(())
 }
 

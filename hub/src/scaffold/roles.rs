@@ -1,0 +1,86 @@
+//! What each role's skeleton does, independent of the language: its one
+//! config key, the extra `plugins.toml` tables that put it to work, and the
+//! call that tries it through the hub's admin API.
+
+use super::Role;
+
+/// The language-independent facts about one role's skeleton.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleInfo {
+    /// The role as written in the API and on the command line.
+    pub slug: &'static str,
+    /// One sentence: what the skeleton does.
+    pub behaviour: &'static str,
+    /// The config key, its meaning and default (Markdown).
+    pub config_doc: &'static str,
+    /// The `[plugins.NAME.config]` lines of the snippet.
+    pub config_toml: &'static str,
+    /// Tables after the plugin's own (with `{{name}}` placeholders).
+    pub extra_toml: &'static str,
+    /// The admin API call that exercises the role (`call/KIND`).
+    pub call_kind: &'static str,
+    /// The JSON body of that call (with `{{name}}` placeholders).
+    pub call_body: &'static str,
+    /// What the answer shows.
+    pub call_expect: &'static str,
+}
+
+/// The facts about `role`'s skeleton.
+pub fn info(role: Role) -> RoleInfo {
+    match role {
+        Role::PollingInput => RoleInfo {
+            slug: "polling-input",
+            behaviour: "a counter source: each poll emits the next `batch_size` numbers as records \
+                        (id `\"N\"`, payload `{\"number\": N}`), then a checkpoint (the last number), \
+                        so the next poll resumes after it",
+            config_doc: "`batch_size` (integer, 1 to 10000, default 10): how many records each poll emits.",
+            config_toml: "batch_size = 10\n",
+            extra_toml: "\n# Poll once at start-up, then 30 s after each poll ends.\n\
+                         [plugins.{{name}}.poll]\ninterval = \"30s\"\n",
+            call_kind: "poll",
+            call_body: "{}",
+            call_expect: "one batch of 10 records and the checkpoint `MTA=` (\"10\" in base64)",
+        },
+        Role::WebhookInput => RoleInfo {
+            slug: "webhook-input",
+            behaviour: "each delivery's body must be a JSON object with an id (under the key `id_field`); \
+                        it becomes one record with that id, the object as payload and the delivery id in \
+                        its metadata; any other body is refused with 400",
+            config_doc: "`id_field` (string, default `\"id\"`): the key of the body's JSON object holding the record id.",
+            config_toml: "id_field = \"id\"\n",
+            extra_toml: "\n# Serve POST /webhooks/{{name}}. `auth = \"none\"` accepts anyone: before exposing the hub,\n\
+                         # use auth = \"api_key\" (or \"github\", \"stripe\", \"standard_webhooks\") with secret_env.\n\
+                         [plugins.{{name}}.webhook]\nauth = \"none\"\n",
+            call_kind: "webhook",
+            call_body: "{\"body\": \"{\\\"id\\\": \\\"42\\\", \\\"hello\\\": \\\"world\\\"}\"}",
+            call_expect: "one record with id `42`",
+        },
+        Role::Enrichment => RoleInfo {
+            slug: "enrichment",
+            behaviour: "counts the words of one text field of each record's payload and writes the count \
+                        to the record's metadata as `word_count`; a payload that is not a JSON object \
+                        fails the record permanently",
+            config_doc: "`field` (string, default `\"text\"`): the payload field whose words are counted.",
+            config_toml: "field = \"text\"\n",
+            extra_toml: "\n# Every record the hub stores passes through this enricher. If your plugins.toml\n\
+                         # already has a [pipeline] table, add \"{{name}}\" to its `enrich` list instead.\n\
+                         [pipeline]\nenrich = [\"{{name}}\"]\n",
+            call_kind: "enrich",
+            call_body: "{\"records\": [{\"id\": \"1\", \"payload\": {\"text\": \"hello switchyard world\"}}]}",
+            call_expect: "the record with `\"metadata\": {\"word_count\": \"3\"}`",
+        },
+        Role::Output => RoleInfo {
+            slug: "output",
+            behaviour: "appends every record event as one JSON line to a file and acknowledges it only \
+                        once the line is on disk (fsync)",
+            config_doc: "`path` (string, required): the file events are appended to, created if missing; \
+                         relative to the directory of plugins.toml.",
+            config_toml: "path = \"{{name}}-events.jsonl\"\n",
+            extra_toml: "\n# Deliver every created or updated record to this output.\n\
+                         [plugins.{{name}}.output]\nevents = [\"created\", \"updated\"]\n",
+            call_kind: "events",
+            call_body: "{\"events\": [{\"kind\": \"created\", \"record\": {\"id\": \"1\", \"payload\": {\"hello\": \"world\"}}}]}",
+            call_expect: "`{\"acks\": [{\"delivery_id\": 1, \"ok\": true}]}`, and the event's line in `{{name}}-events.jsonl`",
+        },
+    }
+}
