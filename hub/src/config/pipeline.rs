@@ -134,7 +134,7 @@ impl PipelineConfig {
     }
 }
 
-/// A non-negative integer value, checked against `min..=max`.
+/// [`Section::integer`] for keys that hold a `u32`.
 fn integer(
     context: &mut Context<'_>,
     section: &Section<'_, '_>,
@@ -142,35 +142,9 @@ fn integer(
     min: u32,
     max: u32,
 ) -> Option<u32> {
-    let value = section.get(key)?;
-    let DeValue::Integer(integer) = value.get_ref() else {
-        context.error(
-            value.span(),
-            format!(
-                "`{key}` in {} must be an integer, found {}",
-                section.label,
-                value.get_ref().type_str()
-            ),
-        );
-        return None;
-    };
-    let digits = integer.as_str().replace('_', "");
-    match i64::from_str_radix(&digits, integer.radix()) {
-        Ok(number) if number >= i64::from(min) && number <= i64::from(max) => {
-            u32::try_from(number).ok()
-        }
-        _ => {
-            context.error(
-                value.span(),
-                format!(
-                    "`{key}` in {} must be between {min} and {max}, found {}",
-                    section.label,
-                    integer.as_str()
-                ),
-            );
-            None
-        }
-    }
+    section
+        .integer(context, key, u64::from(min), u64::from(max))
+        .and_then(|number| u32::try_from(number).ok())
 }
 
 fn boolean(context: &mut Context<'_>, section: &Section<'_, '_>, key: &str) -> Option<bool> {

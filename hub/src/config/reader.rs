@@ -104,12 +104,62 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// An integer between `min` and `max` (inclusive); TOML's `_` separators
+    /// and hexadecimal, octal and binary forms are accepted.
+    pub fn integer(&self, context: &mut Context<'_>, key: &str, min: u64, max: u64) -> Option<u64> {
+        let value = self.get(key)?;
+        let DeValue::Integer(integer) = value.get_ref() else {
+            context.error(
+                value.span(),
+                format!(
+                    "`{key}` in {} must be an integer, found {}",
+                    self.label,
+                    value.get_ref().type_str()
+                ),
+            );
+            return None;
+        };
+        let digits = integer.as_str().replace('_', "");
+        match i128::from_str_radix(&digits, integer.radix()) {
+            Ok(number) if number >= i128::from(min) && number <= i128::from(max) => {
+                u64::try_from(number).ok()
+            }
+            _ => {
+                context.error(
+                    value.span(),
+                    format!(
+                        "`{key}` in {} must be between {min} and {max}, found {}",
+                        self.label,
+                        integer.as_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A humantime duration such as `"5s"` or `"1m 30s"`; zero is refused
-    /// because every duration in the file is a timeout or a grace period.
+    /// because almost every duration in the file is a timeout or a grace
+    /// period (see [`Section::duration_or_zero`] for the exceptions).
     pub fn duration(&self, context: &mut Context<'_>, key: &str) -> Option<Duration> {
+        self.parse_duration(context, key, false)
+    }
+
+    /// Like [`Section::duration`], but `"0s"` is allowed: for backoff delays,
+    /// where zero means "at once".
+    pub fn duration_or_zero(&self, context: &mut Context<'_>, key: &str) -> Option<Duration> {
+        self.parse_duration(context, key, true)
+    }
+
+    fn parse_duration(
+        &self,
+        context: &mut Context<'_>,
+        key: &str,
+        zero_allowed: bool,
+    ) -> Option<Duration> {
         let (text, span) = self.string(context, key)?;
         match humantime::parse_duration(&text) {
-            Ok(duration) if duration.is_zero() => {
+            Ok(duration) if duration.is_zero() && !zero_allowed => {
                 context.error(
                     span,
                     format!(

@@ -249,10 +249,10 @@ fn read_sections(
 }
 
 fn read_backoff(context: &mut Context<'_>, section: &Section<'_, '_>, backoff: &mut BackoffConfig) {
-    if let Some(duration) = section.duration(context, "initial_backoff") {
+    if let Some(duration) = section.duration_or_zero(context, "initial_backoff") {
         backoff.initial = duration;
     }
-    if let Some(duration) = section.duration(context, "max_backoff") {
+    if let Some(duration) = section.duration_or_zero(context, "max_backoff") {
         backoff.max = duration;
     }
     if let Some((multiplier, span)) = float(context, section, "multiplier") {
@@ -309,7 +309,7 @@ fn read_restart(
     if let Some(duration) = section.duration(context, "reset_after") {
         restart.reset_after = duration;
     }
-    if let Some(count) = integer(context, section, "max_restarts", 1, u64::from(u32::MAX)) {
+    if let Some(count) = section.integer(context, "max_restarts", 1, u64::from(u32::MAX)) {
         restart.max_restarts = u32::try_from(count).unwrap_or(u32::MAX);
     }
     if let Some(duration) = section.duration(context, "window") {
@@ -331,7 +331,7 @@ fn read_health(
     if let Some(duration) = section.duration(context, "timeout") {
         health.timeout = duration;
     }
-    if let Some(count) = integer(context, section, "failure_threshold", 1, 1000) {
+    if let Some(count) = section.integer(context, "failure_threshold", 1, 1000) {
         health.failure_threshold = u32::try_from(count).unwrap_or(1000);
     }
     health
@@ -344,7 +344,7 @@ fn read_retry(
 ) -> RetryConfig {
     section.deny_unknown_keys(context, RETRY_KEYS);
     let mut retry = base.clone();
-    if let Some(count) = integer(context, section, "max_attempts", 1, 1000) {
+    if let Some(count) = section.integer(context, "max_attempts", 1, 1000) {
         retry.max_attempts = u32::try_from(count).unwrap_or(1000);
     }
     read_backoff(context, section, &mut retry.backoff);
@@ -367,7 +367,7 @@ fn read_retry(
         }
         retry.retryable_codes = codes;
     }
-    if let Some(count) = integer(context, section, "breaker_failures", 1, 1_000_000) {
+    if let Some(count) = section.integer(context, "breaker_failures", 1, 1_000_000) {
         retry.breaker_failures = u32::try_from(count).unwrap_or(1_000_000);
     }
     if let Some(duration) = section.duration(context, "breaker_cooldown") {
@@ -406,10 +406,10 @@ fn read_limits(
         let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
         limits.cpu_time = Some(seconds);
     }
-    if let Some(count) = integer(context, section, "open_files", 8, 1 << 30) {
+    if let Some(count) = section.integer(context, "open_files", 8, 1 << 30) {
         limits.open_files = Some(count);
     }
-    if let Some(count) = integer(context, section, "processes", 1, 1 << 30) {
+    if let Some(count) = section.integer(context, "processes", 1, 1 << 30) {
         limits.processes = Some(count);
     }
     limits
@@ -437,44 +437,6 @@ pub fn code_name(code: tonic::Code) -> String {
         name.push(character.to_ascii_uppercase());
     }
     name
-}
-
-fn integer(
-    context: &mut Context<'_>,
-    section: &Section<'_, '_>,
-    key: &str,
-    min: u64,
-    max: u64,
-) -> Option<u64> {
-    let value = section.get(key)?;
-    let DeValue::Integer(integer) = value.get_ref() else {
-        context.error(
-            value.span(),
-            format!(
-                "`{key}` in {} must be an integer, found {}",
-                section.label,
-                value.get_ref().type_str()
-            ),
-        );
-        return None;
-    };
-    let digits = integer.as_str().replace('_', "");
-    match i128::from_str_radix(&digits, integer.radix()) {
-        Ok(number) if number >= i128::from(min) && number <= i128::from(max) => {
-            u64::try_from(number).ok()
-        }
-        _ => {
-            context.error(
-                value.span(),
-                format!(
-                    "`{key}` in {} must be between {min} and {max}, found {}",
-                    section.label,
-                    integer.as_str()
-                ),
-            );
-            None
-        }
-    }
 }
 
 fn float(

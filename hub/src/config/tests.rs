@@ -256,6 +256,18 @@ fn a_zero_duration_is_an_error() {
 }
 
 #[test]
+fn a_zero_backoff_is_allowed_and_means_at_once() {
+    let config = Fixture::new()
+        .parse(
+            "[plugins.a]\ncommand = \"plugin\"\n[plugins.a.restart]\ninitial_backoff = \"0s\"\nmax_backoff = \"0s\"\n",
+        )
+        .unwrap();
+    let backoff = &config.plugins[0].supervision.restart.backoff;
+    assert_eq!(backoff.initial, Duration::ZERO);
+    assert_eq!(backoff.max, Duration::ZERO);
+}
+
+#[test]
 fn a_bad_listen_address_is_an_error() {
     let errors = Fixture::new().errors("[hub]\nlisten = \"localhost:http\"\n");
     assert_eq!(

@@ -63,6 +63,19 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_backoff_means_at_once() {
+        let config = BackoffConfig {
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+            multiplier: 2.0,
+            jitter: true,
+        };
+        for step in [0, 1, 10, u32::MAX] {
+            assert_eq!(delay(&config, step, random()), Duration::ZERO);
+        }
+    }
+
+    #[test]
     fn jitter_stays_between_half_and_all_of_the_delay() {
         let config = config(true);
         assert_eq!(delay(&config, 3, 0.0), Duration::from_millis(400));
