@@ -28,6 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     tonic_prost_build::configure()
+        // A record's metadata is a BTreeMap on both sides (the hub's domain
+        // record and the SDK's record): generating one too makes every
+        // conversion a move, and decoding a small map needs no hashing.
+        .btree_map(".switchyard.v1.Record.metadata")
         .build_client(true)
         .build_server(true)
         .compile_protos(&protos, &["proto", include_dir])?;

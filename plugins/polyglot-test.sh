@@ -6,7 +6,11 @@
 #
 # Needs python3 (>= 3.9) and go (>= 1.26) on PATH, and network access to PyPI and the
 # Go module proxy the first time. Exits non-zero if a build or any test fails.
-# The Go end-to-end tests also run host-go against target/debug/testkit when it exists.
+# Both suites run with SWITCHYARD_REQUIRE_ALL=1: a test that needs another part of the
+# project (the hub binary target/debug/switchyard, plugins/go/bin/host-go, the Python
+# venv) fails instead of skipping when it is missing, so build the Rust binaries first
+# (`cargo build --workspace --bins`, as scripts/test does). The Go end-to-end tests also
+# run host-go against target/debug/testkit when it exists.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,7 +30,7 @@ if ! "$here/go/build.sh"; then
 fi
 
 section "pytest: plugins/python"
-(cd "$here/python" && .venv/bin/python -m pytest -p no:cacheprovider) || status=1
+(cd "$here/python" && SWITCHYARD_REQUIRE_ALL=1 .venv/bin/python -m pytest -p no:cacheprovider) || status=1
 
 section "go test: plugins/go"
 # -count=1: the end-to-end tests run external binaries, so cached results would be stale.

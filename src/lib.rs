@@ -6,11 +6,14 @@
 //! * [`handshake`] holds what both sides of the go-plugin handshake must agree
 //!   on: the environment variable names, the magic cookie, the stdout line's
 //!   format and parser, and app-protocol version negotiation. It is pure: no IO.
+//! * [`mtls`] holds go-plugin's AutoMTLS: the throw-away certificates and the
+//!   rustls configurations that pin each side to the other's certificate.
 //!
 //! Architecture invariant: this crate knows nothing about processes, sockets,
 //! configuration or storage. It is the contract, not a participant.
 
 pub mod handshake;
+pub mod mtls;
 
 /// Code generated from `proto/` by tonic-build.
 pub mod pb {

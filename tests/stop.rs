@@ -298,3 +298,30 @@ fn a_plugin_killed_from_outside_is_reaped_and_reported() {
             .unwrap_or_default()
     );
 }
+
+#[test]
+fn the_socket_dir_of_a_sigkilled_hub_is_removed_by_the_next_hub() {
+    let mut first = Hub::start(ENV_PROBE);
+    let socket_dir = probed_socket_dir(&first);
+    assert!(socket_dir.is_dir(), "{} should exist", socket_dir.display());
+    first.signal(Signal::SIGKILL);
+    assert!(
+        first.wait_exit(Duration::from_secs(5)).is_some(),
+        "SIGKILL did not end the hub"
+    );
+    assert!(
+        socket_dir.is_dir(),
+        "a SIGKILLed hub cannot remove {}",
+        socket_dir.display()
+    );
+
+    let second = Hub::start(ENV_PROBE);
+    let second_dir = probed_socket_dir(&second);
+    assert_ne!(second_dir, socket_dir);
+    assert!(
+        !socket_dir.exists(),
+        "the next hub should remove the dead hub's socket dir {}",
+        socket_dir.display()
+    );
+    assert!(second_dir.is_dir());
+}

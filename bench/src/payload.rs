@@ -2,7 +2,7 @@
 //! the same bytes to testkit, to the go-plugin peer (through a file holding the
 //! encoded record) and through the raw socket of the floor.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use prost::Message;
 use switchyard_wire::pb::v1 as pb;
@@ -19,7 +19,7 @@ pub fn record() -> pb::Record {
         }),
         payload: br#"{"customer":"c-1234567","total_cents":129900,"currency":"EUR","items":[{"sku":"sku-00017","qty":2},{"sku":"sku-00391","qty":1}]}"#
             .to_vec(),
-        metadata: HashMap::from([("content-type".to_owned(), "application/json".to_owned())]),
+        metadata: BTreeMap::from([("content-type".to_owned(), "application/json".to_owned())]),
         idempotency_key: None,
     }
 }

@@ -10,7 +10,8 @@
 //! * `FAKE_SLOW_POLL_MS=N`: Poll waits N ms before answering.
 //! * `FAKE_POLL_ALLOC_MB=N`: Poll allocates and touches N MiB first.
 //! * `FAKE_NOT_SERVING_FILE=PATH`: the health status is NOT_SERVING while
-//!   PATH exists.
+//!   PATH exists, and Configure is refused as UNAVAILABLE then (each refusal
+//!   creates `PATH.refused`).
 //! * `FAKE_EXIT_AFTER_FILE=PATH`: at start, read a number of milliseconds
 //!   from PATH and exit with status 1 that long after the handshake.
 //!
@@ -74,6 +75,12 @@ impl pb::plugin_server::Plugin for Fake {
         &self,
         request: Request<pb::ConfigureRequest>,
     ) -> Result<Response<pb::ConfigureResponse>, Status> {
+        if let Ok(path) = std::env::var("FAKE_NOT_SERVING_FILE")
+            && std::path::Path::new(&path).exists()
+        {
+            let _ = std::fs::write(format!("{path}.refused"), "");
+            return Err(Status::unavailable("not ready to be configured yet"));
+        }
         let config: serde_json::Value = serde_json::from_slice(&request.get_ref().config_json)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         log("info", &format!("configured with {config}"));
@@ -343,17 +350,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         shutdown: shutdown_tx,
     };
     let (health, health_service) = tonic_health::server::health_reporter();
+    let down_at_start = std::env::var("FAKE_NOT_SERVING_FILE")
+        .is_ok_and(|path| std::path::Path::new(&path).exists());
     health
         .set_service_status(
             handshake::HEALTH_SERVICE_NAME,
-            tonic_health::ServingStatus::Serving,
+            if down_at_start {
+                tonic_health::ServingStatus::NotServing
+            } else {
+                tonic_health::ServingStatus::Serving
+            },
         )
         .await;
 
     if let Ok(path) = std::env::var("FAKE_NOT_SERVING_FILE") {
         let health = health.clone();
         tokio::spawn(async move {
-            let mut serving = true;
+            let mut serving = !down_at_start;
             loop {
                 let now = !std::path::Path::new(&path).exists();
                 if now != serving {

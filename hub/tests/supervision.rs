@@ -11,7 +11,9 @@ mod common;
 use std::time::Duration;
 
 use chrono::DateTime;
-use common::{Hub, assert_group_gone, fake_plugin, load_config, start, wait_for_status};
+use common::{
+    Hub, assert_group_gone, fake_plugin, load_config, poll_until, start, wait_for_status,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -215,6 +217,33 @@ async fn a_not_serving_plugin_gets_no_work_and_is_not_killed() {
     assert_eq!(status, 200, "{body}");
     let after = hub.wait_plugin("shy", |p| p["healthy"] == true).await;
     assert_eq!(after["pid"], before["pid"]);
+    hub.shut_down().await;
+}
+
+/// The hub sends Configure together with the first health check; a plugin
+/// that is not serving yet may refuse it as UNAVAILABLE, and is configured
+/// again once it says SERVING, in the same start (no restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_not_ready_for_configure_at_start_is_configured_once_it_serves() {
+    let outside = tempfile::tempdir().unwrap();
+    let down = outside.path().join("down");
+    std::fs::write(&down, "").unwrap();
+    let hub = Hub::start(&format!(
+        "[plugins.late]\ncommand = \"@FAKE@\"\nenv = {{ FAKE_NOT_SERVING_FILE = \"{}\" }}\n",
+        down.display()
+    ))
+    .await;
+    let refused = outside.path().join("down.refused");
+    poll_until(Duration::from_secs(30), || refused.exists().then_some(())).await;
+    let starting = hub.wait_plugin("late", |p| p["state"] == "starting").await;
+    std::fs::remove_file(&down).unwrap();
+    let running = hub
+        .wait_plugin("late", |p| p["state"] == "running" && p["healthy"] == true)
+        .await;
+    assert_eq!(running["restarts"], 0, "{running:#}");
+    assert_eq!(running["pid"], starting["pid"], "{running:#}");
+    let (status, body) = hub.post("/api/v1/plugins/late/call/poll", json!({})).await;
+    assert_eq!(status, 200, "{body}");
     hub.shut_down().await;
 }
 

@@ -37,8 +37,14 @@ fn files_containing(needle: &str) -> Vec<String> {
 
 #[test]
 fn only_spawn_rs_starts_processes() {
-    assert_eq!(files_containing("Command::new"), ["supervisor/spawn.rs"]);
-    assert_eq!(files_containing(".spawn()"), ["supervisor/spawn.rs"]);
+    // One place starts processes: `clone` + `execve` in spawn.rs.
+    assert_eq!(files_containing("libc::clone("), ["supervisor/spawn.rs"]);
+    assert_eq!(files_containing("libc::execve("), ["supervisor/spawn.rs"]);
+    for needle in ["Command::new", ".spawn()", "fork("] {
+        for file in files_containing(needle) {
+            assert_eq!(file, "supervisor/spawn.rs", "{file} uses `{needle}`");
+        }
+    }
 }
 
 #[test]

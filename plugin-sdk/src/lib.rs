@@ -80,6 +80,7 @@ mod role;
 mod serve;
 mod services;
 pub mod testing;
+mod tls;
 mod types;
 
 pub use config::{NoConfig, decode_config, schema_json};

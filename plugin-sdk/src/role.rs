@@ -8,12 +8,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
-use futures_util::future::join_all;
 use switchyard_wire::pb::v1 as pb;
 use tokio::sync::mpsc;
 
 use crate::error::PluginError;
-use crate::services::{panic_failure, record_to_pb};
+use crate::services::{panic_failure, record_to_pb, run_concurrently};
 use crate::types::{PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse};
 
 /// An input the hub polls on a schedule (never two polls of one instance at once).
@@ -67,11 +66,35 @@ pub trait Output: Send + Sync + 'static {
         &self,
         events: Vec<RecordEvent>,
     ) -> impl Future<Output = Vec<Result<(), PluginError>>> + Send {
-        join_all(events.into_iter().map(|event| {
-            AssertUnwindSafe(self.handle_event(event))
-                .catch_unwind()
-                .map(|outcome| outcome.unwrap_or_else(|panic| Err(panic_failure(&panic))))
-        }))
+        async move {
+            let count = events.len();
+            let mut outcomes: Vec<Option<Result<(), PluginError>>> = vec![None; count];
+            let handled = events.into_iter().enumerate().map(|(index, event)| {
+                AssertUnwindSafe(self.handle_event(event))
+                    .catch_unwind()
+                    .map(move |outcome| {
+                        (
+                            index,
+                            outcome.unwrap_or_else(|panic| Err(panic_failure(&panic))),
+                        )
+                    })
+            });
+            run_concurrently(handled, count, |done| {
+                for (index, outcome) in done {
+                    outcomes[index] = Some(outcome);
+                }
+                std::future::ready(true)
+            })
+            .await;
+            outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.unwrap_or_else(|| {
+                        Err(PluginError::permanent("the event was never handled"))
+                    })
+                })
+                .collect()
+        }
     }
 }
 

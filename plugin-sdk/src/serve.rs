@@ -6,7 +6,10 @@
 //!    terminal's Ctrl-C reaches the whole process group and the hub decides),
 //!    turn SIGTERM into a graceful stop, and watch for the parent's death.
 //! 3. Bind a Unix socket in `PLUGIN_UNIX_SOCKET_DIR` (or the temp dir), and
-//!    only then print the one handshake line on stdout and flush.
+//!    only then print the one handshake line on stdout and flush. With
+//!    AutoMTLS (`PLUGIN_CLIENT_CERT` set), make a certificate, print it in the
+//!    line, and serve over TLS pinned to the host's certificate (see
+//!    `tls.rs`); an unreadable `PLUGIN_CLIENT_CERT` stops the plugin (exit 1).
 //! 4. Point fd 1 at stderr, serve until Controller.Shutdown, SIGTERM or the
 //!    parent's death, give in-flight calls a short grace, remove the socket
 //!    file and exit 0.
@@ -17,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchyard_wire::handshake::{
-    self, APP_PROTOCOL_VERSIONS, ENV_MULTIPLEX_GRPC, ENV_PROTOCOL_VERSIONS, ENV_UNIX_SOCKET_DIR,
-    ENV_UNIX_SOCKET_GROUP, HandshakeLine, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
-    NOT_LAUNCHED_BY_HUB_MESSAGE, NegotiationError, Network,
+    self, APP_PROTOCOL_VERSIONS, ENV_CLIENT_CERT, ENV_MULTIPLEX_GRPC, ENV_PROTOCOL_VERSIONS,
+    ENV_UNIX_SOCKET_DIR, ENV_UNIX_SOCKET_GROUP, HandshakeLine, MAGIC_COOKIE_KEY,
+    MAGIC_COOKIE_VALUE, NOT_LAUNCHED_BY_HUB_MESSAGE, NegotiationError, Network,
 };
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -27,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plugin::Plugin;
 use crate::services::build_routes;
+use crate::tls::AutoMtls;
 
 /// How long in-flight calls may take to finish once a stop has begun
 /// (go-plugin hosts SIGKILL 2 s after Shutdown).
@@ -95,17 +99,34 @@ pub fn serve<T: Send + Sync + 'static>(plugin: Plugin<T>) -> ! {
     if plugin.info.install_logging {
         crate::log::install();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let host_cert = std::env::var(ENV_CLIENT_CERT).ok();
+    let tls = match AutoMtls::from_env(host_cert.as_deref()) {
+        Ok(tls) => tls,
+        Err(error) => {
+            // Plain text, like the cookie error: it must reach the host even
+            // when the plugin installed its own (or no) log subscriber.
+            tracing::error!(error = %error, "Cannot start.");
+            let _ = writeln!(std::io::stderr(), "cannot start: {error}");
+            std::process::exit(1);
+        }
+    };
+    // One thread by default (see `PluginBuilder::worker_threads`): no
+    // cross-thread wake-ups between the connection and the stream handlers.
+    let mut builder = if plugin.info.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(plugin.info.worker_threads);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(error = %error, "Cannot start the async runtime.");
             std::process::exit(1);
         }
     };
-    let code = runtime.block_on(run(plugin, version));
+    let code = runtime.block_on(run(plugin, version, tls));
     runtime.shutdown_timeout(Duration::from_millis(100));
     std::process::exit(code)
 }
@@ -119,7 +140,11 @@ impl Drop for SocketFile {
     }
 }
 
-async fn run<T: Send + Sync + 'static>(plugin: Plugin<T>, version: u32) -> i32 {
+async fn run<T: Send + Sync + 'static>(
+    plugin: Plugin<T>,
+    version: u32,
+    tls: Option<AutoMtls>,
+) -> i32 {
     let name = plugin.info.name.clone();
     let shutdown = CancellationToken::new();
     if let Err(error) = watch_signals(&shutdown) {
@@ -149,21 +174,25 @@ async fn run<T: Send + Sync + 'static>(plugin: Plugin<T>, version: u32) -> i32 {
     let routes = build_routes(plugin, shutdown.clone()).await;
 
     let multiplex = std::env::var(ENV_MULTIPLEX_GRPC).ok();
-    let line = handshake_line(version, &socket.0, multiplex.as_deref());
+    let mut line = handshake_line(version, &socket.0, multiplex.as_deref());
+    line.server_cert_der = tls.as_ref().map(AutoMtls::cert_der);
     if let Err(error) = print_handshake(&line) {
         tracing::error!(plugin = %name, error = %error, "Cannot print the handshake line.");
         return 1;
     }
     redirect_stdout_to_stderr();
-    tracing::debug!(plugin = %name, address = %socket.0.display(), version, "Serving.");
+    tracing::debug!(plugin = %name, address = %socket.0.display(), version, tls = tls.is_some(), "Serving.");
 
-    let server = tonic::transport::Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let mut server = tokio::spawn(server);
+    let builder = tonic::transport::Server::builder().add_routes(routes);
+    let stopped = shutdown.clone().cancelled_owned();
+    let mut server = match &tls {
+        None => tokio::spawn(
+            builder.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped),
+        ),
+        Some(tls) => tokio::spawn(
+            builder.serve_with_incoming_shutdown(tls.incoming(listener, shutdown.clone()), stopped),
+        ),
+    };
     let finished = tokio::select! {
         finished = &mut server => Some(finished),
         () = shutdown.cancelled() => None,

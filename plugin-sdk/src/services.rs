@@ -10,7 +10,9 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -143,7 +145,7 @@ pub(crate) fn record_from_pb(record: pb::Record) -> Record {
         record_type: record.r#type,
         occurred_at: timestamp_from_pb(record.occurred_at),
         payload: record.payload,
-        metadata: record.metadata.into_iter().collect(),
+        metadata: record.metadata,
         idempotency_key: record.idempotency_key,
     }
 }
@@ -155,7 +157,7 @@ pub(crate) fn record_to_pb(record: Record) -> pb::Record {
         r#type: record.record_type,
         occurred_at: timestamp_to_pb(record.occurred_at),
         payload: record.payload,
-        metadata: record.metadata.into_iter().collect(),
+        metadata: record.metadata,
         idempotency_key: record.idempotency_key,
     }
 }
@@ -571,19 +573,17 @@ async fn enrich_batch<T: Enricher>(
     sender: mpsc::Sender<Result<pb::EnrichResponse, Status>>,
 ) {
     let instance = &*instance;
-    let mut ready = Vec::new();
-    let mut pending = FuturesUnordered::new();
-    for item in batch.items {
+    let count = batch.items.len();
+    let items = batch.items.into_iter().map(|item| {
         let sequence = item.sequence;
-        let Some(record) = item.record else {
-            ready.push(enrich_failure(
-                sequence,
-                &PluginError::permanent("the enrich item carries no record"),
-            ));
-            continue;
-        };
-        let record = record_from_pb(record);
-        pending.push(async move {
+        let record = item.record.map(record_from_pb);
+        async move {
+            let Some(record) = record else {
+                return enrich_failure(
+                    sequence,
+                    &PluginError::permanent("the enrich item carries no record"),
+                );
+            };
             match AssertUnwindSafe(instance.enrich(record))
                 .catch_unwind()
                 .await
@@ -595,24 +595,95 @@ async fn enrich_batch<T: Enricher>(
                 Ok(Err(error)) => enrich_failure(sequence, &error),
                 Err(panic) => enrich_failure(sequence, &panic_failure(&panic)),
             }
-        });
-    }
-    while let Some(result) = pending.next().await {
-        ready.push(result);
-        while let Some(Some(result)) = pending.next().now_or_never() {
-            ready.push(result);
         }
-        let results = std::mem::take(&mut ready);
-        if sender
-            .send(Ok(pb::EnrichResponse { results }))
-            .await
-            .is_err()
-        {
-            return;
+    });
+    run_concurrently(items, count, |results| {
+        let sender = sender.clone();
+        async move {
+            sender
+                .send(Ok(pb::EnrichResponse { results }))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Running the items of a batch.
+
+/// Runs `futures` concurrently and hands their outputs to `flush` as they
+/// finish, everything that finished in one wake-up at once; stops early when
+/// `flush` answers false (nobody is listening any more).
+///
+/// Futures are started in order and polled once in place: as long as they
+/// finish on that first poll (a synchronous enricher, an output that acks at
+/// once) nothing is allocated per item. From the first one that waits on,
+/// that one is driven in place and the rest in a [`FuturesUnordered`], so
+/// waiting items never hold up the others.
+pub(crate) async fn run_concurrently<I, O, Flush, Flushed>(
+    futures: I,
+    capacity: usize,
+    mut flush: Flush,
+) where
+    I: IntoIterator,
+    I::Item: Future<Output = O>,
+    Flush: FnMut(Vec<O>) -> Flushed,
+    Flushed: Future<Output = bool>,
+{
+    let mut futures = futures.into_iter();
+    let mut ready = Vec::with_capacity(capacity);
+    while let Some(future) = futures.next() {
+        let mut future = std::pin::pin!(future);
+        match std::future::poll_fn(|context| Poll::Ready(future.as_mut().poll(context))).await {
+            Poll::Ready(output) => ready.push(output),
+            Poll::Pending => {
+                let rest: FuturesUnordered<I::Item> = futures.collect();
+                drive_waiting(future, rest, ready, flush).await;
+                return;
+            }
         }
     }
     if !ready.is_empty() {
-        let _ = sender.send(Ok(pb::EnrichResponse { results: ready })).await;
+        flush(ready).await;
+    }
+}
+
+/// The second half of [`run_concurrently`]: flushes what is `ready`, then
+/// drives `first` (pinned in the caller's frame) and `rest` until all finish.
+async fn drive_waiting<F, O, Flush, Flushed>(
+    mut first: Pin<&mut F>,
+    mut rest: FuturesUnordered<F>,
+    mut ready: Vec<O>,
+    mut flush: Flush,
+) where
+    F: Future<Output = O>,
+    Flush: FnMut(Vec<O>) -> Flushed,
+    Flushed: Future<Output = bool>,
+{
+    let mut first_done = false;
+    loop {
+        if !ready.is_empty() && !flush(std::mem::take(&mut ready)).await {
+            return;
+        }
+        if first_done && rest.is_empty() {
+            return;
+        }
+        std::future::poll_fn(|context| {
+            if !first_done && let Poll::Ready(output) = first.as_mut().poll(context) {
+                ready.push(output);
+                first_done = true;
+            }
+            while let Poll::Ready(Some(output)) = rest.poll_next_unpin(context) {
+                ready.push(output);
+            }
+            if ready.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
     }
 }
 

@@ -65,6 +65,7 @@ const PLUGIN_KEYS: &[&str] = &[
     "env_passthrough",
     "start_timeout",
     "stop_grace",
+    "tls",
     "config",
     "webhook",
     "poll",
@@ -214,6 +215,21 @@ pub struct PluginConfig {
     pub output: Option<OutputConfig>,
     /// `[plugins.NAME.restart|health|retry|limits]` over `[defaults.*]`.
     pub supervision: SupervisionConfig,
+    /// `tls`: whether the connection to the plugin uses AutoMTLS.
+    pub tls: TlsMode,
+}
+
+/// How the hub secures its connection to a plugin (`tls` in `[plugins.NAME]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// `"off"` (the default): plain gRPC over the plugin's Unix socket, which
+    /// only the hub's user can reach.
+    #[default]
+    Off,
+    /// `"auto"`: go-plugin's AutoMTLS. The hub sends a fresh certificate in
+    /// `PLUGIN_CLIENT_CERT`, the plugin answers with its own in the handshake
+    /// line, and each side accepts only the other's.
+    Auto,
 }
 
 /// Reads and validates the config file at `path`.
@@ -502,6 +518,20 @@ fn read_plugin(
     let stop_grace = section
         .duration(context, "stop_grace")
         .unwrap_or(hub.stop_grace);
+    let tls = match section.string(context, "tls") {
+        None => TlsMode::Off,
+        Some((text, _)) if text == "off" => TlsMode::Off,
+        Some((text, _)) if text == "auto" => TlsMode::Auto,
+        Some((text, span)) => {
+            context.error(
+                span,
+                format!(
+                    "invalid value {text:?} for `tls` in [plugins.{name}]: expected \"auto\" (go-plugin's AutoMTLS) or \"off\""
+                ),
+            );
+            TlsMode::Off
+        }
+    };
 
     let webhook = section
         .table(context, "webhook")
@@ -548,6 +578,7 @@ fn read_plugin(
         poll,
         output,
         supervision: SupervisionConfig::default(),
+        tls,
     })
 }
 

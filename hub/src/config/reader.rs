@@ -125,10 +125,15 @@ impl<'a, 'i> Section<'a, 'i> {
                 u64::try_from(number).ok()
             }
             _ => {
+                let range = if max == u64::MAX {
+                    format!("a whole number of at least {min}")
+                } else {
+                    format!("between {min} and {max}")
+                };
                 context.error(
                     value.span(),
                     format!(
-                        "`{key}` in {} must be between {min} and {max}, found {}",
+                        "`{key}` in {} must be {range}, found {}",
                         self.label,
                         integer.as_str()
                     ),

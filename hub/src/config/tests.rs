@@ -142,7 +142,7 @@ fn unknown_key_in_a_plugin_names_the_key_the_table_and_the_choices() {
     assert_eq!(
         errors,
         [
-            "plugins.toml:3:1: unknown key `comand` in [plugins.echo]; expected one of `command`, `args`, `env`, `env_passthrough`, `start_timeout`, `stop_grace`, `config`, `webhook`, `poll`, `output`, `restart`, `health`, `retry`, `limits`"
+            "plugins.toml:3:1: unknown key `comand` in [plugins.echo]; expected one of `command`, `args`, `env`, `env_passthrough`, `start_timeout`, `stop_grace`, `tls`, `config`, `webhook`, `poll`, `output`, `restart`, `health`, `retry`, `limits`"
         ]
     );
 }
@@ -474,5 +474,33 @@ open_files = 2
         errors.iter().any(|error| error
             == "plugins.toml:19:14: `open_files` in [plugins.p.limits] must be between 8 and 1073741824, found 2"),
         "{errors:#?}"
+    );
+}
+
+#[test]
+fn tls_is_off_unless_set_to_auto() {
+    let fixture = Fixture::new();
+    let config = fixture
+        .parse(
+            "[plugins.a]\ncommand = \"plugin\"\n[plugins.b]\ncommand = \"plugin\"\ntls = \"auto\"\n[plugins.c]\ncommand = \"plugin\"\ntls = \"off\"\n",
+        )
+        .unwrap();
+    let modes: Vec<_> = config.plugins.iter().map(|plugin| plugin.tls).collect();
+    assert_eq!(modes, [TlsMode::Off, TlsMode::Auto, TlsMode::Off]);
+}
+
+#[test]
+fn a_bad_tls_value_names_the_key_and_the_choices() {
+    let errors = Fixture::new().errors("[plugins.echo]\ncommand = \"plugin\"\ntls = \"on\"\n");
+    assert_eq!(
+        errors,
+        [
+            "plugins.toml:3:7: invalid value \"on\" for `tls` in [plugins.echo]: expected \"auto\" (go-plugin's AutoMTLS) or \"off\""
+        ]
+    );
+    let errors = Fixture::new().errors("[plugins.echo]\ncommand = \"plugin\"\ntls = true\n");
+    assert_eq!(
+        errors,
+        ["plugins.toml:3:7: `tls` in [plugins.echo] must be a string, found boolean"]
     );
 }

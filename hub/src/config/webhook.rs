@@ -202,8 +202,9 @@ pub(crate) fn read_with_env(
         .duration(context, "tolerance")
         .unwrap_or(DEFAULT_TOLERANCE);
     let max_body = read_max_body(context, section).unwrap_or(DEFAULT_MAX_BODY);
-    let max_pending =
-        read_positive_integer(context, section, "max_pending").unwrap_or(DEFAULT_MAX_PENDING);
+    let max_pending = section
+        .integer(context, "max_pending", 1, u64::MAX)
+        .unwrap_or(DEFAULT_MAX_PENDING);
 
     if context.errors.len() > errors_before {
         return None;
@@ -253,51 +254,12 @@ fn load_secret(
     }
 }
 
-/// An integer value that must be at least 1.
-fn read_positive_integer(
-    context: &mut Context<'_>,
-    section: &Section<'_, '_>,
-    key: &str,
-) -> Option<u64> {
-    let value = section.get(key)?;
-    match value.get_ref() {
-        DeValue::Integer(integer) => {
-            let digits = integer.as_str().replace('_', "");
-            match u64::from_str_radix(&digits, integer.radix()) {
-                Ok(number) if number > 0 => Some(number),
-                _ => {
-                    context.error(
-                        value.span(),
-                        format!(
-                            "`{key}` in {} must be a whole number of at least 1, found {}",
-                            section.label,
-                            integer.as_str()
-                        ),
-                    );
-                    None
-                }
-            }
-        }
-        other => {
-            context.error(
-                value.span(),
-                format!(
-                    "`{key}` in {} must be an integer, found {}",
-                    section.label,
-                    other.type_str()
-                ),
-            );
-            None
-        }
-    }
-}
-
 /// `max_body`: a byte count, or a size such as `"1MiB"` or `"512 KiB"`.
 fn read_max_body(context: &mut Context<'_>, section: &Section<'_, '_>) -> Option<usize> {
     let value = section.get("max_body")?;
     let label = &section.label;
     let bytes = match value.get_ref() {
-        DeValue::Integer(_) => read_positive_integer(context, section, "max_body")?,
+        DeValue::Integer(_) => section.integer(context, "max_body", 1, u64::MAX)?,
         DeValue::String(text) => match text.trim().parse::<bytesize::ByteSize>() {
             Ok(size) if size.as_u64() > 0 => size.as_u64(),
             _ => {

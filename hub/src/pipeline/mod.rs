@@ -10,9 +10,10 @@
 //!
 //! [`Ingest`] is the one way records enter the store: chain, then one
 //! transaction with the records, their events, any dead letters and (for
-//! polls) the checkpoint. Webhook deliveries use it too
-//! ([`Ingest::prepare`] then [`Ingest::write`] inside their own
-//! transaction).
+//! polls) the checkpoint, committed by the store's group-commit writer
+//! ([`IngestJob`]) together with whatever else is being written at that
+//! moment. Webhook deliveries use it too ([`Ingest::prepare`] then
+//! [`Ingest::write`] inside their own write job).
 
 pub mod call;
 pub mod enrich;
@@ -25,9 +26,11 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use futures_util::future::BoxFuture;
+
 use crate::config::Config;
 use crate::domain::Record;
-use crate::store::{Store, StoreError, StoreTx, Upserted};
+use crate::store::{Pending, Store, StoreError, StoreTx, Upserted, WriteJob};
 use crate::supervisor::PluginHandle;
 pub use call::CallFailure;
 pub use enrich::{Chain, ChainOutput};
@@ -76,10 +79,7 @@ impl Ingest {
         plugin: &str,
         prepared: &ChainOutput,
     ) -> Result<Vec<Upserted>, StoreError> {
-        for letter in &prepared.dead_letters {
-            tx.add_dead_letter(letter).await?;
-        }
-        tx.upsert_records(plugin, &prepared.records).await
+        write_prepared(tx, plugin, prepared).await
     }
 
     /// Counts stored records in the metrics (after the commit).
@@ -96,14 +96,75 @@ impl Ingest {
         checkpoint: Option<&[u8]>,
     ) -> Result<Vec<Upserted>, IngestError> {
         let prepared = self.prepare(plugin, records).await?;
-        let mut tx = self.store.begin().await?;
-        let outcomes = self.write(&mut tx, plugin, &prepared).await?;
-        if let Some(checkpoint) = checkpoint {
-            tx.save_checkpoint(plugin, checkpoint).await?;
-        }
-        tx.commit().await?;
+        let outcomes = self
+            .submit(plugin, prepared, checkpoint.map(<[u8]>::to_vec))
+            .await?
+            .wait()
+            .await?;
         self.count(plugin, &outcomes);
         Ok(outcomes)
+    }
+
+    /// Queues prepared records (and `checkpoint`) from input `plugin` for
+    /// the next group commit and returns at once; [`Pending::wait`] gives
+    /// the outcome once committed (then call [`Ingest::count`]). Submissions
+    /// of one caller commit in order.
+    pub async fn submit(
+        &self,
+        plugin: &str,
+        prepared: ChainOutput,
+        checkpoint: Option<Vec<u8>>,
+    ) -> Result<Pending<Vec<Upserted>>, StoreError> {
+        self.store
+            .submit(IngestJob {
+                plugin: plugin.to_owned(),
+                prepared,
+                checkpoint,
+            })
+            .await
+    }
+}
+
+/// Writes prepared records from input `plugin` and their dead letters in
+/// `tx` (for write jobs; the caller commits).
+pub async fn write_prepared(
+    tx: &mut StoreTx,
+    plugin: &str,
+    prepared: &ChainOutput,
+) -> Result<Vec<Upserted>, StoreError> {
+    for letter in &prepared.dead_letters {
+        tx.add_dead_letter(letter).await?;
+    }
+    tx.upsert_records(plugin, &prepared.records).await
+}
+
+/// A write job: an input's prepared records, their dead letters and the
+/// checkpoint that covers them, all in one transaction.
+#[derive(Debug)]
+pub struct IngestJob {
+    /// The input plugin (the default source).
+    pub plugin: String,
+    /// What the enrichment chain made of its records.
+    pub prepared: ChainOutput,
+    /// The checkpoint to save with them.
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+impl WriteJob for IngestJob {
+    type Output = Vec<Upserted>;
+
+    fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
+        Box::pin(async move {
+            let outcomes = write_prepared(tx, &self.plugin, &self.prepared).await?;
+            if let Some(checkpoint) = &self.checkpoint {
+                tx.save_checkpoint(&self.plugin, checkpoint).await?;
+            }
+            Ok(outcomes)
+        })
+    }
+
+    fn weight(&self) -> usize {
+        self.prepared.records.len() + self.prepared.dead_letters.len()
     }
 }
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -37,7 +38,9 @@ use super::call::{self, CallFailure};
 use super::metrics::PipelineMetrics;
 use crate::config::OutputConfig;
 use crate::domain::{RecordEvent, Role};
-use crate::store::{NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError};
+use crate::store::{
+    NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError, StoreTx, WriteJob,
+};
 use crate::supervisor::PluginHandle;
 
 /// How often an idle output looks at the outbox even without a wake-up.
@@ -208,9 +211,9 @@ impl OutputWorker {
     }
 
     /// Commits what a stream finished and has not committed yet, in one
-    /// transaction: its dead letters, then per-event marks (or, for replays,
-    /// the end of the replay), or the new position when everything up to
-    /// `through` is finished.
+    /// transaction (through the store's group commit): its dead letters,
+    /// then per-event marks (or, for replays, the end of the replay), or the
+    /// new position when everything up to `through` is finished.
     async fn save(
         &self,
         finished: &mut Finished,
@@ -218,20 +221,14 @@ impl OutputWorker {
         through: Option<i64>,
     ) -> Result<(), StoreError> {
         let name = self.plugin.name();
-        let mut tx = self.store.begin().await?;
-        for letter in finished.unsaved_dead() {
-            tx.add_dead_letter(letter).await?;
-        }
-        match (progress, through) {
-            (Progress::Replay, _) => {
-                for id in finished.unsaved_ids() {
-                    tx.finish_replay(name, id).await?;
-                }
-            }
-            (Progress::Outbox, Some(position)) => tx.set_position(name, position).await?,
-            (Progress::Outbox, None) => tx.mark_done(name, &finished.unsaved_ids()).await?,
-        }
-        tx.commit().await?;
+        let job = ProgressJob {
+            output: name.to_owned(),
+            dead: finished.unsaved_dead().to_vec(),
+            ids: finished.unsaved_ids(),
+            progress,
+            through,
+        };
+        self.store.write(job).await?;
         self.metrics
             .delivered(name, finished.acked.len() - finished.saved_acked);
         for _ in finished.unsaved_dead() {
@@ -359,6 +356,44 @@ impl OutputWorker {
             }
         }
         Ok(finished)
+    }
+}
+
+/// A write job: an output's progress after a stream (see
+/// [`OutputWorker::save`]).
+struct ProgressJob {
+    output: String,
+    dead: Vec<NewDeadLetter>,
+    ids: Vec<i64>,
+    progress: Progress,
+    through: Option<i64>,
+}
+
+impl WriteJob for ProgressJob {
+    type Output = ();
+
+    fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for letter in &self.dead {
+                tx.add_dead_letter(letter).await?;
+            }
+            match (self.progress, self.through) {
+                (Progress::Replay, _) => {
+                    for &id in &self.ids {
+                        tx.finish_replay(&self.output, id).await?;
+                    }
+                }
+                (Progress::Outbox, Some(position)) => {
+                    tx.set_position(&self.output, position).await?;
+                }
+                (Progress::Outbox, None) => tx.mark_done(&self.output, &self.ids).await?,
+            }
+            Ok(())
+        })
+    }
+
+    fn weight(&self) -> usize {
+        self.ids.len() / 16 + self.dead.len()
     }
 }
 

@@ -2,8 +2,9 @@
 //! every `interval` (+ jitter) after the previous poll ended, so two polls of
 //! one plugin never overlap. Each poll starts from the last committed
 //! checkpoint; every batch that carries a checkpoint is enriched and
-//! committed together with that checkpoint in one transaction before the
-//! next batch is read. Records after the last checkpoint of a failed poll are
+//! committed together with that checkpoint in one transaction (queued for
+//! the store's group commit; while it commits the next batch is read and
+//! enriched, and queued only once the previous one committed). Records after the last checkpoint of a failed poll are
 //! not committed, so the retry (or the next poll) fetches them again; a
 //! re-fetched record is an upsert, never a duplicate.
 
@@ -16,6 +17,7 @@ use super::call::{self, CallFailure};
 use super::{Ingest, IngestError};
 use crate::config::PollConfig;
 use crate::domain::{PollRequest, Record, Role};
+use crate::store::{Pending, Upserted};
 use crate::supervisor::PluginHandle;
 
 /// Why one poll attempt failed.
@@ -105,6 +107,39 @@ async fn poll_once(
     ingest: &Ingest,
     cancel: &CancellationToken,
 ) -> Result<PollSummary, PollError> {
+    let mut in_flight = None;
+    let result = read_and_commit(plugin, poll, ingest, cancel, &mut in_flight).await;
+    // Whatever happened, the commit already queued finishes before the next
+    // attempt reads the checkpoint back.
+    let waited = finish(ingest, plugin.name(), in_flight.take()).await;
+    let summary = result?;
+    waited?;
+    Ok(summary)
+}
+
+/// A commit queued for the group-commit writer, not yet confirmed.
+type InFlight = Option<Pending<Vec<Upserted>>>;
+
+/// Waits for the queued commit, if any, and counts its records.
+async fn finish(ingest: &Ingest, name: &str, in_flight: InFlight) -> Result<(), PollError> {
+    if let Some(pending) = in_flight {
+        let outcomes = pending.wait().await?;
+        ingest.count(name, &outcomes);
+    }
+    Ok(())
+}
+
+/// Reads the poll's batches; each one that carries a checkpoint is enriched
+/// and queued for commit with it. One commit is in flight while the next
+/// batch is read and enriched; the next is queued only after it committed,
+/// so a failed commit never lets a later checkpoint pass over its records.
+async fn read_and_commit(
+    plugin: &PluginHandle,
+    poll: &PollConfig,
+    ingest: &Ingest,
+    cancel: &CancellationToken,
+    in_flight: &mut InFlight,
+) -> Result<PollSummary, PollError> {
     let name = plugin.name();
     let policy = plugin.retry_config().clone();
     let checkpoint = ingest.store.checkpoint(name).await?;
@@ -134,25 +169,25 @@ async fn poll_once(
                 },
                 other => other,
             })?;
-        match batch {
+        let (records, checkpoint, last) = match batch {
             Some(batch) => {
                 ingest.metrics.records_in(name, batch.records.len());
                 summary.records += batch.records.len();
                 pending.extend(batch.records);
-                if let Some(checkpoint) = batch.checkpoint {
-                    ingest
-                        .commit(name, std::mem::take(&mut pending), Some(&checkpoint))
-                        .await?;
-                    summary.commits += 1;
+                match batch.checkpoint {
+                    Some(checkpoint) => (std::mem::take(&mut pending), Some(checkpoint), false),
+                    None => continue,
                 }
             }
-            None => {
-                if !pending.is_empty() {
-                    ingest.commit(name, pending, None).await?;
-                    summary.commits += 1;
-                }
-                return Ok(summary);
-            }
+            None if pending.is_empty() => return Ok(summary),
+            None => (std::mem::take(&mut pending), None, true),
+        };
+        let prepared = ingest.prepare(name, records).await?;
+        finish(ingest, name, in_flight.take()).await?;
+        *in_flight = Some(ingest.submit(name, prepared, checkpoint).await?);
+        summary.commits += 1;
+        if last {
+            return Ok(summary);
         }
     }
 }

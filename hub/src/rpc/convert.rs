@@ -89,7 +89,7 @@ pub fn record_from_pb(record: pb::Record) -> Result<Record, ConvertError> {
         record_type: record.r#type,
         occurred_at,
         payload,
-        metadata: record.metadata.into_iter().collect(),
+        metadata: record.metadata,
         idempotency_key: record.idempotency_key,
     })
 }
@@ -103,11 +103,7 @@ pub fn record_to_pb(record: &Record) -> pb::Record {
         occurred_at: record.occurred_at.map(timestamp_to_pb),
         // Serializing a serde_json::Value cannot fail.
         payload: serde_json::to_vec(&record.payload).unwrap_or_default(),
-        metadata: record
-            .metadata
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect(),
+        metadata: record.metadata.clone(),
         idempotency_key: record.idempotency_key.clone(),
     }
 }

@@ -13,7 +13,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::records::RecordSnapshot;
-use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
+use super::{Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
+
+/// Events marked done per statement.
+const MARK_CHUNK: usize = 200;
 use crate::domain::{EventKind, Record};
 
 /// One event from the outbox.
@@ -128,33 +131,27 @@ impl StoreTx {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<String> = (0..events.len())
-            .map(|i| {
-                let b = i * 5;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    events.len() * 5 + 1
-                )
-            })
-            .collect();
-        let mut query = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES {} RETURNING id, record_pk",
-            rows.join(", ")
-        )));
+        let mut sql = String::from(
+            "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES ",
+        );
+        let mut placeholders = Placeholders::new(self.backend);
+        for index in 0..events.len() {
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            placeholders.push_tuple(&mut sql, 6);
+        }
+        sql.push_str(" RETURNING id, record_pk");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
         for (record_id, kind, record) in events {
             query = query
                 .bind(*record_id)
                 .bind(kind_to_str(*kind))
                 .bind(record.source.clone())
                 .bind(record.record_type.clone())
-                .bind(RecordSnapshot::encode(record));
+                .bind(RecordSnapshot::encode(record))
+                .bind(now);
         }
-        query = query.bind(now);
         let mut ids = std::collections::HashMap::new();
         for row in query.fetch_all(self.conn()).await? {
             ids.insert(
@@ -176,14 +173,21 @@ impl StoreTx {
     /// Marks events finished for `output` (acknowledged or dead-lettered)
     /// above its position.
     pub async fn mark_done(&mut self, output: &str, event_ids: &[i64]) -> Result<(), StoreError> {
-        for event_id in event_ids {
-            sqlx::query(
-                "INSERT INTO output_done (output, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(output)
-            .bind(event_id)
-            .execute(self.conn())
-            .await?;
+        for chunk in event_ids.chunks(MARK_CHUNK) {
+            let mut sql = String::from("INSERT INTO output_done (output, event_id) VALUES ");
+            let mut placeholders = Placeholders::new(self.backend);
+            for index in 0..chunk.len() {
+                if index > 0 {
+                    sql.push_str(", ");
+                }
+                placeholders.push_tuple(&mut sql, 2);
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for event_id in chunk {
+                query = query.bind(output).bind(*event_id);
+            }
+            query.execute(self.conn()).await?;
         }
         Ok(())
     }

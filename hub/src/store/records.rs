@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
+use super::{Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 use crate::domain::{EventKind, Record};
 
 /// What an upsert did to one record.
@@ -109,14 +109,26 @@ pub(crate) struct RecordSnapshot {
 
 impl RecordSnapshot {
     pub(crate) fn encode(record: &Record) -> String {
-        let snapshot = RecordSnapshot {
-            id: record.id.clone(),
-            source: record.source.clone(),
-            record_type: record.record_type.clone(),
+        /// The same fields, borrowed: encoding copies nothing.
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            id: &'a str,
+            source: &'a str,
+            #[serde(rename = "type")]
+            record_type: &'a str,
+            occurred_at_ms: Option<i64>,
+            payload: &'a serde_json::Value,
+            metadata: &'a BTreeMap<String, String>,
+            idempotency_key: Option<&'a str>,
+        }
+        let snapshot = Borrowed {
+            id: &record.id,
+            source: &record.source,
+            record_type: &record.record_type,
             occurred_at_ms: record.occurred_at.map(|time| time.timestamp_millis()),
-            payload: record.payload.clone(),
-            metadata: record.metadata.clone(),
-            idempotency_key: record.idempotency_key.clone(),
+            payload: &record.payload,
+            metadata: &record.metadata,
+            idempotency_key: record.idempotency_key.as_deref(),
         };
         // A Record's fields are all JSON-representable: this cannot fail.
         serde_json::to_string(&snapshot).unwrap_or_else(|_| "{}".to_owned())
@@ -157,16 +169,24 @@ impl StoreTx {
         default_source: &str,
         records: &[Record],
     ) -> Result<Vec<Upserted>, StoreError> {
-        let records: Vec<Record> = records
-            .iter()
-            .map(|record| {
-                let mut record = record.clone();
-                if record.source.is_empty() {
-                    record.source = default_source.to_owned();
-                }
-                record
-            })
-            .collect();
+        // Records normally arrive with their source set (the chain sets
+        // it): copy them only when one needs the default.
+        let defaulted: Vec<Record>;
+        let records: Vec<&Record> = if records.iter().any(|record| record.source.is_empty()) {
+            defaulted = records
+                .iter()
+                .map(|record| {
+                    let mut record = record.clone();
+                    if record.source.is_empty() {
+                        record.source = default_source.to_owned();
+                    }
+                    record
+                })
+                .collect();
+            defaulted.iter().collect()
+        } else {
+            records.iter().collect()
+        };
         let mut outcomes = Vec::with_capacity(records.len());
         // Chunks of one source with distinct keys go through the batched
         // path; anything else (a key repeated within a chunk) one by one.
@@ -178,7 +198,7 @@ impl StoreTx {
             while end < records.len()
                 && end - start < UPSERT_CHUNK
                 && records[end].source == *source
-                && keys.insert(record_key(&records[end]))
+                && keys.insert(record_key(records[end]))
             {
                 end += 1;
             }
@@ -191,16 +211,18 @@ impl StoreTx {
     /// Upserts records of one source with distinct keys: one SELECT for
     /// the chunk, multi-row INSERTs for runs of new records, and the
     /// one-by-one path for changed ones, keeping events in input order.
-    async fn upsert_chunk(&mut self, records: &[Record]) -> Result<Vec<Upserted>, StoreError> {
+    async fn upsert_chunk(&mut self, records: &[&Record]) -> Result<Vec<Upserted>, StoreError> {
         let Some(first) = records.first() else {
             return Ok(Vec::new());
         };
-        let placeholders: Vec<String> = (0..records.len()).map(|i| format!("${}", i + 2)).collect();
-        let mut query = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, record_key, record_type, occurred_at, payload, metadata FROM records WHERE source = $1 AND record_key IN ({})",
-            placeholders.join(", ")
-        )))
-        .bind(first.source.clone());
+        let mut sql = String::from(
+            "SELECT id, record_key, record_type, occurred_at, payload, metadata FROM records WHERE source = ",
+        );
+        let mut placeholders = Placeholders::new(self.backend);
+        placeholders.push(&mut sql);
+        sql.push_str(" AND record_key IN ");
+        placeholders.push_tuple(&mut sql, records.len());
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(first.source.clone());
         for record in records {
             query = query.bind(record_key(record).to_owned());
         }
@@ -213,7 +235,7 @@ impl StoreTx {
         let mut run: Vec<&Record> = Vec::new();
         for record in records {
             match existing.get(record_key(record)) {
-                None => run.push(record),
+                None => run.push(*record),
                 Some(row) => {
                     let record_id: i64 = row.try_get("id")?;
                     let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
@@ -226,7 +248,7 @@ impl StoreTx {
                         outcomes.push(Upserted::Unchanged { record_id });
                     } else {
                         outcomes.extend(self.insert_new(&std::mem::take(&mut run)).await?);
-                        outcomes.push(self.upsert_one(record).await?);
+                        outcomes.push(self.update_one(record, record_id).await?);
                     }
                 }
             }
@@ -242,28 +264,18 @@ impl StoreTx {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let rows: Vec<String> = (0..records.len())
-            .map(|i| {
-                let b = i * 9;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 1, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 9
-                )
-            })
-            .collect();
-        let mut query = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES {} RETURNING id, record_key",
-            rows.join(", ")
-        )));
+        let mut sql = String::from(
+            "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ",
+        );
+        let mut placeholders = Placeholders::new(self.backend);
+        for index in 0..records.len() {
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            placeholders.push_tuple(&mut sql, 11);
+        }
+        sql.push_str(" RETURNING id, record_key");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
         for record in records {
             let metadata = serde_json::to_string(&record.metadata)
                 .map_err(|err| StoreError::corrupt("records", err))?;
@@ -276,6 +288,8 @@ impl StoreTx {
                 .bind(record.payload.to_string())
                 .bind(metadata)
                 .bind(record.idempotency_key.clone())
+                .bind(1_i64)
+                .bind(now)
                 .bind(now);
         }
         let mut ids = std::collections::HashMap::new();
@@ -313,74 +327,35 @@ impl StoreTx {
             .collect())
     }
 
-    async fn upsert_one(&mut self, record: &Record) -> Result<Upserted, StoreError> {
-        let key = record_key(record);
+    /// Updates the stored record `record_id` (found by the chunk's lookup
+    /// and known to differ) to `record`, and writes its `updated` event.
+    async fn update_one(
+        &mut self,
+        record: &Record,
+        record_id: i64,
+    ) -> Result<Upserted, StoreError> {
         let now = now_ms();
-        let payload = record.payload.to_string();
         let metadata = serde_json::to_string(&record.metadata)
             .map_err(|err| StoreError::corrupt("records", err))?;
-        let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
-        let existing = sqlx::query(
-            "SELECT id, record_type, occurred_at, payload, metadata FROM records WHERE source = $1 AND record_key = $2",
+        sqlx::query(
+            "UPDATE records SET source_id = $1, record_type = $2, occurred_at = $3, payload = $4, metadata = $5, idempotency_key = $6, version = version + 1, updated_at = $7 WHERE id = $8",
         )
-        .bind(&record.source)
-        .bind(key)
-        .fetch_optional(self.conn())
+        .bind(&record.id)
+        .bind(&record.record_type)
+        .bind(record.occurred_at.map(|time| time.timestamp_millis()))
+        .bind(record.payload.to_string())
+        .bind(metadata)
+        .bind(record.idempotency_key.as_deref())
+        .bind(now)
+        .bind(record_id)
+        .execute(self.conn())
         .await?;
-        let (record_id, kind) = match existing {
-            None => {
-                let record_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING id",
-                )
-                .bind(&record.source)
-                .bind(key)
-                .bind(&record.id)
-                .bind(&record.record_type)
-                .bind(occurred_at)
-                .bind(&payload)
-                .bind(&metadata)
-                .bind(record.idempotency_key.as_deref())
-                .bind(now)
-                .fetch_one(self.conn())
-                .await?;
-                (record_id, EventKind::Created)
-            }
-            Some(row) => {
-                let record_id: i64 = row.try_get("id")?;
-                let same = row.try_get::<String, _>("record_type")? == record.record_type
-                    && row.try_get::<Option<i64>, _>("occurred_at")? == occurred_at
-                    && json_equal(&row.try_get::<String, _>("payload")?, &record.payload)
-                    && metadata_equal(&row.try_get::<String, _>("metadata")?, &record.metadata);
-                if same {
-                    return Ok(Upserted::Unchanged { record_id });
-                }
-                sqlx::query(
-                    "UPDATE records SET source_id = $1, record_type = $2, occurred_at = $3, payload = $4, metadata = $5, idempotency_key = $6, version = version + 1, updated_at = $7 WHERE id = $8",
-                )
-                .bind(&record.id)
-                .bind(&record.record_type)
-                .bind(occurred_at)
-                .bind(&payload)
-                .bind(&metadata)
-                .bind(record.idempotency_key.as_deref())
-                .bind(now)
-                .bind(record_id)
-                .execute(self.conn())
-                .await?;
-                (record_id, EventKind::Updated)
-            }
-        };
-        let event_id = self.insert_event(record_id, kind, record, now).await?;
-        Ok(match kind {
-            EventKind::Created => Upserted::Created {
-                record_id,
-                event_id,
-            },
-            EventKind::Updated => Upserted::Updated {
-                record_id,
-                event_id,
-            },
+        let event_id = self
+            .insert_event(record_id, EventKind::Updated, record, now)
+            .await?;
+        Ok(Upserted::Updated {
+            record_id,
+            event_id,
         })
     }
 }

@@ -437,3 +437,152 @@ async fn commits_with_events_wake_subscribers() {
     tx.commit().await.unwrap();
     assert!(events.has_changed().unwrap());
 }
+
+/// A write job for the group-commit tests: a checkpoint row, or a
+/// statement that fails (`Broken`), or a row that breaks a deferred
+/// constraint, so the COMMIT fails (`FailsAtCommit`).
+enum TestJob {
+    Checkpoint(String),
+    Broken,
+    FailsAtCommit,
+}
+
+impl WriteJob for TestJob {
+    type Output = String;
+
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, StoreError>> {
+        Box::pin(async move {
+            match self {
+                TestJob::Checkpoint(name) => {
+                    tx.save_checkpoint(name, name.as_bytes()).await?;
+                    Ok(name.clone())
+                }
+                TestJob::Broken => {
+                    sqlx::query("INSERT INTO no_such_table (x) VALUES (1)")
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(String::new())
+                }
+                TestJob::FailsAtCommit => {
+                    sqlx::query("INSERT INTO group_child (parent) VALUES (42)")
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(String::new())
+                }
+            }
+        })
+    }
+}
+
+/// Queues `jobs` while the writer is held up, so they land in one group.
+async fn one_group(store: &Store, jobs: Vec<TestJob>) -> Vec<Result<String, StoreError>> {
+    let blocker = store.begin().await.unwrap();
+    let mut pending = Vec::new();
+    for job in jobs {
+        pending.push(store.submit(job).await.unwrap());
+    }
+    drop(blocker);
+    let mut results = Vec::new();
+    for pending in pending {
+        results.push(pending.wait().await);
+    }
+    results
+}
+
+#[tokio::test]
+async fn group_commit_answers_every_writer_after_the_commit() {
+    on_both("group_commit_many", |store| async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..200 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let name = format!("input-{index}");
+                let written = store.write(TestJob::Checkpoint(name.clone())).await;
+                // Acknowledged means committed: visible to any reader now.
+                assert_eq!(written.unwrap(), name);
+                assert_eq!(
+                    store.checkpoint(&name).await.unwrap(),
+                    Some(name.into_bytes())
+                );
+            });
+        }
+        while let Some(task) = tasks.join_next().await {
+            task.unwrap();
+        }
+        let results = one_group(
+            &store,
+            (0..50)
+                .map(|index| TestJob::Checkpoint(format!("grouped-{index}")))
+                .collect(),
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_write_fails_alone_and_its_group_still_commits() {
+    on_both("group_commit_isolation", |store| async move {
+        let results = one_group(
+            &store,
+            vec![
+                TestJob::Checkpoint("before".into()),
+                TestJob::Broken,
+                TestJob::Checkpoint("after".into()),
+            ],
+        )
+        .await;
+        assert_eq!(results[0].as_deref().unwrap(), "before");
+        assert!(
+            matches!(results[1], Err(StoreError::Database(_))),
+            "{results:?}"
+        );
+        assert_eq!(results[2].as_deref().unwrap(), "after");
+        for name in ["before", "after"] {
+            assert!(store.checkpoint(name).await.unwrap().is_some(), "{name}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_every_writer_of_its_group() {
+    on_both("group_commit_failure", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        for statement in [
+            "CREATE TABLE group_parent (id BIGINT PRIMARY KEY)",
+            "CREATE TABLE group_child (parent BIGINT REFERENCES group_parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        ] {
+            sqlx::query(statement).execute(tx.conn()).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let results = one_group(
+            &store,
+            vec![
+                TestJob::Checkpoint("first".into()),
+                TestJob::FailsAtCommit,
+                TestJob::Checkpoint("last".into()),
+            ],
+        )
+        .await;
+        assert!(
+            results
+                .iter()
+                .all(|result| matches!(result, Err(StoreError::Batch(_)))),
+            "{results:?}"
+        );
+        for name in ["first", "last"] {
+            assert_eq!(store.checkpoint(name).await.unwrap(), None, "{name}");
+        }
+        // The writer goes on working.
+        assert_eq!(
+            store.write(TestJob::Checkpoint("later".into())).await.unwrap(),
+            "later"
+        );
+    })
+    .await;
+}

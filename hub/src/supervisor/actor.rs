@@ -286,12 +286,16 @@ impl PluginActor {
             delay = %humantime::format_duration(delay),
             "Plugin will be restarted after a backoff."
         );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {
-                tracing::info!(reason = %reason, "Restarting plugin.");
-                self.count_restart();
-                Some(Next::Start)
+        // A zero delay restarts at once: tokio's timer would round even a
+        // zero sleep up to its next millisecond tick. A waiting command
+        // still comes first.
+        let wait = async {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
+        };
+        tokio::select! {
+            biased;
             command = self.commands.recv() => {
                 self.update(|status| status.next_restart_at = None);
                 match command {
@@ -324,6 +328,11 @@ impl PluginActor {
                         Some(Next::Start)
                     }
                 }
+            }
+            () = wait => {
+                tracing::info!(reason = %reason, "Restarting plugin.");
+                self.count_restart();
+                Some(Next::Start)
             }
         }
     }
@@ -456,6 +465,7 @@ impl PluginActor {
             stdout,
             mut stderr_task,
             tail: _,
+            tls: _,
         } = launched;
         let Handshaken {
             line,

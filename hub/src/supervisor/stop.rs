@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::Child;
 
+use super::spawn::Child;
 use crate::rpc::plugin::PluginClient;
 
 /// Describes an exit status as a phrase: "exited with status 3", "killed by

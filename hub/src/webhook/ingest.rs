@@ -10,15 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use tracing::Instrument as _;
 
 use super::Endpoint;
 use super::verify::{self, Request, VerifyError};
 use crate::config::WebhookAuth;
 use crate::domain::{HttpReply, Role, WebhookDelivery};
-use crate::pipeline::{CallFailure, Ingest};
+use crate::pipeline::{CallFailure, ChainOutput, Ingest, write_prepared};
 use crate::rpc::CallError;
-use crate::store::{InboxInsert, InboxStatus, StoreError};
+use crate::store::{InboxInsert, InboxStatus, Store, StoreError, StoreTx, Upserted, WriteJob};
 
 /// A request as the HTTP layer hands it over.
 #[derive(Debug, Clone)]
@@ -202,24 +203,13 @@ pub async fn receive(
             plugin: name.to_owned(),
             error,
         })?;
+    // A generated id cannot be a replay: only a sender's id is looked up.
+    let sender_id = verified.delivery_id.is_some();
     let delivery = to_delivery(endpoint, incoming, verified.delivery_id);
     let store_error = |error| WebhookError::Store {
         plugin: name.to_owned(),
         error,
     };
-
-    // A replay is answered before the limit: it adds nothing.
-    if let Some(existing) = store
-        .inbox_delivery(name, &delivery.delivery_id)
-        .await
-        .map_err(store_error)?
-    {
-        tracing::info!(plugin = %name, delivery_id = %delivery.delivery_id, "Replayed webhook delivery ignored.");
-        return Ok(Answer::Duplicate {
-            delivery_id: delivery.delivery_id,
-            reply: existing.reply,
-        });
-    }
     let full = |pending| WebhookError::InboxFull {
         plugin: name.to_owned(),
         pending,
@@ -230,6 +220,15 @@ pub async fn receive(
         .connection()
         .is_some_and(|connection| connection.metadata.webhook_sync_reply);
     if sync {
+        // A replay is answered before the limit (it adds nothing), and
+        // without calling the plugin again.
+        if sender_id
+            && let Some(answer) = replayed(store, name, &delivery.delivery_id)
+                .await
+                .map_err(store_error)?
+        {
+            return Ok(answer);
+        }
         let pending = endpoint.pending();
         if pending >= endpoint.config.max_pending {
             return Err(full(pending));
@@ -239,27 +238,116 @@ pub async fn receive(
 
     // The place is taken before the write, so concurrent requests cannot
     // overshoot `max_pending`; it is given back if nothing is stored.
-    let reservation = endpoint.reserve().map_err(full)?;
-    let mut tx = store.begin().await.map_err(store_error)?;
-    let inserted = tx
-        .insert_inbox(name, &delivery, InboxStatus::Pending, None)
+    let reservation = match endpoint.reserve() {
+        Ok(reservation) => reservation,
+        Err(pending) => {
+            // A replay is answered before the limit: it adds nothing.
+            if sender_id
+                && let Some(answer) = replayed(store, name, &delivery.delivery_id)
+                    .await
+                    .map_err(store_error)?
+            {
+                return Ok(answer);
+            }
+            return Err(full(pending));
+        }
+    };
+    let delivery_id = delivery.delivery_id.clone();
+    let inserted = store
+        .write(AcceptJob {
+            plugin: name.to_owned(),
+            delivery,
+        })
         .await
         .map_err(store_error)?;
     match inserted {
         InboxInsert::Inserted(id) => {
-            tx.commit().await.map_err(store_error)?;
             reservation.keep();
             endpoint.wake.notify_one();
-            tracing::debug!(plugin = %name, delivery_id = %delivery.delivery_id, inbox_id = id, "Webhook delivery accepted.");
-            Ok(Answer::Accepted {
-                delivery_id: delivery.delivery_id,
-            })
+            tracing::debug!(plugin = %name, delivery_id = %delivery_id, inbox_id = id, "Webhook delivery accepted.");
+            Ok(Answer::Accepted { delivery_id })
         }
-        // The same delivery arrived twice at once: the other one stored it.
-        InboxInsert::Duplicate => Ok(Answer::Duplicate {
-            delivery_id: delivery.delivery_id,
-            reply: None,
-        }),
+        // A replay (or the same delivery twice at once): the inbox holds it.
+        InboxInsert::Duplicate => {
+            drop(reservation);
+            Ok(replayed(store, name, &delivery_id)
+                .await
+                .map_err(store_error)?
+                .unwrap_or(Answer::Duplicate {
+                    delivery_id,
+                    reply: None,
+                }))
+        }
+    }
+}
+
+/// The answer to a replay of `delivery_id`, when the inbox holds it.
+async fn replayed(
+    store: &Store,
+    name: &str,
+    delivery_id: &str,
+) -> Result<Option<Answer>, StoreError> {
+    let Some(existing) = store.inbox_delivery(name, delivery_id).await? else {
+        return Ok(None);
+    };
+    tracing::info!(plugin = %name, delivery_id = %delivery_id, "Replayed webhook delivery ignored.");
+    Ok(Some(Answer::Duplicate {
+        delivery_id: delivery_id.to_owned(),
+        reply: existing.reply,
+    }))
+}
+
+/// A write job: an accepted delivery into the inbox, pending.
+struct AcceptJob {
+    plugin: String,
+    delivery: WebhookDelivery,
+}
+
+impl WriteJob for AcceptJob {
+    type Output = InboxInsert;
+
+    fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<InboxInsert, StoreError>> {
+        Box::pin(tx.insert_inbox(&self.plugin, &self.delivery, InboxStatus::Pending, None))
+    }
+}
+
+/// A write job: a synchronous delivery, done, with the plugin's reply and
+/// the records it made; `None` when the inbox already held the delivery
+/// (then nothing is written).
+struct SyncJob {
+    plugin: String,
+    delivery: WebhookDelivery,
+    reply: Option<HttpReply>,
+    prepared: ChainOutput,
+}
+
+impl WriteJob for SyncJob {
+    type Output = Option<Vec<Upserted>>;
+
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut StoreTx,
+    ) -> BoxFuture<'a, Result<Option<Vec<Upserted>>, StoreError>> {
+        Box::pin(async move {
+            let inserted = tx
+                .insert_inbox(
+                    &self.plugin,
+                    &self.delivery,
+                    InboxStatus::Done,
+                    self.reply.as_ref(),
+                )
+                .await?;
+            if inserted == InboxInsert::Duplicate {
+                return Ok(None);
+            }
+            Ok(Some(
+                write_prepared(tx, &self.plugin, &self.prepared).await?,
+            ))
+        })
+    }
+
+    fn weight(&self) -> usize {
+        1 + self.prepared.records.len()
     }
 }
 
@@ -345,32 +433,30 @@ async fn receive_sync(
             plugin: name.to_owned(),
             error,
         })?;
-    let store_error = |error| WebhookError::Store {
-        plugin: name.to_owned(),
-        error,
-    };
-    let mut tx = store.begin().await.map_err(store_error)?;
-    let inserted = tx
-        .insert_inbox(name, &delivery, InboxStatus::Done, outcome.reply.as_ref())
+    let delivery_id = delivery.delivery_id.clone();
+    let written = store
+        .write(SyncJob {
+            plugin: name.to_owned(),
+            delivery,
+            reply: outcome.reply.clone(),
+            prepared,
+        })
         .await
-        .map_err(store_error)?;
-    if inserted == InboxInsert::Duplicate {
+        .map_err(|error| WebhookError::Store {
+            plugin: name.to_owned(),
+            error,
+        })?;
+    let Some(upserted) = written else {
         // A concurrent copy of this delivery won; its records stand.
-        drop(tx);
         return Ok(Answer::Duplicate {
-            delivery_id: delivery.delivery_id,
+            delivery_id,
             reply: outcome.reply,
         });
-    }
-    let upserted = ingest
-        .write(&mut tx, name, &prepared)
-        .await
-        .map_err(store_error)?;
-    tx.commit().await.map_err(store_error)?;
+    };
     ingest.count(name, &upserted);
-    tracing::debug!(plugin = %name, delivery_id = %delivery.delivery_id, records = upserted.len(), "Synchronous webhook delivery stored.");
+    tracing::debug!(plugin = %name, delivery_id = %delivery_id, records = upserted.len(), "Synchronous webhook delivery stored.");
     Ok(Answer::Reply {
-        delivery_id: delivery.delivery_id,
+        delivery_id,
         reply: outcome.reply,
     })
 }

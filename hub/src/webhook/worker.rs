@@ -15,14 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use super::Endpoint;
 use crate::domain::{Record, Role};
-use crate::pipeline::{CallFailure, ChainOutput, Ingest};
+use crate::pipeline::{CallFailure, ChainOutput, Ingest, write_prepared};
 use crate::retry::{self, AttemptFailure, GiveUp};
-use crate::store::{InboxEntry, NewDeadLetter, Stage, Store, StoreError};
+use crate::store::{
+    InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
+};
 
 /// How many pending deliveries are read per query.
 const BATCH: u32 = 32;
@@ -240,46 +243,78 @@ async fn commit_handled(endpoint: &Endpoint, ingest: &Ingest, handled: &mut Vec<
         return true;
     }
     let batch = std::mem::take(handled);
-    match complete(endpoint, ingest, &batch).await {
+    let deliveries = batch.len();
+    match complete(endpoint, ingest, batch).await {
         Ok(()) => {
-            for _ in &batch {
+            for _ in 0..deliveries {
                 endpoint.remove_pending();
             }
             true
         }
         Err(err) => {
-            tracing::error!(plugin = %endpoint.name(), deliveries = batch.len(), error = %err, "Cannot commit the webhook deliveries' records; they stay pending.");
+            tracing::error!(plugin = %endpoint.name(), deliveries, error = %err, "Cannot commit the webhook deliveries' records; they stay pending.");
             false
         }
     }
 }
 
-/// Stores the records and marks the deliveries done, in one transaction.
+/// Stores the records and marks the deliveries done, in one transaction
+/// (through the store's group commit).
 async fn complete(
     endpoint: &Endpoint,
     ingest: &Ingest,
-    batch: &[Handled],
+    batch: Vec<Handled>,
 ) -> Result<(), StoreError> {
     let name = endpoint.name();
-    let mut tx = ingest.store.begin().await?;
-    let mut upserted = Vec::new();
-    for handled in batch {
-        upserted.extend(ingest.write(&mut tx, name, &handled.prepared).await?);
-        tx.complete_inbox(handled.entry.id, handled.attempts)
-            .await?;
-    }
-    tx.commit().await?;
+    let stored: Vec<(String, usize)> = batch
+        .iter()
+        .map(|handled| {
+            (
+                handled.entry.delivery.delivery_id.clone(),
+                handled.prepared.records.len(),
+            )
+        })
+        .collect();
+    let job = CompleteJob {
+        plugin: name.to_owned(),
+        batch,
+    };
+    let upserted = ingest.store.write(job).await?;
     ingest.count(name, &upserted);
-    for handled in batch {
+    for (delivery_id, records) in stored {
         super::metrics::handled(name, "done");
-        tracing::debug!(
-            plugin = %name,
-            delivery_id = %handled.entry.delivery.delivery_id,
-            records = handled.prepared.records.len(),
-            "Webhook delivery stored."
-        );
+        tracing::debug!(plugin = %name, delivery_id = %delivery_id, records, "Webhook delivery stored.");
     }
     Ok(())
+}
+
+/// A write job: handled deliveries' records, and their inbox rows done.
+struct CompleteJob {
+    plugin: String,
+    batch: Vec<Handled>,
+}
+
+impl WriteJob for CompleteJob {
+    type Output = Vec<Upserted>;
+
+    fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
+        Box::pin(async move {
+            let mut upserted = Vec::new();
+            for handled in &self.batch {
+                upserted.extend(write_prepared(tx, &self.plugin, &handled.prepared).await?);
+                tx.complete_inbox(handled.entry.id, handled.attempts)
+                    .await?;
+            }
+            Ok(upserted)
+        })
+    }
+
+    fn weight(&self) -> usize {
+        self.batch
+            .iter()
+            .map(|handled| 1 + handled.prepared.records.len())
+            .sum()
+    }
 }
 
 /// Parks the delivery in dead letters and marks it dead, in one transaction.

@@ -236,3 +236,22 @@ impl Hub {
             .unwrap();
     }
 }
+
+/// plugins/go/bin/echo-go, or `None` (with the reason printed) when it is
+/// not built and `SWITCHYARD_REQUIRE_ALL` is unset.
+pub fn echo_go() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/go/bin/echo-go");
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("SWITCHYARD_REQUIRE_ALL").is_none(),
+        "{} is missing: run plugins/go/build.sh (SWITCHYARD_REQUIRE_ALL is set)",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED: {} is not built (run plugins/go/build.sh)",
+        path.display()
+    );
+    None
+}

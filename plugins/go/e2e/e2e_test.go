@@ -216,11 +216,22 @@ func TestHostGoAgainstPythonKeywordTagger(t *testing.T) {
 	}
 }
 
-func TestHostGoAgainstRustTestkit(t *testing.T) {
+// rustTestkit is the Rust SDK's target/debug/testkit; the test is skipped when it is
+// not built, or fails with SWITCHYARD_REQUIRE_ALL set.
+func rustTestkit(t *testing.T) string {
+	t.Helper()
 	testkit, _ := filepath.Abs("../../../target/debug/testkit")
 	if _, err := os.Stat(testkit); err != nil {
+		if os.Getenv("SWITCHYARD_REQUIRE_ALL") != "" {
+			t.Fatalf("target/debug/testkit is not built (cargo build -p testkit): %v", err)
+		}
 		t.Skip("target/debug/testkit is not built (cargo build -p testkit)")
 	}
+	return testkit
+}
+
+func TestHostGoAgainstRustTestkit(t *testing.T) {
+	testkit := rustTestkit(t)
 	r := runHost(t, "-records", "3", testkit)
 	if pretty, err := json.MarshalIndent(r.report, "", "  "); err == nil {
 		t.Logf("host-go report for testkit:\n%s", pretty)
@@ -231,6 +242,141 @@ func TestHostGoAgainstRustTestkit(t *testing.T) {
 	if !r.report.Graceful {
 		t.Errorf("testkit had to be killed:\n%s", r.stderr)
 	}
+}
+
+// enrichedChains checks the report's Enrich results (one per record, in order,
+// ids unchanged) and returns each record's metadata["chain"].
+func enrichedChains(t *testing.T, rep host.Report, records int) []string {
+	t.Helper()
+	if len(rep.Enriched) != records {
+		t.Fatalf("want %d enrich results, got %+v", records, rep.Enriched)
+	}
+	chains := []string{}
+	for i, result := range rep.Enriched {
+		if result.Sequence != uint64(i+1) || result.Failure != nil || result.Record == nil || result.Record.ID != host.TestRecord(i+1).Id {
+			t.Fatalf("result %d: %+v", i, result)
+		}
+		chains = append(chains, result.Record.Metadata["chain"])
+	}
+	return chains
+}
+
+// A go-plugin host with AutoMTLS (ClientConfig.AutoMTLS) launches the Rust SDK's
+// testkit: the SDK reads PLUGIN_CLIENT_CERT, prints its own certificate, serves
+// over TLS pinned to the host's certificate, and stops gracefully on Shutdown.
+func TestHostGoWithAutoMTLSAgainstRustTestkit(t *testing.T) {
+	testkit := rustTestkit(t)
+	r := runHost(t, "-auto-mtls", "-records", "3", "-config", `{"tag":"mtls"}`, testkit)
+	if r.exitCode != 0 {
+		t.Fatalf("host-go exited %d: %s\n%s", r.exitCode, r.report.Error, r.stderr)
+	}
+	if r.levelOf("configuring client automatic mTLS") == "" {
+		t.Errorf("go-plugin did not turn on AutoMTLS:\n%s", r.stderr)
+	}
+	if r.report.Health != "SERVING" || r.report.Metadata == nil || r.report.Metadata.Name != "testkit" {
+		t.Fatalf("report: %+v", r.report)
+	}
+	if got := strings.Join(enrichedChains(t, r.report, 3), ","); got != "mtls,mtls,mtls" {
+		t.Errorf("chains %q", got)
+	}
+	if len(r.report.Acks) != 3 {
+		t.Errorf("want 3 acks, got %+v", r.report.Acks)
+	}
+	if !r.report.Graceful || !r.report.Exited {
+		t.Errorf("testkit was not stopped gracefully (graceful=%v exited=%v):\n%s", r.report.Graceful, r.report.Exited, r.stderr)
+	}
+}
+
+// The same host with AutoMTLS against go-plugin's own plugin.Serve (echo-go),
+// as a reference for what the Rust side must match.
+func TestHostGoWithAutoMTLSAgainstEchoGo(t *testing.T) {
+	r := runHost(t, "-auto-mtls", "-records", "2", filepath.Join(binDir, "echo-go"))
+	if r.exitCode != 0 {
+		t.Fatalf("host-go exited %d: %s\n%s", r.exitCode, r.report.Error, r.stderr)
+	}
+	if r.levelOf("configuring server automatic mTLS") == "" {
+		t.Errorf("echo-go did not turn on AutoMTLS:\n%s", r.stderr)
+	}
+	if got := strings.Join(enrichedChains(t, r.report, 2), ","); got != "go,go" {
+		t.Errorf("chains %q", got)
+	}
+	if !r.report.Graceful {
+		t.Errorf("echo-go was not stopped gracefully:\n%s", r.stderr)
+	}
+}
+
+// A go-plugin host with the wrong magic cookie: the Rust plugin refuses to start
+// (exit 1, Switchyard's message on stderr, which go-plugin logs) and the host
+// reports that the plugin printed no handshake line.
+func TestHostGoWithAWrongCookieGetsAClearErrorFromTheRustTestkit(t *testing.T) {
+	testkit := rustTestkit(t)
+	r := runHost(t, "-cookie", "not-the-switchyard-cookie", testkit)
+	if r.exitCode != 1 {
+		t.Fatalf("host-go exited %d, want 1\n%s", r.exitCode, r.stderr)
+	}
+	if !strings.Contains(r.report.Error, "Failed to read any lines from plugin's stdout") {
+		t.Errorf("host error %q", r.report.Error)
+	}
+	if !r.hasPluginLine("This binary is a Switchyard plugin. It is not meant to be executed directly") {
+		t.Errorf("the plugin's reason is not in the host's log:\n%s", r.stderr)
+	}
+}
+
+// A go-plugin host offering only versions the plugin does not speak: the Rust
+// plugin refuses to start and says which versions were offered and which it has.
+func TestHostGoWithAVersionMismatchGetsAClearErrorFromTheRustTestkit(t *testing.T) {
+	testkit := rustTestkit(t)
+	// go-plugin sends the versions in map order, so the plugin may quote [2, 3] or [3, 2].
+	r := runHost(t, "-versions", "2,3", testkit)
+	if r.exitCode != 1 {
+		t.Fatalf("host-go exited %d, want 1\n%s", r.exitCode, r.stderr)
+	}
+	if !strings.Contains(r.report.Error, "Failed to read any lines from plugin's stdout") {
+		t.Errorf("host error %q", r.report.Error)
+	}
+	if !r.hasPluginLine("cannot start: no common app protocol version") ||
+		!r.hasPluginLine("this plugin supports [1]") {
+		t.Errorf("the plugin's reason is not in the host's log:\n%s", r.stderr)
+	}
+}
+
+// The other way round: echo-go serves app protocol version 1 only, and a host
+// that offers only version 2 gets go-plugin's own "incompatible API version".
+func TestHostGoWithAVersionMismatchGetsAClearErrorFromEchoGo(t *testing.T) {
+	r := runHost(t, "-versions", "2", filepath.Join(binDir, "echo-go"))
+	if r.exitCode != 1 {
+		t.Fatalf("host-go exited %d, want 1\n%s", r.exitCode, r.stderr)
+	}
+	if !strings.Contains(r.report.Error, "incompatible API version with plugin. Plugin version: 1, Client versions: [2]") {
+		t.Errorf("host error %q", r.report.Error)
+	}
+}
+
+// The reference case: echo-go (go-plugin's own plugin.Serve) launched by a
+// go-plugin host with another magic cookie refuses to start with go-plugin's
+// message, and the host reports that the plugin printed no handshake line.
+func TestHostGoWithAWrongCookieGetsAClearErrorFromEchoGo(t *testing.T) {
+	r := runHost(t, "-cookie", "not-the-switchyard-cookie", filepath.Join(binDir, "echo-go"))
+	if r.exitCode != 1 {
+		t.Fatalf("host-go exited %d, want 1\n%s", r.exitCode, r.stderr)
+	}
+	if !strings.Contains(r.report.Error, "Failed to read any lines from plugin's stdout") {
+		t.Errorf("host error %q", r.report.Error)
+	}
+	if !r.hasPluginLine("It is not meant to be executed directly") {
+		t.Errorf("go-plugin's reason is not in the host's log:\n%s", r.stderr)
+	}
+}
+
+// hasPluginLine reports whether any log line (go-plugin logs a plugin's plain
+// stderr lines as messages) contains text.
+func (r run) hasPluginLine(text string) bool {
+	for _, line := range r.logs {
+		if strings.Contains(line.Message, text) {
+			return true
+		}
+	}
+	return false
 }
 
 func jsonEqual(t *testing.T, a, b []byte) bool {

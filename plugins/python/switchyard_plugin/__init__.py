@@ -17,7 +17,8 @@ Write a class deriving from one or more roles (:class:`PollingInput`,
         serve(Noop())
 
 The SDK speaks the go-plugin protocol exactly as the hub expects (see
-docs/python-plugins.md), so the same plugin also runs under a Go go-plugin host.
+plugins/python/README.md), so the same plugin also runs under a Go go-plugin host,
+with or without go-plugin's AutoMTLS.
 """
 
 from .handshake import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, NOT_LAUNCHED_BY_HUB_MESSAGE

@@ -24,7 +24,7 @@ ENV_UNIX_SOCKET_DIR = "PLUGIN_UNIX_SOCKET_DIR"
 ENV_UNIX_SOCKET_GROUP = "PLUGIN_UNIX_SOCKET_GROUP"
 #: Set by go-plugin hosts that want yamux multiplexing (not supported here).
 ENV_MULTIPLEX_GRPC = "PLUGIN_MULTIPLEX_GRPC"
-#: The host's PEM certificate when go-plugin's AutoMTLS is on (not supported here).
+#: The host's PEM certificate when go-plugin's AutoMTLS is on (see :mod:`switchyard_plugin.tls`).
 ENV_CLIENT_CERT = "PLUGIN_CLIENT_CERT"
 
 #: The gRPC health service name go-plugin hosts check.
@@ -80,15 +80,18 @@ def negotiate_version(host_offer: Optional[str], supported: Sequence[int] = APP_
     return max(common)
 
 
-def format_handshake_line(app_version: int, socket_path: str, multiplex_requested: bool = False) -> str:
+def format_handshake_line(
+    app_version: int, socket_path: str, multiplex_requested: bool = False, server_cert: str = ""
+) -> str:
     """The handshake line (without newline) exactly as a Go plugin prints it.
 
-    The 6th field (the AutoMTLS certificate) is always present and empty. The
+    The 6th field is always present: ``server_cert`` (the plugin's AutoMTLS
+    certificate, base64 DER without padding), empty when AutoMTLS is off. The
     7th is printed only when the host set ``PLUGIN_MULTIPLEX_GRPC``, and is
     ``false`` because this SDK does not speak yamux, so a Go host that asked
     for multiplexing fails with a clear error instead of a hang.
     """
-    line = f"{CORE_PROTOCOL_VERSION}|{app_version}|unix|{socket_path}|grpc|"
+    line = f"{CORE_PROTOCOL_VERSION}|{app_version}|unix|{socket_path}|grpc|{server_cert}"
     if multiplex_requested:
         line += "|false"
     return line

@@ -1,8 +1,8 @@
 """Runs a plugin the way the Switchyard hub (or any go-plugin host) expects.
 
 :func:`serve` performs the whole plugin side of the go-plugin protocol: cookie
-check, version negotiation, Unix socket, handshake line, gRPC services,
-signals, parent-death watch and shutdown. It never returns.
+check, version negotiation, AutoMTLS, Unix socket, handshake line, gRPC
+services, signals, parent-death watch and shutdown. It never returns.
 """
 
 import concurrent.futures
@@ -43,7 +43,9 @@ def serve(
     """Serves ``plugin`` until the host shuts it down, SIGTERM arrives or the parent dies; then exits.
 
     Exit status: 0 after a normal stop, 1 when the plugin cannot start (no
-    magic cookie, no common protocol version, socket errors). Everything the
+    magic cookie, no common protocol version, an unreadable
+    ``PLUGIN_CLIENT_CERT``, socket errors). With ``PLUGIN_CLIENT_CERT`` set it
+    serves over TLS with go-plugin's AutoMTLS (see :mod:`switchyard_plugin.tls`). Everything the
     plugin logs goes to stderr as hclog JSON; after the handshake line,
     ``sys.stdout`` is redirected to stderr so nothing can corrupt the protocol.
     """
@@ -59,15 +61,17 @@ def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max
 
     logger = hclog.install(plugin.name or "plugin")
     try:
-        version = handshake.negotiate_version(environ.get(handshake.ENV_PROTOCOL_VERSIONS))
+        # Read at call time (not as a default argument) so tests can narrow the versions.
+        version = handshake.negotiate_version(
+            environ.get(handshake.ENV_PROTOCOL_VERSIONS), handshake.APP_PROTOCOL_VERSIONS
+        )
     except handshake.HandshakeError as err:
         logger.error("cannot start: %s", err)
         return 1
-    if environ.get(handshake.ENV_CLIENT_CERT):
-        logger.error(
-            "cannot start: the host asked for go-plugin AutoMTLS (PLUGIN_CLIENT_CERT is set), "
-            "which the Switchyard Python SDK does not support; turn AutoMTLS off in the host"
-        )
+    try:
+        host_certs = _host_certificates(environ.get(handshake.ENV_CLIENT_CERT))
+    except handshake.HandshakeError as err:
+        logger.error("cannot start: %s", err)
         return 1
     if not plugin.roles():
         logger.warning("the plugin serves no role: derive it from PollingInput, WebhookInput, Enricher or Output")
@@ -92,6 +96,18 @@ def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max
     except OSError as err:
         logger.error("cannot start: %s", err)
         return 1
+    front = None  # AutoMTLS: TLS on socket_path, gRPC on a private socket behind it
+    server_cert = ""
+    if host_certs is not None:
+        from . import tls  # imported only when needed: cryptography takes a while to load
+
+        try:
+            identity = tls.generate_identity()
+            front = tls.TlsFront(socket_path, identity, host_certs)
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            logger.error("cannot start: cannot set up AutoMTLS: %s", err)
+            return 1
+        server_cert = identity.handshake_field()
 
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-worker"),
@@ -107,32 +123,50 @@ def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max
     services = register_all(server, plugin, lifecycle)
 
     try:
-        server.add_insecure_port(f"unix:{socket_path}")
+        server.add_insecure_port(front.inner_address if front is not None else f"unix:{socket_path}")
     except RuntimeError as err:
         logger.error("cannot start: failed to listen on unix socket %s: %s", socket_path, err)
+        _close_front(front)
         return 1
     server.start()
     try:
+        if front is not None:
+            front.start()
         _apply_socket_group(socket_path, environ.get(handshake.ENV_UNIX_SOCKET_GROUP))
     except (OSError, KeyError) as err:
-        logger.error("cannot start: cannot give socket %s to group: %s", socket_path, err)
+        logger.error("cannot start: cannot listen on or give socket %s to its group: %s", socket_path, err)
         server.stop(None)
+        _close_front(front)
+        _remove_socket(socket_path, logger)
         return 1
 
-    line = handshake.format_handshake_line(version, socket_path, bool(environ.get(handshake.ENV_MULTIPLEX_GRPC)))
+    line = handshake.format_handshake_line(
+        version,
+        socket_path,
+        bool(environ.get(handshake.ENV_MULTIPLEX_GRPC)),
+        server_cert=server_cert,
+    )
     try:
         sys.__stdout__.write(line + "\n")
         sys.__stdout__.flush()
     except OSError as err:
         logger.error("cannot start: failed to write the handshake line to stdout: %s", err)
         server.stop(None)
+        _close_front(front)
+        _remove_socket(socket_path, logger)
         return 1
     # From now on stdout belongs to the protocol: anything the plugin prints goes to stderr.
     sys.stdout = sys.stderr
     logger.info(
         "plugin started",
         extra={
-            "fields": {"network": "unix", "address": socket_path, "protocol_version": version, "services": services}
+            "fields": {
+                "network": "unix",
+                "address": socket_path,
+                "protocol_version": version,
+                "auto_mtls": front is not None,
+                "services": services,
+            }
         },
     )
 
@@ -147,12 +181,8 @@ def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max
 
     health_servicer.enter_graceful_shutdown()
     server.stop(STOP_GRACE_SECONDS).wait(STOP_GRACE_SECONDS + 2.0)
-    try:
-        os.unlink(socket_path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        logger.warning("could not remove socket %s: %s", socket_path, err)
+    _close_front(front)
+    _remove_socket(socket_path, logger)
     try:
         plugin.close()
     except Exception as err:  # noqa: BLE001 - still exit cleanly
@@ -160,6 +190,35 @@ def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max
     logger.info("plugin stopped")
     logging.shutdown()
     return 0
+
+
+def _host_certificates(host_cert_pem: Optional[str]) -> Optional[list]:
+    """The host's certificates (DER) when it asked for go-plugin AutoMTLS, else ``None``.
+
+    ``None`` when ``PLUGIN_CLIENT_CERT`` is unset or blank. Raises
+    :class:`handshake.HandshakeError` when it holds no usable certificate.
+    ``cryptography`` is imported only here, so plugins without AutoMTLS start
+    without loading it.
+    """
+    if not host_cert_pem or not host_cert_pem.strip():
+        return None
+    from . import tls
+
+    return tls.read_host_certificate(host_cert_pem)
+
+
+def _close_front(front) -> None:
+    if front is not None:
+        front.close()
+
+
+def _remove_socket(path: str, logger: logging.Logger) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.warning("could not remove socket %s: %s", path, err)
 
 
 def _sleep_on(fd: int, timeout: float) -> None:

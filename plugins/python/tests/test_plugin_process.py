@@ -1,5 +1,6 @@
 """End-to-end tests: real plugin processes launched the way the hub launches them."""
 
+import base64
 import ctypes
 import json
 import os
@@ -14,7 +15,8 @@ import pytest
 from conftest import FIXTURES, KEYWORD_TAGGER, hub_env
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from switchyard_plugin import NOT_LAUNCHED_BY_HUB_MESSAGE
+from cryptography import x509
+from switchyard_plugin import NOT_LAUNCHED_BY_HUB_MESSAGE, tls
 from switchyard_plugin._stubs import (
     enrich_pb2,
     enrich_pb2_grpc,
@@ -31,6 +33,7 @@ from switchyard_plugin._stubs import (
     plugin_pb2_grpc,
     record_pb2,
 )
+from tls_probe import H2_SETTINGS, h2_first_frame_type
 
 HANDSHAKE = re.compile(r"^1\|1\|unix\|(?P<path>/[^|]*/plugin\d+)\|grpc\|$")
 HCLOG_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
@@ -133,12 +136,44 @@ def test_multiplexing_request_is_answered_with_false(launch, socket_dir):
     assert re.match(r"^1\|1\|unix\|/.*/plugin\d+\|grpc\|\|false$", line), line
 
 
-def test_automtls_request_is_refused_clearly(socket_dir):
+def test_an_unreadable_client_cert_is_refused_clearly(socket_dir):
     env = hub_env(socket_dir, PLUGIN_CLIENT_CERT="-----BEGIN CERTIFICATE-----\n...")
     result = subprocess.run([KEYWORD_TAGGER], env=env, capture_output=True, timeout=60)
     assert result.returncode == 1
     assert result.stdout == b""
-    assert "AutoMTLS" in result.stderr.decode()
+    assert "cannot start: PLUGIN_CLIENT_CERT does not hold a usable certificate (AutoMTLS)" in result.stderr.decode()
+    assert os.listdir(socket_dir) == []
+
+
+def test_auto_mtls_prints_the_certificate_and_serves_only_tls(launch, socket_dir):
+    host = tls.generate_identity()
+    process = launch([KEYWORD_TAGGER], hub_env(socket_dir, PLUGIN_CLIENT_CERT=host.cert_pem.decode()))
+    line = process.read_handshake()
+    match = re.match(r"^1\|1\|unix\|(?P<path>/[^|]*/plugin\d+)\|grpc\|(?P<cert>[A-Za-z0-9+/]{51,})$", line)
+    assert match, f"bad handshake line {line!r}"
+    der = base64.b64decode(match.group("cert") + "=" * (-len(match.group("cert")) % 4))
+    cert = x509.load_der_x509_certificate(der)
+    assert cert.public_key().curve.name == "secp521r1"
+    assert cert.subject.rfc4514_string() == "CN=localhost,O=HashiCorp"
+
+    path = match.group("path")
+    assert h2_first_frame_type(path, host, der) == H2_SETTINGS
+    assert h2_first_frame_type(path, host, der) == H2_SETTINGS
+    try:
+        assert h2_first_frame_type(path, tls.generate_identity(), der) is None
+    except (ConnectionError, OSError):
+        pass  # refused during the handshake rather than after it
+    assert any('"auto_mtls":true' in line for line in process.stderr_lines), process.stderr_text()
+    # The refused client is logged at warn (an operator's only clue when a host's certificate is wrong).
+    deadline = time.monotonic() + 10
+    while not any('"@level":"warn"' in line and "AutoMTLS" in line for line in process.stderr_lines):
+        assert time.monotonic() < deadline, f"the refused TLS client was not logged: {process.stderr_text()}"
+        time.sleep(0.05)
+
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert process.remaining_stdout() == b""
+    assert os.listdir(socket_dir) == [], "the socket and the private gRPC directory must be removed"
 
 
 # --- the full round trip -----------------------------------------------------------------------

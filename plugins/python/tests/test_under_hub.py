@@ -1,8 +1,9 @@
 """keyword-tagger (Python) and echo-go (Go) under the real Switchyard hub.
 
 Skipped until the hub (target/debug/switchyard) and echo-go (plugins/go/bin/echo-go,
-built by plugins/go/build.sh) exist. Drives the hub through its admin API
-(docs/admin-api.md) and checks both plugins start, answer, and stop with the hub.
+built by plugins/go/build.sh) exist (a failure instead with SWITCHYARD_REQUIRE_ALL=1).
+Drives the hub through its admin API (docs/admin-api.md) and checks both plugins
+start, answer, and stop with the hub.
 """
 
 import json
@@ -14,17 +15,17 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
 from conftest import KEYWORD_TAGGER, PYTHON_DIR
+from hub_harness import require_binary
 
 REPO = os.path.dirname(os.path.dirname(PYTHON_DIR))
 HUB = os.path.join(REPO, "target", "debug", "switchyard")
 ECHO_GO = os.path.join(REPO, "plugins", "go", "bin", "echo-go")
 
-pytestmark = pytest.mark.skipif(
-    not (os.access(HUB, os.X_OK) and os.access(ECHO_GO, os.X_OK)),
-    reason="needs target/debug/switchyard (cargo build -p switchyard-hub) and plugins/go/bin/echo-go (plugins/go/build.sh)",
-)
+pytestmark = [
+    require_binary(HUB, "cargo build -p switchyard-hub --bin switchyard"),
+    require_binary(ECHO_GO, "plugins/go/build.sh"),
+]
 
 
 def free_port() -> int:

@@ -11,7 +11,8 @@
 // 2 on a usage error. Logs (go-plugin's and the plugin's, with their levels)
 // go to stderr.
 //
-//	host-go [-config JSON] [-records N] [-log-level LEVEL] [-log-json] PLUGIN [ARGS...]
+//	host-go [-config JSON] [-records N] [-log-level LEVEL] [-log-json]
+//	        [-auto-mtls] [-cookie VALUE] [-versions 1,2] PLUGIN [ARGS...]
 package main
 
 import (
@@ -19,6 +20,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -43,11 +46,19 @@ func run() int {
 	callTimeout := flags.Duration("call-timeout", 30*time.Second, "the deadline for all calls after the handshake")
 	logLevel := flags.String("log-level", "debug", "stderr log level: trace, debug, info, warn or error")
 	logJSON := flags.Bool("log-json", false, "log to stderr as hclog JSON lines instead of text")
+	autoMTLS := flags.Bool("auto-mtls", false, "turn on go-plugin's AutoMTLS (PLUGIN_CLIENT_CERT, certificates pinned both ways)")
+	cookie := flags.String("cookie", "", "send this magic cookie value instead of Switchyard's (for handshake-failure tests)")
+	versionList := flags.String("versions", "1", "comma-separated app protocol versions to offer in PLUGIN_PROTOCOL_VERSIONS")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	if flags.NArg() < 1 || *records < 1 {
 		flags.Usage()
+		return 2
+	}
+	versions, err := parseVersions(*versionList)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "host-go: -versions: %v\n", err)
 		return 2
 	}
 	level := hclog.LevelFromString(*logLevel)
@@ -66,6 +77,9 @@ func run() int {
 		StartTimeout: *startTimeout,
 		CallTimeout:  *callTimeout,
 		Logger:       logger,
+		AutoMTLS:     *autoMTLS,
+		CookieValue:  *cookie,
+		Versions:     versions,
 	})
 	encoder := json.NewEncoder(os.Stdout)
 	encoder.SetIndent("", "  ")
@@ -78,4 +92,17 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// parseVersions reads a comma-separated list of positive app protocol versions.
+func parseVersions(text string) ([]int, error) {
+	var versions []int
+	for _, field := range strings.Split(text, ",") {
+		version, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || version < 1 {
+			return nil, fmt.Errorf("%q is not a positive version number", field)
+		}
+		versions = append(versions, version)
+	}
+	return versions, nil
 }

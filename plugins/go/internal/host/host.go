@@ -45,6 +45,16 @@ type Options struct {
 	CallTimeout  time.Duration
 	// Logger receives go-plugin's and the plugin's log lines (the plugin's stderr, parsed).
 	Logger hclog.Logger
+	// AutoMTLS turns on go-plugin's AutoMTLS (ClientConfig.AutoMTLS): the host
+	// sends its certificate in PLUGIN_CLIENT_CERT and trusts only the one the
+	// plugin prints in its handshake line.
+	AutoMTLS bool
+	// CookieValue overrides the magic cookie value sent to the plugin (empty:
+	// the Switchyard cookie). For handshake-failure tests.
+	CookieValue string
+	// Versions are the app protocol versions offered in
+	// PLUGIN_PROTOCOL_VERSIONS (empty: switchyard.v1 only).
+	Versions []int
 }
 
 // Report is what host-go prints as JSON.
@@ -123,13 +133,26 @@ func Run(opts Options) (*Report, error) {
 		JSONFormat: true,
 	})
 
+	handshake := shared.Handshake
+	if opts.CookieValue != "" {
+		handshake.MagicCookieValue = opts.CookieValue
+	}
+	versions := opts.Versions
+	if len(versions) == 0 {
+		versions = []int{shared.AppProtocolVersion}
+	}
+	versioned := map[int]plugin.PluginSet{}
+	for _, version := range versions {
+		versioned[version] = shared.PluginSet(nil)
+	}
 	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  shared.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{shared.AppProtocolVersion: shared.PluginSet(nil)},
+		HandshakeConfig:  handshake,
+		VersionedPlugins: versioned,
 		Cmd:              exec.Command(opts.Command, opts.Args...),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     opts.StartTimeout,
 		Logger:           hostLogger,
+		AutoMTLS:         opts.AutoMTLS,
 	})
 	runErr := drive(client, opts, report)
 	client.Kill()

@@ -1,0 +1,272 @@
+//! Group commit: one writer task per [`Store`] runs every queued write in one
+//! transaction, commits once, and only then answers each waiter.
+//!
+//! The hot write paths (a webhook's inbox row before its 202, a poll's
+//! records with their checkpoint, an output's acknowledged progress) each
+//! need their own write to be durable before they answer anyone, and a
+//! durable commit costs a disk flush. Committing each of them on its own
+//! caps the hub at one flush per write; here a [`WriteJob`] handed to
+//! [`Store::write`] (or [`Store::submit`]) is queued for the writer task,
+//! which takes everything queued at that moment (up to [`MAX_JOBS`] jobs
+//! and [`MAX_WEIGHT`] weight), runs the jobs in arrival order in one
+//! transaction and commits once. While one commit waits for the disk the
+//! next batch queues up, so the flushes per second stay bounded while the
+//! writes per second grow with the load. Nothing waits on a timer: a job
+//! that arrives alone is committed alone, at once.
+//!
+//! Guarantees:
+//! * A job's result is sent only after the transaction holding it has
+//!   committed; a caller that acknowledges on `Ok` never acknowledges
+//!   anything that is not durable.
+//! * A failure to begin or to commit fails every job of the batch (none of
+//!   them is known to be durable, so none is acknowledged).
+//! * A job whose own statements fail (or that panics) gets its error; the
+//!   transaction is rolled back and the other jobs of the batch run again
+//!   in a new one, so one bad job cannot fail its neighbours. A job must
+//!   therefore be re-runnable: [`WriteJob::run`] takes `&self` and writes
+//!   only through the transaction it is given.
+//! * Jobs commit in the order they were queued, one batch after another, and
+//!   the writer takes the store's writer lock like [`Store::begin`], so
+//!   outbox ids still commit in increasing order.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Store, StoreError, StoreTx};
+
+/// The most jobs committed in one transaction.
+pub const MAX_JOBS: usize = 1024;
+/// The most weight (records, roughly) committed in one transaction.
+pub const MAX_WEIGHT: usize = 8192;
+/// Jobs that may wait for the writer before [`Store::submit`] waits too.
+const QUEUE_DEPTH: usize = 8192;
+
+/// A write to run inside the writer task's transaction.
+///
+/// Implement it for a small struct that owns what the write needs. `run`
+/// may be called more than once (when another job of its batch failed, the
+/// batch runs again without that job), each time in a fresh transaction;
+/// only the output of the run that committed is returned.
+///
+/// ```
+/// use futures_util::future::BoxFuture;
+/// use switchyard_hub::store::{Store, StoreError, StoreTx, WriteJob};
+///
+/// struct SaveCheckpoint {
+///     plugin: String,
+///     checkpoint: Vec<u8>,
+/// }
+///
+/// impl WriteJob for SaveCheckpoint {
+///     type Output = ();
+///     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>> {
+///         Box::pin(tx.save_checkpoint(&self.plugin, &self.checkpoint))
+///     }
+/// }
+///
+/// # async fn example(store: Store) -> Result<(), StoreError> {
+/// store
+///     .write(SaveCheckpoint { plugin: "gen".into(), checkpoint: b"42".to_vec() })
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait WriteJob: Send + Sync + 'static {
+    /// What a committed run gives back to the caller.
+    type Output: Send + 'static;
+
+    /// Runs the job's statements in `tx` (without committing it).
+    fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Self::Output, StoreError>>;
+
+    /// Its share of a batch (about the rows it writes; 1 by default).
+    fn weight(&self) -> usize {
+        1
+    }
+}
+
+/// A job in the queue, with its type erased.
+trait Queued: Send {
+    fn run<'a>(&'a mut self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn weight(&self) -> usize;
+    fn finish(self: Box<Self>, result: Result<(), StoreError>);
+}
+
+struct Entry<J: WriteJob> {
+    job: J,
+    output: Option<J::Output>,
+    reply: oneshot::Sender<Result<J::Output, StoreError>>,
+}
+
+impl<J: WriteJob> Queued for Entry<J> {
+    fn run<'a>(&'a mut self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.output = Some(self.job.run(tx).await?);
+            Ok(())
+        })
+    }
+
+    fn weight(&self) -> usize {
+        self.job.weight().max(1)
+    }
+
+    fn finish(self: Box<Self>, result: Result<(), StoreError>) {
+        let Entry { output, reply, .. } = *self;
+        let result = result.and_then(|()| output.ok_or(StoreError::WriterGone));
+        // The waiter may have gone away (a client that hung up): the write
+        // stands, there is just nobody left to tell.
+        let _ = reply.send(result);
+    }
+}
+
+/// The sending side of the writer task's queue (one per store).
+#[derive(Debug, Clone)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Box<dyn Queued>>,
+}
+
+impl std::fmt::Debug for dyn Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Queued")
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer task for `store` (which must not hold a
+    /// `GroupCommit` itself, or the task would keep itself alive).
+    pub(crate) fn start(store: Store) -> GroupCommit {
+        let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(writer(store, jobs));
+        GroupCommit { queue }
+    }
+}
+
+/// A job queued with [`Store::submit`]: await [`Pending::wait`] for its
+/// committed result.
+#[derive(Debug)]
+#[must_use = "a submitted write is acknowledged only through `wait`"]
+pub struct Pending<T> {
+    reply: oneshot::Receiver<Result<T, StoreError>>,
+}
+
+impl<T> Pending<T> {
+    /// Waits until the job's transaction committed (its output) or failed.
+    pub async fn wait(self) -> Result<T, StoreError> {
+        self.reply.await.unwrap_or(Err(StoreError::WriterGone))
+    }
+}
+
+impl Store {
+    /// Queues `job` for the writer task and returns at once (after waiting
+    /// for room in the queue); the job commits with whatever else is queued.
+    /// Jobs submitted one after another by one caller commit in that order.
+    pub async fn submit<J: WriteJob>(&self, job: J) -> Result<Pending<J::Output>, StoreError> {
+        let Some(group) = &self.group else {
+            return Err(StoreError::WriterGone);
+        };
+        let (reply, receiver) = oneshot::channel();
+        let entry: Box<dyn Queued> = Box::new(Entry {
+            job,
+            output: None,
+            reply,
+        });
+        group
+            .queue
+            .send(entry)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(Pending { reply: receiver })
+    }
+
+    /// Runs `job` in the next group commit and returns its output once that
+    /// transaction committed.
+    pub async fn write<J: WriteJob>(&self, job: J) -> Result<J::Output, StoreError> {
+        self.submit(job).await?.wait().await
+    }
+}
+
+/// The writer task: batches until every sender is gone.
+async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
+    let metrics = super::metrics::global();
+    while let Some(first) = jobs.recv().await {
+        let mut weight = first.weight();
+        let mut batch = vec![first];
+        while batch.len() < MAX_JOBS && weight < MAX_WEIGHT {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    weight += job.weight();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let count = batch.len();
+        let committed = run_batch(&store, batch).await;
+        metrics.batch(count, weight, committed, started.elapsed());
+    }
+}
+
+/// Runs `batch` in one transaction and answers every job; returns whether
+/// it committed.
+async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
+    loop {
+        if batch.is_empty() {
+            return true;
+        }
+        let mut tx = match store.begin().await {
+            Ok(tx) => tx,
+            Err(err) => {
+                fail_all(batch, err);
+                return false;
+            }
+        };
+        let mut failed = None;
+        for (index, job) in batch.iter_mut().enumerate() {
+            let result = AssertUnwindSafe(job.run(&mut tx)).catch_unwind().await;
+            let error = match result {
+                Ok(Ok(())) => continue,
+                Ok(Err(err)) => err,
+                Err(_) => StoreError::JobPanicked,
+            };
+            failed = Some((index, error));
+            break;
+        }
+        match failed {
+            Some((index, error)) => {
+                if let Err(err) = tx.rollback().await {
+                    tracing::warn!(error = %err, "Cannot roll back a failed group commit; the connection is dropped.");
+                }
+                tracing::warn!(error = %error, others = batch.len() - 1, "A write failed; running the rest of its group again without it.");
+                batch.remove(index).finish(Err(error));
+            }
+            None => {
+                return match tx.commit().await {
+                    Ok(()) => {
+                        for job in batch {
+                            job.finish(Ok(()));
+                        }
+                        true
+                    }
+                    Err(err) => {
+                        fail_all(batch, err);
+                        false
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Gives every job of `batch` the error `err` (none of them committed).
+fn fail_all(batch: Vec<Box<dyn Queued>>, err: StoreError) {
+    tracing::error!(error = %err, jobs = batch.len(), "A group commit failed; none of its writes is acknowledged.");
+    let shared = Arc::new(err);
+    for job in batch {
+        job.finish(Err(StoreError::Batch(shared.clone())));
+    }
+}
