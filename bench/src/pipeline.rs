@@ -132,17 +132,10 @@ pub async fn measure(
             );
             rows.push(cpu_row("PostgreSQL", postgres));
         }
-        None => rows.push(
-            Row::new(
-                "pipeline",
-                "Durable pipeline, PostgreSQL",
-                Value::none(),
-                Value::none(),
-                Value::none(),
-                false,
-                None,
-            )
-            .pending(&format!(
+        None => rows.push(Row::not_measured(
+            "pipeline",
+            "Durable pipeline, PostgreSQL",
+            &format!(
                 "no PostgreSQL server given (set {POSTGRES_ENV} to a server the run may create a database on)"
             )),
         ),

@@ -166,6 +166,20 @@ impl Row {
         self
     }
 
+    /// A row with no figure at all, not measured in this run, saying why.
+    pub fn not_measured(group: &str, measurement: impl Into<String>, why: &str) -> Self {
+        Row::new(
+            group,
+            measurement,
+            Value::none(),
+            Value::none(),
+            Value::none(),
+            false,
+            None,
+        )
+        .pending(why)
+    }
+
     /// Marks the row as not measurable yet, saying why.
     pub fn pending(mut self, why: &str) -> Self {
         self.status = format!("not measured yet: {why}");

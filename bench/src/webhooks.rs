@@ -31,7 +31,12 @@ pub async fn measure(
     let at_target_rate = counts.webhook_rate >= TARGET_RATE;
     let target = |target| at_target_rate.then_some(target);
     let asynchronous = if webhook_json.is_file() {
-        let outcome = offer(hub, INSTANCE, &webhook_json, counts).await?;
+        let plugins = format!(
+            "[plugins.{INSTANCE}]\ncommand = {}\n\
+             [plugins.{INSTANCE}.webhook]\nauth = \"none\"\nmax_pending = 1000000\n",
+            crate::rig::toml_string(&webhook_json),
+        );
+        let outcome = offer(hub, INSTANCE, &plugins, "webhooks (asynchronous)", counts).await?;
         rows.push(
             Row::new(
                 "webhooks",
@@ -55,32 +60,28 @@ pub async fn measure(
         ));
         Some(outcome)
     } else {
-        rows.push(
-            Row::new(
-                "webhooks",
-                format!("Webhooks accepted, asynchronous inbox, {offered}"),
-                Value::none(),
-                Value::none(),
-                Value::none(),
-                false,
-                None,
-            )
-            .pending(&format!(
+        rows.push(Row::not_measured(
+            "webhooks",
+            format!("Webhooks accepted, asynchronous inbox, {offered}"),
+            &format!(
                 "{} is missing (cargo build --release -p webhook-json)",
                 webhook_json.display()
-            )),
-        );
+            ),
+        ));
         None
     };
     let details = serde_json::json!({ "synchronous": sync, "asynchronous": asynchronous });
     Ok((rows, details))
 }
 
-/// Runs the hub with `plugin` as webhook input `name` and offers the load.
+/// Runs the hub with `plugins` (the `plugins.toml` text after its `[hub]`
+/// table) and offers the load to `/webhooks/{name}`; `label` names the
+/// series in the progress line.
 async fn offer(
     hub: &Path,
     name: &str,
-    plugin: &Path,
+    plugins: &str,
+    label: &str,
     counts: &Counts,
 ) -> anyhow::Result<loadgen::Outcome> {
     let dir = tempfile::Builder::new()
@@ -89,15 +90,12 @@ async fn offer(
         .context("cannot create a temp dir")?;
     let port = free_port()?;
     let source = format!(
-        "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = {}\n\n\
-         [plugins.{name}]\ncommand = {}\n\
-         [plugins.{name}.webhook]\nauth = \"none\"\nmax_pending = 1000000\n",
+        "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = {}\n\n{plugins}",
         sqlite_url(dir.path()),
-        crate::rig::toml_string(plugin),
     );
     let hub_process = HubProcess::start(hub, dir.path(), &source, port).await?;
     eprintln!(
-        "webhooks (asynchronous): {}/s offered for {} s",
+        "{label}: {}/s offered for {} s",
         counts.webhook_rate,
         counts.webhook_duration.as_secs_f64()
     );
@@ -124,35 +122,11 @@ async fn measure_sync(
     testkit: &Path,
     counts: &Counts,
 ) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
-    let dir = tempfile::Builder::new()
-        .prefix("sy-hooks-")
-        .tempdir_in("/tmp")
-        .context("cannot create a temp dir")?;
-    let port = free_port()?;
-    let source = format!(
-        "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = {}\n\n{}\
-         [plugins.{INSTANCE}.webhook]\nauth = \"none\"\n",
-        sqlite_url(dir.path()),
+    let plugins = format!(
+        "{}[plugins.{INSTANCE}.webhook]\nauth = \"none\"\n",
         plugins_toml(testkit, 1)
     );
-    let hub_process = HubProcess::start(hub, dir.path(), &source, port).await?;
-    eprintln!(
-        "webhooks: {}/s offered for {} s",
-        counts.webhook_rate,
-        counts.webhook_duration.as_secs_f64()
-    );
-    let plan = Plan {
-        url: format!("{}/webhooks/{INSTANCE}", hub_process.base_url()),
-        rate: counts.webhook_rate,
-        duration: counts.webhook_duration,
-        body: BODY.to_vec(),
-        headers: Vec::new(),
-        max_in_flight: 1024,
-    };
-    let outcome = loadgen::run(&plan).await;
-    let tail = hub_process.log_tail(10);
-    hub_process.stop().await?;
-    let outcome = outcome.with_context(|| format!("the hub's last log lines:\n{tail}"))?;
+    let outcome = offer(hub, INSTANCE, &plugins, "webhooks", counts).await?;
     let at_target_rate = counts.webhook_rate >= TARGET_RATE;
     let target = |target| at_target_rate.then_some(target);
     let offered = format!("{} offered/s", counts.webhook_rate);

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -876,11 +878,7 @@ async fn a_replayed_webhook_dead_letter_goes_back_to_the_plugin() {
 async fn accepted_deliveries_survive_a_hub_crash() {
     let data = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", data.path().join("hub.db").display());
-    let stuck = data.path().join("stuck.sh");
-    std::fs::write(&stuck, "#!/bin/sh\nexec /bin/sleep 600\n").unwrap();
-    let mut permissions = std::fs::metadata(&stuck).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&stuck, permissions).unwrap();
+    let stuck = common::write_script(data.path(), "stuck.sh", "exec /bin/sleep 600");
     let section =
         "[plugins.durable.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\n";
 
@@ -957,11 +955,7 @@ fn check_names_a_missing_secret_variable() {
 async fn every_accepted_concurrent_webhook_survives_a_hub_crash() {
     let data = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", data.path().join("hub.db").display());
-    let stuck = data.path().join("stuck.sh");
-    std::fs::write(&stuck, "#!/bin/sh\nexec /bin/sleep 600\n").unwrap();
-    let mut permissions = std::fs::metadata(&stuck).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&stuck, permissions).unwrap();
+    let stuck = common::write_script(data.path(), "stuck.sh", "exec /bin/sleep 600");
     let mut hub = Hub::start_with(
         &format!(
             "[plugins.busy]\ncommand = \"{}\"\nstart_timeout = \"10m\"\n\

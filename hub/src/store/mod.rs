@@ -394,6 +394,17 @@ impl Placeholders {
         }
         sql.push(')');
     }
+
+    /// Appends `rows` tuples of `width` placeholders each, separated by
+    /// commas: the `VALUES` list of a multi-row `INSERT`.
+    pub(crate) fn push_rows(&mut self, sql: &mut String, rows: usize, width: usize) {
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            self.push_tuple(sql, width);
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

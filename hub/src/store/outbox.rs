@@ -135,12 +135,7 @@ impl StoreTx {
             "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES ",
         );
         let mut placeholders = Placeholders::new(self.backend);
-        for index in 0..events.len() {
-            if index > 0 {
-                sql.push_str(", ");
-            }
-            placeholders.push_tuple(&mut sql, 6);
-        }
+        placeholders.push_rows(&mut sql, events.len(), 6);
         sql.push_str(" RETURNING id, record_pk");
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (record_id, kind, record) in events {
@@ -176,12 +171,7 @@ impl StoreTx {
         for chunk in event_ids.chunks(MARK_CHUNK) {
             let mut sql = String::from("INSERT INTO output_done (output, event_id) VALUES ");
             let mut placeholders = Placeholders::new(self.backend);
-            for index in 0..chunk.len() {
-                if index > 0 {
-                    sql.push_str(", ");
-                }
-                placeholders.push_tuple(&mut sql, 2);
-            }
+            placeholders.push_rows(&mut sql, chunk.len(), 2);
             sql.push_str(" ON CONFLICT DO NOTHING");
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for event_id in chunk {

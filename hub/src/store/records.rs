@@ -268,12 +268,7 @@ impl StoreTx {
             "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ",
         );
         let mut placeholders = Placeholders::new(self.backend);
-        for index in 0..records.len() {
-            if index > 0 {
-                sql.push_str(", ");
-            }
-            placeholders.push_tuple(&mut sql, 11);
-        }
+        placeholders.push_rows(&mut sql, records.len(), 11);
         sql.push_str(" RETURNING id, record_key");
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for record in records {
