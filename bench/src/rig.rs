@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use switchyard_hub::config::{self, PluginConfig};
-use switchyard_hub::supervisor::{RunningPlugin, PluginState, Spawner, Supervisor};
+use switchyard_hub::supervisor::{PluginState, RunningPlugin, Spawner, Supervisor};
 
 /// The instance name testkit runs under.
 pub const INSTANCE: &str = "bench";

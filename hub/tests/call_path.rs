@@ -27,8 +27,9 @@ fn calls(path: &Path) -> usize {
 /// `switchyard_plugin_calls_total` for one plugin, RPC and outcome.
 fn call_count(plugin: &str, rpc: &str, outcome: &str) -> u64 {
     let text = switchyard_hub::metrics::global().encode();
-    let needle =
-        format!("switchyard_plugin_calls_total{{plugin=\"{plugin}\",rpc=\"{rpc}\",outcome=\"{outcome}\"}} ");
+    let needle = format!(
+        "switchyard_plugin_calls_total{{plugin=\"{plugin}\",rpc=\"{rpc}\",outcome=\"{outcome}\"}} "
+    );
     text.lines()
         .find_map(|line| line.strip_prefix(&needle))
         .and_then(|value| value.trim().parse().ok())

@@ -104,8 +104,7 @@ fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeS
         let text = std::fs::read_to_string(path).unwrap();
         // Unit tests (at the bottom of a file) may reach anywhere.
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        let edges: &mut std::collections::BTreeSet<String> =
-            graph.entry(from.clone()).or_default();
+        let edges: &mut std::collections::BTreeSet<String> = graph.entry(from.clone()).or_default();
         for line in code.lines() {
             let line = line.trim_start();
             if line.starts_with("//") {
@@ -140,10 +139,7 @@ fn hub_modules_have_no_cycles() {
             return;
         }
         if let Some(start) = path.iter().position(|seen| seen == module) {
-            panic!(
-                "module cycle: {} -> {module}",
-                path[start..].join(" -> ")
-            );
+            panic!("module cycle: {} -> {module}", path[start..].join(" -> "));
         }
         path.push(module.to_owned());
         for next in graph.get(module).into_iter().flatten() {
@@ -163,7 +159,9 @@ fn hub_modules_have_no_cycles() {
     for pure in ["breaker", "backoff", "domain"] {
         let allowed: std::collections::BTreeSet<String> = ["config".to_owned()].into();
         assert!(
-            graph.get(pure).is_none_or(|edges| edges.is_subset(&allowed)),
+            graph
+                .get(pure)
+                .is_none_or(|edges| edges.is_subset(&allowed)),
             "{pure} depends on {:?}",
             graph[pure]
         );
@@ -187,10 +185,15 @@ fn every_role_call_goes_through_the_one_call_path() {
         .iter()
         .flat_map(|needle| files_containing(needle))
         .collect();
-    assert!(!files.is_empty(), "no role call found: the needles are stale");
+    assert!(
+        !files.is_empty(),
+        "no role call found: the needles are stale"
+    );
     for file in files {
         let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(&file),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src")
+                .join(&file),
         )
         .unwrap();
         assert!(
@@ -200,7 +203,11 @@ fn every_role_call_goes_through_the_one_call_path() {
     }
     // Only the call path drives the breaker and the progress deadline, and
     // there is no second retry engine.
-    for needle in [".breaker()", "record_call_progress(", "record_call_timeout("] {
+    for needle in [
+        ".breaker()",
+        "record_call_progress(",
+        "record_call_timeout(",
+    ] {
         for file in files_containing(needle) {
             assert!(
                 file.starts_with("retry/") || file == "supervisor/mod.rs",
@@ -211,7 +218,15 @@ fn every_role_call_goes_through_the_one_call_path() {
     assert!(files_containing("fn retry_delay").is_empty());
     // gRPC codes travel as `tonic::Code`, never as text parsed back.
     assert!(files_containing("format!(\"{:?}\", status.code())").is_empty());
-    for literal in ["\"DeadlineExceeded\"", "\"Unavailable\"", "\"Unknown\"", "\"Cancelled\""] {
-        assert!(files_containing(literal).is_empty(), "{literal} is compared as text");
+    for literal in [
+        "\"DeadlineExceeded\"",
+        "\"Unavailable\"",
+        "\"Unknown\"",
+        "\"Cancelled\"",
+    ] {
+        assert!(
+            files_containing(literal).is_empty(),
+            "{literal} is compared as text"
+        );
     }
 }

@@ -19,9 +19,7 @@ use super::json::{
     RecordJson, WebhookBody, decode_base64,
 };
 use super::{ApiError, AppState};
-use crate::domain::{
-    EnrichOutcome, EventKind, PollRequest, Record, RecordEvent, WebhookDelivery,
-};
+use crate::domain::{EnrichOutcome, EventKind, PollRequest, Record, RecordEvent, WebhookDelivery};
 use crate::retry::{self, Rpc};
 use crate::rpc::CallError;
 use crate::supervisor::RunningPlugin;
@@ -124,12 +122,9 @@ pub async fn enrich(
     state.plugin(&name)?;
     let records: Vec<Record> = request.records.into_iter().map(Record::from).collect();
     let records = &records;
-    let outcomes = call(
-        &state,
-        &name,
-        Rpc::Enrich,
-        |connection| async move { connection.roles.enrich(records).await },
-    )
+    let outcomes = call(&state, &name, Rpc::Enrich, |connection| async move {
+        connection.roles.enrich(records).await
+    })
     .await?;
     let results: Vec<Value> = outcomes
         .into_iter()
@@ -165,12 +160,9 @@ pub async fn events(
         })
         .collect();
     let events = &events;
-    let acks = call(
-        &state,
-        &name,
-        Rpc::Events,
-        |connection| async move { connection.roles.events(events).await },
-    )
+    let acks = call(&state, &name, Rpc::Events, |connection| async move {
+        connection.roles.events(events).await
+    })
     .await?;
     let acks: Vec<Value> = acks
         .into_iter()

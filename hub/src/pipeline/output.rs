@@ -295,7 +295,8 @@ impl OutputWorker {
                     // failing its stream holds the events back.
                     let unanswered = acks.iter().filter(|ack| ack.is_none()).count();
                     tracing::warn!(error = %reason, unanswered, "The output could not take its events; holding them back.");
-                    let wait = retry::delay(&policy, call_failures.min(16) + 1, reason.retry_after());
+                    let wait =
+                        retry::delay(&policy, call_failures.min(16) + 1, reason.retry_after());
                     delay = Some(wait);
                     call_failures += 1;
                 }
@@ -374,7 +375,9 @@ async fn send_unanswered(
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A write job: an output's progress after a stream (see

@@ -39,7 +39,8 @@ pub(crate) async fn run(
     async move {
         loop {
             let asked_to_wait = poll_once(&plugin, &poll, &ingest, &cancel).await;
-            let delay = (poll.interval + jitter(poll.jitter)).max(asked_to_wait.unwrap_or_default());
+            let delay =
+                (poll.interval + jitter(poll.jitter)).max(asked_to_wait.unwrap_or_default());
             if !retry::sleep(delay, Some(&cancel)).await {
                 break;
             }

@@ -270,7 +270,8 @@ impl<'a> Call<'a> {
         Fut: Future<Output = Result<T, E>>,
         E: Into<AttemptError>,
     {
-        let span = tracing::info_span!("call", plugin = %self.plugin.name(), rpc = self.rpc.as_str());
+        let span =
+            tracing::info_span!("call", plugin = %self.plugin.name(), rpc = self.rpc.as_str());
         async move {
             let mut attempts = 0u32;
             loop {
@@ -278,14 +279,8 @@ impl<'a> Call<'a> {
                 if attempts > 1 {
                     metrics::global().retried(self.plugin.shared_name(), self.rpc);
                 }
-                let outcome = attempt::run(
-                    self.plugin,
-                    self.rpc,
-                    self.timeout,
-                    self.cancel,
-                    &mut work,
-                )
-                .await;
+                let outcome =
+                    attempt::run(self.plugin, self.rpc, self.timeout, self.cancel, &mut work).await;
                 let (failure, hint) = match outcome {
                     Outcome::Done(value) => return Ok(value),
                     Outcome::GiveUp(reason) => return Err(self.give_up(attempts, reason)),

@@ -187,7 +187,10 @@ impl RoleClient {
         let requests: Vec<pb::EventRequest> = events
             .chunks(ITEMS_PER_MESSAGE)
             .map(|chunk| pb::EventRequest {
-                events: chunk.iter().map(|event| convert::event_to_pb(event)).collect(),
+                events: chunk
+                    .iter()
+                    .map(|event| convert::event_to_pb(event))
+                    .collect(),
             })
             .collect();
         let mut client = pb::output_client::OutputClient::new(self.channel.clone())

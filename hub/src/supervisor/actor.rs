@@ -22,14 +22,14 @@ use tracing::Instrument as _;
 use super::RunningPlugin;
 use super::handshake::{self, Handshaken, Launched};
 use super::liveness::{self, Probe};
+use super::metrics;
 use super::restart::{Decision, Ending, RestartTracker};
 use super::spawn::Spawner;
 use super::state::{LastExit, PluginState, PluginStatus};
 use super::stdio;
 use super::stop::{self, StopOutcome, describe_exit};
-use crate::config::PluginConfig;
-use super::metrics;
 use crate::backoff;
+use crate::config::PluginConfig;
 use crate::rpc::roles::RoleClient;
 
 /// A request to a plugin's actor. Each is answered on `done`.

@@ -432,7 +432,11 @@ fn status_text(status: &tonic::Status) -> String {
     if status.message().is_empty() {
         crate::rpc::code_name(status.code()).to_owned()
     } else {
-        format!("{}: {}", crate::rpc::code_name(status.code()), status.message())
+        format!(
+            "{}: {}",
+            crate::rpc::code_name(status.code()),
+            status.message()
+        )
     }
 }
 

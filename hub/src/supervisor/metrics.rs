@@ -156,10 +156,14 @@ mod tests {
             r#"switchyard_plugin_state{plugin="supervisor-metrics-unit",state="running"} 0"#
         ));
         assert!(
-            text.contains(r#"switchyard_plugin_restarts_total{plugin="supervisor-metrics-unit"} 1"#)
+            text.contains(
+                r#"switchyard_plugin_restarts_total{plugin="supervisor-metrics-unit"} 1"#
+            )
         );
         assert!(
-            text.contains(r#"switchyard_plugin_give_ups_total{plugin="supervisor-metrics-unit"} 1"#)
+            text.contains(
+                r#"switchyard_plugin_give_ups_total{plugin="supervisor-metrics-unit"} 1"#
+            )
         );
     }
 }

@@ -36,9 +36,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::breaker::{Breaker, BreakerState};
 use crate::config::{PluginConfig, RetryConfig};
 use crate::domain::PluginMetadata;
-use crate::breaker::{Breaker, BreakerState};
 use crate::rpc::plugin::PluginClient;
 use crate::rpc::roles::RoleClient;
 pub use spawn::Spawner;

@@ -381,7 +381,9 @@ fn to_delivery(endpoint: &Endpoint, incoming: Incoming, id: Option<String>) -> W
 fn sync_failure(name: &str, timeout: std::time::Duration, reason: GiveUp) -> WebhookError {
     let plugin = name.to_owned();
     match reason {
-        GiveUp::Permanent(CallError::Rejected(message)) => WebhookError::Rejected { plugin, message },
+        GiveUp::Permanent(CallError::Rejected(message)) => {
+            WebhookError::Rejected { plugin, message }
+        }
         GiveUp::Permanent(error)
         | GiveUp::Exhausted {
             last: AttemptFailure::Call(error),
