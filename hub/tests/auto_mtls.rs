@@ -17,7 +17,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine as _;
 use common::{Hub, assert_group_gone, echo_go, read_pid, write_script};
