@@ -72,6 +72,7 @@
 //! Never print to stdout: it carries the handshake (after it, stdout is
 //! pointed at stderr, so a stray `println!` only becomes a log line).
 
+mod concurrency;
 mod config;
 mod error;
 pub mod log;
@@ -85,11 +86,12 @@ mod types;
 
 pub use config::{NoConfig, decode_config, schema_json};
 pub use error::{ConfigError, ConfigErrors, PluginError};
-pub use plugin::{Plugin, PluginBuilder, RoleKind};
+pub use plugin::{Plugin, PluginBuilder};
 pub use role::{Emitter, Enricher, Output, PollingInput, WebhookInput};
 pub use serve::{LaunchError, check_launch, handshake_line, serve};
 pub use types::{
-    EventKind, HttpReply, PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse,
+    EventKind, HttpReply, PollBatch, PollRequest, Record, RecordEvent, RoleKind, WebhookRequest,
+    WebhookResponse,
 };
 
 /// Re-exported so plugins use the same versions as the SDK.

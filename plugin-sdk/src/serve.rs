@@ -40,6 +40,7 @@ const PARENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a plugin refuses to start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LaunchError {
     /// The magic cookie is absent or wrong: a person ran the binary by hand.
     #[error("{NOT_LAUNCHED_BY_HUB_MESSAGE}")]
