@@ -10,7 +10,8 @@ use super::MAX_MESSAGE_BYTES;
 use super::convert::{
     configure_request_to_pb, configure_response_from_pb, enrich_request_to_pb,
     enrich_response_from_pb, event_request_to_pb, event_response_from_pb, metadata_from_pb,
-    poll_batch_from_pb, poll_request_to_pb, webhook_request_to_pb, webhook_response_from_pb,
+    metadata_request_to_pb, poll_batch_from_pb, poll_request_to_pb, webhook_request_to_pb,
+    webhook_response_from_pb,
 };
 use crate::error::{ConfigError, PluginError};
 use crate::types::{
@@ -52,7 +53,7 @@ impl Client {
     pub(crate) async fn metadata(&self) -> Result<Metadata, Status> {
         let mut client = pb::plugin_client::PluginClient::new(self.channel.clone());
         let metadata = client
-            .get_metadata(pb::GetMetadataRequest {})
+            .get_metadata(metadata_request_to_pb())
             .await?
             .into_inner();
         metadata_from_pb(metadata).map_err(Status::internal)

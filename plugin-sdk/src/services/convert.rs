@@ -155,6 +155,11 @@ pub(super) fn status_from_error(error: &PluginError) -> Status {
 // ---------------------------------------------------------------------------
 // switchyard.v1.Plugin
 
+/// A `GetMetadata` request (it has no fields).
+pub(super) fn metadata_request_to_pb() -> pb::GetMetadataRequest {
+    pb::GetMetadataRequest {}
+}
+
 /// `GetMetadata`'s answer for a plugin.
 pub(super) fn metadata_to_pb(
     info: &Info,
@@ -450,6 +455,11 @@ pub(super) fn event_response_from_pb(
 
 // ---------------------------------------------------------------------------
 // go-plugin
+
+/// go-plugin's empty message, the answer to Controller.Shutdown.
+pub(super) fn empty_to_pb() -> gp::Empty {
+    gp::Empty {}
+}
 
 /// The service id a go-plugin broker offer names.
 pub(super) fn broker_offer_id(offer: &gp::ConnInfo) -> u32 {

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::broker_offer_id;
+use super::convert::{broker_offer_id, empty_to_pb};
 
 /// Adds the Controller, Stdio and Broker services to `routes`; `shutdown` is
 /// what Controller.Shutdown cancels and what ends their streams.
@@ -37,7 +37,7 @@ impl gp::grpc_controller_server::GrpcController for Controller {
     async fn shutdown(&self, _request: Request<gp::Empty>) -> Result<Response<gp::Empty>, Status> {
         tracing::debug!("The host asked the plugin to shut down.");
         self.shutdown.cancel();
-        Ok(Response::new(gp::Empty {}))
+        Ok(Response::new(empty_to_pb()))
     }
 }
 
