@@ -72,6 +72,7 @@
 //! Never print to stdout: it carries the handshake (after it, stdout is
 //! pointed at stderr, so a stray `println!` only becomes a log line).
 
+mod authority;
 mod concurrency;
 mod config;
 mod error;

@@ -34,6 +34,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -42,6 +43,7 @@ pub use tonic::{Code, Status};
 
 pub use crate::types::{Metadata, PollBatch};
 
+use crate::authority::AuthorityFix;
 use crate::error::{ConfigError, PluginError};
 use crate::plugin::Plugin;
 use crate::services::build_routes;
@@ -106,7 +108,11 @@ impl TestHarness {
         let server = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal)
+                .serve_with_incoming_shutdown(
+                    UnixListenerStream::new(listener)
+                        .map(|accepted| accepted.map(AuthorityFix::new)),
+                    signal,
+                )
                 .await;
             if let Err(error) = served {
                 tracing::error!(error = %error, "The test harness's server failed.");
