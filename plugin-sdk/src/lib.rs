@@ -64,6 +64,13 @@
 //! Test it in-process with [`testing::TestHarness`], which serves the real
 //! gRPC services over a temporary Unix socket.
 //!
+//! The SDK's structs and enums are `#[non_exhaustive]`, so new fields do not
+//! break plugins: build them with their constructors and `with_*` methods,
+//! for example
+//! `RecordEvent::new(1, EventKind::Created, Record::new("42", "order").with_metadata("k", "v"))`
+//! or `WebhookResponse::records(records).with_reply(HttpReply::new(200))`,
+//! and read or change their public fields as you like.
+//!
 //! A type serving several roles registers them on one factory:
 //! `Plugin::new(..).factory(|c: MyConfig| async move { Ok(My::new(c)) }).polling_input().output()`.
 //!

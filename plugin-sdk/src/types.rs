@@ -19,6 +19,17 @@ use crate::error::PluginError;
 /// without being parsed unless the plugin wants to look inside; use
 /// [`Record::payload_json`], [`Record::payload_as`] and [`Record::set_payload`]
 /// to read and write it.
+///
+/// ```
+/// use switchyard_plugin_sdk::Record;
+///
+/// let record = Record::new("42", "order.created")
+///     .with_source("shop")
+///     .with_payload(&serde_json::json!({"total": 12}))?
+///     .with_metadata("region", "eu");
+/// assert_eq!(record.payload_json()?["total"], 12);
+/// # Ok::<(), switchyard_plugin_sdk::PluginError>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
@@ -150,6 +161,13 @@ impl EventKind {
 }
 
 /// One event about one record, delivered to an output.
+///
+/// ```
+/// use switchyard_plugin_sdk::{EventKind, Record, RecordEvent};
+///
+/// let event = RecordEvent::new(7, EventKind::Updated, Record::new("42", "order")).with_attempt(2);
+/// assert_eq!((event.delivery_id, event.attempt), (7, 2));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordEvent {
@@ -371,6 +389,14 @@ impl HttpReply {
 }
 
 /// What a webhook delivery turned into.
+///
+/// ```
+/// use switchyard_plugin_sdk::{HttpReply, Record, WebhookResponse};
+///
+/// let response = WebhookResponse::records(vec![Record::new("42", "push")])
+///     .with_reply(HttpReply::new(200).with_body("text/plain", "ok"));
+/// assert_eq!(response.reply.map(|reply| reply.status), Some(200));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebhookResponse {
