@@ -8,7 +8,7 @@ use tonic::{Status, Streaming};
 
 use super::MAX_MESSAGE_BYTES;
 use super::convert::{
-    configure_request_to_pb, configure_response_from_pb, enrich_request_to_pb,
+    EnrichOutcomes, configure_request_to_pb, configure_response_from_pb, enrich_request_to_pb,
     enrich_response_from_pb, event_request_to_pb, event_response_from_pb, metadata_from_pb,
     metadata_request_to_pb, poll_batch_from_pb, poll_request_to_pb, webhook_request_to_pb,
     webhook_response_from_pb,
@@ -136,8 +136,6 @@ impl Client {
     }
 }
 
-/// One `Enrich` answer: (sequence, enriched record or failure).
-pub(crate) type EnrichOutcomes = Vec<(u64, Result<Record, PluginError>)>;
 /// One `HandleEvent` answer: (delivery id, ack or nack).
 pub(crate) type EventOutcomes = Vec<(u64, Result<(), PluginError>)>;
 

@@ -314,6 +314,9 @@ pub(super) fn webhook_response_to_pb(response: WebhookResponse) -> pb::WebhookRe
 // ---------------------------------------------------------------------------
 // switchyard.v1.Enricher
 
+/// One `Enrich` answer as plain types: (sequence, enriched record or failure).
+pub(crate) type EnrichOutcomes = Vec<(u64, Result<Record, PluginError>)>;
+
 /// The items of one `Enrich` batch as (sequence, record); an item without a
 /// record reads as `None`. Lazy: records are converted as they are taken.
 pub(super) fn enrich_items_from_pb(
@@ -363,7 +366,7 @@ pub(super) fn enrich_request_to_pb(records: Vec<Record>) -> pb::EnrichRequest {
 /// When a result carries no outcome.
 pub(super) fn enrich_response_from_pb(
     response: pb::EnrichResponse,
-) -> Result<Vec<(u64, Result<Record, PluginError>)>, &'static str> {
+) -> Result<EnrichOutcomes, &'static str> {
     response
         .results
         .into_iter()
