@@ -48,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     harness
         .configure(serde_json::json!({}))
         .await?
-        .map_err(ConfigErrors)?;
+        .map_err(ConfigErrors::from)?;
 
     let requests: Vec<pb::EnrichRequest> = (0..BATCHES)
         .map(|b| pb::EnrichRequest {

@@ -10,6 +10,7 @@ use crate::error::{ConfigError, ConfigErrors};
 /// `deny_unknown_fields`, rejects any key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct NoConfig {}
 
 /// The JSON Schema (draft 2020-12) of `C`, as JSON text for `PluginMetadata.config_schema`.

@@ -1,6 +1,7 @@
 //! Errors a plugin reports: [`PluginError`] for a failed call or item, and
 //! [`ConfigError`] / [`ConfigErrors`] for a rejected configuration.
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 /// fail (malformed data, an upstream 4xx). A permanent failure of a webhook
 /// makes the hub answer 400; a permanent nack of an event dead-letters it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PluginError {
     message: String,
     retryable: bool,
@@ -71,6 +73,25 @@ impl PluginError {
     pub fn code(&self) -> Option<&str> {
         self.code.as_deref()
     }
+
+    /// A caught panic in plugin code, as a permanent failure with code
+    /// `panic` (logged at error level).
+    pub(crate) fn from_panic(panic: &Box<dyn Any + Send>) -> Self {
+        let message = panic_message(panic);
+        tracing::error!(panic = %message, "Plugin code panicked while handling an item.");
+        PluginError::permanent(format!("the plugin panicked: {message}")).with_code("panic")
+    }
+}
+
+/// The text of a caught panic payload.
+pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
 }
 
 impl fmt::Display for PluginError {
@@ -92,6 +113,7 @@ impl std::error::Error for PluginError {}
 
 /// One problem with a plugin's configuration, naming the offending key.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// A dotted path to the key inside `config` (for example `"fields.id"`),
     /// empty when the problem concerns the table as a whole.
@@ -124,7 +146,11 @@ impl std::error::Error for ConfigError {}
 
 /// Every problem found in a configuration; what a plugin's factory returns
 /// when it rejects the configuration. `?` converts a single [`ConfigError`].
+///
+/// Build it with [`ConfigErrors::new`] and [`ConfigErrors::push`], or from a
+/// single [`ConfigError`] or a `Vec` of them with `.into()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
@@ -136,6 +162,11 @@ impl ConfigErrors {
     /// Records one problem.
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError::new(field, message));
+    }
+
+    /// The problems recorded so far, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
+        self.0.iter()
     }
 
     /// True when no problem was recorded.
@@ -155,6 +186,21 @@ impl ConfigErrors {
 impl From<ConfigError> for ConfigErrors {
     fn from(error: ConfigError) -> Self {
         ConfigErrors(vec![error])
+    }
+}
+
+impl From<Vec<ConfigError>> for ConfigErrors {
+    fn from(errors: Vec<ConfigError>) -> Self {
+        ConfigErrors(errors)
+    }
+}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

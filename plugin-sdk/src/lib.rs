@@ -64,6 +64,13 @@
 //! Test it in-process with [`testing::TestHarness`], which serves the real
 //! gRPC services over a temporary Unix socket.
 //!
+//! The SDK's structs and enums are `#[non_exhaustive]`, so new fields do not
+//! break plugins: build them with their constructors and `with_*` methods,
+//! for example
+//! `RecordEvent::new(1, EventKind::Created, Record::new("42", "order").with_metadata("k", "v"))`
+//! or `WebhookResponse::records(records).with_reply(HttpReply::new(200))`,
+//! and read or change their public fields as you like.
+//!
 //! A type serving several roles registers them on one factory:
 //! `Plugin::new(..).factory(|c: MyConfig| async move { Ok(My::new(c)) }).polling_input().output()`.
 //!
@@ -72,6 +79,8 @@
 //! Never print to stdout: it carries the handshake (after it, stdout is
 //! pointed at stderr, so a stray `println!` only becomes a log line).
 
+mod authority;
+mod concurrency;
 mod config;
 mod error;
 pub mod log;
@@ -85,11 +94,12 @@ mod types;
 
 pub use config::{NoConfig, decode_config, schema_json};
 pub use error::{ConfigError, ConfigErrors, PluginError};
-pub use plugin::{Plugin, PluginBuilder, RoleKind};
+pub use plugin::{Plugin, PluginBuilder};
 pub use role::{Emitter, Enricher, Output, PollingInput, WebhookInput};
 pub use serve::{LaunchError, check_launch, handshake_line, serve};
 pub use types::{
-    EventKind, HttpReply, PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse,
+    EventKind, HttpReply, PollBatch, PollRequest, Record, RecordEvent, RoleKind, WebhookRequest,
+    WebhookResponse,
 };
 
 /// Re-exported so plugins use the same versions as the SDK.

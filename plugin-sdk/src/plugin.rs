@@ -9,29 +9,38 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use tonic::service::RoutesBuilder;
 
 use crate::config::{decode_config, schema_json};
-use crate::error::{ConfigError, ConfigErrors};
+use crate::error::{ConfigError, ConfigErrors, panic_message};
 use crate::role::{Enricher, Output, PollingInput, WebhookInput};
-use crate::services::{self, Shared};
-
-/// A role a plugin serves (as reported by `GetMetadata`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RoleKind {
-    /// Serves [`PollingInput`].
-    PollingInput,
-    /// Serves [`WebhookInput`].
-    WebhookInput,
-    /// Serves [`Enricher`].
-    Enrichment,
-    /// Serves [`Output`].
-    Output,
-}
+use crate::types::RoleKind;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) type Factory<T> = Arc<dyn Fn(&[u8]) -> BoxFuture<Result<T, ConfigErrors>> + Send + Sync>;
-pub(crate) type AddRoute<T> = fn(&Arc<Shared<T>>, &mut RoutesBuilder);
+/// Registers one role of `T` with whatever serves it; see [`RoleRegistry`].
+pub(crate) type AddRole<T> = fn(&mut dyn RoleRegistry<T>);
+
+/// What serves a plugin's roles: the gRPC layer implements it, so this module
+/// records which roles `T` serves (with the trait bounds proven when the
+/// role was added) without knowing anything of gRPC.
+pub(crate) trait RoleRegistry<T> {
+    /// Serves the polling-input role with `T`.
+    fn polling_input(&mut self)
+    where
+        T: PollingInput;
+    /// Serves the webhook-input role with `T`.
+    fn webhook_input(&mut self)
+    where
+        T: WebhookInput;
+    /// Serves the enrichment role with `T`.
+    fn enricher(&mut self)
+    where
+        T: Enricher;
+    /// Serves the output role with `T`.
+    fn output(&mut self)
+    where
+        T: Output;
+}
 
 /// How many threads run a plugin's async code unless it asks otherwise: one.
 /// A single-threaded runtime answers a stream of records with no cross-thread
@@ -54,6 +63,7 @@ pub(crate) struct Info {
 /// configuration and roles with [`PluginBuilder::enricher`] (and friends) or
 /// [`PluginBuilder::factory`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PluginBuilder {
     info: Info,
 }
@@ -64,11 +74,12 @@ pub struct PluginBuilder {
 /// built from the configuration by the factory on every successful `Configure`
 /// (a re-`Configure` replaces it). Pass it to [`serve`](crate::serve) or to
 /// [`TestHarness::start`](crate::testing::TestHarness::start).
+#[non_exhaustive]
 pub struct Plugin<T> {
     pub(crate) info: Info,
     pub(crate) config_schema: String,
     pub(crate) factory: Factory<T>,
-    pub(crate) roles: Vec<(RoleKind, AddRoute<T>)>,
+    pub(crate) roles: Vec<(RoleKind, AddRole<T>)>,
 }
 
 impl Plugin<()> {
@@ -146,7 +157,7 @@ impl PluginBuilder {
                         "",
                         format!(
                             "the plugin panicked while applying the configuration: {}",
-                            services::panic_message(&panic)
+                            panic_message(&panic)
                         ),
                     )
                     .into()),
@@ -212,7 +223,7 @@ impl<T: Send + Sync + 'static> Plugin<T> {
     where
         T: PollingInput,
     {
-        self.with_role(RoleKind::PollingInput, services::add_polling_input::<T>)
+        self.with_role(RoleKind::PollingInput, |registry| registry.polling_input())
     }
 
     /// Serves the webhook-input role with `T`.
@@ -220,7 +231,7 @@ impl<T: Send + Sync + 'static> Plugin<T> {
     where
         T: WebhookInput,
     {
-        self.with_role(RoleKind::WebhookInput, services::add_webhook_input::<T>)
+        self.with_role(RoleKind::WebhookInput, |registry| registry.webhook_input())
     }
 
     /// Serves the enrichment role with `T`.
@@ -228,7 +239,7 @@ impl<T: Send + Sync + 'static> Plugin<T> {
     where
         T: Enricher,
     {
-        self.with_role(RoleKind::Enrichment, services::add_enricher::<T>)
+        self.with_role(RoleKind::Enrichment, |registry| registry.enricher())
     }
 
     /// Serves the output role with `T`.
@@ -236,7 +247,7 @@ impl<T: Send + Sync + 'static> Plugin<T> {
     where
         T: Output,
     {
-        self.with_role(RoleKind::Output, services::add_output::<T>)
+        self.with_role(RoleKind::Output, |registry| registry.output())
     }
 
     /// One line saying what the plugin does.
@@ -268,7 +279,7 @@ impl<T: Send + Sync + 'static> Plugin<T> {
         self.roles.iter().map(|(role, _)| *role).collect()
     }
 
-    fn with_role(mut self, role: RoleKind, add: AddRoute<T>) -> Self {
+    fn with_role(mut self, role: RoleKind, add: AddRole<T>) -> Self {
         if !self.roles.iter().any(|(existing, _)| *existing == role) {
             self.roles.push((role, add));
         }

@@ -8,12 +8,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
-use switchyard_wire::pb::v1 as pb;
 use tokio::sync::mpsc;
 
+use crate::concurrency::run_concurrently;
 use crate::error::PluginError;
-use crate::services::{panic_failure, record_to_pb, run_concurrently};
-use crate::types::{PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse};
+use crate::types::{PollBatch, PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse};
 
 /// An input the hub polls on a schedule (never two polls of one instance at once).
 pub trait PollingInput: Send + Sync + 'static {
@@ -75,7 +74,7 @@ pub trait Output: Send + Sync + 'static {
                     .map(move |outcome| {
                         (
                             index,
-                            outcome.unwrap_or_else(|panic| Err(panic_failure(&panic))),
+                            outcome.unwrap_or_else(|panic| Err(PluginError::from_panic(&panic))),
                         )
                     })
             });
@@ -104,13 +103,16 @@ pub trait Output: Send + Sync + 'static {
 /// with a retryable error once the hub has gone away (the poll was cancelled):
 /// return that error to end the poll.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Emitter {
-    sender: mpsc::Sender<Result<pb::PollResponse, tonic::Status>>,
+    sender: mpsc::Sender<PollBatch>,
     emitted: u64,
 }
 
 impl Emitter {
-    pub(crate) fn new(sender: mpsc::Sender<Result<pb::PollResponse, tonic::Status>>) -> Self {
+    /// An emitter that sends each message on `sender` (whoever serves the
+    /// poll reads the other end).
+    pub(crate) fn new(sender: mpsc::Sender<PollBatch>) -> Self {
         Emitter { sender, emitted: 0 }
     }
 
@@ -156,12 +158,12 @@ impl Emitter {
         checkpoint: Option<Vec<u8>>,
     ) -> Result<(), PluginError> {
         let count = records.len() as u64;
-        let message = pb::PollResponse {
-            records: records.into_iter().map(record_to_pb).collect(),
+        let message = PollBatch {
+            records,
             checkpoint,
         };
         self.sender
-            .send(Ok(message))
+            .send(message)
             .await
             .map_err(|_| PluginError::retryable("the hub stopped listening to this poll"))?;
         self.emitted += count;

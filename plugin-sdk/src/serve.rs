@@ -25,9 +25,11 @@ use switchyard_wire::handshake::{
     MAGIC_COOKIE_VALUE, NOT_LAUNCHED_BY_HUB_MESSAGE, NegotiationError, Network,
 };
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::authority::AuthorityFix;
 use crate::plugin::Plugin;
 use crate::services::build_routes;
 use crate::tls::AutoMtls;
@@ -40,6 +42,7 @@ const PARENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a plugin refuses to start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LaunchError {
     /// The magic cookie is absent or wrong: a person ran the binary by hand.
     #[error("{NOT_LAUNCHED_BY_HUB_MESSAGE}")]
@@ -185,13 +188,20 @@ async fn run<T: Send + Sync + 'static>(
 
     let builder = tonic::transport::Server::builder().add_routes(routes);
     let stopped = shutdown.clone().cancelled_owned();
+    // Every connection goes through `AuthorityFix`, so grpcio and grpc-java
+    // clients (which send the socket path as `:authority`) are served too.
     let mut server = match &tls {
-        None => tokio::spawn(
-            builder.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped),
-        ),
-        Some(tls) => tokio::spawn(
-            builder.serve_with_incoming_shutdown(tls.incoming(listener, shutdown.clone()), stopped),
-        ),
+        None => {
+            let incoming =
+                UnixListenerStream::new(listener).map(|accepted| accepted.map(AuthorityFix::new));
+            tokio::spawn(builder.serve_with_incoming_shutdown(incoming, stopped))
+        }
+        Some(tls) => {
+            let incoming = tls
+                .incoming(listener, shutdown.clone())
+                .map(|accepted| accepted.map(AuthorityFix::new));
+            tokio::spawn(builder.serve_with_incoming_shutdown(incoming, stopped))
+        }
     };
     let finished = tokio::select! {
         finished = &mut server => Some(finished),

@@ -27,58 +27,35 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use switchyard_wire::pb::v1 as pb;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 pub use tonic::{Code, Status};
 
+pub use crate::types::{Metadata, PollBatch};
+
+use crate::authority::AuthorityFix;
 use crate::error::{ConfigError, PluginError};
-use crate::plugin::{Plugin, RoleKind};
-use crate::services::{
-    MAX_MESSAGE_BYTES, build_routes, event_kind_to_pb, failure_from_pb, record_from_pb,
-    record_to_pb, webhook_request_to_pb, webhook_response_from_pb,
-};
-use crate::types::{Record, RecordEvent, WebhookRequest, WebhookResponse};
+use crate::plugin::Plugin;
+use crate::services::build_routes;
+use crate::services::client::Client;
+use crate::types::{PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse};
 
 /// How long a harness call may take before the test fails instead of hanging.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What `GetMetadata` returned, as plain types.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Metadata {
-    /// The plugin's name.
-    pub name: String,
-    /// The plugin's version.
-    pub version: String,
-    /// The roles it serves.
-    pub roles: Vec<RoleKind>,
-    /// The config JSON Schema (`Value::Null` when the plugin sent none).
-    pub config_schema: serde_json::Value,
-    /// The one-line description.
-    pub description: String,
-    /// Whether webhook replies are synchronous.
-    pub webhook_sync_reply: bool,
-}
-
-/// One message of a poll's stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PollBatch {
-    /// The records in this message.
-    pub records: Vec<Record>,
-    /// The checkpoint it carried, if any.
-    pub checkpoint: Option<Vec<u8>>,
-}
-
 /// Everything one poll sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PollOutput {
     /// The messages, in order.
     pub batches: Vec<PollBatch>,
@@ -104,8 +81,10 @@ impl PollOutput {
 
 /// A plugin served in-process over a real gRPC connection. Dropping it stops the server.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct TestHarness {
     channel: Channel,
+    client: Client,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     socket: PathBuf,
@@ -129,7 +108,11 @@ impl TestHarness {
         let server = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal)
+                .serve_with_incoming_shutdown(
+                    UnixListenerStream::new(listener)
+                        .map(|accepted| accepted.map(AuthorityFix::new)),
+                    signal,
+                )
                 .await;
             if let Err(error) = served {
                 tracing::error!(error = %error, "The test harness's server failed.");
@@ -137,6 +120,7 @@ impl TestHarness {
         });
         let channel = connect_unix(&socket).await?;
         Ok(TestHarness {
+            client: Client::new(channel.clone()),
             channel,
             shutdown,
             server,
@@ -160,34 +144,7 @@ impl TestHarness {
     /// # Errors
     /// The call's gRPC status.
     pub async fn metadata(&self) -> Result<Metadata, Status> {
-        let mut client = pb::plugin_client::PluginClient::new(self.channel());
-        let metadata = timed(client.get_metadata(pb::GetMetadataRequest {}))
-            .await?
-            .into_inner();
-        let roles = metadata
-            .roles()
-            .filter_map(|role| match role {
-                pb::Role::PollingInput => Some(RoleKind::PollingInput),
-                pb::Role::WebhookInput => Some(RoleKind::WebhookInput),
-                pb::Role::Enrichment => Some(RoleKind::Enrichment),
-                pb::Role::Output => Some(RoleKind::Output),
-                pb::Role::Unspecified => None,
-            })
-            .collect();
-        let config_schema = if metadata.config_schema.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&metadata.config_schema)
-                .map_err(|err| Status::internal(format!("config_schema is not JSON: {err}")))?
-        };
-        Ok(Metadata {
-            name: metadata.name,
-            version: metadata.version,
-            roles,
-            config_schema,
-            description: metadata.description,
-            webhook_sync_reply: metadata.webhook_sync_reply,
-        })
+        timed(self.client.metadata()).await
     }
 
     /// Calls `Configure` with `config` (instance name `"test"`). The outer
@@ -210,21 +167,11 @@ impl TestHarness {
         &self,
         config_json: Vec<u8>,
     ) -> Result<Result<(), Vec<ConfigError>>, Status> {
-        let mut client = pb::plugin_client::PluginClient::new(self.channel());
-        let response = timed(client.configure(pb::ConfigureRequest {
-            config_json,
-            instance_name: "test".into(),
-        }))
-        .await?
-        .into_inner();
-        if response.errors.is_empty() {
+        let errors = timed(self.client.configure(config_json, "test")).await?;
+        if errors.is_empty() {
             Ok(Ok(()))
         } else {
-            Ok(Err(response
-                .errors
-                .into_iter()
-                .map(|error| ConfigError::new(error.field, error.message))
-                .collect()))
+            Ok(Err(errors))
         }
     }
 
@@ -233,20 +180,12 @@ impl TestHarness {
     /// # Errors
     /// The call's gRPC status, including one that ends the stream.
     pub async fn poll(&self, checkpoint: Option<&[u8]>) -> Result<PollOutput, Status> {
-        let mut client = pb::polling_input_client::PollingInputClient::new(self.channel())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let mut stream = timed(client.poll(pb::PollRequest {
-            checkpoint: checkpoint.map(<[u8]>::to_vec),
-            max_records: 0,
-        }))
-        .await?
-        .into_inner();
+        let mut request = PollRequest::new();
+        request.checkpoint = checkpoint.map(<[u8]>::to_vec);
+        let mut stream = timed(self.client.poll(request)).await?;
         let mut output = PollOutput::default();
-        while let Some(message) = timed(stream.message()).await? {
-            output.batches.push(PollBatch {
-                records: message.records.into_iter().map(record_from_pb).collect(),
-                checkpoint: message.checkpoint,
-            });
+        while let Some(batch) = timed(stream.next()).await? {
+            output.batches.push(batch);
         }
         Ok(output)
     }
@@ -256,11 +195,7 @@ impl TestHarness {
     /// # Errors
     /// The call's gRPC status (INVALID_ARGUMENT for a permanent failure).
     pub async fn handle_webhook(&self, request: WebhookRequest) -> Result<WebhookResponse, Status> {
-        let mut client = pb::webhook_input_client::WebhookInputClient::new(self.channel());
-        let response = timed(client.handle_webhook(webhook_request_to_pb(request)))
-            .await?
-            .into_inner();
-        Ok(webhook_response_from_pb(response))
+        timed(self.client.handle_webhook(request)).await
     }
 
     /// Sends `records` through `Enrich` as one batch and returns one outcome
@@ -273,46 +208,24 @@ impl TestHarness {
         records: Vec<Record>,
     ) -> Result<Vec<Result<Record, PluginError>>, Status> {
         let count = records.len();
-        let items = records
-            .into_iter()
-            .enumerate()
-            .map(|(index, record)| pb::EnrichItem {
-                sequence: index as u64,
-                record: Some(record_to_pb(record)),
-            })
-            .collect();
-        let request = pb::EnrichRequest { items };
-        let mut client = pb::enricher_client::EnricherClient::new(self.channel())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let mut stream = timed(client.enrich(tokio_stream::iter([request])))
-            .await?
-            .into_inner();
+        let mut stream = timed(self.client.enrich(records)).await?;
         let mut results: Vec<Option<Result<Record, PluginError>>> = vec![None; count];
         let mut answered = 0;
         while answered < count {
-            let Some(response) = timed(stream.message()).await? else {
+            let Some(answers) = timed(stream.next()).await? else {
                 break;
             };
-            for result in response.results {
-                let slot = usize::try_from(result.sequence)
+            for (sequence, outcome) in answers {
+                let slot = usize::try_from(sequence)
                     .ok()
                     .and_then(|index| results.get_mut(index))
-                    .ok_or_else(|| {
-                        Status::internal(format!("unknown sequence {}", result.sequence))
-                    })?;
+                    .ok_or_else(|| Status::internal(format!("unknown sequence {sequence}")))?;
                 if slot.is_some() {
                     return Err(Status::internal(format!(
-                        "sequence {} answered twice",
-                        result.sequence
+                        "sequence {sequence} answered twice"
                     )));
                 }
-                *slot = Some(match result.outcome {
-                    Some(pb::enrich_result::Outcome::Record(record)) => Ok(record_from_pb(record)),
-                    Some(pb::enrich_result::Outcome::Failure(failure)) => {
-                        Err(failure_from_pb(failure))
-                    }
-                    None => return Err(Status::internal("a result without an outcome")),
-                });
+                *slot = Some(outcome);
                 answered += 1;
             }
         }
@@ -336,37 +249,16 @@ impl TestHarness {
         events: Vec<RecordEvent>,
     ) -> Result<Vec<Result<(), PluginError>>, Status> {
         let ids: Vec<u64> = events.iter().map(|event| event.delivery_id).collect();
-        let request = pb::EventRequest {
-            events: events
-                .into_iter()
-                .map(|event| pb::RecordEvent {
-                    delivery_id: event.delivery_id,
-                    kind: event_kind_to_pb(event.kind) as i32,
-                    record: Some(record_to_pb(event.record)),
-                    attempt: event.attempt,
-                })
-                .collect(),
-        };
-        let mut client = pb::output_client::OutputClient::new(self.channel())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let mut stream = timed(client.handle_event(tokio_stream::iter([request])))
-            .await?
-            .into_inner();
-        let mut outcomes: std::collections::HashMap<u64, Result<(), PluginError>> =
-            std::collections::HashMap::new();
+        let mut stream = timed(self.client.handle_events(events)).await?;
+        let mut outcomes: HashMap<u64, Result<(), PluginError>> = HashMap::new();
         while outcomes.len() < ids.len() {
-            let Some(response) = timed(stream.message()).await? else {
+            let Some(answers) = timed(stream.next()).await? else {
                 break;
             };
-            for ack in response.acks {
-                let outcome = match ack.failure {
-                    None => Ok(()),
-                    Some(failure) => Err(failure_from_pb(failure)),
-                };
-                if outcomes.insert(ack.delivery_id, outcome).is_some() {
+            for (delivery_id, outcome) in answers {
+                if outcomes.insert(delivery_id, outcome).is_some() {
                     return Err(Status::internal(format!(
-                        "delivery {} answered twice",
-                        ack.delivery_id
+                        "delivery {delivery_id} answered twice"
                     )));
                 }
             }

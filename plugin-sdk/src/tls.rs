@@ -36,6 +36,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Why AutoMTLS could not be set up; the plugin does not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsSetupError {
     /// `PLUGIN_CLIENT_CERT` does not hold a usable certificate.
     #[error("{ENV_CLIENT_CERT} does not hold a usable certificate (AutoMTLS): {0}")]
@@ -199,10 +200,9 @@ impl AsyncWrite for TlsConnection {
 mod tests {
     use hyper_util::rt::TokioIo;
     use tonic::transport::{Channel, Endpoint};
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
 
     use super::*;
+    use crate::services::client::check_health as health;
 
     /// Connects to `path` over TLS as `identity`, trusting `server_cert` only.
     async fn connect(
@@ -224,15 +224,6 @@ mod tests {
                 }
             }))
             .await
-    }
-
-    async fn health(channel: Channel) -> Result<(), tonic::Status> {
-        HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map(|_| ())
     }
 
     #[tokio::test]

@@ -1,5 +1,9 @@
-//! The plain Rust types a plugin author works with: records, events, webhook
-//! requests and replies. No protobuf type appears here; `services.rs` converts.
+//! The plain Rust types a plugin author works with: records, events, poll
+//! requests and batches, webhook requests and replies, roles and metadata.
+//!
+//! No protobuf type appears here; `services/convert.rs` converts. Every type
+//! is `#[non_exhaustive]` so fields can be added without breaking plugins:
+//! build them with their constructors and `with_*` methods.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +19,19 @@ use crate::error::PluginError;
 /// without being parsed unless the plugin wants to look inside; use
 /// [`Record::payload_json`], [`Record::payload_as`] and [`Record::set_payload`]
 /// to read and write it.
+///
+/// ```
+/// use switchyard_plugin_sdk::Record;
+///
+/// let record = Record::new("42", "order.created")
+///     .with_source("shop")
+///     .with_payload(&serde_json::json!({"total": 12}))?
+///     .with_metadata("region", "eu");
+/// assert_eq!(record.payload_json()?["total"], 12);
+/// # Ok::<(), switchyard_plugin_sdk::PluginError>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// The record's identifier, unique within its source. Required: the hub
     /// rejects records with an empty id.
@@ -67,6 +83,25 @@ impl Record {
         self
     }
 
+    /// Sets where the record came from (builder style).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Sets the deduplication key (builder style).
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the payload to raw bytes, which should be UTF-8 JSON (builder
+    /// style; see [`Record::with_payload`] to serialize a value).
+    pub fn with_payload_bytes(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
     /// Parses the payload as a JSON value; an empty payload reads as `null`.
     ///
     /// # Errors
@@ -107,6 +142,7 @@ impl Record {
 
 /// What happened to a stored record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventKind {
     /// The record was stored for the first time.
     Created,
@@ -125,7 +161,15 @@ impl EventKind {
 }
 
 /// One event about one record, delivered to an output.
+///
+/// ```
+/// use switchyard_plugin_sdk::{EventKind, Record, RecordEvent};
+///
+/// let event = RecordEvent::new(7, EventKind::Updated, Record::new("42", "order")).with_attempt(2);
+/// assert_eq!((event.delivery_id, event.attempt), (7, 2));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordEvent {
     /// Unique per output and the same on every redelivery, so outputs can deduplicate.
     pub delivery_id: u64,
@@ -137,8 +181,27 @@ pub struct RecordEvent {
     pub attempt: u32,
 }
 
+impl RecordEvent {
+    /// The first delivery (attempt 1) of event `delivery_id` about `record`.
+    pub fn new(delivery_id: u64, kind: EventKind, record: Record) -> Self {
+        RecordEvent {
+            delivery_id,
+            kind,
+            record,
+            attempt: 1,
+        }
+    }
+
+    /// Sets the delivery attempt, 1 for the first (builder style).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+}
+
 /// What the hub asks of a poll.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PollRequest {
     /// The last checkpoint the hub committed, exactly as the plugin sent it;
     /// `None` on the very first poll.
@@ -147,8 +210,57 @@ pub struct PollRequest {
     pub max_records: u32,
 }
 
+impl PollRequest {
+    /// The very first poll: no checkpoint, no limit.
+    pub fn new() -> Self {
+        PollRequest::default()
+    }
+
+    /// Continues from `checkpoint` (builder style).
+    pub fn with_checkpoint(mut self, checkpoint: impl Into<Vec<u8>>) -> Self {
+        self.checkpoint = Some(checkpoint.into());
+        self
+    }
+
+    /// Sets the soft limit on records, 0 for none (builder style).
+    pub fn with_max_records(mut self, max_records: u32) -> Self {
+        self.max_records = max_records;
+        self
+    }
+}
+
+/// One message of a poll's stream: records, a checkpoint covering every
+/// record sent so far in the poll, or both. [`Emitter`](crate::Emitter)
+/// sends them; [`TestHarness::poll`](crate::testing::TestHarness::poll)
+/// collects them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PollBatch {
+    /// The records in this message.
+    pub records: Vec<Record>,
+    /// The checkpoint it carried, if any.
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+impl PollBatch {
+    /// A message carrying `records` and no checkpoint.
+    pub fn new(records: Vec<Record>) -> Self {
+        PollBatch {
+            records,
+            checkpoint: None,
+        }
+    }
+
+    /// Adds the checkpoint that covers the records (builder style).
+    pub fn with_checkpoint(mut self, checkpoint: impl Into<Vec<u8>>) -> Self {
+        self.checkpoint = Some(checkpoint.into());
+        self
+    }
+}
+
 /// One HTTP webhook delivery, exactly as the hub received it (secrets removed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WebhookRequest {
     /// The HTTP method, for example `"POST"`.
     pub method: String,
@@ -167,6 +279,45 @@ pub struct WebhookRequest {
 }
 
 impl WebhookRequest {
+    /// A request with the given method and path, no headers and an empty body.
+    pub fn new(method: impl Into<String>, path: impl Into<String>) -> Self {
+        WebhookRequest {
+            method: method.into(),
+            path: path.into(),
+            ..WebhookRequest::default()
+        }
+    }
+
+    /// Appends a header (builder style).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the body (builder style).
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets the raw query string, without the leading `?` (builder style).
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = query.into();
+        self
+    }
+
+    /// Sets the delivery id (builder style).
+    pub fn with_delivery_id(mut self, delivery_id: impl Into<String>) -> Self {
+        self.delivery_id = delivery_id.into();
+        self
+    }
+
+    /// Sets when the hub received the request (builder style).
+    pub fn with_received_at(mut self, at: DateTime<Utc>) -> Self {
+        self.received_at = Some(at);
+        self
+    }
+
     /// A POST request with the given JSON body and a `content-type` header
     /// (handy in tests).
     pub fn json(body: &serde_json::Value) -> Self {
@@ -202,6 +353,7 @@ impl WebhookRequest {
 /// The HTTP reply a webhook plugin wants sent (only used when the plugin
 /// declared [`Plugin::webhook_sync_reply`](crate::Plugin::webhook_sync_reply)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpReply {
     /// The HTTP status code, 200 to 599.
     pub status: u16,
@@ -221,6 +373,12 @@ impl HttpReply {
         }
     }
 
+    /// Appends a header (builder style).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     /// Sets the body and a `content-type` header (builder style).
     pub fn with_body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         self.headers
@@ -231,7 +389,16 @@ impl HttpReply {
 }
 
 /// What a webhook delivery turned into.
+///
+/// ```
+/// use switchyard_plugin_sdk::{HttpReply, Record, WebhookResponse};
+///
+/// let response = WebhookResponse::records(vec![Record::new("42", "push")])
+///     .with_reply(HttpReply::new(200).with_body("text/plain", "ok"));
+/// assert_eq!(response.reply.map(|reply| reply.status), Some(200));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WebhookResponse {
     /// Records to store; may be empty (for example for a ping).
     pub records: Vec<Record>,
@@ -247,6 +414,46 @@ impl WebhookResponse {
             reply: None,
         }
     }
+
+    /// Sets the reply the sender gets (builder style; used when the plugin
+    /// declared [`Plugin::webhook_sync_reply`](crate::Plugin::webhook_sync_reply)).
+    pub fn with_reply(mut self, reply: impl Into<Option<HttpReply>>) -> Self {
+        self.reply = reply.into();
+        self
+    }
+}
+
+/// A role a plugin serves (as reported by `GetMetadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RoleKind {
+    /// Serves [`PollingInput`](crate::PollingInput).
+    PollingInput,
+    /// Serves [`WebhookInput`](crate::WebhookInput).
+    WebhookInput,
+    /// Serves [`Enricher`](crate::Enricher).
+    Enrichment,
+    /// Serves [`Output`](crate::Output).
+    Output,
+}
+
+/// What a plugin says about itself in `GetMetadata`, as plain types (see
+/// [`TestHarness::metadata`](crate::testing::TestHarness::metadata)).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The roles it serves.
+    pub roles: Vec<RoleKind>,
+    /// The config JSON Schema (`Value::Null` when the plugin sent none).
+    pub config_schema: serde_json::Value,
+    /// The one-line description.
+    pub description: String,
+    /// Whether webhook replies are synchronous.
+    pub webhook_sync_reply: bool,
 }
 
 #[cfg(test)]
@@ -265,10 +472,7 @@ mod tests {
             Record::new("2", "t").payload_json().unwrap(),
             serde_json::Value::Null
         );
-        let bad = Record {
-            payload: b"{".to_vec(),
-            ..Record::new("3", "t")
-        };
+        let bad = Record::new("3", "t").with_payload_bytes("{");
         let err = bad.payload_json().unwrap_err();
         assert!(!err.is_retryable());
         assert!(err.message().contains("record \"3\""), "{err}");

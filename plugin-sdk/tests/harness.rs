@@ -60,10 +60,8 @@ impl WebhookInput for Echo {
             .as_str()
             .ok_or_else(|| PluginError::permanent("the body has no string `id`"))?;
         let record = Record::new(id, "hook").with_payload(&body)?;
-        Ok(WebhookResponse {
-            records: vec![record],
-            reply: Some(HttpReply::new(200).with_body("text/plain", "ok")),
-        })
+        Ok(WebhookResponse::records(vec![record])
+            .with_reply(HttpReply::new(200).with_body("text/plain", "ok")))
     }
 }
 
@@ -121,12 +119,7 @@ fn plugin() -> Plugin<Echo> {
 }
 
 fn event(id: &str, delivery_id: u64) -> RecordEvent {
-    RecordEvent {
-        delivery_id,
-        kind: EventKind::Created,
-        record: Record::new(id, "t"),
-        attempt: 1,
-    }
+    RecordEvent::new(delivery_id, EventKind::Created, Record::new(id, "t"))
 }
 
 #[tokio::test]

@@ -5,20 +5,17 @@ use switchyard_plugin_sdk::testing::TestHarness;
 use switchyard_plugin_sdk::{EventKind, Record, RecordEvent};
 
 fn event(delivery_id: u64, id: &str) -> RecordEvent {
-    RecordEvent {
-        delivery_id,
-        kind: if delivery_id & 1 == 0 {
-            EventKind::Created
-        } else {
-            EventKind::Updated
-        },
-        record: Record::new(id, "order")
-            .with_payload(&serde_json::json!({"total": delivery_id}))
-            .unwrap()
-            .with_metadata("k", "v")
-            .with_occurred_at(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()),
-        attempt: 1,
-    }
+    let kind = if delivery_id & 1 == 0 {
+        EventKind::Created
+    } else {
+        EventKind::Updated
+    };
+    let record = Record::new(id, "order")
+        .with_payload(&serde_json::json!({"total": delivery_id}))
+        .unwrap()
+        .with_metadata("k", "v")
+        .with_occurred_at(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+    RecordEvent::new(delivery_id, kind, record)
 }
 
 fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {

@@ -71,10 +71,7 @@ async fn non_object_payloads_and_non_string_texts_fail_permanently() {
         .enrich(vec![
             record("arr", serde_json::json!(["good"])),
             record("num", serde_json::json!({"text": 5})),
-            Record {
-                payload: b"{oops".to_vec(),
-                ..Record::new("bad", "t")
-            },
+            Record::new("bad", "t").with_payload_bytes("{oops"),
         ])
         .await
         .unwrap();

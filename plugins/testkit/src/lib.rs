@@ -199,7 +199,7 @@ impl WebhookInput for Testkit {
                 .map_or_else(|| challenge.to_string(), str::to_owned);
             HttpReply::new(200).with_body("text/plain", text)
         });
-        Ok(WebhookResponse { records, reply })
+        Ok(WebhookResponse::records(records).with_reply(reply))
     }
 }
 

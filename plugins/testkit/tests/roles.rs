@@ -13,12 +13,7 @@ async fn configured(config: serde_json::Value) -> TestHarness {
 }
 
 fn event(id: &str, delivery_id: u64) -> RecordEvent {
-    RecordEvent {
-        delivery_id,
-        kind: EventKind::Updated,
-        record: Record::new(id, "t"),
-        attempt: 2,
-    }
+    RecordEvent::new(delivery_id, EventKind::Updated, Record::new(id, "t")).with_attempt(2)
 }
 
 #[tokio::test]
