@@ -1,9 +1,18 @@
-//! The inbox worker of one webhook plugin: takes pending deliveries in
-//! arrival order, hands each to `HandleWebhook` under the plugin's retry
-//! policy (`[plugins.NAME.retry]`, through [`crate::retry::call`]), and commits the records it returns in
-//! the transaction that marks the delivery done. A delivery the plugin
-//! rejects (INVALID_ARGUMENT), or that fails past `max_attempts`, becomes a
-//! dead letter (stage `webhook`) in the transaction that marks it dead.
+//! The inbox worker of one webhook plugin: claims pending deliveries in
+//! inbox (arrival) order and hands up to `concurrency` of them
+//! (`[plugins.NAME.webhook]`) at a time to `HandleWebhook`, each under the
+//! plugin's retry policy (`[plugins.NAME.retry]`, through
+//! [`crate::retry::call`]). A delivery's records are committed in the
+//! transaction that marks it done. A delivery the plugin rejects
+//! (INVALID_ARGUMENT), or that fails past `max_attempts`, becomes a dead
+//! letter (stage `webhook`) in the transaction that marks it dead.
+//!
+//! Order: one task per delivery in hand, so a delivery's own attempts are
+//! sequential and one delivery being retried does not hold back the others;
+//! deliveries are claimed strictly in inbox order, and with `concurrency = 1`
+//! each one is finished (done or dead, durably) before the next is claimed,
+//! so the plugin sees them, and the store finishes them, in inbox order.
+//! With more, they may finish out of order.
 //!
 //! While the plugin is stopped, restarting or not serving, deliveries wait
 //! in the inbox instead of being dead-lettered.
@@ -11,12 +20,14 @@
 //! the plugin again after the restart (at least once; records are upserted
 //! by key, so a second pass does not duplicate them).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::Endpoint;
@@ -27,8 +38,9 @@ use crate::store::{
     InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
 };
 
-/// How many pending deliveries are read per query.
-const BATCH: u32 = 32;
+/// How many pending deliveries are read ahead per query (beyond those in
+/// hand).
+const BATCH: usize = 32;
 /// How often an idle worker looks at the inbox even without a wake-up (a
 /// delivery requeued by a replay, for example).
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -41,47 +53,161 @@ const HELD_BACK_RECHECK: Duration = Duration::from_secs(5);
 /// deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
-/// Runs until `stop` becomes true.
+/// How the task handling one delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// Its records are stored and it is marked done.
+    Done,
+    /// It is dead-lettered.
+    Dead,
+    /// It is still pending (a store error): it is claimed again, first.
+    Released,
+    /// The worker was stopped; it is still pending.
+    Stopped,
+}
+
+/// The worker's claims: deliveries read ahead in inbox order, and the ones
+/// in hand (a task each).
+struct Claims {
+    /// The most deliveries in hand at once.
+    concurrency: usize,
+    /// Pending deliveries read from the inbox, in inbox order, not in hand.
+    queue: VecDeque<InboxEntry>,
+    /// The inbox ids in hand.
+    in_hand: HashSet<i64>,
+    /// Which task holds which inbox id.
+    tasks: HashMap<tokio::task::Id, i64>,
+    /// The last read found nothing new: read again only after a wake-up,
+    /// the idle poll, or a release.
+    drained: bool,
+}
+
+impl Claims {
+    fn new(concurrency: usize) -> Self {
+        Claims {
+            concurrency: concurrency.max(1),
+            queue: VecDeque::new(),
+            in_hand: HashSet::new(),
+            tasks: HashMap::new(),
+            drained: false,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.in_hand.len() < self.concurrency
+    }
+
+    /// The next pending delivery in inbox order, reading ahead from the
+    /// store when the queue is empty. `Ok(None)`: nothing to claim now.
+    async fn next(
+        &mut self,
+        store: &Store,
+        plugin: &str,
+    ) -> Result<Option<InboxEntry>, StoreError> {
+        if self.queue.is_empty() && !self.drained {
+            // A delivery in hand is still pending until its task ends (its
+            // commit happens before), so those are skipped; reading that
+            // many more keeps the read-ahead full.
+            let limit = u32::try_from(BATCH + self.in_hand.len()).unwrap_or(u32::MAX);
+            let pending = store.pending_inbox(plugin, limit).await?;
+            self.queue.extend(
+                pending
+                    .into_iter()
+                    .filter(|entry| !self.in_hand.contains(&entry.id)),
+            );
+            self.drained = self.queue.is_empty();
+        }
+        Ok(self.queue.pop_front())
+    }
+
+    /// Something may have been added to the inbox.
+    fn wake(&mut self) {
+        self.drained = false;
+    }
+
+    /// A task ended: its delivery is out of hand. A released one is pending
+    /// again, so the read-ahead is discarded to claim it first.
+    fn end(&mut self, task: tokio::task::Id, finished: Finished) {
+        if let Some(id) = self.tasks.remove(&task) {
+            self.in_hand.remove(&id);
+        }
+        if finished == Finished::Released {
+            self.queue.clear();
+            self.drained = false;
+        }
+    }
+}
+
+/// Runs until `stop` becomes true, then waits for the deliveries in hand to
+/// finish or be abandoned (left pending).
 pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Receiver<bool>) {
-    let span = tracing::info_span!("webhook_worker", plugin = %endpoint.name());
+    let concurrency = endpoint.config().concurrency;
+    let span = tracing::info_span!("webhook_worker", plugin = %endpoint.name(), concurrency);
     async move {
         let store = &ingest.store;
         let mut next_prune = tokio::time::Instant::now();
-        while !*stop.borrow() {
+        let mut claims = Claims::new(concurrency);
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        'work: while !*stop.borrow() {
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
                 prune(&endpoint, store).await;
             }
-            let batch = match store.pending_inbox(endpoint.name(), BATCH).await {
-                Ok(batch) => batch,
-                Err(err) => {
-                    tracing::error!(error = %err, "Cannot read the webhook inbox; retrying.");
-                    pause(&mut stop, STORE_RETRY).await;
-                    continue;
-                }
-            };
-            if batch.is_empty() {
-                tokio::select! {
-                    () = endpoint.wake.notified() => {}
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
+            while claims.has_room() {
+                let entry = match claims.next(store, endpoint.name()).await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(error = %err, "Cannot read the webhook inbox; retrying.");
+                        pause(&mut stop, STORE_RETRY).await;
+                        claims.wake();
+                        continue 'work;
+                    }
+                };
+                let id = entry.id;
+                let span = tracing::info_span!(
+                    "webhook_delivery",
+                    delivery_id = %entry.delivery.delivery_id,
+                    inbox_id = id
+                );
+                let task = tasks.spawn(
+                    deliver(endpoint.clone(), ingest.clone(), entry, stop.clone()).instrument(span),
+                );
+                claims.in_hand.insert(id);
+                claims.tasks.insert(task.id(), id);
             }
-            let mut handled = Vec::with_capacity(batch.len());
-            for entry in batch {
-                if process(&endpoint, &ingest, entry, &mut stop, &mut handled).await == Flow::Stop {
-                    break;
+            tokio::select! {
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    end_task(&mut claims, joined);
                 }
+                () = endpoint.wake.notified() => claims.wake(),
+                () = tokio::time::sleep(IDLE_POLL) => claims.wake(),
+                _ = stop.changed() => {}
             }
-            if !commit_handled(&endpoint, &ingest, &mut handled).await {
-                pause(&mut stop, STORE_RETRY).await;
-            }
+        }
+        while let Some(joined) = tasks.join_next_with_id().await {
+            end_task(&mut claims, joined);
         }
         tracing::debug!("Webhook worker stopped.");
     }
     .instrument(span)
     .await
+}
+
+/// Books a delivery task's end.
+fn end_task(
+    claims: &mut Claims,
+    joined: Result<(tokio::task::Id, Finished), tokio::task::JoinError>,
+) {
+    match joined {
+        Ok((task, finished)) => claims.end(task, finished),
+        Err(err) => {
+            // A bug, not the delivery's fault: it stays pending and is
+            // claimed again.
+            tracing::error!(error = %err, "A webhook delivery task ended abnormally; the delivery stays pending.");
+            claims.end(err.id(), Finished::Released);
+        }
+    }
 }
 
 /// Deletes done deliveries past the retention (their ids no longer count
@@ -105,39 +231,30 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     }
 }
 
-/// A delivery the plugin handled, waiting to be committed with the others
-/// of its batch.
+/// A delivery the plugin handled, ready to be committed.
 struct Handled {
     entry: InboxEntry,
     prepared: ChainOutput,
     attempts: u32,
 }
 
-/// Whether the worker goes on with the batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    Stop,
-}
-
-/// Hands one delivery to the plugin (under the retry policy) and adds the
-/// enriched result to `handled`, or dead-letters it. Returns
-/// [`Flow::Stop`] when the worker was stopped or a commit failed (the
-/// delivery stays pending and the batch is read again).
-async fn process(
-    endpoint: &Endpoint,
-    ingest: &Ingest,
+/// Hands one delivery to the plugin (under the retry policy, attempts one
+/// after another) until it is done or dead, durably, or the worker stops.
+/// A delivery the plugin cannot take now (stopped, restarting, not serving,
+/// an enricher down) is held in hand and tried again.
+async fn deliver(
+    endpoint: Arc<Endpoint>,
+    ingest: Ingest,
     entry: InboxEntry,
-    stop: &mut watch::Receiver<bool>,
-    handled: &mut Vec<Handled>,
-) -> Flow {
+    mut stop: watch::Receiver<bool>,
+) -> Finished {
     let name = endpoint.name();
     let store = &ingest.store;
     let first_failed_at = chrono::Utc::now();
     let mut held_back = false;
     loop {
         if *stop.borrow() {
-            return Flow::Stop;
+            return Finished::Stopped;
         }
         let mut attempts = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
         let span = tracing::info_span!("call", plugin = %name, call = "webhook", delivery_id = %entry.delivery.delivery_id);
@@ -153,27 +270,36 @@ async fn process(
         );
         let result = tokio::select! {
             result = call => result,
-            _ = stop.changed() => return Flow::Stop,
+            _ = stop.changed() => return Finished::Stopped,
         };
         let error = match result {
             Ok(outcome) => match ingest.prepare(name, outcome.records).await {
                 Ok(prepared) => {
-                    handled.push(Handled {
+                    let handled = Handled {
                         entry,
                         prepared,
                         attempts,
-                    });
-                    return Flow::Continue;
+                    };
+                    // Not abandoned when the worker stops: what the plugin
+                    // made of the delivery is worth keeping.
+                    return match complete(&endpoint, &ingest, handled).await {
+                        Ok(()) => {
+                            endpoint.remove_pending();
+                            Finished::Done
+                        }
+                        Err(err) => {
+                            tracing::error!(plugin = %name, error = %err, "Cannot commit the webhook delivery's records; it stays pending.");
+                            pause(&mut stop, STORE_RETRY).await;
+                            Finished::Released
+                        }
+                    };
                 }
-                Err(CallFailure::Cancelled) => return Flow::Stop,
+                Err(CallFailure::Cancelled) => return Finished::Stopped,
                 Err(error) => {
                     // An enricher is down: the delivery stays pending and
                     // the plugin is asked again later.
                     tracing::warn!(plugin = %name, delivery_id = %entry.delivery.delivery_id, error = %error, "Cannot enrich the webhook's records; the delivery stays pending.");
-                    if !commit_handled(endpoint, ingest, handled).await {
-                        return Flow::Stop;
-                    }
-                    pause(stop, HELD_BACK_RECHECK).await;
+                    pause(&mut stop, HELD_BACK_RECHECK).await;
                     continue;
                 }
             },
@@ -198,9 +324,6 @@ async fn process(
                     );
                     held_back = true;
                 }
-                if !commit_handled(endpoint, ingest, handled).await {
-                    return Flow::Stop;
-                }
                 if let Err(err) = store
                     .note_inbox_attempt(entry.id, attempts, &reason.to_string())
                     .await
@@ -211,87 +334,53 @@ async fn process(
                 tokio::select! {
                     _ = status.changed() => {}
                     () = tokio::time::sleep(HELD_BACK_RECHECK) => {}
-                    _ = stop.changed() => return Flow::Stop,
+                    _ = stop.changed() => return Finished::Stopped,
                 }
                 continue;
             }
         };
-        // Earlier deliveries are committed first, so the inbox stays in
-        // arrival order.
-        if !commit_handled(endpoint, ingest, handled).await {
-            return Flow::Stop;
-        }
-        return match dead_letter(endpoint, store, &entry, attempts, &error, first_failed_at).await {
+        return match dead_letter(&endpoint, store, &entry, attempts, &error, first_failed_at).await
+        {
             Ok(()) => {
                 endpoint.remove_pending();
-                Flow::Continue
+                Finished::Dead
             }
             Err(err) => {
                 tracing::error!(plugin = %name, delivery_id = %entry.delivery.delivery_id, error = %err, "Cannot dead-letter the webhook delivery; it stays pending.");
-                Flow::Stop
+                pause(&mut stop, STORE_RETRY).await;
+                Finished::Released
             }
         };
     }
 }
 
-/// Commits every handled delivery's records and marks them done, in one
-/// transaction; empties `handled`. On a store error nothing is committed:
-/// the deliveries stay pending (handed to the plugin again; records are
-/// upserted by key) and false is returned.
-async fn commit_handled(endpoint: &Endpoint, ingest: &Ingest, handled: &mut Vec<Handled>) -> bool {
-    if handled.is_empty() {
-        return true;
-    }
-    let batch = std::mem::take(handled);
-    let deliveries = batch.len();
-    match complete(endpoint, ingest, batch).await {
-        Ok(()) => {
-            for _ in 0..deliveries {
-                endpoint.remove_pending();
-            }
-            true
-        }
-        Err(err) => {
-            tracing::error!(plugin = %endpoint.name(), deliveries, error = %err, "Cannot commit the webhook deliveries' records; they stay pending.");
-            false
-        }
-    }
-}
-
-/// Stores the records and marks the deliveries done, in one transaction
-/// (through the store's group commit).
+/// Stores the delivery's records and marks it done, in one transaction
+/// (through the store's group commit, which joins concurrent deliveries'
+/// commits). On a store error nothing is committed: the delivery stays
+/// pending.
 async fn complete(
     endpoint: &Endpoint,
     ingest: &Ingest,
-    batch: Vec<Handled>,
+    handled: Handled,
 ) -> Result<(), StoreError> {
     let name = endpoint.name();
-    let stored: Vec<(String, usize)> = batch
-        .iter()
-        .map(|handled| {
-            (
-                handled.entry.delivery.delivery_id.clone(),
-                handled.prepared.records.len(),
-            )
-        })
-        .collect();
+    let delivery_id = handled.entry.delivery.delivery_id.clone();
+    let records = handled.prepared.records.len();
     let job = CompleteJob {
         plugin: name.to_owned(),
-        batch,
+        handled,
     };
     let upserted = ingest.store.write(job).await?;
     ingest.count(name, &upserted);
-    for (delivery_id, records) in stored {
-        super::metrics::handled(name, "done");
-        tracing::debug!(plugin = %name, delivery_id = %delivery_id, records, "Webhook delivery stored.");
-    }
+    super::metrics::handled(name, "done");
+    tracing::debug!(plugin = %name, delivery_id = %delivery_id, records, "Webhook delivery stored.");
     Ok(())
 }
 
-/// A write job: handled deliveries' records, and their inbox rows done.
+/// A write job: a handled delivery's records, and its inbox row done.
 struct CompleteJob {
     plugin: String,
-    batch: Vec<Handled>,
+    handled: Handled,
 }
 
 impl WriteJob for CompleteJob {
@@ -299,21 +388,16 @@ impl WriteJob for CompleteJob {
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
         Box::pin(async move {
-            let mut upserted = Vec::new();
-            for handled in &self.batch {
-                upserted.extend(write_prepared(tx, &self.plugin, &handled.prepared).await?);
-                tx.complete_inbox(handled.entry.id, handled.attempts)
-                    .await?;
-            }
+            let handled = &self.handled;
+            let upserted = write_prepared(tx, &self.plugin, &handled.prepared).await?;
+            tx.complete_inbox(handled.entry.id, handled.attempts)
+                .await?;
             Ok(upserted)
         })
     }
 
     fn weight(&self) -> usize {
-        self.batch
-            .iter()
-            .map(|handled| 1 + handled.prepared.records.len())
-            .sum()
+        1 + self.handled.prepared.records.len()
     }
 }
 
