@@ -75,8 +75,6 @@ struct Claims {
     queue: VecDeque<InboxEntry>,
     /// The inbox ids in hand.
     in_hand: HashSet<i64>,
-    /// Which task holds which inbox id.
-    tasks: HashMap<tokio::task::Id, i64>,
     /// The last read found nothing new: read again only after a wake-up,
     /// the idle poll, or a release.
     drained: bool,
@@ -88,7 +86,6 @@ impl Claims {
             concurrency: concurrency.max(1),
             queue: VecDeque::new(),
             in_hand: HashSet::new(),
-            tasks: HashMap::new(),
             drained: false,
         }
     }
@@ -97,9 +94,10 @@ impl Claims {
         self.in_hand.len() < self.concurrency
     }
 
-    /// The next pending delivery in inbox order, reading ahead from the
-    /// store when the queue is empty. `Ok(None)`: nothing to claim now.
-    async fn next(
+    /// Takes the next pending delivery in inbox order into hand, reading
+    /// ahead from the store when the queue is empty. `Ok(None)`: nothing to
+    /// claim now.
+    async fn claim(
         &mut self,
         store: &Store,
         plugin: &str,
@@ -117,7 +115,11 @@ impl Claims {
             );
             self.drained = self.queue.is_empty();
         }
-        Ok(self.queue.pop_front())
+        let entry = self.queue.pop_front();
+        if let Some(entry) = &entry {
+            self.in_hand.insert(entry.id);
+        }
+        Ok(entry)
     }
 
     /// Something may have been added to the inbox.
@@ -125,12 +127,11 @@ impl Claims {
         self.drained = false;
     }
 
-    /// A task ended: its delivery is out of hand. A released one is pending
-    /// again, so the read-ahead is discarded to claim it first.
-    fn end(&mut self, task: tokio::task::Id, finished: Finished) {
-        if let Some(id) = self.tasks.remove(&task) {
-            self.in_hand.remove(&id);
-        }
+    /// The task of inbox row `id` ended: the delivery is out of hand. A
+    /// released one is pending again, so the read-ahead is discarded to
+    /// claim it first.
+    fn end(&mut self, id: i64, finished: Finished) {
+        self.in_hand.remove(&id);
         if finished == Finished::Released {
             self.queue.clear();
             self.drained = false;
@@ -148,13 +149,15 @@ pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Recei
         let mut next_prune = tokio::time::Instant::now();
         let mut claims = Claims::new(concurrency);
         let mut tasks: JoinSet<Finished> = JoinSet::new();
+        // Which task holds which inbox row.
+        let mut holders: HashMap<tokio::task::Id, i64> = HashMap::new();
         'work: while !*stop.borrow() {
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
                 prune(&endpoint, store).await;
             }
             while claims.has_room() {
-                let entry = match claims.next(store, endpoint.name()).await {
+                let entry = match claims.claim(store, endpoint.name()).await {
                     Ok(Some(entry)) => entry,
                     Ok(None) => break,
                     Err(err) => {
@@ -173,12 +176,11 @@ pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Recei
                 let task = tasks.spawn(
                     deliver(endpoint.clone(), ingest.clone(), entry, stop.clone()).instrument(span),
                 );
-                claims.in_hand.insert(id);
-                claims.tasks.insert(task.id(), id);
+                holders.insert(task.id(), id);
             }
             tokio::select! {
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    end_task(&mut claims, joined);
+                    end_task(&mut claims, &mut holders, joined);
                 }
                 () = endpoint.wake.notified() => claims.wake(),
                 () = tokio::time::sleep(IDLE_POLL) => claims.wake(),
@@ -186,7 +188,7 @@ pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Recei
             }
         }
         while let Some(joined) = tasks.join_next_with_id().await {
-            end_task(&mut claims, joined);
+            end_task(&mut claims, &mut holders, joined);
         }
         tracing::debug!("Webhook worker stopped.");
     }
@@ -197,16 +199,20 @@ pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Recei
 /// Books a delivery task's end.
 fn end_task(
     claims: &mut Claims,
+    holders: &mut HashMap<tokio::task::Id, i64>,
     joined: Result<(tokio::task::Id, Finished), tokio::task::JoinError>,
 ) {
-    match joined {
-        Ok((task, finished)) => claims.end(task, finished),
+    let (task, finished) = match joined {
+        Ok(ended) => ended,
         Err(err) => {
             // A bug, not the delivery's fault: it stays pending and is
             // claimed again.
             tracing::error!(error = %err, "A webhook delivery task ended abnormally; the delivery stays pending.");
-            claims.end(err.id(), Finished::Released);
+            (err.id(), Finished::Released)
         }
+    };
+    if let Some(id) = holders.remove(&task) {
+        claims.end(id, finished);
     }
 }
 
@@ -468,5 +474,105 @@ pub fn delivery_record(plugin: &str, entry: &InboxEntry) -> Record {
         .into_iter()
         .collect(),
         idempotency_key: None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::WebhookDelivery;
+    use crate::store::{InboxInsert, InboxStatus, testing};
+
+    /// Inserts `count` pending deliveries; returns their inbox ids in
+    /// order.
+    async fn fill(store: &Store, count: usize) -> Vec<i64> {
+        let mut ids = Vec::new();
+        for n in 0..count {
+            ids.push(insert(store, &format!("d{n}")).await);
+        }
+        ids
+    }
+
+    /// Inserts one pending delivery; returns its inbox id.
+    async fn insert(store: &Store, delivery_id: &str) -> i64 {
+        let delivery = WebhookDelivery {
+            method: "POST".into(),
+            path: "/webhooks/hook".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+            delivery_id: delivery_id.into(),
+            received_at: chrono::Utc::now(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        let InboxInsert::Inserted(id) = tx
+            .insert_inbox("hook", &delivery, InboxStatus::Pending, None)
+            .await
+            .unwrap()
+        else {
+            panic!("not inserted");
+        };
+        tx.commit().await.unwrap();
+        id
+    }
+
+    async fn claimed(claims: &mut Claims, store: &Store) -> Option<i64> {
+        claims
+            .claim(store, "hook")
+            .await
+            .unwrap()
+            .map(|entry| entry.id)
+    }
+
+    /// Marks `id` done in the store, as a delivery task does, then ends it.
+    async fn finish(claims: &mut Claims, store: &Store, id: i64) {
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.complete_inbox(id, 1).await.unwrap());
+        tx.commit().await.unwrap();
+        claims.end(id, Finished::Done);
+    }
+
+    #[tokio::test]
+    async fn claims_follow_inbox_order_and_a_released_delivery_comes_first_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        let ids = fill(&store, 4).await;
+        let mut claims = Claims::new(2);
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[0]));
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[1]));
+        assert!(!claims.has_room());
+
+        // The first is released (a store error): it is pending again and is
+        // claimed before the ones read ahead; the one in hand is skipped.
+        claims.end(ids[0], Finished::Released);
+        assert!(claims.has_room());
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[0]));
+
+        // Finished deliveries make room for the next ones, in order.
+        finish(&mut claims, &store, ids[0]).await;
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[2]));
+        finish(&mut claims, &store, ids[1]).await;
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[3]));
+
+        // Nothing left but the one in hand: no claim, and no read until
+        // something may have arrived.
+        finish(&mut claims, &store, ids[2]).await;
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        assert!(claims.drained);
+        let late = fill_more(&store).await;
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        claims.wake();
+        assert_eq!(claimed(&mut claims, &store).await, Some(late));
+        finish(&mut claims, &store, ids[3]).await;
+        finish(&mut claims, &store, late).await;
+        claims.wake();
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        store.close().await;
+    }
+
+    /// One more pending delivery, arrived later; returns its id.
+    async fn fill_more(store: &Store) -> i64 {
+        insert(store, "late").await
     }
 }
