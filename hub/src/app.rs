@@ -34,6 +34,8 @@ pub async fn run_with_listener(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    crate::supervisor::metrics::register();
+    crate::retry::metrics::register();
     let socket_dir = SocketDir::create(config.hub.socket_dir.as_deref())
         .context("cannot create the plugin socket directory")?;
     tracing::debug!(socket_dir = %socket_dir.path().display(), "Socket directory ready.");

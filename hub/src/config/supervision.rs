@@ -63,7 +63,7 @@ impl RestartMode {
 }
 
 /// An exponential backoff curve: `initial * multiplier^n`, capped at `max`,
-/// with optional jitter (see [`crate::retry::backoff`]).
+/// with optional jitter (see [`crate::backoff`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackoffConfig {
     /// The first delay.

@@ -109,10 +109,18 @@ impl ApiError {
                 served,
             },
             GiveUp::Permanent(error) => ApiError::from_call(name, error),
-            GiveUp::Exhausted { attempts, last } => ApiError::GaveUp {
+            GiveUp::Exhausted { attempts, last, .. } => ApiError::GaveUp {
                 name: name.to_owned(),
                 attempts,
                 last,
+            },
+            GiveUp::Cancelled => ApiError::NotRunning {
+                name: name.to_owned(),
+                state: "stopping",
+            },
+            GiveUp::Local(error) => ApiError::CallFailed {
+                name: name.to_owned(),
+                error: CallError::Protocol(error.to_string()),
             },
         }
     }
@@ -153,7 +161,7 @@ mod tests {
     #[test]
     fn maps_errors_to_the_documented_status_codes() {
         let failed = CallError::Failed {
-            code: "Unavailable".into(),
+            code: tonic::Code::Unavailable,
             message: "gone".into(),
             retry_after: None,
         };

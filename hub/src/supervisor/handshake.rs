@@ -395,7 +395,7 @@ enum Serving {
 /// Reads one answer of the health service about the `plugin` service.
 fn health_answer(
     answer: Result<HealthStatus, tonic::Status>,
-    connection: &channel::Connection,
+    connection: &channel::PluginChannel,
     line: &HandshakeLine,
 ) -> Result<Serving, StartFailure> {
     match answer {
@@ -417,7 +417,7 @@ fn health_answer(
 /// (the caller bounds the wait with the start timeout).
 async fn wait_until_serving(
     client: &PluginClient,
-    connection: &channel::Connection,
+    connection: &channel::PluginChannel,
     line: &HandshakeLine,
 ) -> Result<(), StartFailure> {
     loop {
@@ -430,9 +430,13 @@ async fn wait_until_serving(
 
 fn status_text(status: &tonic::Status) -> String {
     if status.message().is_empty() {
-        format!("{:?}", status.code())
+        crate::rpc::code_name(status.code()).to_owned()
     } else {
-        format!("{:?}: {}", status.code(), status.message())
+        format!(
+            "{}: {}",
+            crate::rpc::code_name(status.code()),
+            status.message()
+        )
     }
 }
 

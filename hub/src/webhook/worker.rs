@@ -31,9 +31,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::Endpoint;
-use crate::domain::{Record, Role};
-use crate::pipeline::{CallFailure, ChainOutput, Ingest, write_prepared};
-use crate::retry::{self, AttemptFailure, GiveUp};
+use crate::domain::Record;
+use crate::pipeline::{ChainOutput, Ingest, write_prepared};
+use crate::retry::{self, AttemptFailure, GiveUp, Rpc};
 use crate::store::{
     InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
 };
@@ -264,16 +264,11 @@ async fn deliver(
         }
         let mut attempts = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
         let span = tracing::info_span!("call", plugin = %name, call = "webhook", delivery_id = %entry.delivery.delivery_id);
-        let call = retry::call(
-            &endpoint.plugin,
-            "webhook",
-            Role::WebhookInput,
-            |connection| {
-                attempts = attempts.saturating_add(1);
-                let delivery = entry.delivery.clone();
-                async move { connection.roles.webhook(delivery).await }.instrument(span.clone())
-            },
-        );
+        let call = retry::call(&endpoint.plugin, Rpc::Webhook, |running| {
+            attempts = attempts.saturating_add(1);
+            let delivery = entry.delivery.clone();
+            async move { running.roles.webhook(delivery).await }.instrument(span.clone())
+        });
         let result = tokio::select! {
             result = call => result,
             _ = stop.changed() => return Finished::Stopped,
@@ -300,7 +295,7 @@ async fn deliver(
                         }
                     };
                 }
-                Err(CallFailure::Cancelled) => return Finished::Stopped,
+                Err(failure) if failure.is_cancelled() => return Finished::Stopped,
                 Err(error) => {
                     // An enricher is down: the delivery stays pending and
                     // the plugin is asked again later.
@@ -309,6 +304,7 @@ async fn deliver(
                     continue;
                 }
             },
+            Err(GiveUp::Cancelled) => return Finished::Stopped,
             Err(GiveUp::Permanent(error)) => {
                 format!("the plugin refused the delivery: {error}")
             }
