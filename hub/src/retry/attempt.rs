@@ -57,7 +57,7 @@ where
     };
     let running = match until_cancelled(cancel, wait_serving(plugin, wait_deadline)).await {
         None => return Outcome::GiveUp(GiveUp::Cancelled),
-        Some(Ready::Serving(running)) => running,
+        Some(Ready::Serving(running)) => *running,
         Some(Ready::Stopped(state)) => {
             record("not_running");
             return Outcome::GiveUp(GiveUp::Stopped { state });
@@ -167,7 +167,7 @@ async fn failed<T>(
 
 /// How waiting for the plugin ended.
 enum Ready {
-    Serving(RunningPlugin),
+    Serving(Box<RunningPlugin>),
     Stopped(&'static str),
     NotServing,
     NotRunning(&'static str),
@@ -190,7 +190,7 @@ async fn wait_serving(plugin: &PluginHandle, deadline: Deadline) -> Ready {
                 if let Some(current) = current
                     && healthy
                 {
-                    return Ready::Serving(current);
+                    return Ready::Serving(Box::new(current));
                 }
             }
             PluginState::Starting | PluginState::Stopping | PluginState::Backoff => {}
