@@ -10,7 +10,12 @@ use crate::telemetry::{self, LogFormat};
 
 /// Switchyard: an out-of-process gRPC plugin hub for data connectors.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about)]
+#[command(
+    name = "switchyard",
+    version,
+    about,
+    after_help = "Environment:\n  SWITCHYARD_LOG  The log filter (default `info`, for example `debug` or\n                  `info,switchyard_hub::supervisor=debug`), for the hub and\n                  for every plugin whose `env` does not set its own."
+)]
 pub struct Cli {
     /// How log lines on stderr are formatted.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

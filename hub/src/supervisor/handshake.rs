@@ -33,7 +33,7 @@ use tracing::Instrument as _;
 use super::spawn::{Child, SpawnError, SpawnSpec, Spawner};
 use super::stdio::{self, LineSplitter, StderrParser, StderrTail};
 use super::stop::{describe_exit, kill_now};
-use crate::config::{PluginConfig, TlsMode};
+use crate::config::{ConfigLocation, PluginConfig, TlsMode};
 use crate::domain::{ConfigProblem, PluginMetadata};
 use crate::rpc::channel::{self, ConnectError};
 use crate::rpc::plugin::{HealthStatus, PluginCallError, PluginClient, StdioChannel};
@@ -139,8 +139,17 @@ pub enum StartFailure {
     #[error("failed to configure: {0}")]
     ConfigureCall(String),
     /// `Configure` returned problems.
-    #[error("rejected its configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Rejected(Vec<ConfigProblem>),
+    #[error("rejected its configuration: {}", .0.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Rejected(Rejection),
+}
+
+/// A plugin's answer to `Configure` that refused its `config` table.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Where the `config` table is in the config file.
+    pub config_at: ConfigLocation,
+    /// What the plugin found wrong (never empty).
+    pub problems: Vec<ConfigProblem>,
 }
 
 impl fmt::Display for Phase {
@@ -168,6 +177,10 @@ pub struct StartError {
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A rejected config points at its table, as config errors do.
+        if let StartFailure::Rejected(rejection) = &self.failure {
+            write!(f, "{}: ", rejection.config_at)?;
+        }
         write!(f, "plugin `{}` {}", self.plugin, self.failure)?;
         if !self.stderr_tail.is_empty() {
             write!(f, "; its last stderr lines were:")?;
@@ -367,7 +380,10 @@ async fn steps(
     };
     if !problems.is_empty() {
         stdio_task.abort();
-        return Err(StartFailure::Rejected(problems));
+        return Err(StartFailure::Rejected(Rejection {
+            config_at: plugin.config_at.clone(),
+            problems,
+        }));
     }
     tracing::debug!(
         line = ?line_at,
