@@ -433,7 +433,10 @@ async fn every_scheme(database: Option<&str>, suffix: &str) {
         .await,
         "api key parameter",
     );
-    let mut ids = hub.wait_record(&format!("key{suffix}"), "k-2").await;
+    // Deliveries may be stored in any order (`concurrency`): wait for both.
+    let source = format!("key{suffix}");
+    hub.wait_record(&source, "k-2").await;
+    let mut ids = hub.wait_record(&source, "k-1").await;
     ids.sort();
     assert_eq!(ids, ["k-1", "k-2"]);
 
@@ -475,7 +478,7 @@ async fn every_scheme_is_accepted_and_a_wrong_one_refused_on_postgres() {
 
 #[tokio::test]
 async fn limits_unknown_plugins_and_replays() {
-    let plugins = "[plugins.small]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.small.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\nmax_body = 64\n\n\
+    let plugins = "[plugins.small]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.small.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\nmax_body = 64\nconcurrency = 1\n\n\
                    [plugins.plain]\ncommand = \"@WEBHOOK_JSON@\"\n";
     let hub = Hub::start(plugins, SECRETS, None).await;
 
@@ -530,8 +533,8 @@ async fn limits_unknown_plugins_and_replays() {
         "{}",
         reply.text
     );
-    // The inbox is worked in order: once a later delivery is stored, the
-    // copy would have been too.
+    // With `concurrency = 1` the inbox is worked in order: once a later
+    // delivery is stored, the copy would have been too.
     let last = br#"{"id":"r-2"}"#;
     hub.post(
         "/webhooks/small",
@@ -900,8 +903,16 @@ async fn accepted_deliveries_survive_a_hub_crash() {
         Some(&database),
     )
     .await;
-    let mut ids = hub.wait_record("durable", "d-2").await;
-    ids.sort();
+    // The worker hands several deliveries over at once (`concurrency`), so
+    // they may be stored in any order: wait for all three.
+    let ids = hub
+        .wait_for(|| async {
+            let mut ids = hub.record_ids("durable").await;
+            ids.sort();
+            (ids.len() >= 3).then_some(ids)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the deliveries were not all stored:\n{}", hub.log()));
     assert_eq!(ids, ["d-0", "d-1", "d-2"]);
 }
 

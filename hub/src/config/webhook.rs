@@ -23,8 +23,20 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_MAX_PENDING: u64 = 10_000;
 /// The largest `max_body` accepted (64 MiB): bodies are held in memory.
 pub const MAX_MAX_BODY: usize = 64 * 1024 * 1024;
+/// The default number of deliveries the inbox worker hands to the plugin at
+/// once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// The largest `concurrency` accepted.
+pub const MAX_CONCURRENCY: usize = 256;
 
-const WEBHOOK_KEYS: &[&str] = &["auth", "secret_env", "tolerance", "max_body", "max_pending"];
+const WEBHOOK_KEYS: &[&str] = &[
+    "auth",
+    "secret_env",
+    "tolerance",
+    "max_body",
+    "max_pending",
+    "concurrency",
+];
 
 /// How `POST /webhooks/NAME` authenticates a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +126,9 @@ pub struct WebhookConfig {
     pub max_body: usize,
     /// The most accepted deliveries waiting for the plugin; past it, 429.
     pub max_pending: u64,
+    /// How many deliveries the inbox worker hands to the plugin at once
+    /// (each with its own retries); 1 keeps strict inbox order.
+    pub concurrency: usize,
 }
 
 /// Reads `[plugins.NAME.webhook]`, taking the secret from the hub's
@@ -208,6 +223,10 @@ pub(crate) fn read_with_env(
     let max_pending = section
         .integer(context, "max_pending", 1, u64::MAX)
         .unwrap_or(DEFAULT_MAX_PENDING);
+    let concurrency = section
+        .integer(context, "concurrency", 1, MAX_CONCURRENCY as u64)
+        .and_then(|value| usize::try_from(value).ok())
+        .unwrap_or(DEFAULT_CONCURRENCY);
 
     if context.errors.len() > errors_before {
         return None;
@@ -219,6 +238,7 @@ pub(crate) fn read_with_env(
         tolerance,
         max_body,
         max_pending,
+        concurrency,
     })
 }
 
@@ -348,6 +368,7 @@ mod tests {
         assert_eq!(config.tolerance, Duration::from_secs(300));
         assert_eq!(config.max_body, 1024 * 1024);
         assert_eq!(config.max_pending, 10_000);
+        assert_eq!(config.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(
             config.secret.unwrap().expose(),
             b"It's a Secret to Everybody"
@@ -357,13 +378,14 @@ mod tests {
     #[test]
     fn reads_every_key() {
         let config = read_text(
-            "[webhook]\nauth = \"standard_webhooks\"\nsecret_env = \"SW\"\ntolerance = \"1m\"\nmax_body = \"64KiB\"\nmax_pending = 5\n",
+            "[webhook]\nauth = \"standard_webhooks\"\nsecret_env = \"SW\"\ntolerance = \"1m\"\nmax_body = \"64KiB\"\nmax_pending = 5\nconcurrency = 1\n",
             &[("SW", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
         )
         .unwrap();
         assert_eq!(config.tolerance, Duration::from_secs(60));
         assert_eq!(config.max_body, 64 * 1024);
         assert_eq!(config.max_pending, 5);
+        assert_eq!(config.concurrency, 1);
         assert_eq!(config.secret.unwrap().expose().len(), 24);
         let bytes = read_text("[webhook]\nauth = \"none\"\nmax_body = 100\n", &[]).unwrap();
         assert_eq!(bytes.max_body, 100);
@@ -431,6 +453,27 @@ mod tests {
         let errors =
             read_text("[webhook]\nauth = \"none\"\nmax_body = \"1GiB\"\n", &[]).unwrap_err();
         assert!(errors[0].contains("the most allowed"), "{errors:?}");
+    }
+
+    #[test]
+    fn concurrency_is_a_bounded_whole_number() {
+        for (value, column) in [("0", 15), ("257", 15), ("\"4\"", 15), ("1.5", 15)] {
+            let errors = read_text(
+                &format!("[webhook]\nauth = \"none\"\nconcurrency = {value}\n"),
+                &[],
+            )
+            .unwrap_err();
+            assert_eq!(errors.len(), 1, "{value}: {errors:?}");
+            assert!(
+                errors[0].contains(&format!("plugins.toml:3:{column}"))
+                    && errors[0].contains("`concurrency` in [plugins.hook.webhook]"),
+                "{value}: {errors:?}"
+            );
+        }
+        let errors = read_text("[webhook]\nauth = \"none\"\nconcurrency = 0\n", &[]).unwrap_err();
+        assert!(errors[0].contains("between 1 and 256"), "{errors:?}");
+        let most = read_text("[webhook]\nauth = \"none\"\nconcurrency = 256\n", &[]).unwrap();
+        assert_eq!(most.concurrency, 256);
     }
 
     #[test]

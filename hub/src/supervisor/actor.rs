@@ -9,6 +9,13 @@
 //! * *backoff*: the restart policy ([`super::restart`]) chose to start it
 //!   again after a delay; a command cuts the wait short at once;
 //! * *idle*: `stopped` or `failed`, waiting for an operator's command.
+//!
+//! What a command means in each phase is decided in one place, the pure
+//! [`transition::transition`] function; the loop below only executes the
+//! [`transition::Action`]s it returns (stopping the process is done by the
+//! code that owns it, everything else by [`PluginActor::obey`]).
+
+pub mod transition;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +38,7 @@ use super::stop::{self, StopOutcome, describe_exit};
 use crate::backoff;
 use crate::config::PluginConfig;
 use crate::rpc::roles::RoleClient;
+use transition::{Action, CommandKind, Next as Go, Note, Phase, Transition, transition};
 
 /// A request to a plugin's actor. Each is answered on `done`.
 #[derive(Debug)]
@@ -61,12 +69,52 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Which command this is.
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Command::Stop { .. } => CommandKind::Stop,
+            Command::Start { .. } => CommandKind::Start,
+            Command::Restart { .. } => CommandKind::Restart,
+            Command::Shutdown { .. } => CommandKind::Shutdown,
+        }
+    }
+
+    /// Answers the caller (who may have given up waiting).
+    fn answer(self) {
+        let (Command::Stop { done }
+        | Command::Start { done }
+        | Command::Restart { done }
+        | Command::Shutdown { done }) = self;
+        let _ = done.send(());
+    }
+}
+
+/// What came out of the command channel: a command, or `None` once every
+/// handle is gone.
+fn kind_of(command: Option<&Command>) -> CommandKind {
+    command.map_or(CommandKind::HandlesGone, Command::kind)
+}
+
+/// Where a transition that left its phase leads (`None`: the actor ends).
+fn leave(next: Go) -> Option<Step> {
+    match next {
+        Go::Launch => Some(Step::Launch),
+        Go::Idle | Go::Stay => Some(Step::Idle),
+        Go::End => None,
+    }
+}
+
 /// How one run of a process ended.
 enum RunOutcome {
-    /// A command ended the run; the process is gone.
-    Commanded(Command),
-    /// Every handle is gone (the hub is gone); the process was stopped.
-    Orphaned,
+    /// A command (or the loss of every handle) ended the run; the process
+    /// is gone and the transition's other actions are still to be done.
+    Commanded {
+        /// The command, `None` when every handle is gone.
+        command: Option<Command>,
+        /// What it means.
+        transition: Transition,
+    },
     /// The process ended on its own, failed to start, or was killed for
     /// failing its liveness probe.
     Ended(End),
@@ -84,8 +132,8 @@ struct End {
 }
 
 /// What the actor does next.
-enum Next {
-    Start,
+enum Step {
+    Launch,
     Backoff(Duration),
     Idle,
 }
@@ -108,18 +156,18 @@ impl PluginActor {
         async move {
             let mut tracker = RestartTracker::new(self.config.supervision.restart);
             let mut generation = 0u64;
-            let mut next = Next::Start;
+            let mut step = Step::Launch;
             loop {
-                next = match next {
-                    Next::Start => {
+                let next = match step {
+                    Step::Launch => {
                         generation += 1;
-                        match self.run_once(generation).await {
-                            RunOutcome::Orphaned => return,
-                            RunOutcome::Commanded(command) => {
-                                match self.after_command(command, &mut tracker) {
-                                    Some(next) => next,
-                                    None => return,
-                                }
+                        match self.run_once(generation, &mut tracker).await {
+                            RunOutcome::Commanded {
+                                command,
+                                transition,
+                            } => {
+                                self.obey(command, transition, &mut tracker);
+                                leave(transition.next)
                             }
                             RunOutcome::Ended(end) => {
                                 let decision = tracker.on_end(
@@ -128,23 +176,65 @@ impl PluginActor {
                                     end.ran_for,
                                     backoff::random(),
                                 );
-                                self.after_end(end, decision)
+                                Some(self.after_end(end, decision))
                             }
                         }
                     }
-                    Next::Backoff(delay) => match self.backoff(delay, &mut tracker).await {
-                        Some(next) => next,
-                        None => return,
-                    },
-                    Next::Idle => match self.idle(&mut tracker).await {
-                        Some(next) => next,
-                        None => return,
-                    },
+                    Step::Backoff(delay) => self.backoff(delay, &mut tracker).await,
+                    Step::Idle => self.idle(&mut tracker).await,
                 };
+                match next {
+                    Some(next) => step = next,
+                    None => return,
+                }
             }
         }
         .instrument(span)
         .await;
+    }
+
+    /// Executes a transition's actions, in order, except stopping the
+    /// process: the code that owns the process did that already.
+    fn obey(
+        &self,
+        mut command: Option<Command>,
+        transition: Transition,
+        tracker: &mut RestartTracker,
+    ) {
+        for action in transition.actions {
+            match action {
+                Action::StopProcess => {}
+                Action::RecordStopOnRequest => self.update(|status| {
+                    status.pid = None;
+                    status.last_exit = Some(LastExit {
+                        reason: "stopped on request".to_owned(),
+                        at: Utc::now(),
+                    });
+                }),
+                Action::EnterStopped => {
+                    self.update(|status| {
+                        status.pid = None;
+                        status.next_restart_at = None;
+                        status.state = PluginState::Stopped;
+                    });
+                    metrics::global().set_state(&self.config.name, PluginState::Stopped);
+                }
+                Action::Log(Note::StartOnRequest) => tracing::info!("Starting plugin on request."),
+                Action::Log(Note::RestartOnRequest) => {
+                    tracing::info!(reason = "an operator asked for it", "Restarting plugin.");
+                }
+                Action::Log(Note::StoppedDuringBackoff) => {
+                    tracing::info!("Plugin stopped during its restart backoff.");
+                }
+                Action::ResetHistory => tracker.reset(),
+                Action::CountRestart => self.count_restart(),
+                Action::Answer => {
+                    if let Some(command) = command.take() {
+                        command.answer();
+                    }
+                }
+            }
+        }
     }
 
     fn update(&self, change: impl FnOnce(&mut PluginStatus)) {
@@ -173,48 +263,8 @@ impl PluginActor {
         metrics::global().restarted(&self.config.name);
     }
 
-    fn stopped_on_request(&self) {
-        self.update(|status| {
-            status.pid = None;
-            status.next_restart_at = None;
-            status.last_exit = Some(LastExit {
-                reason: "stopped on request".to_owned(),
-                at: Utc::now(),
-            });
-        });
-        self.set_state(PluginState::Stopped);
-    }
-
-    /// What follows a run that a command ended.
-    fn after_command(&mut self, command: Command, tracker: &mut RestartTracker) -> Option<Next> {
-        match command {
-            Command::Stop { done } => {
-                self.stopped_on_request();
-                let _ = done.send(());
-                Some(Next::Idle)
-            }
-            Command::Shutdown { done } => {
-                self.stopped_on_request();
-                let _ = done.send(());
-                None
-            }
-            Command::Restart { done } => {
-                tracing::info!(reason = "an operator asked for it", "Restarting plugin.");
-                tracker.reset();
-                self.count_restart();
-                let _ = done.send(());
-                Some(Next::Start)
-            }
-            // A running plugin answers Start itself; this is a formality.
-            Command::Start { done } => {
-                let _ = done.send(());
-                Some(Next::Start)
-            }
-        }
-    }
-
     /// Records how a process ended and applies the restart decision.
-    fn after_end(&mut self, end: End, decision: Decision) -> Next {
+    fn after_end(&mut self, end: End, decision: Decision) -> Step {
         // One status change, so no one sees a `running` plugin without a pid.
         let state = match decision {
             Decision::Restart { .. } => PluginState::Backoff,
@@ -238,7 +288,7 @@ impl PluginActor {
         });
         metrics::global().set_state(&self.config.name, state);
         match decision {
-            Decision::Restart { delay } => Next::Backoff(delay),
+            Decision::Restart { delay } => Step::Backoff(delay),
             Decision::StayStopped => {
                 tracing::info!(
                     reason = %end.reason,
@@ -246,7 +296,7 @@ impl PluginActor {
                     "Plugin ended; its restart policy says not to restart it."
                 );
                 self.set_state(PluginState::Stopped);
-                Next::Idle
+                Step::Idle
             }
             Decision::Unrecoverable => {
                 tracing::error!(
@@ -255,7 +305,7 @@ impl PluginActor {
                 );
                 self.set_state(PluginState::Failed);
                 metrics::global().gave_up(&self.config.name);
-                Next::Idle
+                Step::Idle
             }
             Decision::GiveUp { restarts, window } => {
                 tracing::error!(
@@ -267,13 +317,13 @@ impl PluginActor {
                 self.update(|status| status.next_restart_at = None);
                 self.set_state(PluginState::Failed);
                 metrics::global().gave_up(&self.config.name);
-                Next::Idle
+                Step::Idle
             }
         }
     }
 
     /// Waits out a restart delay; any command cuts it short at once.
-    async fn backoff(&mut self, delay: Duration, tracker: &mut RestartTracker) -> Option<Next> {
+    async fn backoff(&mut self, delay: Duration, tracker: &mut RestartTracker) -> Option<Step> {
         let reason = self
             .status
             .borrow()
@@ -294,79 +344,39 @@ impl PluginActor {
                 tokio::time::sleep(delay).await;
             }
         };
-        tokio::select! {
-            biased;
-            command = self.commands.recv() => {
-                self.update(|status| status.next_restart_at = None);
-                match command {
-                    None => {
-                        self.set_state(PluginState::Stopped);
-                        None
-                    }
-                    Some(Command::Stop { done }) => {
-                        tracing::info!("Plugin stopped during its restart backoff.");
-                        self.set_state(PluginState::Stopped);
-                        let _ = done.send(());
-                        Some(Next::Idle)
-                    }
-                    Some(Command::Shutdown { done }) => {
-                        self.set_state(PluginState::Stopped);
-                        let _ = done.send(());
-                        None
-                    }
-                    Some(Command::Start { done }) => {
-                        tracing::info!(reason = "an operator asked for it", "Restarting plugin.");
-                        self.count_restart();
-                        let _ = done.send(());
-                        Some(Next::Start)
-                    }
-                    Some(Command::Restart { done }) => {
-                        tracing::info!(reason = "an operator asked for it", "Restarting plugin.");
-                        tracker.reset();
-                        self.count_restart();
-                        let _ = done.send(());
-                        Some(Next::Start)
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => {
+                    let transition = transition(Phase::Backoff, kind_of(command.as_ref()));
+                    self.obey(command, transition, tracker);
+                    if transition.next != Go::Stay {
+                        return leave(transition.next);
                     }
                 }
-            }
-            () = wait => {
-                tracing::info!(reason = %reason, "Restarting plugin.");
-                self.count_restart();
-                Some(Next::Start)
+                () = &mut wait => {
+                    tracing::info!(reason = %reason, "Restarting plugin.");
+                    self.count_restart();
+                    return Some(Step::Launch);
+                }
             }
         }
     }
 
     /// Stopped or failed: waits for an operator.
-    async fn idle(&mut self, tracker: &mut RestartTracker) -> Option<Next> {
+    async fn idle(&mut self, tracker: &mut RestartTracker) -> Option<Step> {
         loop {
-            match self.commands.recv().await {
-                None => return None,
-                Some(Command::Stop { done }) => {
-                    let _ = done.send(());
-                }
-                Some(Command::Shutdown { done }) => {
-                    let _ = done.send(());
-                    return None;
-                }
-                Some(Command::Start { done }) => {
-                    tracing::info!("Starting plugin on request.");
-                    tracker.reset();
-                    let _ = done.send(());
-                    return Some(Next::Start);
-                }
-                Some(Command::Restart { done }) => {
-                    tracing::info!(reason = "an operator asked for it", "Restarting plugin.");
-                    tracker.reset();
-                    self.count_restart();
-                    let _ = done.send(());
-                    return Some(Next::Start);
-                }
+            let command = self.commands.recv().await;
+            let transition = transition(Phase::Idle, kind_of(command.as_ref()));
+            self.obey(command, transition, tracker);
+            if transition.next != Go::Stay {
+                return leave(transition.next);
             }
         }
     }
 
-    async fn run_once(&mut self, generation: u64) -> RunOutcome {
+    async fn run_once(&mut self, generation: u64, tracker: &mut RestartTracker) -> RunOutcome {
         self.update(|status| {
             status.started_at = Some(Utc::now());
             status.pid = None;
@@ -394,18 +404,21 @@ impl PluginActor {
             loop {
                 tokio::select! {
                     result = &mut handshake => break Ok(result),
-                    command = self.commands.recv() => match command {
-                        Some(Command::Start { done }) => {
-                            let _ = done.send(());
+                    command = self.commands.recv() => {
+                        let transition = transition(Phase::Starting, kind_of(command.as_ref()));
+                        if transition.next == Go::Stay {
+                            self.obey(command, transition, tracker);
+                            continue;
                         }
-                        other => break Err(other),
-                    },
+                        break Err((command, transition));
+                    }
                 }
             }
         };
         let result = match result {
             Ok(result) => result,
-            Err(command) => {
+            Err((command, transition)) => {
+                // Action::StopProcess, before the plugin has a connection.
                 self.set_state(PluginState::Stopping);
                 stop::stop(
                     &mut launched.child,
@@ -416,12 +429,9 @@ impl PluginActor {
                 )
                 .await;
                 tracing::info!("Plugin stopped during its start.");
-                return match command {
-                    Some(command) => RunOutcome::Commanded(command),
-                    None => {
-                        self.stopped_on_request();
-                        RunOutcome::Orphaned
-                    }
+                return RunOutcome::Commanded {
+                    command,
+                    transition,
                 };
             }
         };
@@ -432,7 +442,8 @@ impl PluginActor {
                 return self.start_failed(&err);
             }
         };
-        self.running(launched, handshaken, generation).await
+        self.running(launched, handshaken, generation, tracker)
+            .await
     }
 
     fn start_failed(&self, err: &handshake::StartError) -> RunOutcome {
@@ -457,6 +468,7 @@ impl PluginActor {
         launched: Launched,
         handshaken: Handshaken,
         generation: u64,
+        tracker: &mut RestartTracker,
     ) -> RunOutcome {
         let Launched {
             mut child,
@@ -577,13 +589,12 @@ impl PluginActor {
                     }
                 }
                 command = self.commands.recv() => {
-                    let command = match command {
-                        Some(Command::Start { done }) => {
-                            let _ = done.send(());
-                            continue;
-                        }
-                        other => other,
-                    };
+                    let transition = transition(Phase::Running, kind_of(command.as_ref()));
+                    if transition.next == Go::Stay {
+                        self.obey(command, transition, tracker);
+                        continue;
+                    }
+                    // Action::StopProcess, with the plugin's connection.
                     self.running.send_replace(None);
                     self.set_state(PluginState::Stopping);
                     tracing::info!("Stopping plugin.");
@@ -601,13 +612,7 @@ impl PluginActor {
                         StopOutcome::Terminated => tracing::warn!(exit = %description, "Plugin stopped only after SIGTERM."),
                         StopOutcome::Killed => tracing::warn!(exit = %description, "Plugin stopped only after SIGKILL."),
                     }
-                    break match command {
-                        Some(command) => RunOutcome::Commanded(command),
-                        None => {
-                            self.stopped_on_request();
-                            RunOutcome::Orphaned
-                        }
-                    };
+                    break RunOutcome::Commanded { command, transition };
                 }
             }
         };

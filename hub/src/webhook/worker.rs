@@ -1,9 +1,18 @@
-//! The inbox worker of one webhook plugin: takes pending deliveries in
-//! arrival order, hands each to `HandleWebhook` under the plugin's retry
-//! policy (`[plugins.NAME.retry]`, through [`crate::retry::call`]), and commits the records it returns in
-//! the transaction that marks the delivery done. A delivery the plugin
-//! rejects (INVALID_ARGUMENT), or that fails past `max_attempts`, becomes a
-//! dead letter (stage `webhook`) in the transaction that marks it dead.
+//! The inbox worker of one webhook plugin: claims pending deliveries in
+//! inbox (arrival) order and hands up to `concurrency` of them
+//! (`[plugins.NAME.webhook]`) at a time to `HandleWebhook`, each under the
+//! plugin's retry policy (`[plugins.NAME.retry]`, through
+//! [`crate::retry::call`]). A delivery's records are committed in the
+//! transaction that marks it done. A delivery the plugin rejects
+//! (INVALID_ARGUMENT), or that fails past `max_attempts`, becomes a dead
+//! letter (stage `webhook`) in the transaction that marks it dead.
+//!
+//! Order: one task per delivery in hand, so a delivery's own attempts are
+//! sequential and one delivery being retried does not hold back the others;
+//! deliveries are claimed strictly in inbox order, and with `concurrency = 1`
+//! each one is finished (done or dead, durably) before the next is claimed,
+//! so the plugin sees them, and the store finishes them, in inbox order.
+//! With more, they may finish out of order.
 //!
 //! While the plugin is stopped, restarting or not serving, deliveries wait
 //! in the inbox instead of being dead-lettered.
@@ -11,12 +20,14 @@
 //! the plugin again after the restart (at least once; records are upserted
 //! by key, so a second pass does not duplicate them).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::Endpoint;
@@ -27,8 +38,9 @@ use crate::store::{
     InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
 };
 
-/// How many pending deliveries are read per query.
-const BATCH: u32 = 32;
+/// How many pending deliveries are read ahead per query (beyond those in
+/// hand).
+const BATCH: usize = 32;
 /// How often an idle worker looks at the inbox even without a wake-up (a
 /// delivery requeued by a replay, for example).
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -41,47 +53,167 @@ const HELD_BACK_RECHECK: Duration = Duration::from_secs(5);
 /// deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
-/// Runs until `stop` becomes true.
+/// How the task handling one delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// Its records are stored and it is marked done.
+    Done,
+    /// It is dead-lettered.
+    Dead,
+    /// It is still pending (a store error): it is claimed again, first.
+    Released,
+    /// The worker was stopped; it is still pending.
+    Stopped,
+}
+
+/// The worker's claims: deliveries read ahead in inbox order, and the ones
+/// in hand (a task each).
+struct Claims {
+    /// The most deliveries in hand at once.
+    concurrency: usize,
+    /// Pending deliveries read from the inbox, in inbox order, not in hand.
+    queue: VecDeque<InboxEntry>,
+    /// The inbox ids in hand.
+    in_hand: HashSet<i64>,
+    /// The last read found nothing new: read again only after a wake-up,
+    /// the idle poll, or a release.
+    drained: bool,
+}
+
+impl Claims {
+    fn new(concurrency: usize) -> Self {
+        Claims {
+            concurrency: concurrency.max(1),
+            queue: VecDeque::new(),
+            in_hand: HashSet::new(),
+            drained: false,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.in_hand.len() < self.concurrency
+    }
+
+    /// Takes the next pending delivery in inbox order into hand, reading
+    /// ahead from the store when the queue is empty. `Ok(None)`: nothing to
+    /// claim now.
+    async fn claim(
+        &mut self,
+        store: &Store,
+        plugin: &str,
+    ) -> Result<Option<InboxEntry>, StoreError> {
+        if self.queue.is_empty() && !self.drained {
+            // A delivery in hand is still pending until its task ends (its
+            // commit happens before), so those are skipped; reading that
+            // many more keeps the read-ahead full.
+            let limit = u32::try_from(BATCH + self.in_hand.len()).unwrap_or(u32::MAX);
+            let pending = store.pending_inbox(plugin, limit).await?;
+            self.queue.extend(
+                pending
+                    .into_iter()
+                    .filter(|entry| !self.in_hand.contains(&entry.id)),
+            );
+            self.drained = self.queue.is_empty();
+        }
+        let entry = self.queue.pop_front();
+        if let Some(entry) = &entry {
+            self.in_hand.insert(entry.id);
+        }
+        Ok(entry)
+    }
+
+    /// Something may have been added to the inbox.
+    fn wake(&mut self) {
+        self.drained = false;
+    }
+
+    /// The task of inbox row `id` ended: the delivery is out of hand. A
+    /// released one is pending again, so the read-ahead is discarded to
+    /// claim it first.
+    fn end(&mut self, id: i64, finished: Finished) {
+        self.in_hand.remove(&id);
+        if finished == Finished::Released {
+            self.queue.clear();
+            self.drained = false;
+        }
+    }
+}
+
+/// Runs until `stop` becomes true, then waits for the deliveries in hand to
+/// finish or be abandoned (left pending).
 pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Receiver<bool>) {
-    let span = tracing::info_span!("webhook_worker", plugin = %endpoint.name());
+    let concurrency = endpoint.config().concurrency;
+    let span = tracing::info_span!("webhook_worker", plugin = %endpoint.name(), concurrency);
     async move {
         let store = &ingest.store;
         let mut next_prune = tokio::time::Instant::now();
-        while !*stop.borrow() {
+        let mut claims = Claims::new(concurrency);
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        // Which task holds which inbox row.
+        let mut holders: HashMap<tokio::task::Id, i64> = HashMap::new();
+        'work: while !*stop.borrow() {
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
                 prune(&endpoint, store).await;
             }
-            let batch = match store.pending_inbox(endpoint.name(), BATCH).await {
-                Ok(batch) => batch,
-                Err(err) => {
-                    tracing::error!(error = %err, "Cannot read the webhook inbox; retrying.");
-                    pause(&mut stop, STORE_RETRY).await;
-                    continue;
-                }
-            };
-            if batch.is_empty() {
-                tokio::select! {
-                    () = endpoint.wake.notified() => {}
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
+            while claims.has_room() {
+                let entry = match claims.claim(store, endpoint.name()).await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(error = %err, "Cannot read the webhook inbox; retrying.");
+                        pause(&mut stop, STORE_RETRY).await;
+                        claims.wake();
+                        continue 'work;
+                    }
+                };
+                let id = entry.id;
+                let span = tracing::info_span!(
+                    "webhook_delivery",
+                    delivery_id = %entry.delivery.delivery_id,
+                    inbox_id = id
+                );
+                let task = tasks.spawn(
+                    deliver(endpoint.clone(), ingest.clone(), entry, stop.clone()).instrument(span),
+                );
+                holders.insert(task.id(), id);
             }
-            let mut handled = Vec::with_capacity(batch.len());
-            for entry in batch {
-                if process(&endpoint, &ingest, entry, &mut stop, &mut handled).await == Flow::Stop {
-                    break;
+            tokio::select! {
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    end_task(&mut claims, &mut holders, joined);
                 }
+                () = endpoint.wake.notified() => claims.wake(),
+                () = tokio::time::sleep(IDLE_POLL) => claims.wake(),
+                _ = stop.changed() => {}
             }
-            if !commit_handled(&endpoint, &ingest, &mut handled).await {
-                pause(&mut stop, STORE_RETRY).await;
-            }
+        }
+        while let Some(joined) = tasks.join_next_with_id().await {
+            end_task(&mut claims, &mut holders, joined);
         }
         tracing::debug!("Webhook worker stopped.");
     }
     .instrument(span)
     .await
+}
+
+/// Books a delivery task's end.
+fn end_task(
+    claims: &mut Claims,
+    holders: &mut HashMap<tokio::task::Id, i64>,
+    joined: Result<(tokio::task::Id, Finished), tokio::task::JoinError>,
+) {
+    let (task, finished) = match joined {
+        Ok(ended) => ended,
+        Err(err) => {
+            // A bug, not the delivery's fault: it stays pending and is
+            // claimed again.
+            tracing::error!(error = %err, "A webhook delivery task ended abnormally; the delivery stays pending.");
+            (err.id(), Finished::Released)
+        }
+    };
+    if let Some(id) = holders.remove(&task) {
+        claims.end(id, finished);
+    }
 }
 
 /// Deletes done deliveries past the retention (their ids no longer count
@@ -105,39 +237,30 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     }
 }
 
-/// A delivery the plugin handled, waiting to be committed with the others
-/// of its batch.
+/// A delivery the plugin handled, ready to be committed.
 struct Handled {
     entry: InboxEntry,
     prepared: ChainOutput,
     attempts: u32,
 }
 
-/// Whether the worker goes on with the batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    Stop,
-}
-
-/// Hands one delivery to the plugin (under the retry policy) and adds the
-/// enriched result to `handled`, or dead-letters it. Returns
-/// [`Flow::Stop`] when the worker was stopped or a commit failed (the
-/// delivery stays pending and the batch is read again).
-async fn process(
-    endpoint: &Endpoint,
-    ingest: &Ingest,
+/// Hands one delivery to the plugin (under the retry policy, attempts one
+/// after another) until it is done or dead, durably, or the worker stops.
+/// A delivery the plugin cannot take now (stopped, restarting, not serving,
+/// an enricher down) is held in hand and tried again.
+async fn deliver(
+    endpoint: Arc<Endpoint>,
+    ingest: Ingest,
     entry: InboxEntry,
-    stop: &mut watch::Receiver<bool>,
-    handled: &mut Vec<Handled>,
-) -> Flow {
+    mut stop: watch::Receiver<bool>,
+) -> Finished {
     let name = endpoint.name();
     let store = &ingest.store;
     let first_failed_at = chrono::Utc::now();
     let mut held_back = false;
     loop {
         if *stop.borrow() {
-            return Flow::Stop;
+            return Finished::Stopped;
         }
         let mut attempts = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
         let span = tracing::info_span!("call", plugin = %name, call = "webhook", delivery_id = %entry.delivery.delivery_id);
@@ -148,31 +271,40 @@ async fn process(
         });
         let result = tokio::select! {
             result = call => result,
-            _ = stop.changed() => return Flow::Stop,
+            _ = stop.changed() => return Finished::Stopped,
         };
         let error = match result {
             Ok(outcome) => match ingest.prepare(name, outcome.records).await {
                 Ok(prepared) => {
-                    handled.push(Handled {
+                    let handled = Handled {
                         entry,
                         prepared,
                         attempts,
-                    });
-                    return Flow::Continue;
+                    };
+                    // Not abandoned when the worker stops: what the plugin
+                    // made of the delivery is worth keeping.
+                    return match complete(&endpoint, &ingest, handled).await {
+                        Ok(()) => {
+                            endpoint.remove_pending();
+                            Finished::Done
+                        }
+                        Err(err) => {
+                            tracing::error!(plugin = %name, error = %err, "Cannot commit the webhook delivery's records; it stays pending.");
+                            pause(&mut stop, STORE_RETRY).await;
+                            Finished::Released
+                        }
+                    };
                 }
-                Err(failure) if failure.is_cancelled() => return Flow::Stop,
+                Err(failure) if failure.is_cancelled() => return Finished::Stopped,
                 Err(error) => {
                     // An enricher is down: the delivery stays pending and
                     // the plugin is asked again later.
                     tracing::warn!(plugin = %name, delivery_id = %entry.delivery.delivery_id, error = %error, "Cannot enrich the webhook's records; the delivery stays pending.");
-                    if !commit_handled(endpoint, ingest, handled).await {
-                        return Flow::Stop;
-                    }
-                    pause(stop, HELD_BACK_RECHECK).await;
+                    pause(&mut stop, HELD_BACK_RECHECK).await;
                     continue;
                 }
             },
-            Err(GiveUp::Cancelled) => return Flow::Stop,
+            Err(GiveUp::Cancelled) => return Finished::Stopped,
             Err(GiveUp::Permanent(error)) => {
                 format!("the plugin refused the delivery: {error}")
             }
@@ -194,9 +326,6 @@ async fn process(
                     );
                     held_back = true;
                 }
-                if !commit_handled(endpoint, ingest, handled).await {
-                    return Flow::Stop;
-                }
                 if let Err(err) = store
                     .note_inbox_attempt(entry.id, attempts, &reason.to_string())
                     .await
@@ -207,87 +336,53 @@ async fn process(
                 tokio::select! {
                     _ = status.changed() => {}
                     () = tokio::time::sleep(HELD_BACK_RECHECK) => {}
-                    _ = stop.changed() => return Flow::Stop,
+                    _ = stop.changed() => return Finished::Stopped,
                 }
                 continue;
             }
         };
-        // Earlier deliveries are committed first, so the inbox stays in
-        // arrival order.
-        if !commit_handled(endpoint, ingest, handled).await {
-            return Flow::Stop;
-        }
-        return match dead_letter(endpoint, store, &entry, attempts, &error, first_failed_at).await {
+        return match dead_letter(&endpoint, store, &entry, attempts, &error, first_failed_at).await
+        {
             Ok(()) => {
                 endpoint.remove_pending();
-                Flow::Continue
+                Finished::Dead
             }
             Err(err) => {
                 tracing::error!(plugin = %name, delivery_id = %entry.delivery.delivery_id, error = %err, "Cannot dead-letter the webhook delivery; it stays pending.");
-                Flow::Stop
+                pause(&mut stop, STORE_RETRY).await;
+                Finished::Released
             }
         };
     }
 }
 
-/// Commits every handled delivery's records and marks them done, in one
-/// transaction; empties `handled`. On a store error nothing is committed:
-/// the deliveries stay pending (handed to the plugin again; records are
-/// upserted by key) and false is returned.
-async fn commit_handled(endpoint: &Endpoint, ingest: &Ingest, handled: &mut Vec<Handled>) -> bool {
-    if handled.is_empty() {
-        return true;
-    }
-    let batch = std::mem::take(handled);
-    let deliveries = batch.len();
-    match complete(endpoint, ingest, batch).await {
-        Ok(()) => {
-            for _ in 0..deliveries {
-                endpoint.remove_pending();
-            }
-            true
-        }
-        Err(err) => {
-            tracing::error!(plugin = %endpoint.name(), deliveries, error = %err, "Cannot commit the webhook deliveries' records; they stay pending.");
-            false
-        }
-    }
-}
-
-/// Stores the records and marks the deliveries done, in one transaction
-/// (through the store's group commit).
+/// Stores the delivery's records and marks it done, in one transaction
+/// (through the store's group commit, which joins concurrent deliveries'
+/// commits). On a store error nothing is committed: the delivery stays
+/// pending.
 async fn complete(
     endpoint: &Endpoint,
     ingest: &Ingest,
-    batch: Vec<Handled>,
+    handled: Handled,
 ) -> Result<(), StoreError> {
     let name = endpoint.name();
-    let stored: Vec<(String, usize)> = batch
-        .iter()
-        .map(|handled| {
-            (
-                handled.entry.delivery.delivery_id.clone(),
-                handled.prepared.records.len(),
-            )
-        })
-        .collect();
+    let delivery_id = handled.entry.delivery.delivery_id.clone();
+    let records = handled.prepared.records.len();
     let job = CompleteJob {
         plugin: name.to_owned(),
-        batch,
+        handled,
     };
     let upserted = ingest.store.write(job).await?;
     ingest.count(name, &upserted);
-    for (delivery_id, records) in stored {
-        super::metrics::handled(name, "done");
-        tracing::debug!(plugin = %name, delivery_id = %delivery_id, records, "Webhook delivery stored.");
-    }
+    super::metrics::handled(name, "done");
+    tracing::debug!(plugin = %name, delivery_id = %delivery_id, records, "Webhook delivery stored.");
     Ok(())
 }
 
-/// A write job: handled deliveries' records, and their inbox rows done.
+/// A write job: a handled delivery's records, and its inbox row done.
 struct CompleteJob {
     plugin: String,
-    batch: Vec<Handled>,
+    handled: Handled,
 }
 
 impl WriteJob for CompleteJob {
@@ -295,21 +390,16 @@ impl WriteJob for CompleteJob {
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
         Box::pin(async move {
-            let mut upserted = Vec::new();
-            for handled in &self.batch {
-                upserted.extend(write_prepared(tx, &self.plugin, &handled.prepared).await?);
-                tx.complete_inbox(handled.entry.id, handled.attempts)
-                    .await?;
-            }
+            let handled = &self.handled;
+            let upserted = write_prepared(tx, &self.plugin, &handled.prepared).await?;
+            tx.complete_inbox(handled.entry.id, handled.attempts)
+                .await?;
             Ok(upserted)
         })
     }
 
     fn weight(&self) -> usize {
-        self.batch
-            .iter()
-            .map(|handled| 1 + handled.prepared.records.len())
-            .sum()
+        1 + self.handled.prepared.records.len()
     }
 }
 
@@ -380,5 +470,105 @@ pub fn delivery_record(plugin: &str, entry: &InboxEntry) -> Record {
         .into_iter()
         .collect(),
         idempotency_key: None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::WebhookDelivery;
+    use crate::store::{InboxInsert, InboxStatus, testing};
+
+    /// Inserts `count` pending deliveries; returns their inbox ids in
+    /// order.
+    async fn fill(store: &Store, count: usize) -> Vec<i64> {
+        let mut ids = Vec::new();
+        for n in 0..count {
+            ids.push(insert(store, &format!("d{n}")).await);
+        }
+        ids
+    }
+
+    /// Inserts one pending delivery; returns its inbox id.
+    async fn insert(store: &Store, delivery_id: &str) -> i64 {
+        let delivery = WebhookDelivery {
+            method: "POST".into(),
+            path: "/webhooks/hook".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+            delivery_id: delivery_id.into(),
+            received_at: chrono::Utc::now(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        let InboxInsert::Inserted(id) = tx
+            .insert_inbox("hook", &delivery, InboxStatus::Pending, None)
+            .await
+            .unwrap()
+        else {
+            panic!("not inserted");
+        };
+        tx.commit().await.unwrap();
+        id
+    }
+
+    async fn claimed(claims: &mut Claims, store: &Store) -> Option<i64> {
+        claims
+            .claim(store, "hook")
+            .await
+            .unwrap()
+            .map(|entry| entry.id)
+    }
+
+    /// Marks `id` done in the store, as a delivery task does, then ends it.
+    async fn finish(claims: &mut Claims, store: &Store, id: i64) {
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.complete_inbox(id, 1).await.unwrap());
+        tx.commit().await.unwrap();
+        claims.end(id, Finished::Done);
+    }
+
+    #[tokio::test]
+    async fn claims_follow_inbox_order_and_a_released_delivery_comes_first_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        let ids = fill(&store, 4).await;
+        let mut claims = Claims::new(2);
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[0]));
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[1]));
+        assert!(!claims.has_room());
+
+        // The first is released (a store error): it is pending again and is
+        // claimed before the ones read ahead; the one in hand is skipped.
+        claims.end(ids[0], Finished::Released);
+        assert!(claims.has_room());
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[0]));
+
+        // Finished deliveries make room for the next ones, in order.
+        finish(&mut claims, &store, ids[0]).await;
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[2]));
+        finish(&mut claims, &store, ids[1]).await;
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[3]));
+
+        // Nothing left but the one in hand: no claim, and no read until
+        // something may have arrived.
+        finish(&mut claims, &store, ids[2]).await;
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        assert!(claims.drained);
+        let late = fill_more(&store).await;
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        claims.wake();
+        assert_eq!(claimed(&mut claims, &store).await, Some(late));
+        finish(&mut claims, &store, ids[3]).await;
+        finish(&mut claims, &store, late).await;
+        claims.wake();
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        store.close().await;
+    }
+
+    /// One more pending delivery, arrived later; returns its id.
+    async fn fill_more(store: &Store) -> i64 {
+        insert(store, "late").await
     }
 }

@@ -37,6 +37,7 @@ fn verifier(auth: WebhookAuth, secret: &[u8]) -> Verifier {
         tolerance: Duration::from_secs(300),
         max_body: 1024,
         max_pending: 10,
+        concurrency: 1,
     })
 }
 
@@ -457,6 +458,7 @@ fn none_accepts_anything() {
         tolerance: Duration::from_secs(300),
         max_body: 1024,
         max_pending: 10,
+        concurrency: 1,
     });
     assert_eq!(
         check(&none, &[], "", b"anything", 0).unwrap().delivery_id,
