@@ -423,19 +423,10 @@ impl WebhookResponse {
     }
 }
 
-/// A role a plugin serves (as reported by `GetMetadata`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RoleKind {
-    /// Serves [`PollingInput`](crate::PollingInput).
-    PollingInput,
-    /// Serves [`WebhookInput`](crate::WebhookInput).
-    WebhookInput,
-    /// Serves [`Enricher`](crate::Enricher).
-    Enrichment,
-    /// Serves [`Output`](crate::Output).
-    Output,
-}
+/// A role a plugin serves (as reported by `GetMetadata`): the one role
+/// enum the hub and the SDK share (`switchyard_wire::Role`), so both name
+/// roles alike (`polling-input`, ... from `as_str`).
+pub use switchyard_wire::Role as RoleKind;
 
 /// What a plugin says about itself in `GetMetadata`, as plain types (see
 /// [`TestHarness::metadata`](crate::testing::TestHarness::metadata)).

@@ -173,8 +173,10 @@ enum Ready {
     NotRunning(&'static str),
 }
 
-/// Waits until the plugin runs and its last health check said SERVING, or
-/// it is stopped for good, or `deadline` passes.
+/// Waits until the plugin runs (a plugin being started or restarted is
+/// waited for) and answers with what it is: serving, not serving (its last
+/// health check said NOT_SERVING), stopped for good, or still not running at
+/// `deadline`.
 async fn wait_serving(plugin: &PluginHandle, deadline: Deadline) -> Ready {
     let mut statuses = plugin.subscribe();
     let mut running = plugin.subscribe_running();
@@ -186,25 +188,19 @@ async fn wait_serving(plugin: &PluginHandle, deadline: Deadline) -> Ready {
         let current = running.borrow_and_update().clone();
         match state {
             PluginState::Stopped | PluginState::Failed => return Ready::Stopped(state.as_str()),
-            PluginState::Running => {
-                if let Some(current) = current
-                    && healthy
-                {
-                    return Ready::Serving(Box::new(current));
-                }
-            }
+            PluginState::Running => match current {
+                Some(current) if healthy => return Ready::Serving(Box::new(current)),
+                // Not waited out: the caller's backoff decides when to ask
+                // again, and an API caller hears about it at once.
+                Some(_) => return Ready::NotServing,
+                None => {}
+            },
             PluginState::Starting | PluginState::Stopping | PluginState::Backoff => {}
         }
         tokio::select! {
             changed = statuses.changed() => if changed.is_err() { return Ready::Stopped("gone") },
             changed = running.changed() => if changed.is_err() { return Ready::Stopped("gone") },
-            () = tokio::time::sleep_until(deadline) => {
-                return if state == PluginState::Running {
-                    Ready::NotServing
-                } else {
-                    Ready::NotRunning(state.as_str())
-                };
-            }
+            () = tokio::time::sleep_until(deadline) => return Ready::NotRunning(state.as_str()),
         }
     }
 }

@@ -120,7 +120,7 @@ pub enum AttemptFailure {
         /// How long the attempt waited.
         waited: Duration,
     },
-    /// The plugin runs but reported NOT_SERVING for the whole attempt.
+    /// The plugin runs but its last health check said NOT_SERVING.
     #[error("it reports that it is not serving")]
     NotServing,
     /// The circuit breaker refused the call.

@@ -106,25 +106,6 @@ fn headers_to_pb(headers: Vec<(String, String)>) -> Vec<pb::Header> {
         .collect()
 }
 
-fn role_to_pb(role: RoleKind) -> pb::Role {
-    match role {
-        RoleKind::PollingInput => pb::Role::PollingInput,
-        RoleKind::WebhookInput => pb::Role::WebhookInput,
-        RoleKind::Enrichment => pb::Role::Enrichment,
-        RoleKind::Output => pb::Role::Output,
-    }
-}
-
-fn role_from_pb(role: pb::Role) -> Option<RoleKind> {
-    match role {
-        pb::Role::PollingInput => Some(RoleKind::PollingInput),
-        pb::Role::WebhookInput => Some(RoleKind::WebhookInput),
-        pb::Role::Enrichment => Some(RoleKind::Enrichment),
-        pb::Role::Output => Some(RoleKind::Output),
-        pb::Role::Unspecified => None,
-    }
-}
-
 /// Maps a failed unary or server-streaming call to a gRPC status: a permanent
 /// failure is INVALID_ARGUMENT (the hub does not retry; a webhook gets 400), a
 /// retryable one UNAVAILABLE. The code and retry-after travel as metadata
@@ -169,7 +150,7 @@ pub(super) fn metadata_to_pb(
     pb::PluginMetadata {
         name: info.name.clone(),
         version: info.version.clone(),
-        roles: roles.iter().map(|role| role_to_pb(*role) as i32).collect(),
+        roles: roles.iter().map(|role| role.to_pb() as i32).collect(),
         config_schema: config_schema.to_owned(),
         description: info.description.clone(),
         webhook_sync_reply: info.webhook_sync_reply,
@@ -178,7 +159,10 @@ pub(super) fn metadata_to_pb(
 
 /// `GetMetadata`'s answer as plain types; fails when the schema is not JSON.
 pub(super) fn metadata_from_pb(metadata: pb::PluginMetadata) -> Result<Metadata, String> {
-    let roles = metadata.roles().filter_map(role_from_pb).collect();
+    let roles = metadata
+        .roles()
+        .filter_map(|role| RoleKind::from_pb(role as i32))
+        .collect();
     let config_schema = if metadata.config_schema.is_empty() {
         serde_json::Value::Null
     } else {
