@@ -57,7 +57,7 @@ pub async fn run_with_listener(
         plugins: supervisor.plugins().to_vec().into(),
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks),
-        data: Some(pipeline.ingest().clone()),
+        ingest: Some(pipeline.ingest().clone()),
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(http::serve(listener, state, async move {
