@@ -27,6 +27,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     run_with_listener(config, listener, shutdown).await
 }
 
+/// Registers every metric family of the modules that keep their own
+/// (data path, webhooks, store) and creates the series of every configured
+/// plugin at zero, so `/metrics` lists each family with its HELP and TYPE
+/// from the start, before its first sample. Idempotent.
+pub fn register_metrics(config: &Config) {
+    crate::pipeline::metrics::init(config);
+    crate::webhook::metrics::init(config);
+    crate::store::metrics::init();
+}
+
 /// [`run`] with the HTTP listener already bound (tests bind port 0 first to
 /// learn the address).
 pub async fn run_with_listener(
@@ -34,6 +44,7 @@ pub async fn run_with_listener(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    register_metrics(&config);
     let socket_dir = SocketDir::create(config.hub.socket_dir.as_deref())
         .context("cannot create the plugin socket directory")?;
     tracing::debug!(socket_dir = %socket_dir.path().display(), "Socket directory ready.");
