@@ -474,12 +474,20 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// The most of a plain-text rejection body kept as the error sentence.
 const MAX_REJECTION_TEXT: usize = 4096;
 
-/// Middleware: any error response that is not an error body yet (axum's
-/// plain-text rejections) is rewritten into one, keeping its status and
+/// Middleware: any error response that is not JSON (axum's plain-text
+/// rejections) is rewritten into an error body, keeping its status and
 /// headers such as `Allow`; a webhook plugin's own reply is left alone.
 pub async fn json_errors(response: Response) -> Response {
     let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    // Errors built here, JSON answers of their own (`/readyz`'s 503) and a
+    // plugin's reply pass as they are.
     if !(status.is_client_error() || status.is_server_error())
+        || is_json
         || response.extensions().get::<ErrorBody>().is_some()
         || response.extensions().get::<PluginReply>().is_some()
     {
@@ -666,5 +674,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&bytes[..], b"plugin says no");
+
+        let starting = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "starting"})),
+        )
+            .into_response();
+        let response = json_errors(starting).await;
+        assert_eq!(
+            body_of(response).await,
+            serde_json::json!({"status": "starting"})
+        );
     }
 }
