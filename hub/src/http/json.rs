@@ -8,7 +8,7 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Failure, HttpReply, PollBatch, Record, Role};
+use crate::domain::{Failure, HttpReply, PollBatch, Record, Role, WebhookDelivery};
 use crate::supervisor::{PluginHandle, PluginStatus};
 
 /// Every field of a record but its id, with their JSON names and types:
@@ -261,6 +261,27 @@ pub struct WebhookBody {
 
 fn default_method() -> String {
     "POST".to_owned()
+}
+
+impl WebhookBody {
+    /// The delivery this body describes, for plugin `name` (the default
+    /// path is `/webhooks/NAME`), with the hub's `delivery_id`.
+    pub fn into_delivery(
+        self,
+        name: &str,
+        delivery_id: String,
+        received_at: DateTime<Utc>,
+    ) -> WebhookDelivery {
+        WebhookDelivery {
+            method: self.method,
+            path: self.path.unwrap_or_else(|| format!("/webhooks/{name}")),
+            query: self.query,
+            headers: self.headers,
+            body: self.body.into_bytes(),
+            delivery_id,
+            received_at,
+        }
+    }
 }
 
 impl Default for WebhookBody {
