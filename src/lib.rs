@@ -6,6 +6,7 @@
 //! * [`handshake`] holds what both sides of the go-plugin handshake must agree
 //!   on: the environment variable names, the magic cookie, the stdout line's
 //!   format and parser, and app-protocol version negotiation. It is pure: no IO.
+//! * [`Role`] is the four roles a plugin can serve, as both sides name them.
 //! * [`mtls`] holds go-plugin's AutoMTLS: the throw-away certificates and the
 //!   rustls configurations that pin each side to the other's certificate.
 //!
@@ -14,6 +15,9 @@
 
 pub mod handshake;
 pub mod mtls;
+mod role;
+
+pub use role::{Role, UnknownRole};
 
 /// Code generated from `proto/` by tonic-build.
 pub mod pb {

@@ -1,6 +1,8 @@
 //! The plugin's environment, end to end: a plugin sees exactly its `env`
-//! table, the `env_passthrough` names and the handshake variables, never the
-//! hub's own environment, and configured secrets never reach the hub's log.
+//! table, the `env_passthrough` names, the hub's log filter
+//! (`SWITCHYARD_LOG`, unless its `env` sets its own) and the handshake
+//! variables, never the rest of the hub's environment, and configured
+//! secrets never reach the hub's log.
 
 #![allow(clippy::unwrap_used)]
 
@@ -32,6 +34,9 @@ fn read_env_file(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The hub's log filter in these tests: distinctive, and harmless.
+const HUB_LOG_FILTER: &str = "info,e2e_env=trace";
+
 #[test]
 fn a_plugin_sees_only_its_env_the_passthrough_names_and_the_handshake_variables() {
     let hub = Hub::builder(
@@ -41,8 +46,14 @@ command = "{bin:misbehave}"
 args = ["print-env", "{dir}/envy.env", "--e2e-marker", "{marker}.envy"]
 env = { E2E_MARKER = "{marker}.envy", GREETING = "hello world", EMPTY = "" }
 env_passthrough = ["E2E_PASSED", "HOME", "E2E_NOT_SET_ANYWHERE"]
+
+[plugins.own-filter]
+command = "{bin:misbehave}"
+args = ["print-env", "{dir}/own.env", "--e2e-marker", "{marker}.own"]
+env = { E2E_MARKER = "{marker}.own", SWITCHYARD_LOG = "trace" }
 "#,
     )
+    .rust_log(HUB_LOG_FILTER)
     .env("E2E_HUB_SECRET", HUB_SECRET)
     .env("E2E_PASSED", "passed-through")
     .start();
@@ -61,10 +72,15 @@ env_passthrough = ["E2E_PASSED", "HOME", "E2E_NOT_SET_ANYWHERE"]
             "PLUGIN_MIN_PORT",
             "PLUGIN_PROTOCOL_VERSIONS",
             "PLUGIN_UNIX_SOCKET_DIR",
+            "SWITCHYARD_LOG",
             "SWITCHYARD_PLUGIN_MAGIC_COOKIE",
         ],
         "the plugin's whole environment: {env:#?}"
     );
+    // One log filter for the hub and its plugins, unless a plugin sets its own.
+    assert_eq!(env["SWITCHYARD_LOG"], HUB_LOG_FILTER);
+    let own = read_env_file(&hub.dir().join("own.env"));
+    assert_eq!(own["SWITCHYARD_LOG"], "trace", "{own:#?}");
     assert_eq!(env["E2E_MARKER"], hub.plugin_marker("envy"));
     assert_eq!(env["GREETING"], "hello world");
     assert_eq!(env["EMPTY"], "");

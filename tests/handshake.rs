@@ -445,6 +445,27 @@ policy = "never"
     assert_contains(error, "misconfigured", what);
     assert_contains(error, "batch_size", what);
     assert_contains(error, "record_type", what);
+    // It points at the `config` table, as config errors do, in the status
+    // and in the hub's log.
+    let text = std::fs::read_to_string(hub.config_path()).unwrap();
+    let line = text
+        .lines()
+        .position(|line| line == "[plugins.misconfigured.config]")
+        .unwrap()
+        + 1;
+    let place = format!(
+        "{}:{line}: plugin `misconfigured` rejected its configuration: ",
+        hub.config_path().display()
+    );
+    assert!(
+        error.starts_with(&place),
+        "{error:?} should start with {place:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || hub.log().contains(&place)),
+        "the hub's log does not name the config table: {}",
+        hub.log()
+    );
     assert!(
         wait_until(Duration::from_secs(2), || processes_with_marker(
             &hub.plugin_marker("misconfigured")

@@ -1,6 +1,6 @@
 //! Plugin logs, end to end: what a plugin writes to stderr becomes a hub log
 //! event at the same level, tagged with the plugin's instance name, and the
-//! hub's `RUST_LOG` filter applies to it.
+//! hub's `SWITCHYARD_LOG` filter applies to it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,14 +11,14 @@ use switchyard_e2e::{Hub, wait_until};
 
 const LOG_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// testkit logging at all five levels. A plugin sees only its own `env`, so
-/// its own filter (the SDK reads `SWITCHYARD_LOG`, default `info`) is opened
-/// fully here: what reaches the hub log is then decided by the hub alone.
+/// testkit logging at all five levels. A plugin gets the hub's
+/// `SWITCHYARD_LOG` unless its `env` sets its own; here its own filter is
+/// opened fully, so what reaches the hub log is decided by the hub alone.
 const CHATTY: &str = r#"
 [plugins.chatty-kit]
 command = "{bin:testkit}"
 args = ["--e2e-marker", "{marker}.chatty"]
-env = { E2E_MARKER = "{marker}.chatty", SWITCHYARD_LOG = "trace", RUST_LOG = "trace" }
+env = { E2E_MARKER = "{marker}.chatty", SWITCHYARD_LOG = "trace" }
 
 [plugins.chatty-kit.config]
 log_lines = true

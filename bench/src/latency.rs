@@ -115,7 +115,7 @@ pub async fn measure(
 
 /// One Switchyard round: the long-lived stream series, then the RoleClient series.
 async fn switchyard_round(
-    connection: &switchyard_hub::supervisor::Connection,
+    connection: &switchyard_hub::supervisor::RunningPlugin,
     counts: &Counts,
     series: &mut Series,
 ) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use switchyard_hub::config::{self, PluginConfig};
-use switchyard_hub::supervisor::{Connection, PluginState, Spawner, Supervisor};
+use switchyard_hub::supervisor::{PluginState, RunningPlugin, Spawner, Supervisor};
 
 /// The instance name testkit runs under.
 pub const INSTANCE: &str = "bench";
@@ -26,7 +26,7 @@ pub struct Launched {
     /// The supervisor owning the plugin's actor.
     pub supervisor: Supervisor,
     /// The plugin's clients.
-    pub connection: Connection,
+    pub connection: RunningPlugin,
 }
 
 impl Launched {
@@ -87,7 +87,7 @@ impl Rig {
 }
 
 /// Waits until the plugin is running and its connection is published.
-async fn wait_connected(supervisor: &Supervisor) -> anyhow::Result<Connection> {
+async fn wait_connected(supervisor: &Supervisor) -> anyhow::Result<RunningPlugin> {
     let handle = supervisor
         .plugin(INSTANCE)
         .context("the supervisor does not know the plugin")?;
@@ -113,7 +113,7 @@ async fn wait_connected(supervisor: &Supervisor) -> anyhow::Result<Connection> {
     // The actor publishes the connection right after the Running status, and
     // PluginHandle offers no receiver for it: yield until it is there.
     loop {
-        if let Some(connection) = handle.connection() {
+        if let Some(connection) = handle.running() {
             return Ok(connection);
         }
         if Instant::now() > deadline {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use nix::unistd::Pid;
 use switchyard_hub::domain::{EventKind, RecordEvent};
-use switchyard_hub::supervisor::Connection;
+use switchyard_hub::supervisor::RunningPlugin;
 use switchyard_wire::pb::v1 as pb;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -198,7 +198,7 @@ pub async fn measure(
 /// Pushes `items` through one long-lived stream with `window` items in flight
 /// in messages of `batch`; returns items per second.
 async fn stream_round(
-    connection: &Connection,
+    connection: &RunningPlugin,
     kind: Kind,
     items: usize,
     batch: usize,
@@ -350,7 +350,7 @@ fn mark(answered: &mut [bool], id: u64) -> anyhow::Result<()> {
 
 /// Pushes `items` through the hub's RoleClient, `per_call` items per call.
 async fn role_client_round(
-    connection: &Connection,
+    connection: &RunningPlugin,
     kind: Kind,
     items: usize,
     per_call: usize,

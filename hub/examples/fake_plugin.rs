@@ -12,6 +12,10 @@
 //! * `FAKE_NOT_SERVING_FILE=PATH`: the health status is NOT_SERVING while
 //!   PATH exists, and Configure is refused as UNAVAILABLE then (each refusal
 //!   creates `PATH.refused`).
+//! * `FAKE_CALL_LOG=PATH`: append a line to PATH for every Poll (`poll`)
+//!   and every HandleEvent stream (`events`) it is called with.
+//! * `FAKE_POLL_FAIL_FILE=PATH`: Poll fails with UNAVAILABLE while PATH
+//!   exists (asking the hub to wait `FAKE_RETRY_AFTER_MS` if that is set).
 //! * `FAKE_EXIT_AFTER_FILE=PATH`: at start, read a number of milliseconds
 //!   from PATH and exit with status 1 that long after the handshake.
 //!
@@ -125,6 +129,7 @@ impl pb::enricher_server::Enricher for Fake {
         &self,
         request: Request<Streaming<pb::EnrichRequest>>,
     ) -> Result<Response<Self::EnrichStream>, Status> {
+        log_call("events");
         let mut input = request.into_inner();
         let output = async_stream(move |sender| async move {
             while let Some(Ok(batch)) = input.next().await {
@@ -158,6 +163,7 @@ impl pb::output_server::Output for Fake {
         &self,
         request: Request<Streaming<pb::EventRequest>>,
     ) -> Result<Response<Self::HandleEventStream>, Status> {
+        log_call("events");
         let mut input = request.into_inner();
         let output = async_stream(move |sender| async move {
             while let Some(Ok(batch)) = input.next().await {
@@ -197,6 +203,20 @@ impl pb::polling_input_server::PollingInput for Fake {
         &self,
         request: Request<pb::PollRequest>,
     ) -> Result<Response<Self::PollStream>, Status> {
+        log_call("poll");
+        if let Ok(path) = std::env::var("FAKE_POLL_FAIL_FILE")
+            && std::path::Path::new(&path).exists()
+        {
+            let mut status = Status::unavailable("the upstream is down");
+            if let Some(millis) = env_number("FAKE_RETRY_AFTER_MS")
+                && let Ok(value) = millis.to_string().parse()
+            {
+                status
+                    .metadata_mut()
+                    .insert("switchyard-retry-after-ms", value);
+            }
+            return Err(status);
+        }
         if let Ok(path) = std::env::var("FAKE_CRASH_MARKER")
             && std::fs::OpenOptions::new()
                 .write(true)
@@ -300,6 +320,18 @@ where
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(produce(sender));
     Box::pin(ReceiverStream::new(receiver))
+}
+
+/// Appends `call` to `FAKE_CALL_LOG`, if set.
+fn log_call(call: &str) {
+    if let Ok(path) = std::env::var("FAKE_CALL_LOG")
+        && let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(file, "{call}");
+    }
 }
 
 fn env_number(name: &str) -> Option<u64> {

@@ -27,11 +27,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     run_with_listener(config, listener, shutdown).await
 }
 
-/// Registers every metric family of the modules that keep their own
-/// (data path, webhooks, store) and creates the series of every configured
+/// Registers every metric family (supervisor, calls, data path, webhooks,
+/// store) and creates the series of every configured
 /// plugin at zero, so `/metrics` lists each family with its HELP and TYPE
 /// from the start, before its first sample. Idempotent.
 pub fn register_metrics(config: &Config) {
+    crate::supervisor::metrics::register();
+    crate::retry::metrics::register();
     crate::pipeline::metrics::init(config);
     crate::webhook::metrics::init(config);
     crate::store::metrics::init();

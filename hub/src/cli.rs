@@ -10,7 +10,12 @@ use crate::telemetry::{self, LogFormat};
 
 /// Switchyard: an out-of-process gRPC plugin hub for data connectors.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about)]
+#[command(
+    name = "switchyard",
+    version,
+    about,
+    after_help = "Environment:\n  SWITCHYARD_LOG  The log filter (default `info`, for example `debug` or\n                  `info,switchyard_hub::supervisor=debug`), for the hub and\n                  for every plugin whose `env` does not set its own."
+)]
 pub struct Cli {
     /// How log lines on stderr are formatted.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -39,13 +44,24 @@ pub enum Command {
     New(NewArgs),
 }
 
+/// Parses `--role` from the shared role names, listing them in `--help`.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = crate::scaffold::Role> {
+    use clap::builder::TypedValueParser as _;
+    let names: Vec<&'static str> = crate::scaffold::Role::ALL
+        .iter()
+        .map(|role| role.as_str())
+        .collect();
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|name| name.parse::<crate::scaffold::Role>())
+}
+
 /// The arguments of `switchyard new`.
 #[derive(Debug, clap::Args)]
 pub struct NewArgs {
     /// The plugin's name (letters, digits, '-', '_'): its directory, binary and instance name.
     pub name: String,
     /// The role the plugin serves.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = role_parser())]
     pub role: crate::scaffold::Role,
     /// The language to write it in.
     #[arg(long, value_enum)]

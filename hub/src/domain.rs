@@ -9,37 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// A role a plugin serves (one binary may serve several).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// The hub polls it on a schedule (`PollingInput`).
-    PollingInput,
-    /// The hub hands it HTTP webhooks (`WebhookInput`).
-    WebhookInput,
-    /// Records pass through it before they are stored (`Enricher`).
-    Enrichment,
-    /// It receives record events and acknowledges each (`Output`).
-    Output,
-}
-
-impl Role {
-    /// The name used in the API and in logs: `polling-input`, `webhook-input`,
-    /// `enrichment`, `output`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::PollingInput => "polling-input",
-            Role::WebhookInput => "webhook-input",
-            Role::Enrichment => "enrichment",
-            Role::Output => "output",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A role a plugin serves (one binary may serve several): the one `Role`
+/// the hub, the SDK and `switchyard new` share.
+pub use switchyard_wire::Role;
 
 /// What a plugin says about itself in `GetMetadata`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

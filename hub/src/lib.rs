@@ -4,6 +4,9 @@
 //!
 //! Module map:
 //! * [`app`]: the running hub, wiring everything together.
+//! * [`backoff`]: the exponential backoff curve with jitter (pure), for
+//!   restarts and retries.
+//! * [`breaker`]: the per-plugin circuit breaker state machine (pure).
 //! * [`cli`]: the `switchyard run|check` commands.
 //! * [`config`]: `plugins.toml` -> a validated [`config::Config`].
 //! * [`domain`]: the hub's own record, event and metadata types.
@@ -12,13 +15,16 @@
 //! * [`supervisor`]: spawning, handshake, stdio, stop, per-plugin actors.
 //! * [`http`]: the admin API (the only module that knows axum).
 //! * [`metrics`]: the Prometheus registry behind `GET /metrics`.
-//! * [`retry`]: call retry policy and circuit breaker, for every plugin call.
+//! * [`retry`]: the one call path every plugin call takes (health, breaker,
+//!   retry policy, deadlines, call metrics).
 //! * [`store`]: the durable store (the only module that runs SQL).
 //! * [`pipeline`]: polling, enrichment and delivery to outputs.
 //! * [`telemetry`]: tracing setup.
 //! * [`webhook`]: `POST /webhooks/NAME`, the inbox worker, signature checks.
 
 pub mod app;
+pub mod backoff;
+pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -17,7 +17,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine as _;
 use common::{Hub, assert_group_gone, echo_go, read_pid, write_script};
@@ -26,21 +25,7 @@ use switchyard_wire::mtls::{self, Identity};
 
 /// target/debug/testkit, built on first use.
 fn testkit() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "testkit"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "building testkit failed");
-            // target/debug/deps/auto_mtls-HASH -> target/debug/testkit
-            let exe = std::env::current_exe().unwrap();
-            let path = exe.parent().unwrap().parent().unwrap().join("testkit");
-            assert!(path.is_file(), "{} is missing", path.display());
-            path
-        })
-        .clone()
+    common::built(&["-p", "testkit"], "testkit")
 }
 
 /// One plugin block with `tls`, its config table and no restarts.

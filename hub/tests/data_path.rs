@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,28 +21,10 @@ use switchyard_hub::store::{Store, testing};
 
 /// The plugin binaries, built on first use.
 fn plugin_bin(name: &str) -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "generator",
-                "-p",
-                "jsonl-output",
-                "-p",
-                "testkit",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the plugins failed");
-        // target/debug/deps/data_path-HASH -> target/debug
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_path_buf()
-    });
-    let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+    common::built(
+        &["-p", "generator", "-p", "jsonl-output", "-p", "testkit"],
+        name,
+    )
 }
 
 /// The databases to run each scenario on: a fresh SQLite file in `dir`,
@@ -109,7 +93,7 @@ impl Hub {
             .arg("run")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "info")
+            .env("SWITCHYARD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

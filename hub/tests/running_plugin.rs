@@ -199,11 +199,15 @@ async fn a_rejected_configuration_fails_the_start_and_readiness_waits() {
             .starts_with("failed to start: rejected its configuration"),
         "{plugin}"
     );
+    // It names the line of the `config` table, as config errors do: the
+    // guard's `[hub]` table takes lines 1-4, `[plugins.picky]` is on 5.
     let error = plugin["last_error"].as_str().unwrap();
+    let config_path = hub.dir().join("plugins.toml");
     assert!(
-        error.starts_with(
-            "plugin `picky` rejected its configuration: reject: must not be true; the table is unusable"
-        ),
+        error.starts_with(&format!(
+            "{}:7: plugin `picky` rejected its configuration: reject: must not be true; the table is unusable",
+            config_path.display()
+        )),
         "{error}"
     );
     hub.wait_plugin("fine", |p| p["state"] == "running").await;

@@ -141,7 +141,7 @@ async fn a_plugin_that_crashes_on_every_start_fails_after_the_cap_and_an_operato
     assert_eq!(
         sample(
             &metrics,
-            r#"switchyard_plugin_failed_total{plugin="crashy"}"#
+            r#"switchyard_plugin_give_ups_total{plugin="crashy"}"#
         ),
         Some(1.0)
     );
@@ -451,7 +451,7 @@ async fn a_permanent_error_is_not_retried_and_a_transient_one_is() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(
         body["error"],
-        "plugin `strict`: gave up after 3 attempts; the last one failed: the call failed: Unavailable: the upstream is down"
+        "plugin `strict`: gave up after 3 attempts; the last one failed: the call failed: UNAVAILABLE: the upstream is down"
     );
     let metrics = hub.metrics().await;
     assert_eq!(

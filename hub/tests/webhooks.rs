@@ -27,20 +27,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The plugins' binaries, built once per test run.
 fn plugin_bin(name: &str) -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "webhook-json", "-p", "testkit"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the plugins failed");
-        // target/debug/deps/webhooks-HASH -> target/debug
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_path_buf()
-    });
-    let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+    common::built(&["-p", "webhook-json", "-p", "testkit"], name)
 }
 
 /// A running `switchyard run`, stopped (SIGTERM, then SIGKILL) on drop.
@@ -93,7 +80,7 @@ impl Hub {
             .arg(dir.path().join("plugins.toml"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
+            .env("SWITCHYARD_LOG", "info")
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -20,8 +20,10 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-/// The environment variable holding the log filter (`RUST_LOG` syntax, for
-/// example `info` or `my_plugin=debug,info`). The default is `info`.
+/// The environment variable holding the log filter (`tracing`'s `EnvFilter`
+/// syntax, for example `info` or `my_plugin=debug,info`). The default is
+/// `info`. It is the hub's own filter variable too: the hub hands its value
+/// to every plugin it starts unless the plugin's `env` sets one.
 pub const LOG_FILTER_ENV: &str = "SWITCHYARD_LOG";
 
 /// A `tracing` layer writing each event as one hclog JSON line.

@@ -57,14 +57,15 @@ impl HubBuilder {
     }
 
     /// Sets an environment variable for the hub process itself. The hub
-    /// otherwise gets only `PATH`, `HOME`, `RUST_LOG`, `NO_COLOR` and
+    /// otherwise gets only `PATH`, `HOME`, `SWITCHYARD_LOG`, `NO_COLOR` and
     /// `RUST_BACKTRACE`.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
-    /// Sets the hub's `RUST_LOG` filter (default `info`).
+    /// Sets the hub's log filter, `SWITCHYARD_LOG` (default `info`), which
+    /// the hub also hands to plugins that do not set their own.
     pub fn rust_log(mut self, filter: &str) -> Self {
         self.rust_log = filter.to_owned();
         self
@@ -157,7 +158,7 @@ impl HubBuilder {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/".into()))
-            .env("RUST_LOG", &self.rust_log)
+            .env("SWITCHYARD_LOG", &self.rust_log)
             .env("NO_COLOR", "1")
             .env("RUST_BACKTRACE", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

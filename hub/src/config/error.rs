@@ -32,6 +32,33 @@ impl Position {
     }
 }
 
+/// Where something is configured: the config file as the operator named it
+/// and a line in it. Displayed as `PATH:LINE`, to prefix messages about it
+/// that only come later (a plugin rejecting its `config` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLocation {
+    /// The config file as the operator named it.
+    pub path: PathBuf,
+    /// The line, starting at 1.
+    pub line: usize,
+}
+
+impl ConfigLocation {
+    /// The location of a byte offset into `source`, read from `path`.
+    pub fn at(path: &Path, source: &str, offset: usize) -> Self {
+        ConfigLocation {
+            path: path.to_path_buf(),
+            line: Position::from_offset(source, offset).line,
+        }
+    }
+}
+
+impl fmt::Display for ConfigLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
+}
+
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-pub use error::{ConfigError, ConfigErrors, Position};
+pub use error::{ConfigError, ConfigErrors, ConfigLocation, Position};
 pub use pipeline::{OnError, OutputConfig, PipelineConfig, PollConfig};
 use reader::{Context, Section};
 pub use supervision::{
@@ -205,6 +205,9 @@ pub struct PluginConfig {
     pub kill_grace: Duration,
     /// The plugin's `config` table as a JSON object, for `Configure`.
     pub config: serde_json::Value,
+    /// Where the `config` table is in the file (the plugin's own table when
+    /// it has none), so that a rejected `Configure` points the operator at it.
+    pub config_at: ConfigLocation,
     /// The directory the plugin runs in (the config file's directory).
     pub working_dir: PathBuf,
     /// `[plugins.NAME.webhook]`: serve `POST /webhooks/NAME`, or `None`.
@@ -287,10 +290,7 @@ pub fn parse(path: &Path, source: &str, base_dir: &Path) -> Result<Config, Confi
     let mut plugins = Vec::new();
     let mut plugin_names = Vec::new();
     if let Some(section) = top.table(&mut context, "plugins") {
-        // Config order: the parsed map is sorted by name, the spans are not.
-        let mut entries: Vec<_> = section.table.iter().collect();
-        entries.sort_by_key(|(key, _)| key.span().start);
-        for (key, value) in entries {
+        for (key, plugin) in section.child_tables(&mut context) {
             let name = key.get_ref().as_ref();
             plugin_names.push(name.to_owned());
             // A bad name is reported, and the table is still checked so
@@ -304,21 +304,6 @@ pub fn parse(path: &Path, source: &str, base_dir: &Path) -> Result<Config, Confi
                     );
                     false
                 }
-            };
-            let DeValue::Table(table) = value.get_ref() else {
-                context.error(
-                    value.span(),
-                    format!(
-                        "[plugins.{name}] must be a table, found {}",
-                        value.get_ref().type_str()
-                    ),
-                );
-                continue;
-            };
-            let plugin = Section {
-                label: format!("[plugins.{name}]"),
-                table,
-                span: value.span(),
             };
             let supervision = supervision::read_plugin(&mut context, &plugin, &defaults);
             let plugin =
@@ -443,10 +428,7 @@ fn read_plugin(
         }
         None => {
             if section.get("command").is_none() {
-                context.error(
-                    section.span.clone(),
-                    format!("[plugins.{name}] is missing the required key `command`"),
-                );
+                section.missing(context, "command", "");
             }
             None
         }
@@ -543,6 +525,13 @@ fn read_plugin(
         .table(context, "output")
         .and_then(|table| pipeline::read_output(context, &table));
 
+    let config_at = ConfigLocation::at(
+        context.path,
+        context.source,
+        section
+            .get("config")
+            .map_or(section.span.start, |value| value.span().start),
+    );
     let config = match section.get("config") {
         None => serde_json::Value::Object(serde_json::Map::new()),
         Some(value) if value.get_ref().is_table() => {
@@ -573,6 +562,7 @@ fn read_plugin(
         stop_grace,
         kill_grace: hub.kill_grace,
         config,
+        config_at,
         working_dir: base_dir.to_path_buf(),
         webhook,
         poll,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::reader::{Context, Section};
+use super::reader::{self, Context, Section};
 use crate::domain::EventKind;
 
 /// The default `timeout` of one poll.
@@ -134,35 +134,11 @@ impl PipelineConfig {
     }
 }
 
-/// [`Section::integer`] for keys that hold a `u32`.
-fn integer(
-    context: &mut Context<'_>,
-    section: &Section<'_, '_>,
-    key: &str,
-    min: u32,
-    max: u32,
-) -> Option<u32> {
-    section
-        .integer(context, key, u64::from(min), u64::from(max))
-        .and_then(|number| u32::try_from(number).ok())
-}
-
-fn boolean(context: &mut Context<'_>, section: &Section<'_, '_>, key: &str) -> Option<bool> {
-    let value = section.get(key)?;
-    match value.get_ref() {
-        DeValue::Boolean(flag) => Some(*flag),
-        other => {
-            context.error(
-                value.span(),
-                format!(
-                    "`{key}` in {} must be true or false, found {}",
-                    section.label,
-                    other.type_str()
-                ),
-            );
-            None
-        }
-    }
+/// `; did you mean `NAME`?` when `unknown` looks like a misspelt plugin name.
+fn plugin_hint(unknown: &str, plugins: &[String]) -> String {
+    reader::did_you_mean(unknown, plugins.iter().map(String::as_str))
+        .map(|name| format!("; did you mean `{name}`?"))
+        .unwrap_or_default()
 }
 
 /// Reads `[plugins.NAME.poll]`.
@@ -173,10 +149,7 @@ pub(crate) fn read_poll(
     section.deny_unknown_keys(context, POLL_KEYS);
     let interval = section.duration(context, "interval");
     if interval.is_none() && section.get("interval").is_none() {
-        context.error(
-            section.span.clone(),
-            format!("{} is missing the required key `interval`", section.label),
-        );
+        section.missing(context, "interval", "");
     }
     let jitter = match section.get("jitter") {
         None => Duration::ZERO,
@@ -196,7 +169,9 @@ pub(crate) fn read_poll(
     let timeout = section
         .duration(context, "timeout")
         .unwrap_or(DEFAULT_POLL_TIMEOUT);
-    let max_records = integer(context, section, "max_records", 0, u32::MAX).unwrap_or(0);
+    let max_records = section
+        .integer_u32(context, "max_records", 0, u32::MAX)
+        .unwrap_or(0);
     Some(PollConfig {
         interval: interval?,
         jitter,
@@ -249,13 +224,13 @@ pub(crate) fn read_output(
             *list = values.into_iter().map(|(value, _)| value).collect();
         }
     }
-    if let Some(batch) = integer(context, section, "batch", 1, MAX_OUTPUT_BATCH) {
+    if let Some(batch) = section.integer_u32(context, "batch", 1, MAX_OUTPUT_BATCH) {
         output.batch = batch;
     }
-    if let Some(ordered) = boolean(context, section, "ordered") {
+    if let Some(ordered) = section.boolean(context, "ordered") {
         output.ordered = ordered;
     }
-    if let Some(max_in_flight) = integer(context, section, "max_in_flight", 1, MAX_IN_FLIGHT) {
+    if let Some(max_in_flight) = section.integer_u32(context, "max_in_flight", 1, MAX_IN_FLIGHT) {
         if max_in_flight > 1
             && output.ordered
             && let Some(value) = section.get("max_in_flight")
@@ -289,8 +264,9 @@ pub(crate) fn read_pipeline(
                 context.error(
                     span,
                     format!(
-                        "`enrich` in {} names {name:?}, which is not a configured plugin",
-                        section.label
+                        "`enrich` in {} names {name:?}, which is not a configured plugin{}",
+                        section.label,
+                        plugin_hint(&name, plugins)
                     ),
                 );
             } else if names.contains(&name) {
@@ -306,23 +282,8 @@ pub(crate) fn read_pipeline(
     };
     pipeline.enrich = chain(context, section);
     if let Some(sources) = section.table(context, "sources") {
-        for (key, value) in sources.table.iter() {
+        for (key, source_section) in sources.child_tables(context) {
             let source = key.get_ref().to_string();
-            let DeValue::Table(table) = value.get_ref() else {
-                context.error(
-                    value.span(),
-                    format!(
-                        "[pipeline.sources.{source}] must be a table, found {}",
-                        value.get_ref().type_str()
-                    ),
-                );
-                continue;
-            };
-            let source_section = Section {
-                label: format!("[pipeline.sources.{source}]"),
-                table,
-                span: value.span(),
-            };
             source_section.deny_unknown_keys(context, SOURCE_KEYS);
             let names = chain(context, &source_section);
             pipeline.sources.insert(source, names);
@@ -359,7 +320,8 @@ pub(crate) fn read_pipeline(
                         context.error(
                             key.span(),
                             format!(
-                                "`on_error` in [pipeline] names {name:?}, which is not a configured plugin"
+                                "`on_error` in [pipeline] names {name:?}, which is not a configured plugin{}",
+                                plugin_hint(&name, plugins)
                             ),
                         );
                         continue;

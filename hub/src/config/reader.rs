@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeString, DeTable, DeValue};
 
 use super::error::ConfigError;
 
@@ -45,25 +45,68 @@ pub(crate) struct Section<'a, 'i> {
 }
 
 impl<'a, 'i> Section<'a, 'i> {
-    /// Records an error for every key not in `allowed`.
+    /// Records an error for every key not in `allowed`, suggesting the
+    /// closest allowed key when one is near enough to be a misspelling.
     pub fn deny_unknown_keys(&self, context: &mut Context<'_>, allowed: &[&str]) {
         for key in self.table.keys() {
-            if !allowed.contains(&key.get_ref().as_ref()) {
-                let expected = allowed
-                    .iter()
-                    .map(|key| format!("`{key}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                context.error(
-                    key.span(),
-                    format!(
-                        "unknown key `{}` in {}; expected one of {expected}",
-                        key.get_ref(),
-                        self.label
-                    ),
-                );
+            let name = key.get_ref().as_ref();
+            if allowed.contains(&name) {
+                continue;
+            }
+            let hint = match did_you_mean(name, allowed.iter().copied()) {
+                Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                None => format!("expected one of {}", backticked(allowed)),
+            };
+            context.error(
+                key.span(),
+                format!("unknown key `{name}` in {}; {hint}", self.label),
+            );
+        }
+    }
+
+    /// Records that the required `key` is missing, at the table's start;
+    /// `detail`, when not empty, follows in parentheses.
+    pub fn missing(&self, context: &mut Context<'_>, key: &str, detail: &str) {
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        context.error(
+            self.span.clone(),
+            format!("{} is missing the required key `{key}`{detail}", self.label),
+        );
+    }
+
+    /// Every entry of this table read as a sub-table (`[plugins.NAME]`,
+    /// `[pipeline.sources.NAME]`), in file order, with the entry's key. An
+    /// entry that is not a table is recorded as an error and left out.
+    pub fn child_tables(
+        &self,
+        context: &mut Context<'_>,
+    ) -> Vec<(&'a Spanned<DeString<'i>>, Section<'a, 'i>)> {
+        // The parsed map is sorted by name; the spans give the file order.
+        let mut entries: Vec<_> = self.table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        let mut tables = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let label = child_label(&self.label, key.get_ref());
+            match value.get_ref() {
+                DeValue::Table(table) => tables.push((
+                    key,
+                    Section {
+                        label,
+                        table,
+                        span: value.span(),
+                    },
+                )),
+                other => context.error(
+                    value.span(),
+                    format!("{label} must be a table, found {}", other.type_str()),
+                ),
             }
         }
+        tables
     }
 
     /// The value of `key`, if present.
@@ -104,19 +147,65 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// A boolean value; `None` when absent or of another type (the latter is
+    /// recorded as an error).
+    pub fn boolean(&self, context: &mut Context<'_>, key: &str) -> Option<bool> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::Boolean(flag) => Some(*flag),
+            _ => {
+                self.type_error(context, key, "true or false", value);
+                None
+            }
+        }
+    }
+
+    /// A number (a float, or an integer read as one) with its span; `None`
+    /// when absent or not a number (the latter is recorded as an error).
+    pub fn float(&self, context: &mut Context<'_>, key: &str) -> Option<(f64, Range<usize>)> {
+        let value = self.get(key)?;
+        let parsed = match value.get_ref() {
+            DeValue::Float(float) => float.as_str().replace('_', "").parse::<f64>().ok(),
+            DeValue::Integer(integer) => {
+                i64::from_str_radix(&integer.as_str().replace('_', ""), integer.radix())
+                    .ok()
+                    .map(|number| number as f64)
+            }
+            _ => {
+                self.type_error(context, key, "a number", value);
+                return None;
+            }
+        };
+        match parsed {
+            Some(number) => Some((number, value.span())),
+            None => {
+                context.error(
+                    value.span(),
+                    format!("`{key}` in {} is not a valid number", self.label),
+                );
+                None
+            }
+        }
+    }
+
+    /// [`Section::integer`] for keys that hold a `u32`.
+    pub fn integer_u32(
+        &self,
+        context: &mut Context<'_>,
+        key: &str,
+        min: u32,
+        max: u32,
+    ) -> Option<u32> {
+        self.integer(context, key, u64::from(min), u64::from(max))
+            .and_then(|number| u32::try_from(number).ok())
+    }
+
     /// An integer between `min` and `max` (inclusive); TOML's `_` separators
     /// and hexadecimal, octal and binary forms are accepted.
     pub fn integer(&self, context: &mut Context<'_>, key: &str, min: u64, max: u64) -> Option<u64> {
         let value = self.get(key)?;
         let DeValue::Integer(integer) = value.get_ref() else {
-            context.error(
-                value.span(),
-                format!(
-                    "`{key}` in {} must be an integer, found {}",
-                    self.label,
-                    value.get_ref().type_str()
-                ),
-            );
+            self.type_error(context, key, "an integer", value);
             return None;
         };
         let digits = integer.as_str().replace('_', "");
@@ -227,6 +316,35 @@ impl<'a, 'i> Section<'a, 'i> {
             }
         }
     }
+}
+
+/// The candidate closest to `unknown`, if it is close enough to be a
+/// misspelling of it: at most one edit (insertion, deletion, substitution or
+/// swap of neighbours) per three characters, at least one, ignoring case.
+/// Ties go to the earliest candidate.
+pub(crate) fn did_you_mean<'c>(
+    unknown: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
+    let unknown_lower = unknown.to_lowercase();
+    let limit = (unknown.chars().count() / 3).max(1);
+    let mut best: Option<(usize, &'c str)> = None;
+    for candidate in candidates {
+        let distance = strsim::damerau_levenshtein(&unknown_lower, &candidate.to_lowercase());
+        if distance <= limit && best.is_none_or(|(closest, _)| distance < closest) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, candidate)| candidate)
+}
+
+/// `` `a`, `b`, `c` ``: a list of keys or names for a message.
+pub(crate) fn backticked(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The label of a sub-table: `[hub]` + `x` is `[hub.x]`; the top level + `hub`

@@ -6,10 +6,7 @@
 //! neither sets takes the built-in default documented in
 //! `docs/configuration.md`. Everything is validated here, at load.
 
-use std::ops::Range;
 use std::time::Duration;
-
-use toml::de::DeValue;
 
 use super::reader::{Context, Section};
 
@@ -63,7 +60,7 @@ impl RestartMode {
 }
 
 /// An exponential backoff curve: `initial * multiplier^n`, capped at `max`,
-/// with optional jitter (see [`crate::retry::backoff`]).
+/// with optional jitter (see [`crate::backoff`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackoffConfig {
     /// The first delay.
@@ -255,7 +252,7 @@ fn read_backoff(context: &mut Context<'_>, section: &Section<'_, '_>, backoff: &
     if let Some(duration) = section.duration_or_zero(context, "max_backoff") {
         backoff.max = duration;
     }
-    if let Some((multiplier, span)) = float(context, section, "multiplier") {
+    if let Some((multiplier, span)) = section.float(context, "multiplier") {
         if multiplier.is_finite() && (1.0..=100.0).contains(&multiplier) {
             backoff.multiplier = multiplier;
         } else {
@@ -268,7 +265,7 @@ fn read_backoff(context: &mut Context<'_>, section: &Section<'_, '_>, backoff: &
             );
         }
     }
-    if let Some(jitter) = boolean(context, section, "jitter") {
+    if let Some(jitter) = section.boolean(context, "jitter") {
         backoff.jitter = jitter;
     }
     if backoff.max < backoff.initial {
@@ -309,8 +306,8 @@ fn read_restart(
     if let Some(duration) = section.duration(context, "reset_after") {
         restart.reset_after = duration;
     }
-    if let Some(count) = section.integer(context, "max_restarts", 1, u64::from(u32::MAX)) {
-        restart.max_restarts = u32::try_from(count).unwrap_or(u32::MAX);
+    if let Some(count) = section.integer_u32(context, "max_restarts", 1, u32::MAX) {
+        restart.max_restarts = count;
     }
     if let Some(duration) = section.duration(context, "window") {
         restart.window = duration;
@@ -331,8 +328,8 @@ fn read_health(
     if let Some(duration) = section.duration(context, "timeout") {
         health.timeout = duration;
     }
-    if let Some(count) = section.integer(context, "failure_threshold", 1, 1000) {
-        health.failure_threshold = u32::try_from(count).unwrap_or(1000);
+    if let Some(count) = section.integer_u32(context, "failure_threshold", 1, 1000) {
+        health.failure_threshold = count;
     }
     health
 }
@@ -344,8 +341,8 @@ fn read_retry(
 ) -> RetryConfig {
     section.deny_unknown_keys(context, RETRY_KEYS);
     let mut retry = base.clone();
-    if let Some(count) = section.integer(context, "max_attempts", 1, 1000) {
-        retry.max_attempts = u32::try_from(count).unwrap_or(1000);
+    if let Some(count) = section.integer_u32(context, "max_attempts", 1, 1000) {
+        retry.max_attempts = count;
     }
     read_backoff(context, section, &mut retry.backoff);
     if let Some(duration) = section.duration(context, "timeout") {
@@ -367,8 +364,8 @@ fn read_retry(
         }
         retry.retryable_codes = codes;
     }
-    if let Some(count) = section.integer(context, "breaker_failures", 1, 1_000_000) {
-        retry.breaker_failures = u32::try_from(count).unwrap_or(1_000_000);
+    if let Some(count) = section.integer_u32(context, "breaker_failures", 1, 1_000_000) {
+        retry.breaker_failures = count;
     }
     if let Some(duration) = section.duration(context, "breaker_cooldown") {
         retry.breaker_cooldown = duration;
@@ -437,61 +434,6 @@ pub fn code_name(code: tonic::Code) -> String {
         name.push(character.to_ascii_uppercase());
     }
     name
-}
-
-fn float(
-    context: &mut Context<'_>,
-    section: &Section<'_, '_>,
-    key: &str,
-) -> Option<(f64, Range<usize>)> {
-    let value = section.get(key)?;
-    let parsed = match value.get_ref() {
-        DeValue::Float(float) => float.as_str().replace('_', "").parse::<f64>().ok(),
-        DeValue::Integer(integer) => {
-            i64::from_str_radix(&integer.as_str().replace('_', ""), integer.radix())
-                .ok()
-                .map(|number| number as f64)
-        }
-        other => {
-            context.error(
-                value.span(),
-                format!(
-                    "`{key}` in {} must be a number, found {}",
-                    section.label,
-                    other.type_str()
-                ),
-            );
-            return None;
-        }
-    };
-    match parsed {
-        Some(number) => Some((number, value.span())),
-        None => {
-            context.error(
-                value.span(),
-                format!("`{key}` in {} is not a valid number", section.label),
-            );
-            None
-        }
-    }
-}
-
-fn boolean(context: &mut Context<'_>, section: &Section<'_, '_>, key: &str) -> Option<bool> {
-    let value = section.get(key)?;
-    match value.get_ref() {
-        DeValue::Boolean(flag) => Some(*flag),
-        other => {
-            context.error(
-                value.span(),
-                format!(
-                    "`{key}` in {} must be true or false, found {}",
-                    section.label,
-                    other.type_str()
-                ),
-            );
-            None
-        }
-    }
 }
 
 #[cfg(test)]

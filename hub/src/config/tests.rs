@@ -138,13 +138,110 @@ fn database_urls_are_resolved_and_never_shown_with_passwords() {
 
 #[test]
 fn unknown_key_in_a_plugin_names_the_key_the_table_and_the_choices() {
-    let errors = Fixture::new().errors("[plugins.echo]\ncommand = \"plugin\"\ncomand = \"x\"\n");
+    let errors = Fixture::new().errors("[plugins.echo]\ncommand = \"plugin\"\nbogus = \"x\"\n");
     assert_eq!(
         errors,
         [
-            "plugins.toml:3:1: unknown key `comand` in [plugins.echo]; expected one of `command`, `args`, `env`, `env_passthrough`, `start_timeout`, `stop_grace`, `tls`, `config`, `webhook`, `poll`, `output`, `restart`, `health`, `retry`, `limits`"
+            "plugins.toml:3:1: unknown key `bogus` in [plugins.echo]; expected one of `command`, `args`, `env`, `env_passthrough`, `start_timeout`, `stop_grace`, `tls`, `config`, `webhook`, `poll`, `output`, `restart`, `health`, `retry`, `limits`"
         ]
     );
+}
+
+#[test]
+fn a_misspelt_key_gets_a_suggestion() {
+    let errors = Fixture::new().errors("[plugins.echo]\ncommand = \"plugin\"\ncomand = \"x\"\n");
+    assert_eq!(
+        errors,
+        ["plugins.toml:3:1: unknown key `comand` in [plugins.echo]; did you mean `command`?"]
+    );
+}
+
+#[test]
+fn every_section_that_rejects_unknown_keys_suggests_the_closest_one() {
+    let fixture = Fixture::new();
+    // One misspelling per section, each on its own line.
+    let errors = fixture.errors(
+        r#"plugin = 1
+[hub]
+lisen = "127.0.0.1:1"
+[defaults]
+helth = {}
+[defaults.restart]
+polcy = "never"
+[defaults.health]
+Interval = "1s"
+[defaults.retry]
+max_atempts = 2
+[defaults.limits]
+open-files = 64
+[plugins.p]
+command = "plugin"
+start_timout = "1s"
+[plugins.p.webhook]
+auth = "none"
+max-body = 10
+[plugins.p.poll]
+interval = "1s"
+max_record = 5
+[plugins.p.output]
+oredred = true
+[pipeline]
+enrcih = []
+[pipeline.sources.s]
+enrich_ = []
+"#,
+    );
+    let expected = [
+        "plugins.toml:1:1: unknown key `plugin` in the top level; did you mean `plugins`?",
+        "plugins.toml:3:1: unknown key `lisen` in [hub]; did you mean `listen`?",
+        "plugins.toml:5:1: unknown key `helth` in [defaults]; did you mean `health`?",
+        "plugins.toml:7:1: unknown key `polcy` in [defaults.restart]; did you mean `policy`?",
+        "plugins.toml:9:1: unknown key `Interval` in [defaults.health]; did you mean `interval`?",
+        "plugins.toml:11:1: unknown key `max_atempts` in [defaults.retry]; did you mean `max_attempts`?",
+        "plugins.toml:13:1: unknown key `open-files` in [defaults.limits]; did you mean `open_files`?",
+        "plugins.toml:16:1: unknown key `start_timout` in [plugins.p]; did you mean `start_timeout`?",
+        "plugins.toml:19:1: unknown key `max-body` in [plugins.p.webhook]; did you mean `max_body`?",
+        "plugins.toml:22:1: unknown key `max_record` in [plugins.p.poll]; did you mean `max_records`?",
+        "plugins.toml:24:1: unknown key `oredred` in [plugins.p.output]; did you mean `ordered`?",
+        "plugins.toml:26:1: unknown key `enrcih` in [pipeline]; did you mean `enrich`?",
+        "plugins.toml:28:1: unknown key `enrich_` in [pipeline.sources.s]; did you mean `enrich`?",
+    ];
+    assert_eq!(errors, expected);
+}
+
+#[test]
+fn a_misspelt_plugin_name_in_the_pipeline_gets_a_suggestion() {
+    let errors = Fixture::new().errors(
+        "[plugins.tagger]\ncommand = \"plugin\"\n[pipeline]\nenrich = [\"taggr\"]\non_error = { tager = \"skip\", zzz = \"skip\" }\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "plugins.toml:4:11: `enrich` in [pipeline] names \"taggr\", which is not a configured plugin; did you mean `tagger`?",
+            "plugins.toml:5:14: `on_error` in [pipeline] names \"tager\", which is not a configured plugin; did you mean `tagger`?",
+            "plugins.toml:5:30: `on_error` in [pipeline] names \"zzz\", which is not a configured plugin",
+        ]
+    );
+}
+
+#[test]
+fn suggestions_are_only_for_near_misses() {
+    use super::reader::did_you_mean;
+    let keys = ["command", "args", "env", "env_passthrough", "stop_grace"];
+    assert_eq!(did_you_mean("comand", keys), Some("command"));
+    assert_eq!(
+        did_you_mean("cmomand", keys),
+        Some("command"),
+        "a swap is one edit"
+    );
+    assert_eq!(did_you_mean("ENV", keys), Some("env"), "case is ignored");
+    assert_eq!(did_you_mean("en", keys), Some("env"));
+    assert_eq!(did_you_mean("arg", keys), Some("args"));
+    assert_eq!(did_you_mean("stop-grace", keys), Some("stop_grace"));
+    assert_eq!(did_you_mean("cmd", keys), None);
+    assert_eq!(did_you_mean("x", keys), None);
+    assert_eq!(did_you_mean("timeout", keys), None);
+    assert_eq!(did_you_mean("anything", []), None);
 }
 
 #[test]
@@ -450,7 +547,7 @@ open_files = 2
 "#,
     );
     let expected = [
-        "plugins.toml:3:1: unknown key `restrat` in [defaults]; expected one of `restart`, `health`, `retry`, `limits`",
+        "plugins.toml:3:1: unknown key `restrat` in [defaults]; did you mean `restart`?",
         "plugins.toml:7:1: `max_backoff` (1s) in [plugins.p.restart] is shorter than `initial_backoff` (10s)",
         "plugins.toml:8:10: invalid `policy` \"sometimes\" in [plugins.p.restart]: expected \"always\", \"on-failure\" or \"never\"",
         "plugins.toml:9:16: `max_restarts` in [plugins.p.restart] must be between 1 and 4294967295, found 0",
@@ -502,5 +599,31 @@ fn a_bad_tls_value_names_the_key_and_the_choices() {
     assert_eq!(
         errors,
         ["plugins.toml:3:7: `tls` in [plugins.echo] must be a string, found boolean"]
+    );
+}
+
+#[test]
+fn a_plugin_knows_where_its_config_table_is() {
+    let config = Fixture::new()
+        .parse(
+            "[plugins.inline]\ncommand = \"plugin\"\n\nconfig = { a = 1 }\n\n\
+             [plugins.none]\ncommand = \"plugin\"\n\n\
+             [plugins.header]\ncommand = \"plugin\"\n[plugins.header.config]\na = 1\n\n\
+             [plugins.dotted]\ncommand = \"plugin\"\nconfig.a = 1\n",
+        )
+        .unwrap();
+    let places: Vec<String> = config
+        .plugins
+        .iter()
+        .map(|plugin| format!("{} {}", plugin.name, plugin.config_at))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "inline plugins.toml:4",
+            "none plugins.toml:6",
+            "header plugins.toml:11",
+            "dotted plugins.toml:16",
+        ]
     );
 }

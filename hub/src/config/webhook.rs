@@ -159,10 +159,11 @@ pub(crate) fn read_with_env(
         }
         None => {
             if section.get("auth").is_none() {
-                context.error(
-                    section.span.clone(),
-                    format!(
-                        "{label} is missing the required key `auth` (one of {choices}; write auth = \"none\" to accept unauthenticated webhooks)"
+                section.missing(
+                    context,
+                    "auth",
+                    &format!(
+                        "one of {choices}; write auth = \"none\" to accept unauthenticated webhooks"
                     ),
                 );
             }
@@ -178,12 +179,14 @@ pub(crate) fn read_with_env(
             format!("`secret_env` in {label} makes no sense with auth = \"none\"; remove it or choose a scheme"),
         ),
         (Some(auth), None) if auth != WebhookAuth::None && section.get("secret_env").is_none() => {
-            context.error(
-                section.span.clone(),
-                format!(
-                    "{label} is missing the required key `secret_env` (the environment variable holding the {})",
-                    if auth == WebhookAuth::ApiKey { "API key" } else { "signing secret" }
-                ),
+            section.missing(
+                context,
+                "secret_env",
+                if auth == WebhookAuth::ApiKey {
+                    "the environment variable holding the API key"
+                } else {
+                    "the environment variable holding the signing secret"
+                },
             );
         }
         (Some(auth), Some((variable, span))) => {

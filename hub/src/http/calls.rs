@@ -13,17 +13,16 @@ use axum::extract::{Path, State};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tracing::Instrument as _;
 
 use super::json::{
     EnrichBody, EventKindJson, EventsBody, FailureJson, HttpReplyJson, PollBatchJson, PollBody,
     RecordJson, WebhookBody, decode_base64,
 };
 use super::{ApiError, AppState};
-use crate::domain::{EnrichOutcome, EventKind, PollRequest, Record, RecordEvent, Role};
-use crate::retry;
+use crate::domain::{EnrichOutcome, EventKind, PollRequest, Record, RecordEvent};
+use crate::retry::{self, Rpc};
 use crate::rpc::CallError;
-use crate::supervisor::Connection;
+use crate::supervisor::RunningPlugin;
 
 fn parse_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -36,22 +35,15 @@ fn parse_required_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError>
     serde_json::from_slice(body).map_err(|err| ApiError::BadRequest(err.to_string()))
 }
 
-/// Runs a call to plugin `name` in a span, under its retry policy.
-async fn call<T, F, Fut>(
-    state: &AppState,
-    name: &str,
-    rpc: &'static str,
-    role: Role,
-    attempt: F,
-) -> Result<T, ApiError>
+/// Runs a call to plugin `name` through the call path (its own span,
+/// the plugin's retry policy).
+async fn call<T, F, Fut>(state: &AppState, name: &str, rpc: Rpc, attempt: F) -> Result<T, ApiError>
 where
-    F: FnMut(Connection) -> Fut,
+    F: FnMut(RunningPlugin) -> Fut,
     Fut: Future<Output = Result<T, CallError>>,
 {
     let plugin = state.plugin(name)?;
-    let span = tracing::info_span!("call", plugin = %name, call = rpc);
-    retry::call(plugin, rpc, role, attempt)
-        .instrument(span)
+    retry::call(plugin, rpc, attempt)
         .await
         .map_err(|give_up| ApiError::from_give_up(name, give_up))
 }
@@ -72,7 +64,7 @@ pub async fn poll(
         checkpoint,
         max_records: request.max_records,
     };
-    let batches = call(&state, &name, "poll", Role::PollingInput, |connection| {
+    let batches = call(&state, &name, Rpc::Poll, |connection| {
         let request = request.clone();
         async move { connection.roles.poll(request).await }
     })
@@ -100,7 +92,7 @@ pub async fn webhook(
     let request: WebhookBody = parse_body(&body)?;
     state.plugin(&name)?;
     let delivery = request.into_delivery(&name, manual_delivery_id(), Utc::now());
-    let outcome = call(&state, &name, "webhook", Role::WebhookInput, |connection| {
+    let outcome = call(&state, &name, Rpc::Webhook, |connection| {
         let delivery = delivery.clone();
         async move { connection.roles.webhook(delivery).await }
     })
@@ -122,13 +114,9 @@ pub async fn enrich(
     state.plugin(&name)?;
     let records: Vec<Record> = request.records.into_iter().map(Record::from).collect();
     let records = &records;
-    let outcomes = call(
-        &state,
-        &name,
-        "enrich",
-        Role::Enrichment,
-        |connection| async move { connection.roles.enrich(records).await },
-    )
+    let outcomes = call(&state, &name, Rpc::Enrich, |connection| async move {
+        connection.roles.enrich(records).await
+    })
     .await?;
     let results: Vec<Value> = outcomes
         .into_iter()
@@ -164,13 +152,9 @@ pub async fn events(
         })
         .collect();
     let events = &events;
-    let acks = call(
-        &state,
-        &name,
-        "events",
-        Role::Output,
-        |connection| async move { connection.roles.events(events).await },
-    )
+    let acks = call(&state, &name, Rpc::Events, |connection| async move {
+        connection.roles.events(events).await
+    })
     .await?;
     let acks: Vec<Value> = acks
         .into_iter()

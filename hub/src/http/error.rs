@@ -360,10 +360,18 @@ impl ApiError {
                 served,
             },
             GiveUp::Permanent(error) => ApiError::from_call(name, error),
-            GiveUp::Exhausted { attempts, last } => ApiError::GaveUp {
+            GiveUp::Exhausted { attempts, last, .. } => ApiError::GaveUp {
                 name: name.to_owned(),
                 attempts,
                 last,
+            },
+            GiveUp::Cancelled => ApiError::NotRunning {
+                name: name.to_owned(),
+                state: "stopping",
+            },
+            GiveUp::Local(error) => ApiError::CallFailed {
+                name: name.to_owned(),
+                error: CallError::Protocol(error.to_string()),
             },
         }
     }

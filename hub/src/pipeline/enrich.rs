@@ -15,10 +15,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::call::{self, CallFailure};
 use super::metrics::PipelineMetrics;
 use crate::config::{OnError, PipelineConfig};
-use crate::domain::{EnrichOutcome, Record, Role};
+use crate::domain::{EnrichOutcome, Record};
+use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{NewDeadLetter, Stage};
 use crate::supervisor::PluginHandle;
 
@@ -29,6 +29,23 @@ pub struct ChainOutput {
     pub records: Vec<Record>,
     /// Records parked by an enricher with `on_error = "dead-letter"`.
     pub dead_letters: Vec<NewDeadLetter>,
+}
+
+/// Why a batch could not pass an enricher (nothing of it is stored).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("enricher `{enricher}`: {reason}")]
+pub struct EnrichFailure {
+    /// The enricher's instance name.
+    pub enricher: String,
+    /// Why its call failed for good.
+    pub reason: GiveUp,
+}
+
+impl EnrichFailure {
+    /// Whether the hub is shutting down (rather than the enricher failing).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.reason, GiveUp::Cancelled)
+    }
 }
 
 /// The configured chains and the enricher plugins they call.
@@ -71,7 +88,7 @@ impl Chain {
         &self,
         default_source: &str,
         mut records: Vec<Record>,
-    ) -> Result<ChainOutput, CallFailure> {
+    ) -> Result<ChainOutput, EnrichFailure> {
         for record in &mut records {
             if record.source.is_empty() {
                 record.source = default_source.to_owned();
@@ -153,13 +170,16 @@ impl Chain {
         &self,
         enricher: &str,
         records: &[Record],
-    ) -> Result<Vec<Result<Record, (String, u32)>>, CallFailure> {
-        let plugin = self
-            .plugins
-            .get(enricher)
-            .ok_or_else(|| CallFailure::NotRunning {
-                plugin: enricher.to_owned(),
-            })?;
+    ) -> Result<Vec<Result<Record, (String, u32)>>, EnrichFailure> {
+        let failure = |reason| EnrichFailure {
+            enricher: enricher.to_owned(),
+            reason,
+        };
+        let plugin = self.plugins.get(enricher).ok_or_else(|| {
+            failure(GiveUp::Stopped {
+                state: "not configured",
+            })
+        })?;
         let policy = plugin.retry_config().clone();
         let max_attempts = policy.max_attempts.max(1);
         let mut results: Vec<Option<Result<Record, (String, u32)>>> = vec![None; records.len()];
@@ -171,18 +191,16 @@ impl Chain {
             if pending.is_empty() {
                 break;
             }
-            let batch: Vec<Record> = pending.iter().map(|&i| records[i].clone()).collect();
-            let call = crate::retry::call(plugin, "enrich", Role::Enrichment, |connection| {
-                let batch = batch.clone();
-                async move { connection.roles.enrich(&batch).await }
-            });
-            let outcomes = tokio::select! {
-                () = self.cancel.cancelled() => return Err(CallFailure::Cancelled),
-                result = call => result.map_err(|reason| CallFailure::GaveUp {
-                    plugin: enricher.to_owned(),
-                    reason,
-                })?,
-            };
+            let batch: Arc<Vec<Record>> =
+                Arc::new(pending.iter().map(|&i| records[i].clone()).collect());
+            let outcomes = Call::new(plugin, Rpc::Enrich)
+                .cancel(&self.cancel)
+                .run(|running| {
+                    let batch = batch.clone();
+                    async move { Ok::<_, AttemptError>(running.roles.enrich(&batch).await?) }
+                })
+                .await
+                .map_err(failure)?;
             let mut wait_for: Option<std::time::Duration> = None;
             for (&i, outcome) in pending.iter().zip(outcomes) {
                 attempts[i] += 1;
@@ -191,8 +209,7 @@ impl Chain {
                     EnrichOutcome::Failed(failure)
                         if failure.retryable && attempts[i] < max_attempts =>
                     {
-                        let delay =
-                            call::retry_delay(&policy, attempts[i] - 1, failure.retry_after);
+                        let delay = retry::delay(&policy, attempts[i], failure.retry_after);
                         wait_for = Some(wait_for.map_or(delay, |known| known.max(delay)));
                     }
                     EnrichOutcome::Failed(failure) => {
@@ -201,9 +218,9 @@ impl Chain {
                 }
             }
             if let Some(delay) = wait_for
-                && !call::sleep(delay, &self.cancel).await
+                && !retry::sleep(delay, Some(&self.cancel)).await
             {
-                return Err(CallFailure::Cancelled);
+                return Err(failure(GiveUp::Cancelled));
             }
         }
         Ok(results.into_iter().flatten().collect())

@@ -5,8 +5,10 @@
 //! * [`poller`]: one loop per `[plugins.NAME.poll]`.
 //! * [`enrich`]: the `[pipeline]` enrichment chains.
 //! * [`output`]: one delivery loop per `[plugins.NAME.output]`.
-//! * [`call`]: waiting for plugins, retry classification and backoff.
 //! * [`metrics`]: the per-stage Prometheus metrics.
+//!
+//! Every call to a plugin goes through [`crate::retry::Call`], the hub's one
+//! call path.
 //!
 //! [`Ingest`] is the one way records enter the store: chain, then one
 //! transaction with the records, their events, any dead letters and (for
@@ -15,7 +17,6 @@
 //! moment. Webhook deliveries use it too ([`Ingest::prepare`] then
 //! [`Ingest::write`] inside their own write job).
 
-pub mod call;
 pub mod enrich;
 pub mod metrics;
 pub mod output;
@@ -32,8 +33,7 @@ use crate::config::Config;
 use crate::domain::Record;
 use crate::store::{Pending, Store, StoreError, StoreTx, Upserted, WriteJob};
 use crate::supervisor::PluginHandle;
-pub use call::CallFailure;
-pub use enrich::{Chain, ChainOutput};
+pub use enrich::{Chain, ChainOutput, EnrichFailure};
 pub use metrics::PipelineMetrics;
 
 /// Why records could not be ingested (nothing was committed).
@@ -42,7 +42,7 @@ pub enum IngestError {
     /// An enricher could not be reached (retries gave up) or the hub is
     /// shutting down.
     #[error(transparent)]
-    Call(#[from] CallFailure),
+    Enrich(#[from] EnrichFailure),
     /// The store failed.
     #[error("cannot store the records: {0}")]
     Store(#[from] StoreError),
@@ -67,7 +67,7 @@ impl Ingest {
         &self,
         plugin: &str,
         records: Vec<Record>,
-    ) -> Result<ChainOutput, CallFailure> {
+    ) -> Result<ChainOutput, EnrichFailure> {
         self.chain.run(plugin, records).await
     }
 
@@ -175,7 +175,7 @@ const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// [`PRUNE_EVERY`], until `cancel` fires.
 async fn prune_outbox(store: Store, outputs: Vec<String>, cancel: CancellationToken) {
     loop {
-        if !call::sleep(PRUNE_EVERY, &cancel).await {
+        if !crate::retry::sleep(PRUNE_EVERY, Some(&cancel)).await {
             return;
         }
         match store.prune_outbox(&outputs).await {

@@ -24,7 +24,7 @@
 //! the same transaction as the marks.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -34,14 +34,14 @@ use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::call::{self, CallFailure};
 use super::metrics::PipelineMetrics;
 use crate::config::OutputConfig;
-use crate::domain::{RecordEvent, Role};
+use crate::domain::{EventAck, RecordEvent};
+use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{
     NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError, StoreTx, WriteJob,
 };
-use crate::supervisor::PluginHandle;
+use crate::supervisor::{PluginHandle, RunningPlugin};
 
 /// How often an idle output looks at the outbox even without a wake-up.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
@@ -137,7 +137,7 @@ impl OutputWorker {
                     Err(StepError::Cancelled) => break,
                     Err(StepError::Store(err)) => {
                         tracing::error!(error = %err, "The output's progress could not be read or saved; retrying.");
-                        if !call::sleep(STORE_RETRY, &self.cancel).await {
+                        if !retry::sleep(STORE_RETRY, Some(&self.cancel)).await {
                             break;
                         }
                     }
@@ -238,7 +238,10 @@ impl OutputWorker {
         Ok(())
     }
 
-    /// Sends `events` until each is acked or dead-lettered.
+    /// Sends `events` until each is acked or dead-lettered. Each round is
+    /// one call through the call path (health, breaker, retries of the
+    /// stream, deadline, metrics): the acks that arrive are kept even when
+    /// the stream breaks, and only what is unanswered is sent again.
     async fn deliver(
         &self,
         events: &[OutboxEvent],
@@ -258,50 +261,47 @@ impl OutputWorker {
                 let age = (Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0;
                 self.metrics.lag(name, age);
             }
-            let batch: Vec<RecordEvent> = pending
-                .iter()
-                .map(|&index| {
-                    let event = &events[index];
-                    RecordEvent {
-                        delivery_id: u64::try_from(event.id).unwrap_or_default(),
-                        kind: event.kind,
-                        record: event.record.clone(),
-                        attempt: attempts.get(&index).map_or(1, |(count, _)| count + 1),
-                    }
-                })
-                .collect();
-            let connection = match call::running(
-                &self.plugin,
-                Role::Output,
-                policy.timeout,
-                &self.cancel,
-            )
-            .await
-            {
-                Ok(connection) => connection,
-                Err(CallFailure::Cancelled) => return Err(StepError::Cancelled),
-                Err(failure) => {
-                    tracing::warn!(error = %failure, "The output is not available; holding its events back.");
-                    let delay = call::retry_delay(&policy, call_failures.min(16), None);
-                    call_failures += 1;
-                    if !call::sleep(delay, &self.cancel).await {
-                        return Err(StepError::Cancelled);
-                    }
-                    continue;
-                }
-            };
-            let (acks, error) = tokio::select! {
-                () = self.cancel.cancelled() => return Err(StepError::Cancelled),
-                result = tokio::time::timeout(policy.timeout, connection.roles.events_partial(&batch)) => {
-                    result.unwrap_or_else(|_| (vec![None; batch.len()], Some(crate::rpc::CallError::Failed {
-                        code: "DeadlineExceeded".to_owned(),
-                        message: format!("no answer within {:?}", policy.timeout),
-                        retry_after: None,
-                    })))
-                }
-            };
-            let mut still_pending = Vec::new();
+            let batch: Arc<Vec<RecordEvent>> = Arc::new(
+                pending
+                    .iter()
+                    .map(|&index| {
+                        let event = &events[index];
+                        RecordEvent {
+                            delivery_id: u64::try_from(event.id).unwrap_or_default(),
+                            kind: event.kind,
+                            record: event.record.clone(),
+                            attempt: attempts.get(&index).map_or(1, |(count, _)| count + 1),
+                        }
+                    })
+                    .collect(),
+            );
+            let acks: Arc<Mutex<Vec<Option<EventAck>>>> =
+                Arc::new(Mutex::new(vec![None; batch.len()]));
+            let result = Call::new(&self.plugin, Rpc::Events)
+                .cancel(&self.cancel)
+                .run(|running| send_unanswered(running, batch.clone(), acks.clone()))
+                .await;
+            let acks = match Arc::try_unwrap(acks) {
+                Ok(acks) => acks.into_inner(),
+                Err(shared) => Ok(lock(&shared).clone()),
+            }
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut delay: Option<Duration> = None;
+            match result {
+                Ok(()) => call_failures = 0,
+                Err(GiveUp::Cancelled) => return Err(StepError::Cancelled),
+                Err(reason) => {
+                    // Never dead-lettered for it: a plugin that is down or
+                    // failing its stream holds the events back.
+                    let unanswered = acks.iter().filter(|ack| ack.is_none()).count();
+                    tracing::warn!(error = %reason, unanswered, "The output could not take its events; holding them back.");
+                    let wait =
+                        retry::delay(&policy, call_failures.min(16) + 1, reason.retry_after());
+                    delay = Some(wait);
+                    call_failures += 1;
+                }
+            }
+            let mut still_pending = Vec::new();
             for (&index, ack) in pending.iter().zip(acks) {
                 let event = &events[index];
                 match ack {
@@ -311,8 +311,7 @@ impl OutputWorker {
                             let entry = attempts.entry(index).or_insert((0, Utc::now()));
                             entry.0 += 1;
                             if failure.retryable && entry.0 < max_attempts {
-                                let wait =
-                                    call::retry_delay(&policy, entry.0 - 1, failure.retry_after);
+                                let wait = retry::delay(&policy, entry.0, failure.retry_after);
                                 delay = Some(delay.map_or(wait, |known| known.max(wait)));
                                 still_pending.push(index);
                             } else {
@@ -332,14 +331,6 @@ impl OutputWorker {
                     None => still_pending.push(index),
                 }
             }
-            if let Some(error) = error {
-                tracing::warn!(error = %error, unanswered = still_pending.len(), "The output's event stream failed; resending what was not acknowledged.");
-                let wait = call::retry_delay(&policy, call_failures.min(16), None);
-                delay = Some(delay.map_or(wait, |known| known.max(wait)));
-                call_failures += 1;
-            } else {
-                call_failures = 0;
-            }
             // Keep outbox order for what is left.
             still_pending.sort_unstable();
             pending = still_pending;
@@ -350,13 +341,43 @@ impl OutputWorker {
             }
             if !pending.is_empty()
                 && let Some(delay) = delay
-                && !call::sleep(delay, &self.cancel).await
+                && !retry::sleep(delay, Some(&self.cancel)).await
             {
                 return Err(StepError::Cancelled);
             }
         }
         Ok(finished)
     }
+}
+
+/// One attempt of a round: sends the events of `batch` that `acks` does not
+/// answer yet on one `HandleEvent` stream, filling `acks` as answers arrive.
+async fn send_unanswered(
+    running: RunningPlugin,
+    batch: Arc<Vec<RecordEvent>>,
+    acks: Arc<Mutex<Vec<Option<EventAck>>>>,
+) -> Result<(), AttemptError> {
+    let unanswered: Vec<usize> = lock(&acks)
+        .iter()
+        .enumerate()
+        .filter_map(|(index, ack)| ack.is_none().then_some(index))
+        .collect();
+    let events: Vec<&RecordEvent> = unanswered.iter().map(|&index| &batch[index]).collect();
+    running
+        .roles
+        .events_each(&events, |position, ack| {
+            if let Some(&index) = unanswered.get(position) {
+                lock(&acks)[index] = Some(ack);
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A write job: an output's progress after a stream (see

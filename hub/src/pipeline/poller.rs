@@ -8,20 +8,18 @@
 //! not committed, so the retry (or the next poll) fetches them again; a
 //! re-fetched record is an upsert, never a duplicate.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::call::{self, CallFailure};
 use super::{Ingest, IngestError};
 use crate::config::PollConfig;
-use crate::domain::{PollRequest, Record, Role};
+use crate::domain::{PollRequest, Record};
+use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{Pending, Upserted};
-use crate::supervisor::PluginHandle;
-
-/// Why one poll attempt failed.
-type PollError = IngestError;
+use crate::supervisor::{PluginHandle, RunningPlugin};
 
 /// What a successful poll did.
 #[derive(Debug, Default)]
@@ -40,9 +38,10 @@ pub(crate) async fn run(
     let span = tracing::info_span!("poller", plugin = %plugin.name());
     async move {
         loop {
-            poll_with_retries(&plugin, &poll, &ingest, &cancel).await;
-            let delay = poll.interval + jitter(poll.jitter);
-            if !call::sleep(delay, &cancel).await {
+            let asked_to_wait = poll_once(&plugin, &poll, &ingest, &cancel).await;
+            let delay =
+                (poll.interval + jitter(poll.jitter)).max(asked_to_wait.unwrap_or_default());
+            if !retry::sleep(delay, Some(&cancel)).await {
                 break;
             }
         }
@@ -60,118 +59,102 @@ fn jitter(max: Duration) -> Duration {
     }
 }
 
-/// One poll, retried under the plugin's retry policy; a poll that still
-/// fails is logged and tried again at the next interval.
-async fn poll_with_retries(
-    plugin: &PluginHandle,
-    poll: &PollConfig,
-    ingest: &Ingest,
-    cancel: &CancellationToken,
-) {
-    let policy = plugin.retry_config().clone();
-    let max_attempts = policy.max_attempts.max(1);
-    for attempt in 0..max_attempts {
-        match poll_once(plugin, poll, ingest, cancel).await {
-            Ok(summary) => {
-                tracing::debug!(
-                    records = summary.records,
-                    commits = summary.commits,
-                    "Poll finished."
-                );
-                return;
-            }
-            Err(PollError::Call(CallFailure::Cancelled)) => return,
-            Err(err) => {
-                let retryable = match &err {
-                    PollError::Call(failure) => failure.is_retryable(&policy),
-                    PollError::Store(_) => true,
-                };
-                if retryable && attempt + 1 < max_attempts {
-                    let delay = call::retry_delay(&policy, attempt, None);
-                    tracing::warn!(error = %err, attempt = attempt + 1, retry_in = ?delay, "Poll failed; retrying.");
-                    if !call::sleep(delay, cancel).await {
-                        return;
-                    }
-                } else {
-                    tracing::error!(error = %err, attempts = attempt + 1, next_poll_in = ?poll.interval, "Poll failed; giving up until the next interval.");
-                    return;
-                }
-            }
-        }
-    }
-}
+/// A commit queued for the group-commit writer, not yet confirmed, shared
+/// between the attempts of one poll: whatever happened to an attempt, the
+/// commit it queued finishes before the next attempt reads the checkpoint
+/// back.
+type InFlight = Arc<Mutex<Option<Pending<Vec<Upserted>>>>>;
 
+/// One poll through the call path (retried under the plugin's retry
+/// policy, bounded per attempt by the poll's `timeout`); a poll that still
+/// fails is logged and tried again at the next interval. Returns how long
+/// the plugin asked to be left alone, if it did.
 async fn poll_once(
     plugin: &PluginHandle,
     poll: &PollConfig,
     ingest: &Ingest,
     cancel: &CancellationToken,
-) -> Result<PollSummary, PollError> {
-    let mut in_flight = None;
-    let result = read_and_commit(plugin, poll, ingest, cancel, &mut in_flight).await;
-    // Whatever happened, the commit already queued finishes before the next
-    // attempt reads the checkpoint back.
-    let waited = finish(ingest, plugin.name(), in_flight.take()).await;
-    let summary = result?;
-    waited?;
-    Ok(summary)
+) -> Option<Duration> {
+    let in_flight: InFlight = Arc::default();
+    let result = Call::new(plugin, Rpc::Poll)
+        .timeout(poll.timeout)
+        .cancel(cancel)
+        .run(|running| {
+            read_and_commit(
+                running,
+                plugin.shared_name().clone(),
+                poll.max_records,
+                ingest.clone(),
+                in_flight.clone(),
+            )
+        })
+        .await;
+    if let Err(err) = finish(ingest, plugin.name(), &in_flight).await {
+        tracing::error!(error = %err, "The poll's last commit failed; its records are fetched again.");
+    }
+    match result {
+        Ok(summary) => {
+            tracing::debug!(
+                records = summary.records,
+                commits = summary.commits,
+                "Poll finished."
+            );
+            None
+        }
+        Err(GiveUp::Cancelled) => None,
+        Err(reason) => {
+            let next_poll_in = poll.interval.max(reason.retry_after().unwrap_or_default());
+            tracing::error!(error = %reason, next_poll_in = ?next_poll_in, "Poll failed; giving up until the next interval.");
+            reason.retry_after()
+        }
+    }
 }
 
-/// A commit queued for the group-commit writer, not yet confirmed.
-type InFlight = Option<Pending<Vec<Upserted>>>;
-
 /// Waits for the queued commit, if any, and counts its records.
-async fn finish(ingest: &Ingest, name: &str, in_flight: InFlight) -> Result<(), PollError> {
-    if let Some(pending) = in_flight {
+async fn finish(ingest: &Ingest, name: &str, in_flight: &InFlight) -> Result<(), IngestError> {
+    let pending = match in_flight.lock() {
+        Ok(mut slot) => slot.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    if let Some(pending) = pending {
         let outcomes = pending.wait().await?;
         ingest.count(name, &outcomes);
     }
     Ok(())
 }
 
-/// Reads the poll's batches; each one that carries a checkpoint is enriched
-/// and queued for commit with it. One commit is in flight while the next
-/// batch is read and enriched; the next is queued only after it committed,
-/// so a failed commit never lets a later checkpoint pass over its records.
+/// The caller's own failure inside a poll attempt.
+fn local(error: impl Into<IngestError>) -> AttemptError {
+    AttemptError::Local(Arc::new(error.into()))
+}
+
+/// One attempt: reads the poll's batches; each one that carries a
+/// checkpoint is enriched and queued for commit with it. One commit is in
+/// flight while the next batch is read and enriched; the next is queued
+/// only after it committed, so a failed commit never lets a later
+/// checkpoint pass over its records.
 async fn read_and_commit(
-    plugin: &PluginHandle,
-    poll: &PollConfig,
-    ingest: &Ingest,
-    cancel: &CancellationToken,
-    in_flight: &mut InFlight,
-) -> Result<PollSummary, PollError> {
-    let name = plugin.name();
-    let policy = plugin.retry_config().clone();
-    let checkpoint = ingest.store.checkpoint(name).await?;
-    let connection = call::running(plugin, Role::PollingInput, policy.timeout, cancel).await?;
-    let deadline = tokio::time::Instant::now() + poll.timeout;
+    running: RunningPlugin,
+    name: Arc<str>,
+    max_records: u32,
+    ingest: Ingest,
+    in_flight: InFlight,
+) -> Result<PollSummary, AttemptError> {
+    // Left over from an attempt that timed out: finish it before reading
+    // the checkpoint back.
+    finish(&ingest, &name, &in_flight).await.map_err(local)?;
+    let checkpoint = ingest.store.checkpoint(&name).await.map_err(local)?;
     let request = PollRequest {
         checkpoint,
-        max_records: poll.max_records,
+        max_records,
     };
-    let mut stream = call::bounded(
-        name,
-        poll.timeout,
-        cancel,
-        connection.roles.poll_stream(request),
-    )
-    .await?;
+    let mut stream = running.roles.poll_stream(request).await?;
     let mut pending: Vec<Record> = Vec::new();
     let mut summary = PollSummary::default();
     loop {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let batch = call::bounded(name, remaining, cancel, stream.next())
-            .await
-            .map_err(|failure| match failure {
-                CallFailure::Timeout { plugin, .. } => CallFailure::Timeout {
-                    plugin,
-                    limit: poll.timeout,
-                },
-                other => other,
-            })?;
-        let (records, checkpoint, last) = match batch {
+        let (records, checkpoint, last) = match stream.next().await? {
             Some(batch) => {
-                ingest.metrics.records_in(name, batch.records.len());
+                ingest.metrics.records_in(&name, batch.records.len());
                 summary.records += batch.records.len();
                 pending.extend(batch.records);
                 match batch.checkpoint {
@@ -182,9 +165,16 @@ async fn read_and_commit(
             None if pending.is_empty() => return Ok(summary),
             None => (std::mem::take(&mut pending), None, true),
         };
-        let prepared = ingest.prepare(name, records).await?;
-        finish(ingest, name, in_flight.take()).await?;
-        *in_flight = Some(ingest.submit(name, prepared, checkpoint).await?);
+        let prepared = ingest.prepare(&name, records).await.map_err(local)?;
+        finish(&ingest, &name, &in_flight).await.map_err(local)?;
+        let queued = ingest
+            .submit(&name, prepared, checkpoint)
+            .await
+            .map_err(local)?;
+        match in_flight.lock() {
+            Ok(mut slot) => *slot = Some(queued),
+            Err(poisoned) => *poisoned.into_inner() = Some(queued),
+        }
         summary.commits += 1;
         if last {
             return Ok(summary);

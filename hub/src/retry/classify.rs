@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use crate::config::supervision::code_from_name;
 use crate::domain::Failure;
 use crate::rpc::CallError;
 
@@ -20,30 +19,15 @@ pub enum Verdict {
     Permanent,
 }
 
-/// The gRPC code of a failed call, if it has one (`Rejected` is
-/// INVALID_ARGUMENT; a protocol violation has none).
-pub fn grpc_code(error: &CallError) -> Option<tonic::Code> {
-    match error {
-        CallError::Rejected(_) => Some(tonic::Code::InvalidArgument),
-        CallError::Failed { code, .. } => (0..=16)
-            .map(tonic::Code::from_i32)
-            .find(|candidate| format!("{candidate:?}") == *code)
-            .or_else(|| code_from_name(code)),
-        CallError::Protocol(_) => None,
-    }
-}
-
-/// Classifies a failed call: retried when its code is in `retryable`;
-/// INVALID_ARGUMENT and protocol violations (the plugin broke the contract;
-/// it will again) never are unless listed.
+/// Classifies a failed call: retried when its code is in `retryable`
+/// (with the plugin's retry-after hint); INVALID_ARGUMENT and protocol
+/// violations (the plugin broke the contract; it will again) never are
+/// unless listed.
 pub fn call_error(error: &CallError, retryable: &[tonic::Code]) -> Verdict {
-    match (grpc_code(error), error) {
-        (Some(code), CallError::Failed { retry_after, .. }) if retryable.contains(&code) => {
-            Verdict::Retry {
-                after: *retry_after,
-            }
-        }
-        (Some(code), _) if retryable.contains(&code) => Verdict::Retry { after: None },
+    match error.code() {
+        Some(code) if retryable.contains(&code) => Verdict::Retry {
+            after: error.retry_after(),
+        },
         _ => Verdict::Permanent,
     }
 }

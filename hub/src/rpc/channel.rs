@@ -88,14 +88,14 @@ impl TlsFailure {
 
 /// A connected plugin channel.
 #[derive(Debug)]
-pub struct Connection {
+pub struct PluginChannel {
     /// The gRPC channel.
     pub channel: Channel,
     /// TLS failures seen on it (never set without AutoMTLS).
     pub tls_failure: TlsFailure,
 }
 
-impl Connection {
+impl PluginChannel {
     /// A [`ConnectError::Tls`] when TLS failed on this connection.
     pub fn tls_error(&self, line: &HandshakeLine) -> Option<ConnectError> {
         self.tls_failure.get().map(|reason| ConnectError::Tls {
@@ -114,7 +114,7 @@ impl Connection {
 pub async fn connect(
     line: &HandshakeLine,
     tls: Option<&Identity>,
-) -> Result<Connection, ConnectError> {
+) -> Result<PluginChannel, ConnectError> {
     if line.mux_supported == Some(true) {
         return Err(ConnectError::UnexpectedMultiplexing);
     }
@@ -181,7 +181,7 @@ pub async fn connect(
         }
     };
     match result {
-        Ok(channel) => Ok(Connection {
+        Ok(channel) => Ok(PluginChannel {
             channel,
             tls_failure,
         }),

@@ -32,17 +32,9 @@ pub fn metadata_from_pb(metadata: pb::PluginMetadata) -> Result<PluginMetadata, 
     }
     let mut roles = Vec::with_capacity(metadata.roles.len());
     for value in &metadata.roles {
-        let role = match pb::Role::try_from(*value) {
-            Ok(pb::Role::PollingInput) => Role::PollingInput,
-            Ok(pb::Role::WebhookInput) => Role::WebhookInput,
-            Ok(pb::Role::Enrichment) => Role::Enrichment,
-            Ok(pb::Role::Output) => Role::Output,
-            Ok(pb::Role::Unspecified) | Err(_) => {
-                return Err(ConvertError(format!(
-                    "its metadata declares an unknown role ({value})"
-                )));
-            }
-        };
+        let role = Role::from_pb(*value).ok_or_else(|| {
+            ConvertError(format!("its metadata declares an unknown role ({value})"))
+        })?;
         if !roles.contains(&role) {
             roles.push(role);
         }

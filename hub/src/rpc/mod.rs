@@ -20,10 +20,10 @@ pub enum CallError {
     #[error("the plugin rejected the input: {0}")]
     Rejected(String),
     /// The call failed with another gRPC status (or the connection broke).
-    #[error("the call failed: {code}: {message}")]
+    #[error("the call failed: {}: {message}", code_name(*.code))]
     Failed {
-        /// The gRPC status code, as text (for example `Unavailable`).
-        code: String,
+        /// The gRPC status code.
+        code: tonic::Code,
         /// The status message.
         message: String,
         /// How long the plugin asked the hub to wait before trying again
@@ -35,13 +35,57 @@ pub enum CallError {
     Protocol(String),
 }
 
+impl CallError {
+    /// The gRPC code of the failure, if it has one (`Rejected` is
+    /// INVALID_ARGUMENT; a protocol violation has none).
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            CallError::Rejected(_) => Some(tonic::Code::InvalidArgument),
+            CallError::Failed { code, .. } => Some(*code),
+            CallError::Protocol(_) => None,
+        }
+    }
+
+    /// The plugin's retry-after hint, if it gave one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            CallError::Failed { retry_after, .. } => *retry_after,
+            CallError::Rejected(_) | CallError::Protocol(_) => None,
+        }
+    }
+}
+
+/// The name of a gRPC code as the gRPC specification spells it
+/// (`UNAVAILABLE`), for messages and config.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 impl From<tonic::Status> for CallError {
     fn from(status: tonic::Status) -> Self {
         if status.code() == tonic::Code::InvalidArgument {
             CallError::Rejected(status.message().to_owned())
         } else {
             CallError::Failed {
-                code: format!("{:?}", status.code()),
+                code: status.code(),
                 message: status.message().to_owned(),
                 retry_after: retry_after_hint(status.metadata()),
             }

@@ -155,22 +155,26 @@ impl RoleClient {
     /// order of the input. Delivery ids must be distinct and are
     /// matched against the plugin's answers.
     pub async fn events(&self, events: &[RecordEvent]) -> Result<Vec<EventAck>, CallError> {
+        let mut acks: Vec<Option<EventAck>> = vec![None; events.len()];
+        let refs: Vec<&RecordEvent> = events.iter().collect();
+        self.events_each(&refs, |index, ack| acks[index] = Some(ack))
+            .await?;
+        collect_answers(acks, "HandleEvent", "events")
+    }
+
+    /// Sends `events` on one `HandleEvent` stream and hands each ack to
+    /// `on_ack` (with the index of the event it answers) as it arrives, so
+    /// the acks that came before a broken stream are kept. `Ok` once every
+    /// event is answered; otherwise the error says why the stream ended
+    /// early. Delivery ids must be distinct.
+    pub async fn events_each(
+        &self,
+        events: &[&RecordEvent],
+        mut on_ack: impl FnMut(usize, EventAck),
+    ) -> Result<(), CallError> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let requests: Vec<pb::EventRequest> = events
-            .chunks(ITEMS_PER_MESSAGE)
-            .map(|chunk| pb::EventRequest {
-                events: chunk.iter().map(convert::event_to_pb).collect(),
-            })
-            .collect();
-        let mut client = pb::output_client::OutputClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let mut stream = client
-            .handle_event(tokio_stream::iter(requests))
-            .await?
-            .into_inner();
         let mut index_of = std::collections::HashMap::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             if index_of.insert(event.delivery_id, index).is_some() {
@@ -180,11 +184,31 @@ impl RoleClient {
                 )));
             }
         }
-        let mut acks: Vec<Option<EventAck>> = vec![None; events.len()];
-        let mut answered = 0;
-        while answered < events.len() {
+        let requests: Vec<pb::EventRequest> = events
+            .chunks(ITEMS_PER_MESSAGE)
+            .map(|chunk| pb::EventRequest {
+                events: chunk
+                    .iter()
+                    .map(|event| convert::event_to_pb(event))
+                    .collect(),
+            })
+            .collect();
+        let mut client = pb::output_client::OutputClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut stream = client
+            .handle_event(tokio_stream::iter(requests))
+            .await?
+            .into_inner();
+        let mut answered = vec![false; events.len()];
+        let mut count = 0;
+        while count < events.len() {
             let Some(response) = stream.message().await? else {
-                break;
+                return Err(CallError::Protocol(format!(
+                    "the plugin ended the HandleEvent stream with {} of {} events unanswered",
+                    events.len() - count,
+                    events.len()
+                )));
             };
             for ack in response.acks {
                 let index = index_of.get(&ack.delivery_id).copied().ok_or_else(|| {
@@ -193,84 +217,17 @@ impl RoleClient {
                         ack.delivery_id
                     ))
                 })?;
-                if acks[index].is_some() {
+                if std::mem::replace(&mut answered[index], true) {
                     return Err(CallError::Protocol(format!(
                         "the plugin answered delivery id {} twice",
                         ack.delivery_id
                     )));
                 }
-                acks[index] = Some(convert::ack_from_pb(ack));
-                answered += 1;
+                on_ack(index, convert::ack_from_pb(ack));
+                count += 1;
             }
         }
-        collect_answers(acks, "HandleEvent", "events")
-    }
-}
-
-impl RoleClient {
-    /// Like [`RoleClient::events`], but keeps the acks that arrived before
-    /// the stream broke: slot `i` answers `events[i]`, `None` when the
-    /// plugin did not answer it; the error says why the stream ended early.
-    pub async fn events_partial(
-        &self,
-        events: &[RecordEvent],
-    ) -> (Vec<Option<EventAck>>, Option<CallError>) {
-        let mut acks: Vec<Option<EventAck>> = vec![None; events.len()];
-        if events.is_empty() {
-            return (acks, None);
-        }
-        let mut index_of = std::collections::HashMap::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            if index_of.insert(event.delivery_id, index).is_some() {
-                let error = CallError::Protocol(format!(
-                    "delivery id {} appears twice in one batch of events",
-                    event.delivery_id
-                ));
-                return (acks, Some(error));
-            }
-        }
-        let requests: Vec<pb::EventRequest> = events
-            .chunks(ITEMS_PER_MESSAGE)
-            .map(|chunk| pb::EventRequest {
-                events: chunk.iter().map(convert::event_to_pb).collect(),
-            })
-            .collect();
-        let mut client = pb::output_client::OutputClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let mut stream = match client.handle_event(tokio_stream::iter(requests)).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => return (acks, Some(status.into())),
-        };
-        let mut answered = 0;
-        while answered < events.len() {
-            let response = match stream.message().await {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    let missing = events.len() - answered;
-                    let error = CallError::Protocol(format!(
-                        "the plugin ended the HandleEvent stream with {missing} of {} events unanswered",
-                        events.len()
-                    ));
-                    return (acks, Some(error));
-                }
-                Err(status) => return (acks, Some(status.into())),
-            };
-            for ack in response.acks {
-                let Some(&index) = index_of.get(&ack.delivery_id) else {
-                    let error = CallError::Protocol(format!(
-                        "the plugin answered delivery id {}, which the hub did not send",
-                        ack.delivery_id
-                    ));
-                    return (acks, Some(error));
-                };
-                if acks[index].is_none() {
-                    acks[index] = Some(convert::ack_from_pb(ack));
-                    answered += 1;
-                }
-            }
-        }
-        (acks, None)
+        Ok(())
     }
 }
 

@@ -50,33 +50,8 @@ pub enum Lang {
     Go,
 }
 
-/// The role a generated plugin serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Role {
-    /// Polled by the hub on a schedule, with checkpoints.
-    PollingInput,
-    /// Turns HTTP webhook deliveries into records.
-    WebhookInput,
-    /// Enriches records before they are stored.
-    Enrichment,
-    /// Receives record events and acknowledges each one.
-    Output,
-}
-
-impl Role {
-    /// Every role, in the order they are documented.
-    pub const ALL: [Role; 4] = [
-        Role::PollingInput,
-        Role::WebhookInput,
-        Role::Enrichment,
-        Role::Output,
-    ];
-
-    /// The role as written on the command line and in the admin API.
-    pub fn as_str(self) -> &'static str {
-        roles::info(self).slug
-    }
-}
+/// The role a generated plugin serves: the shared [`crate::domain::Role`].
+pub use crate::domain::Role;
 
 impl Lang {
     /// Every language.

@@ -19,17 +19,17 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
-use super::Connection;
+use super::RunningPlugin;
 use super::handshake::{self, Handshaken, Launched};
 use super::liveness::{self, Probe};
+use super::metrics;
 use super::restart::{Decision, Ending, RestartTracker};
 use super::spawn::Spawner;
 use super::state::{LastExit, PluginState, PluginStatus};
 use super::stdio;
 use super::stop::{self, StopOutcome, describe_exit};
+use crate::backoff;
 use crate::config::PluginConfig;
-use crate::metrics;
-use crate::retry::backoff;
 use crate::rpc::roles::RoleClient;
 
 /// A request to a plugin's actor. Each is answered on `done`.
@@ -96,7 +96,7 @@ pub struct PluginActor {
     pub(super) spawner: Arc<Spawner>,
     pub(super) socket_dir: PathBuf,
     pub(super) status: watch::Sender<PluginStatus>,
-    pub(super) connection: watch::Sender<Option<Connection>>,
+    pub(super) running: watch::Sender<Option<RunningPlugin>>,
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) call_timeouts: Arc<AtomicU32>,
 }
@@ -491,7 +491,7 @@ impl PluginActor {
         });
         self.set_healthy(true);
         self.set_state(PluginState::Running);
-        self.connection.send_replace(Some(Connection {
+        self.running.send_replace(Some(RunningPlugin {
             roles: RoleClient::new(client.channel().clone()),
             client: client.clone(),
             metadata,
@@ -506,7 +506,7 @@ impl PluginActor {
         let outcome = loop {
             tokio::select! {
                 status = child.wait() => {
-                    self.connection.send_replace(None);
+                    self.running.send_replace(None);
                     // The leader is gone; nothing it left in its group may stay.
                     stop::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
                     let (reason, ending) = match status {
@@ -565,7 +565,7 @@ impl PluginActor {
                         })
                     });
                     if let Some(reason) = verdict {
-                        self.connection.send_replace(None);
+                        self.running.send_replace(None);
                         tracing::error!(reason = %reason, "Killing an unresponsive plugin.");
                         stop::kill_now(&mut child, pgid).await;
                         break RunOutcome::Ended(End {
@@ -584,7 +584,7 @@ impl PluginActor {
                         }
                         other => other,
                     };
-                    self.connection.send_replace(None);
+                    self.running.send_replace(None);
                     self.set_state(PluginState::Stopping);
                     tracing::info!("Stopping plugin.");
                     let (status, outcome) = stop::stop(

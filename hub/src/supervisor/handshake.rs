@@ -33,7 +33,7 @@ use tracing::Instrument as _;
 use super::spawn::{Child, SpawnError, SpawnSpec, Spawner};
 use super::stdio::{self, LineSplitter, StderrParser, StderrTail};
 use super::stop::{describe_exit, kill_now};
-use crate::config::{PluginConfig, TlsMode};
+use crate::config::{ConfigLocation, PluginConfig, TlsMode};
 use crate::domain::{ConfigProblem, PluginMetadata};
 use crate::rpc::channel::{self, ConnectError};
 use crate::rpc::plugin::{HealthStatus, PluginCallError, PluginClient, StdioChannel};
@@ -139,8 +139,17 @@ pub enum StartFailure {
     #[error("failed to configure: {0}")]
     ConfigureCall(String),
     /// `Configure` returned problems.
-    #[error("rejected its configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Rejected(Vec<ConfigProblem>),
+    #[error("rejected its configuration: {}", .0.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Rejected(Rejection),
+}
+
+/// A plugin's answer to `Configure` that refused its `config` table.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Where the `config` table is in the config file.
+    pub config_at: ConfigLocation,
+    /// What the plugin found wrong (never empty).
+    pub problems: Vec<ConfigProblem>,
 }
 
 impl fmt::Display for Phase {
@@ -168,6 +177,10 @@ pub struct StartError {
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A rejected config points at its table, as config errors do.
+        if let StartFailure::Rejected(rejection) = &self.failure {
+            write!(f, "{}: ", rejection.config_at)?;
+        }
         write!(f, "plugin `{}` {}", self.plugin, self.failure)?;
         if !self.stderr_tail.is_empty() {
             write!(f, "; its last stderr lines were:")?;
@@ -367,7 +380,10 @@ async fn steps(
     };
     if !problems.is_empty() {
         stdio_task.abort();
-        return Err(StartFailure::Rejected(problems));
+        return Err(StartFailure::Rejected(Rejection {
+            config_at: plugin.config_at.clone(),
+            problems,
+        }));
     }
     tracing::debug!(
         line = ?line_at,
@@ -395,7 +411,7 @@ enum Serving {
 /// Reads one answer of the health service about the `plugin` service.
 fn health_answer(
     answer: Result<HealthStatus, tonic::Status>,
-    connection: &channel::Connection,
+    connection: &channel::PluginChannel,
     line: &HandshakeLine,
 ) -> Result<Serving, StartFailure> {
     match answer {
@@ -417,7 +433,7 @@ fn health_answer(
 /// (the caller bounds the wait with the start timeout).
 async fn wait_until_serving(
     client: &PluginClient,
-    connection: &channel::Connection,
+    connection: &channel::PluginChannel,
     line: &HandshakeLine,
 ) -> Result<(), StartFailure> {
     loop {
@@ -430,9 +446,13 @@ async fn wait_until_serving(
 
 fn status_text(status: &tonic::Status) -> String {
     if status.message().is_empty() {
-        format!("{:?}", status.code())
+        crate::rpc::code_name(status.code()).to_owned()
     } else {
-        format!("{:?}: {}", status.code(), status.message())
+        format!(
+            "{}: {}",
+            crate::rpc::code_name(status.code()),
+            status.message()
+        )
     }
 }
 

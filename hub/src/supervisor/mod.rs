@@ -11,6 +11,7 @@
 //! * [`restart`]: the restart policy (backoff and intensity cap), pure.
 //! * [`liveness`]: the periodic health probe.
 //! * [`socket_dir`]: the private directory for plugin sockets.
+//! * [`metrics`]: the supervisor's Prometheus metrics.
 //!
 //! Architecture invariants: only this module spawns, signals or kills
 //! processes; a plugin's actor is the only writer of its status; a plugin's
@@ -19,6 +20,7 @@
 pub mod actor;
 pub mod handshake;
 pub mod liveness;
+pub mod metrics;
 pub mod restart;
 pub mod socket_dir;
 pub mod spawn;
@@ -34,18 +36,18 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::breaker::{Breaker, BreakerState};
 use crate::config::{PluginConfig, RetryConfig};
 use crate::domain::PluginMetadata;
-use crate::retry::breaker::{Breaker, BreakerState};
 use crate::rpc::plugin::PluginClient;
 use crate::rpc::roles::RoleClient;
 pub use spawn::Spawner;
 pub use state::{LastExit, PluginState, PluginStatus};
 
-/// A running plugin's clients, published while (and only while) it is
-/// running.
+/// A running plugin's clients and what it said it is, published while (and
+/// only while) it is running.
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub struct RunningPlugin {
     /// Plugin-wide services (health, metadata, Shutdown).
     pub client: PluginClient,
     /// The role calls.
@@ -62,9 +64,9 @@ pub struct Connection {
 /// connection, ask it to stop.
 #[derive(Debug, Clone)]
 pub struct PluginHandle {
-    name: String,
+    name: Arc<str>,
     status: watch::Receiver<PluginStatus>,
-    connection: watch::Receiver<Option<Connection>>,
+    running: watch::Receiver<Option<RunningPlugin>>,
     commands: mpsc::Sender<actor::Command>,
     retry: Arc<RetryConfig>,
     breaker: Arc<Mutex<Breaker>>,
@@ -87,14 +89,21 @@ impl PluginHandle {
         self.status.clone()
     }
 
-    /// The plugin's clients if it is running.
-    pub fn connection(&self) -> Option<Connection> {
-        self.connection.borrow().clone()
+    /// The instance name, shared (for metric labels: cloning it does not
+    /// allocate).
+    pub fn shared_name(&self) -> &Arc<str> {
+        &self.name
     }
 
-    /// A receiver of connection changes, to wait for the plugin to be back.
-    pub fn subscribe_connection(&self) -> watch::Receiver<Option<Connection>> {
-        self.connection.clone()
+    /// The plugin's clients if it is running.
+    pub fn running(&self) -> Option<RunningPlugin> {
+        self.running.borrow().clone()
+    }
+
+    /// A receiver of [`PluginHandle::running`] changes, to wait for the
+    /// plugin to be back.
+    pub fn subscribe_running(&self) -> watch::Receiver<Option<RunningPlugin>> {
+        self.running.clone()
     }
 
     /// The retry policy for calls to this plugin (`[plugins.NAME.retry]`).
@@ -181,7 +190,7 @@ impl Supervisor {
         let mut actors = Vec::with_capacity(plugins.len());
         for plugin in plugins {
             let (status_tx, status_rx) = watch::channel(PluginStatus::new(&plugin.name));
-            let (connection_tx, connection_rx) = watch::channel(None);
+            let (running_tx, running_rx) = watch::channel(None);
             let (commands_tx, commands_rx) = mpsc::channel(8);
             let retry = Arc::new(plugin.supervision.retry.clone());
             let breaker = Arc::new(Mutex::new(Breaker::new(
@@ -194,15 +203,15 @@ impl Supervisor {
                 spawner: spawner.clone(),
                 socket_dir: socket_dir.clone(),
                 status: status_tx,
-                connection: connection_tx,
+                running: running_tx,
                 commands: commands_rx,
                 call_timeouts: call_timeouts.clone(),
             };
             actors.push(tokio::spawn(actor.run()));
             handles.push(PluginHandle {
-                name: plugin.name.clone(),
+                name: Arc::from(plugin.name.as_str()),
                 status: status_rx,
-                connection: connection_rx,
+                running: running_rx,
                 commands: commands_tx,
                 retry,
                 breaker,
@@ -223,7 +232,7 @@ impl Supervisor {
 
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&PluginHandle> {
-        self.plugins.iter().find(|plugin| plugin.name == name)
+        self.plugins.iter().find(|plugin| plugin.name() == name)
     }
 
     /// Stops every plugin in parallel and waits until all are gone.

@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::backoff;
 use crate::config::{RestartConfig, RestartMode};
-use crate::retry::backoff;
 
 /// How a process ended, as far as the restart policy cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -51,6 +51,7 @@ use tokio::sync::oneshot;
 pub use child::Child;
 
 use crate::config::{LimitsConfig, PluginConfig};
+use crate::telemetry::LOG_FILTER_ENV;
 
 /// Everything needed to start one plugin process.
 #[derive(Debug, Clone)]
@@ -69,19 +70,11 @@ pub struct SpawnSpec {
 
 impl SpawnSpec {
     /// The spec for a configured plugin: its `env`, the `env_passthrough`
-    /// variables read from the hub's environment now, then the handshake
-    /// variables (which win over anything the operator set).
+    /// variables read from the hub's environment now, the hub's log filter
+    /// (`SWITCHYARD_LOG`) unless those set it, then the handshake variables
+    /// (which win over anything the operator set).
     pub fn for_plugin(plugin: &PluginConfig, socket_dir: &std::path::Path) -> Self {
-        let mut env: Vec<(OsString, OsString)> = plugin
-            .env
-            .iter()
-            .map(|(key, value)| (key.into(), value.into()))
-            .collect();
-        for name in &plugin.env_passthrough {
-            if let Some(value) = std::env::var_os(name) {
-                env.push((name.into(), value));
-            }
-        }
+        let mut env = operator_env(plugin, |name| std::env::var_os(name));
         env.extend(handshake_env(socket_dir));
         SpawnSpec {
             program: plugin.command.clone(),
@@ -100,6 +93,32 @@ impl SpawnSpec {
         }
         self
     }
+}
+
+/// The environment the operator gives a plugin, with `hub_env` standing for
+/// the hub's own environment: the plugin's `env`, the `env_passthrough`
+/// variables that are set, and the hub's log filter when neither names it,
+/// so that one variable filters the logs of the hub and of its plugins.
+fn operator_env(
+    plugin: &PluginConfig,
+    hub_env: impl Fn(&str) -> Option<OsString>,
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = plugin
+        .env
+        .iter()
+        .map(|(key, value)| (key.into(), value.into()))
+        .collect();
+    for name in &plugin.env_passthrough {
+        if let Some(value) = hub_env(name) {
+            env.push((name.into(), value));
+        }
+    }
+    if !env.iter().any(|(name, _)| name == LOG_FILTER_ENV)
+        && let Some(filter) = hub_env(LOG_FILTER_ENV)
+    {
+        env.push((LOG_FILTER_ENV.into(), filter));
+    }
+    env
 }
 
 /// The go-plugin handshake variables the hub sets on every plugin. The hub
@@ -643,6 +662,53 @@ mod tests {
         stdout.read_to_string(&mut output).await.unwrap();
         let status = child.wait().await.unwrap();
         (output, status)
+    }
+
+    #[test]
+    fn the_hub_hands_its_log_filter_to_plugins_that_set_none() {
+        let config = crate::config::parse(
+            std::path::Path::new("plugins.toml"),
+            "[plugins.plain]\ncommand = \"/bin/sh\"\nenv = { A = \"1\" }\n\
+             [plugins.own]\ncommand = \"/bin/sh\"\nenv = { SWITCHYARD_LOG = \"trace\" }\n\
+             [plugins.passed]\ncommand = \"/bin/sh\"\nenv_passthrough = [\"SWITCHYARD_LOG\", \"HOME\"]\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let hub_env = |name: &str| match name {
+            "SWITCHYARD_LOG" => Some(OsString::from("warn,switchyard=debug")),
+            "HOME" => Some(OsString::from("/home/operator")),
+            _ => None,
+        };
+        let env_of = |index: usize, hub_env: &dyn Fn(&str) -> Option<OsString>| {
+            operator_env(&config.plugins[index], hub_env)
+                .into_iter()
+                .map(|(name, value)| {
+                    format!("{}={}", name.to_string_lossy(), value.to_string_lossy())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            env_of(0, &hub_env),
+            ["A=1", "SWITCHYARD_LOG=warn,switchyard=debug"]
+        );
+        assert_eq!(
+            env_of(1, &hub_env),
+            ["SWITCHYARD_LOG=trace"],
+            "its own wins"
+        );
+        assert_eq!(
+            env_of(2, &hub_env),
+            [
+                "SWITCHYARD_LOG=warn,switchyard=debug",
+                "HOME=/home/operator"
+            ],
+            "passed through once"
+        );
+        assert_eq!(
+            env_of(0, &|_| None),
+            ["A=1"],
+            "nothing when the hub has none"
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,6 @@
 //! (401), replay (202 again, nothing new), inbox limit (429), then the write.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -16,8 +15,9 @@ use tracing::Instrument as _;
 use super::Endpoint;
 use super::verify::{self, Request, VerifyError};
 use crate::config::WebhookAuth;
-use crate::domain::{HttpReply, Role, WebhookDelivery};
-use crate::pipeline::{CallFailure, ChainOutput, Ingest, write_prepared};
+use crate::domain::{HttpReply, WebhookDelivery};
+use crate::pipeline::{ChainOutput, EnrichFailure, Ingest, write_prepared};
+use crate::retry::{AttemptFailure, Call, GiveUp, Rpc};
 use crate::rpc::CallError;
 use crate::store::{InboxInsert, InboxStatus, Store, StoreError, StoreTx, Upserted, WriteJob};
 
@@ -132,7 +132,7 @@ pub enum WebhookError {
         /// The plugin.
         plugin: String,
         /// What failed.
-        error: CallFailure,
+        error: EnrichFailure,
     },
     /// The store failed: nothing was acknowledged (503).
     #[error("cannot store the webhook for `{plugin}`: {error}")]
@@ -217,8 +217,8 @@ pub async fn receive(
     };
     let sync = endpoint
         .plugin
-        .connection()
-        .is_some_and(|connection| connection.metadata.webhook_sync_reply);
+        .running()
+        .is_some_and(|running| running.metadata.webhook_sync_reply);
     if sync {
         // A replay is answered before the limit (it adds nothing), and
         // without calling the plugin again.
@@ -377,6 +377,36 @@ fn to_delivery(endpoint: &Endpoint, incoming: Incoming, id: Option<String>) -> W
     }
 }
 
+/// The answer to a synchronous delivery whose call failed.
+fn sync_failure(name: &str, timeout: std::time::Duration, reason: GiveUp) -> WebhookError {
+    let plugin = name.to_owned();
+    match reason {
+        GiveUp::Permanent(CallError::Rejected(message)) => {
+            WebhookError::Rejected { plugin, message }
+        }
+        GiveUp::Permanent(error)
+        | GiveUp::Exhausted {
+            last: AttemptFailure::Call(error),
+            ..
+        } => WebhookError::CallFailed { plugin, error },
+        GiveUp::Exhausted {
+            last: AttemptFailure::Timeout(_),
+            ..
+        } => WebhookError::Timeout {
+            plugin,
+            seconds: timeout.as_secs(),
+        },
+        GiveUp::Local(error) => WebhookError::CallFailed {
+            plugin,
+            error: CallError::Protocol(error.to_string()),
+        },
+        GiveUp::Cancelled
+        | GiveUp::Stopped { .. }
+        | GiveUp::RoleNotServed { .. }
+        | GiveUp::Exhausted { .. } => WebhookError::NotRunning(plugin),
+    }
+}
+
 /// Synchronous handling: call the plugin now; store the delivery (done, with
 /// the reply) and its records in one transaction; then answer.
 async fn receive_sync(
@@ -386,46 +416,17 @@ async fn receive_sync(
 ) -> Result<Answer, WebhookError> {
     let name = endpoint.name();
     let store = &ingest.store;
-    let connection = endpoint
-        .plugin
-        .connection()
-        .filter(|connection| connection.metadata.roles.contains(&Role::WebhookInput))
-        .ok_or_else(|| WebhookError::NotRunning(name.to_owned()))?;
-    let timeout = endpoint.plugin.retry_config().timeout;
-    let started = Instant::now();
-    let span = tracing::info_span!("call", plugin = %name, call = "webhook", delivery_id = %delivery.delivery_id);
-    let result = tokio::time::timeout(
-        timeout,
-        connection.roles.webhook(delivery.clone()).instrument(span),
-    )
-    .await;
-    let outcome = match result {
-        Ok(Ok(outcome)) => {
-            crate::metrics::global().call(name, "webhook", "ok", started.elapsed());
-            outcome
-        }
-        Ok(Err(CallError::Rejected(message))) => {
-            crate::metrics::global().call(name, "webhook", "rejected", started.elapsed());
-            return Err(WebhookError::Rejected {
-                plugin: name.to_owned(),
-                message,
-            });
-        }
-        Ok(Err(error)) => {
-            crate::metrics::global().call(name, "webhook", "failed", started.elapsed());
-            return Err(WebhookError::CallFailed {
-                plugin: name.to_owned(),
-                error,
-            });
-        }
-        Err(_) => {
-            crate::metrics::global().call(name, "webhook", "timeout", started.elapsed());
-            return Err(WebhookError::Timeout {
-                plugin: name.to_owned(),
-                seconds: timeout.as_secs(),
-            });
-        }
-    };
+    // One attempt: the sender waits for the answer, and retries itself.
+    let span = tracing::info_span!("webhook", delivery_id = %delivery.delivery_id);
+    let outcome = Call::new(&endpoint.plugin, Rpc::Webhook)
+        .once()
+        .run(|running| {
+            let delivery = delivery.clone();
+            async move { running.roles.webhook(delivery).await }
+        })
+        .instrument(span)
+        .await
+        .map_err(|reason| sync_failure(name, endpoint.plugin.retry_config().timeout, reason))?;
     let prepared = ingest
         .prepare(name, outcome.records)
         .await

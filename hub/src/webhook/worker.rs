@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use super::Endpoint;
-use crate::domain::{Record, Role};
-use crate::pipeline::{CallFailure, ChainOutput, Ingest, write_prepared};
-use crate::retry::{self, AttemptFailure, GiveUp};
+use crate::domain::Record;
+use crate::pipeline::{ChainOutput, Ingest, write_prepared};
+use crate::retry::{self, AttemptFailure, GiveUp, Rpc};
 use crate::store::{
     InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
 };
@@ -141,16 +141,11 @@ async fn process(
         }
         let mut attempts = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
         let span = tracing::info_span!("call", plugin = %name, call = "webhook", delivery_id = %entry.delivery.delivery_id);
-        let call = retry::call(
-            &endpoint.plugin,
-            "webhook",
-            Role::WebhookInput,
-            |connection| {
-                attempts = attempts.saturating_add(1);
-                let delivery = entry.delivery.clone();
-                async move { connection.roles.webhook(delivery).await }.instrument(span.clone())
-            },
-        );
+        let call = retry::call(&endpoint.plugin, Rpc::Webhook, |running| {
+            attempts = attempts.saturating_add(1);
+            let delivery = entry.delivery.clone();
+            async move { running.roles.webhook(delivery).await }.instrument(span.clone())
+        });
         let result = tokio::select! {
             result = call => result,
             _ = stop.changed() => return Flow::Stop,
@@ -165,7 +160,7 @@ async fn process(
                     });
                     return Flow::Continue;
                 }
-                Err(CallFailure::Cancelled) => return Flow::Stop,
+                Err(failure) if failure.is_cancelled() => return Flow::Stop,
                 Err(error) => {
                     // An enricher is down: the delivery stays pending and
                     // the plugin is asked again later.
@@ -177,6 +172,7 @@ async fn process(
                     continue;
                 }
             },
+            Err(GiveUp::Cancelled) => return Flow::Stop,
             Err(GiveUp::Permanent(error)) => {
                 format!("the plugin refused the delivery: {error}")
             }

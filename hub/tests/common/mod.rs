@@ -105,28 +105,50 @@ pub async fn assert_group_gone(pgid: i32) {
     .await;
 }
 
-/// The fake plugin binary, built on first use.
-pub fn fake_plugin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
+/// The directory cargo builds into for this test executable, for example
+/// `target/debug` (test executables are `target/debug/deps/NAME-HASH`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Runs `cargo build BUILD_ARGS` (once per test executable for the same
+/// arguments) and returns `relative` inside [`profile_dir`], which the build
+/// must have produced: `built(&["-p", "testkit"], "testkit")`.
+pub fn built(build_args: &[&str], relative: &str) -> PathBuf {
+    static DONE: std::sync::Mutex<Vec<Vec<String>>> = std::sync::Mutex::new(Vec::new());
+    let key: Vec<String> = build_args.iter().map(|arg| (*arg).to_owned()).collect();
+    {
+        // Held during the build, so tests running in parallel build once.
+        let mut done = DONE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !done.contains(&key) {
             let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "switchyard-hub", "--example", "fake_plugin"])
+                .arg("build")
+                .args(build_args)
                 .status()
                 .unwrap();
-            assert!(status.success(), "building the fake plugin failed");
-            // target/debug/deps/running_plugin-HASH -> target/debug/examples/fake_plugin
-            let exe = std::env::current_exe().unwrap();
-            let path = exe
-                .parent()
-                .unwrap()
-                .parent()
-                .unwrap()
-                .join("examples/fake_plugin");
-            assert!(path.is_file(), "{} is missing", path.display());
-            path
-        })
-        .clone()
+            assert!(status.success(), "cargo build {build_args:?} failed");
+            done.push(key);
+        }
+    }
+    let path = profile_dir().join(relative);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// The fake plugin binary (`hub/examples/fake_plugin.rs`), built on first use.
+pub fn fake_plugin() -> PathBuf {
+    built(
+        &["-p", "switchyard-hub", "--example", "fake_plugin"],
+        "examples/fake_plugin",
+    )
 }
 
 /// A real hub (the library's `app::run_with_listener`) on an ephemeral port,

@@ -1,4 +1,6 @@
-//! A per-plugin circuit breaker, as a pure state machine with the clock
+//! A per-plugin circuit breaker, as a pure state machine (a leaf module:
+//! the supervisor keeps one per plugin in its handle, the call path in
+//! `retry` drives it) with the clock
 //! passed in: after `failures` consecutive failed calls it opens and refuses
 //! calls for `cooldown`; then it lets one call through (half-open) to probe
 //! the plugin: a success closes it, a failure opens it again.
@@ -104,6 +106,18 @@ impl Breaker {
         self.state = BreakerState::Closed;
     }
 
+    /// Records a call abandoned by its caller before the plugin answered
+    /// (the hub is shutting down): a half-open probe is given back, so the
+    /// next call may probe at once.
+    pub fn on_abandoned(&mut self) {
+        if let BreakerState::HalfOpen {
+            probe_since: Some(_),
+        } = self.state
+        {
+            self.state = BreakerState::HalfOpen { probe_since: None };
+        }
+    }
+
     /// Records a failed call at `now`. Returns true when this failure opened
     /// the breaker.
     pub fn on_failure(&mut self, now: Instant) -> bool {
@@ -132,6 +146,21 @@ mod tests {
     use super::*;
 
     const COOLDOWN: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn an_abandoned_probe_is_given_back() {
+        let t0 = Instant::now();
+        let mut breaker = Breaker::new(1, COOLDOWN);
+        assert!(breaker.on_failure(t0));
+        let later = t0 + COOLDOWN;
+        assert!(breaker.try_acquire(later).is_ok());
+        assert!(breaker.try_acquire(later).is_err());
+        breaker.on_abandoned();
+        assert!(breaker.try_acquire(later).is_ok());
+        breaker.on_success();
+        breaker.on_abandoned();
+        assert_eq!(breaker.state(later), BreakerState::Closed);
+    }
 
     #[test]
     fn opens_after_the_threshold_of_consecutive_failures() {
