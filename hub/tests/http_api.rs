@@ -304,3 +304,32 @@ async fn promtool_finds_no_problem_in_the_classic_answer() {
         "promtool check metrics found problems:\n{report}\nin:\n{text}"
     );
 }
+
+/// Error bodies are built in one place: no other source file writes one.
+#[test]
+fn only_http_error_rs_builds_error_bodies() {
+    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let compact: String = text.split_whitespace().collect();
+        if compact.contains(r#"json!({"error":"#) {
+            assert!(
+                path.ends_with("http/error.rs"),
+                "{} builds an error body; use http::error::error_response",
+                path.display()
+            );
+        }
+    }
+}
