@@ -27,6 +27,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     run_with_listener(config, listener, shutdown).await
 }
 
+/// Registers every metric family (supervisor, calls, data path, webhooks,
+/// store) and creates the series of every configured
+/// plugin at zero, so `/metrics` lists each family with its HELP and TYPE
+/// from the start, before its first sample. Idempotent.
+pub fn register_metrics(config: &Config) {
+    crate::supervisor::metrics::register();
+    crate::retry::metrics::register();
+    crate::pipeline::metrics::init(config);
+    crate::webhook::metrics::init(config);
+    crate::store::metrics::init();
+}
+
 /// [`run`] with the HTTP listener already bound (tests bind port 0 first to
 /// learn the address).
 pub async fn run_with_listener(
@@ -34,8 +46,7 @@ pub async fn run_with_listener(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    crate::supervisor::metrics::register();
-    crate::retry::metrics::register();
+    register_metrics(&config);
     let socket_dir = SocketDir::create(config.hub.socket_dir.as_deref())
         .context("cannot create the plugin socket directory")?;
     tracing::debug!(socket_dir = %socket_dir.path().display(), "Socket directory ready.");
@@ -59,7 +70,7 @@ pub async fn run_with_listener(
         plugins: supervisor.plugins().to_vec().into(),
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks),
-        data: Some(pipeline.ingest().clone()),
+        ingest: Some(pipeline.ingest().clone()),
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(http::serve(listener, state, async move {

@@ -19,7 +19,7 @@ use super::json::{
     RecordJson, WebhookBody, decode_base64,
 };
 use super::{ApiError, AppState};
-use crate::domain::{EnrichOutcome, EventKind, PollRequest, Record, RecordEvent, WebhookDelivery};
+use crate::domain::{EnrichOutcome, EventKind, PollRequest, Record, RecordEvent};
 use crate::retry::{self, Rpc};
 use crate::rpc::CallError;
 use crate::supervisor::RunningPlugin;
@@ -91,15 +91,7 @@ pub async fn webhook(
 ) -> Result<Json<Value>, ApiError> {
     let request: WebhookBody = parse_body(&body)?;
     state.plugin(&name)?;
-    let delivery = WebhookDelivery {
-        method: request.method,
-        path: request.path.unwrap_or_else(|| format!("/webhooks/{name}")),
-        query: request.query,
-        headers: request.headers,
-        body: request.body.into_bytes(),
-        delivery_id: manual_delivery_id(),
-        received_at: Utc::now(),
-    };
+    let delivery = request.into_delivery(&name, manual_delivery_id(), Utc::now());
     let outcome = call(&state, &name, Rpc::Webhook, |connection| {
         let delivery = delivery.clone();
         async move { connection.roles.webhook(delivery).await }

@@ -1,13 +1,14 @@
 //! `POST /api/v1/plugins/NAME/{restart,stop,start}`: an operator's commands
 //! to a plugin's supervisor, each answered with the plugin's status once
-//! carried out, and `GET /metrics`.
+//! carried out, and `GET /metrics` (in the format the scraper asks for).
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
 use super::json::PluginStatusJson;
+use super::metrics_text::{self, Format};
 use super::{ApiError, AppState};
 
 /// `restart`: stops the plugin if it runs, clears `failed` and its restart
@@ -46,11 +47,21 @@ pub async fn start(
     Ok(Json(PluginStatusJson::of(plugin)))
 }
 
-/// `GET /metrics`: every metric in the OpenMetrics text format, which
-/// Prometheus scrapes.
-pub async fn metrics() -> impl IntoResponse {
+/// `GET /metrics`: every metric, in OpenMetrics when the `Accept` header
+/// asks for it, else in the classic Prometheus text format 0.0.4
+/// ([`Format::negotiate`]).
+pub async fn metrics(headers: HeaderMap) -> impl IntoResponse {
+    let format = Format::negotiate(&headers);
+    let openmetrics = crate::metrics::global().encode();
+    let body = match format {
+        Format::OpenMetrics => openmetrics,
+        Format::Classic => metrics_text::to_classic(&openmetrics),
+    };
     (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        crate::metrics::global().encode(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "accept"),
+        ],
+        body,
     )
 }

@@ -2,8 +2,6 @@
 //! (`GET /api/v1/dead-letters[/ID]`, `POST /api/v1/dead-letters/ID/replay`,
 //! `DELETE /api/v1/dead-letters/ID`), as `docs/admin-api.md` specifies.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -13,96 +11,50 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::AppState;
-use crate::domain::{EventKind, Record};
+use super::json::{RecordFieldsJson, RecordJson};
+use super::{ApiError, AppState};
+use crate::domain::EventKind;
 use crate::pipeline::{Ingest, IngestError};
-use crate::store::{DeadLetter, DeadLetterFilter, RecordFilter, Stage, StoreError, StoredRecord};
+use crate::store::{DeadLetter, DeadLetterFilter, RecordFilter, Stage, StoredRecord};
 
 /// The default page size.
 const DEFAULT_LIMIT: u32 = 100;
 /// The largest page size.
 const MAX_LIMIT: u32 = 1000;
 
-/// An error of these endpoints: a status and `{"error": ...}`.
-#[derive(Debug)]
-pub struct DataError {
-    status: StatusCode,
-    message: String,
-}
-
-impl DataError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        DataError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        DataError::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl From<StoreError> for DataError {
-    fn from(err: StoreError) -> Self {
-        DataError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
-    }
-}
-
-impl From<QueryRejection> for DataError {
+impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        DataError::bad_request(format!("malformed query string: {}", rejection.body_text()))
+        ApiError::BadQuery(format!("malformed query string: {}", rejection.body_text()))
     }
 }
 
-impl IntoResponse for DataError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), error = %self.message, "API request failed.");
-        } else {
-            tracing::debug!(status = self.status.as_u16(), error = %self.message, "API request refused.");
-        }
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
+fn ingest(state: &AppState) -> Result<&Ingest, ApiError> {
+    state.ingest.as_ref().ok_or(ApiError::StoreUnavailable)
 }
 
-fn data(state: &AppState) -> Result<&Ingest, DataError> {
-    state.data.as_ref().ok_or_else(|| {
-        DataError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the store is not available",
-        )
-    })
-}
-
-fn parse_id(text: &str, what: &str) -> Result<i64, DataError> {
+fn parse_id(text: &str, what: &str) -> Result<i64, ApiError> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            DataError::new(
-                StatusCode::NOT_FOUND,
-                format!("there is no {what} {text:?}"),
-            )
-        })
+        .ok_or_else(|| ApiError::NotFound(format!("{what} {text:?}")))
 }
 
-fn parse_cursor(cursor: Option<&str>) -> Result<i64, DataError> {
+fn parse_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
     match cursor {
         None | Some("") => Ok(0),
         Some(text) => text
             .parse::<i64>()
             .ok()
             .filter(|id| *id >= 0)
-            .ok_or_else(|| DataError::bad_request(format!("invalid cursor {text:?}"))),
+            .ok_or_else(|| ApiError::BadQuery(format!("invalid cursor {text:?}"))),
     }
 }
 
-fn check_limit(limit: Option<u32>) -> Result<u32, DataError> {
+fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-        Some(limit) => Err(DataError::bad_request(format!(
+        Some(limit) => Err(ApiError::BadQuery(format!(
             "`limit` must be between 1 and {MAX_LIMIT}, found {limit}"
         ))),
     }
@@ -115,45 +67,14 @@ fn kind_str(kind: EventKind) -> &'static str {
     }
 }
 
-/// A record as the plugins sent it (inside a dead letter).
-#[derive(Debug, Serialize)]
-pub struct PlainRecordJson {
-    id: String,
-    source: String,
-    #[serde(rename = "type")]
-    record_type: String,
-    occurred_at: Option<DateTime<Utc>>,
-    payload: serde_json::Value,
-    metadata: BTreeMap<String, String>,
-    idempotency_key: Option<String>,
-}
-
-impl From<&Record> for PlainRecordJson {
-    fn from(record: &Record) -> Self {
-        PlainRecordJson {
-            id: record.id.clone(),
-            source: record.source.clone(),
-            record_type: record.record_type.clone(),
-            occurred_at: record.occurred_at,
-            payload: record.payload.clone(),
-            metadata: record.metadata.clone(),
-            idempotency_key: record.idempotency_key.clone(),
-        }
-    }
-}
-
-/// A stored record.
+/// A stored record: the hub's `id`, the record's own id as `source_id`,
+/// the record's other fields ([`RecordFieldsJson`]) and the store's own.
 #[derive(Debug, Serialize)]
 pub struct StoredRecordJson {
     id: i64,
-    source: String,
     source_id: String,
-    #[serde(rename = "type")]
-    record_type: String,
-    occurred_at: Option<DateTime<Utc>>,
-    payload: serde_json::Value,
-    metadata: BTreeMap<String, String>,
-    idempotency_key: Option<String>,
+    #[serde(flatten)]
+    fields: RecordFieldsJson,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -161,15 +82,11 @@ pub struct StoredRecordJson {
 
 impl From<StoredRecord> for StoredRecordJson {
     fn from(stored: StoredRecord) -> Self {
+        let (source_id, fields) = RecordFieldsJson::split(stored.record);
         StoredRecordJson {
             id: stored.id,
-            source: stored.record.source,
-            source_id: stored.record.id,
-            record_type: stored.record.record_type,
-            occurred_at: stored.record.occurred_at,
-            payload: stored.record.payload,
-            metadata: stored.record.metadata,
-            idempotency_key: stored.record.idempotency_key,
+            source_id,
+            fields,
             version: stored.version,
             created_at: stored.created_at,
             updated_at: stored.updated_at,
@@ -183,7 +100,7 @@ pub struct DeadLetterJson {
     id: i64,
     plugin: String,
     stage: &'static str,
-    record: PlainRecordJson,
+    record: RecordJson,
     event_id: Option<i64>,
     event_kind: Option<&'static str>,
     error: String,
@@ -198,7 +115,7 @@ impl From<DeadLetter> for DeadLetterJson {
             id: letter.id,
             plugin: letter.plugin,
             stage: letter.stage.as_str(),
-            record: PlainRecordJson::from(&letter.record),
+            record: RecordJson::from(letter.record),
             event_id: letter.event.map(|(id, _)| id),
             event_kind: letter.event.map(|(_, kind)| kind_str(kind)),
             error: letter.error,
@@ -226,9 +143,9 @@ pub struct RecordsQuery {
 pub async fn list_records(
     State(state): State<AppState>,
     query: Result<Query<RecordsQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, DataError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
-    let ingest = data(&state)?;
+    let ingest = ingest(&state)?;
     let filter = RecordFilter {
         source: query.source,
         record_type: query.record_type,
@@ -254,15 +171,12 @@ pub async fn list_records(
 pub async fn get_record(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<StoredRecordJson>, DataError> {
-    let ingest = data(&state)?;
+) -> Result<Json<StoredRecordJson>, ApiError> {
+    let ingest = ingest(&state)?;
     let id = parse_id(&id, "record")?;
     match ingest.store.get_record(id).await? {
         Some(record) => Ok(Json(record.into())),
-        None => Err(DataError::new(
-            StatusCode::NOT_FOUND,
-            format!("there is no record {id}"),
-        )),
+        None => Err(ApiError::NotFound(format!("record {id}"))),
     }
 }
 
@@ -280,13 +194,13 @@ pub struct DeadLettersQuery {
 pub async fn list_dead_letters(
     State(state): State<AppState>,
     query: Result<Query<DeadLettersQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, DataError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
-    let ingest = data(&state)?;
+    let ingest = ingest(&state)?;
     let stage = match query.stage.as_deref() {
         None => None,
         Some(text) => Some(Stage::parse(text).ok_or_else(|| {
-            DataError::bad_request(format!(
+            ApiError::BadQuery(format!(
                 "unknown stage {text:?}; expected \"enrich\", \"output\" or \"webhook\""
             ))
         })?),
@@ -310,22 +224,21 @@ pub async fn list_dead_letters(
     })))
 }
 
-async fn find_dead_letter(ingest: &Ingest, id: &str) -> Result<DeadLetter, DataError> {
+async fn find_dead_letter(ingest: &Ingest, id: &str) -> Result<DeadLetter, ApiError> {
     let id = parse_id(id, "dead letter")?;
-    ingest.store.dead_letter(id).await?.ok_or_else(|| {
-        DataError::new(
-            StatusCode::NOT_FOUND,
-            format!("there is no dead letter {id}"),
-        )
-    })
+    ingest
+        .store
+        .dead_letter(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("dead letter {id}")))
 }
 
 /// `GET /api/v1/dead-letters/ID`.
 pub async fn get_dead_letter(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<DeadLetterJson>, DataError> {
-    let ingest = data(&state)?;
+) -> Result<Json<DeadLetterJson>, ApiError> {
+    let ingest = ingest(&state)?;
     Ok(Json(find_dead_letter(ingest, &id).await?.into()))
 }
 
@@ -333,8 +246,8 @@ pub async fn get_dead_letter(
 pub async fn delete_dead_letter(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, DataError> {
-    let ingest = data(&state)?;
+) -> Result<StatusCode, ApiError> {
+    let ingest = ingest(&state)?;
     let letter = find_dead_letter(ingest, &id).await?;
     let mut tx = ingest.store.begin().await?;
     let deleted = tx.delete_dead_letter(letter.id).await?;
@@ -343,10 +256,7 @@ pub async fn delete_dead_letter(
         tracing::info!(dead_letter = letter.id, plugin = %letter.plugin, "Dead letter deleted.");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(DataError::new(
-            StatusCode::NOT_FOUND,
-            format!("there is no dead letter {}", letter.id),
-        ))
+        Err(ApiError::NotFound(format!("dead letter {}", letter.id)))
     }
 }
 
@@ -356,8 +266,8 @@ pub async fn delete_dead_letter(
 pub async fn replay_dead_letter(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Response, DataError> {
-    let ingest = data(&state)?;
+) -> Result<Response, ApiError> {
+    let ingest = ingest(&state)?;
     let letter = find_dead_letter(ingest, &id).await?;
     match (letter.stage, letter.event) {
         (Stage::Output, Some((event_id, _))) => {
@@ -366,10 +276,7 @@ pub async fn replay_dead_letter(
                 .iter()
                 .any(|plugin| plugin.name() == letter.plugin);
             if !serves_output {
-                return Err(DataError::new(
-                    StatusCode::CONFLICT,
-                    format!("output `{}` is no longer configured", letter.plugin),
-                ));
+                return Err(ApiError::OutputGone(letter.plugin));
             }
             let mut tx = ingest.store.begin().await?;
             tx.enqueue_replay(&letter.plugin, event_id).await?;
@@ -389,26 +296,18 @@ pub async fn replay_dead_letter(
                 ingest.prepare(&source, vec![letter.record.clone()]),
             )
             .await
-            .map_err(|_| {
-                DataError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "the enrichment chain did not finish within {}s",
-                        state.call_timeout.as_secs()
-                    ),
-                )
+            .map_err(|_| ApiError::ChainTimeout {
+                seconds: state.call_timeout.as_secs(),
             })?
-            .map_err(|failure| {
-                DataError::new(
-                    StatusCode::BAD_GATEWAY,
-                    IngestError::from(failure).to_string(),
-                )
-            })?;
+            .map_err(|failure| ApiError::Enrichment(IngestError::from(failure).to_string()))?;
             let mut tx = ingest.store.begin().await?;
             let outcomes = ingest.write(&mut tx, &source, &prepared).await?;
             tx.delete_dead_letter(letter.id).await?;
             tx.commit().await?;
-            ingest.count(&source, &outcomes);
+            // Counted under the enricher that dead-lettered the record (a
+            // configured instance name), never under the record's `source`,
+            // which a plugin chooses.
+            ingest.count(&letter.plugin, &outcomes);
             let body = match outcomes.first() {
                 Some(outcome) => {
                     tracing::info!(
@@ -440,19 +339,13 @@ pub async fn replay_dead_letter(
                 )
                     .into_response())
             } else {
-                Err(DataError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "the webhook delivery of dead letter {} is no longer held for `{}`",
-                        letter.id, letter.plugin
-                    ),
-                ))
+                Err(ApiError::DeliveryGone {
+                    id: letter.id,
+                    plugin: letter.plugin,
+                })
             }
         }
-        (stage, _) => Err(DataError::new(
-            StatusCode::CONFLICT,
-            format!("dead letters of the {stage} stage cannot be replayed here"),
-        )),
+        (stage, _) => Err(ApiError::NotReplayable(stage)),
     }
 }
 
@@ -466,8 +359,11 @@ mod tests {
     use tokio_util::sync::CancellationToken;
     use tower::ServiceExt as _;
 
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::config::PipelineConfig;
+    use crate::domain::Record;
     use crate::pipeline::{Chain, metrics};
     use crate::store::{NewDeadLetter, Store, testing};
 
@@ -484,7 +380,7 @@ mod tests {
             plugins: Arc::from(Vec::new()),
             call_timeout: std::time::Duration::from_secs(5),
             webhooks: None,
-            data: Some(Ingest {
+            ingest: Some(Ingest {
                 store,
                 chain: Arc::new(chain),
                 metrics,
@@ -525,7 +421,7 @@ mod tests {
     async fn records_are_listed_paged_filtered_and_fetched() {
         let dir = tempfile::tempdir().unwrap();
         let state = state(dir.path()).await;
-        let store = &state.data.as_ref().unwrap().store;
+        let store = &state.ingest.as_ref().unwrap().store;
         let mut tx = store.begin().await.unwrap();
         tx.upsert_records(
             "gen",
@@ -581,7 +477,7 @@ mod tests {
     async fn dead_letters_are_listed_fetched_deleted_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let state = state(dir.path()).await;
-        let store = &state.data.as_ref().unwrap().store;
+        let store = &state.ingest.as_ref().unwrap().store;
         let mut tx = store.begin().await.unwrap();
         let letter = NewDeadLetter {
             plugin: "gone".to_owned(),
@@ -632,7 +528,7 @@ mod tests {
     async fn without_a_store_the_endpoints_answer_503() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = state(dir.path()).await;
-        state.data = None;
+        state.ingest = None;
         let (status, body) = send(&state, "GET", "/api/v1/records").await;
         assert_eq!(status, 503, "{body}");
     }

@@ -8,15 +8,16 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Failure, HttpReply, PollBatch, Record, Role};
+use crate::domain::{Failure, HttpReply, PollBatch, Record, Role, WebhookDelivery};
 use crate::supervisor::{PluginHandle, PluginStatus};
 
-/// A record as the API shows and accepts it.
+/// Every field of a record but its id, with their JSON names and types:
+/// together with [`RecordJson`], the one place the record's JSON shape is
+/// written down. [`RecordJson`] (the calls' records, dead letters) and
+/// [`StoredRecordJson`](super::data::StoredRecordJson) (stored records, whose
+/// `id` is the hub's and whose record id is `source_id`) flatten it in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordJson {
-    /// The record's id (required).
-    pub id: String,
+pub struct RecordFieldsJson {
     /// Where it came from.
     #[serde(default)]
     pub source: String,
@@ -37,31 +38,67 @@ pub struct RecordJson {
     pub idempotency_key: Option<String>,
 }
 
+/// A record as the API shows and accepts it: `id` and the
+/// [`RecordFieldsJson`]. Unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordJson {
+    /// The record's id (required).
+    pub id: String,
+    /// Everything else.
+    #[serde(flatten)]
+    pub fields: RecordFieldsJson,
+}
+
+impl RecordFieldsJson {
+    /// Splits a record into its id and the rest, in JSON form.
+    pub fn split(record: Record) -> (String, RecordFieldsJson) {
+        let Record {
+            id,
+            source,
+            record_type,
+            occurred_at,
+            payload,
+            metadata,
+            idempotency_key,
+        } = record;
+        (
+            id,
+            RecordFieldsJson {
+                source,
+                record_type,
+                occurred_at,
+                payload,
+                metadata,
+                idempotency_key,
+            },
+        )
+    }
+
+    /// The record with id `id` and these fields.
+    pub fn into_record(self, id: String) -> Record {
+        Record {
+            id,
+            source: self.source,
+            record_type: self.record_type,
+            occurred_at: self.occurred_at,
+            payload: self.payload,
+            metadata: self.metadata,
+            idempotency_key: self.idempotency_key,
+        }
+    }
+}
+
 impl From<RecordJson> for Record {
     fn from(record: RecordJson) -> Self {
-        Record {
-            id: record.id,
-            source: record.source,
-            record_type: record.record_type,
-            occurred_at: record.occurred_at,
-            payload: record.payload,
-            metadata: record.metadata,
-            idempotency_key: record.idempotency_key,
-        }
+        record.fields.into_record(record.id)
     }
 }
 
 impl From<Record> for RecordJson {
     fn from(record: Record) -> Self {
-        RecordJson {
-            id: record.id,
-            source: record.source,
-            record_type: record.record_type,
-            occurred_at: record.occurred_at,
-            payload: record.payload,
-            metadata: record.metadata,
-            idempotency_key: record.idempotency_key,
-        }
+        let (id, fields) = RecordFieldsJson::split(record);
+        RecordJson { id, fields }
     }
 }
 
@@ -226,6 +263,27 @@ fn default_method() -> String {
     "POST".to_owned()
 }
 
+impl WebhookBody {
+    /// The delivery this body describes, for plugin `name` (the default
+    /// path is `/webhooks/NAME`), with the hub's `delivery_id`.
+    pub fn into_delivery(
+        self,
+        name: &str,
+        delivery_id: String,
+        received_at: DateTime<Utc>,
+    ) -> WebhookDelivery {
+        WebhookDelivery {
+            method: self.method,
+            path: self.path.unwrap_or_else(|| format!("/webhooks/{name}")),
+            query: self.query,
+            headers: self.headers,
+            body: self.body.into_bytes(),
+            delivery_id,
+            received_at,
+        }
+    }
+}
+
 impl Default for WebhookBody {
     fn default() -> Self {
         WebhookBody {
@@ -313,8 +371,8 @@ mod tests {
     #[test]
     fn records_accept_the_documented_minimum() {
         let record: RecordJson = serde_json::from_str(r#"{"id":"1","payload":{"a":1}}"#).unwrap();
-        assert_eq!(record.source, "");
-        assert_eq!(record.occurred_at, None);
+        assert_eq!(record.fields.source, "");
+        assert_eq!(record.fields.occurred_at, None);
         let full: RecordJson = serde_json::from_str(
             r#"{"id":"42","source":"github","type":"issue.opened","occurred_at":"2026-11-23T18:00:00Z",
                "payload":{"title":"It broke"},"metadata":{"x":"y"},"idempotency_key":null}"#,
@@ -323,7 +381,19 @@ mod tests {
         let json = serde_json::to_value(&full).unwrap();
         assert_eq!(json["occurred_at"], "2026-11-23T18:00:00Z");
         assert_eq!(json["type"], "issue.opened");
-        assert!(serde_json::from_str::<RecordJson>(r#"{"id":"1","bogus":1}"#).is_err());
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "42", "source": "github", "type": "issue.opened",
+                "occurred_at": "2026-11-23T18:00:00Z", "payload": {"title": "It broke"},
+                "metadata": {"x": "y"}, "idempotency_key": null})
+        );
+        assert_eq!(
+            Record::from(full.clone()),
+            Record::from(RecordJson::from(Record::from(full)))
+        );
+        let error = serde_json::from_str::<RecordJson>(r#"{"id":"1","bogus":1}"#).unwrap_err();
+        assert!(error.to_string().contains("bogus"), "{error}");
+        assert!(serde_json::from_str::<RecordJson>(r#"{"payload":1}"#).is_err());
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! * [`calls`]: the call endpoints, `/api/v1/plugins/NAME/call/...`.
 //! * [`control`]: `/api/v1/plugins/NAME/{restart,stop,start}` and `/metrics`.
 //! * [`data`]: `/api/v1/records[/ID]` and `/api/v1/dead-letters[/ID[/replay]]`.
-//! * [`error`]: [`ApiError`] -> status code + `{"error": ...}`.
-//! * [`json`]: the JSON shapes.
+//! * [`error`]: [`ApiError`] -> status code + `{"error": ..., "code": ...}`,
+//!   the 404/405 fallbacks, and the middleware that gives every other error
+//!   answer that shape.
+//! * [`json`]: the JSON shapes (the record's in one place, [`json::RecordJson`]).
+//! * [`metrics_text`]: `/metrics` in the classic Prometheus text format.
 //! * [`webhooks`]: `POST /webhooks/NAME`.
 
 pub mod admin;
@@ -16,6 +19,7 @@ pub mod control;
 pub mod data;
 pub mod error;
 pub mod json;
+pub mod metrics_text;
 pub mod webhooks;
 
 use std::future::Future;
@@ -43,9 +47,9 @@ pub struct AppState {
     pub call_timeout: Duration,
     /// The webhook endpoints (`POST /webhooks/NAME`); `None` answers 404.
     pub webhooks: Option<crate::webhook::Webhooks>,
-    /// The store and ingest path behind the records and dead-letter
-    /// endpoints; `None` answers 503.
-    pub data: Option<crate::pipeline::Ingest>,
+    /// The ingest path (and the store behind it) of the records and
+    /// dead-letter endpoints; `None` answers 503.
+    pub ingest: Option<crate::pipeline::Ingest>,
 }
 
 impl AppState {
@@ -85,6 +89,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/dead-letters/{id}/replay",
             post(data::replay_dead_letter),
         )
+        // After every route: it applies to the routes registered before it.
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_route)
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }
 

@@ -2,7 +2,8 @@
 //! (never more), hands the request to [`crate::webhook`] and turns its
 //! answer into HTTP: 202 accepted (or a replay), the plugin's own reply for
 //! synchronous plugins, or 401/404/413/429/400/502/503/504 with
-//! `{"error": ...}`. See `docs/webhooks.md`.
+//! `{"error": ..., "code": ...}` ([`ApiError::Webhook`]). See
+//! `docs/webhooks.md`.
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -13,51 +14,28 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::AppState;
+use super::error::{ApiError, PluginReply};
 use crate::domain::HttpReply;
 use crate::webhook::{Answer, Incoming, WebhookError};
 
-/// The status of each refusal.
-pub fn status_of(error: &WebhookError) -> StatusCode {
-    match error {
-        WebhookError::UnknownPlugin(_) => StatusCode::NOT_FOUND,
-        WebhookError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        WebhookError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-        WebhookError::InboxFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-        WebhookError::Rejected { .. } => StatusCode::BAD_REQUEST,
-        WebhookError::NotRunning(_)
-        | WebhookError::Enrichment { .. }
-        | WebhookError::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        WebhookError::CallFailed { .. } => StatusCode::BAD_GATEWAY,
-        WebhookError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-    }
-}
-
-fn refusal(error: &WebhookError) -> Response {
-    let status = status_of(error);
-    let message = error.to_string();
-    if status.is_server_error() {
-        tracing::warn!(status = status.as_u16(), error = %message, "Webhook not accepted.");
-    } else {
-        tracing::info!(status = status.as_u16(), error = %message, "Webhook refused.");
-    }
-    let mut response = (status, Json(json!({ "error": message }))).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    }
-    response
+fn refusal(error: WebhookError) -> Response {
+    ApiError::Webhook(error).into_response()
 }
 
 /// The plugin's reply as an HTTP response; headers that are not valid HTTP
 /// are dropped (and logged), an invalid status becomes 502.
 fn plugin_reply(plugin: &str, reply: HttpReply) -> Response {
     let Ok(status) = StatusCode::from_u16(reply.status) else {
-        tracing::warn!(plugin = %plugin, status = reply.status, "The plugin's webhook reply has an invalid status.");
-        return StatusCode::BAD_GATEWAY.into_response();
+        return ApiError::BadPluginReply {
+            plugin: plugin.to_owned(),
+            status: reply.status,
+        }
+        .into_response();
     };
     let mut response = Response::new(Body::from(Bytes::from(reply.body)));
     *response.status_mut() = status;
+    // The plugin's own answer: not rewritten into an error body.
+    response.extensions_mut().insert(PluginReply);
     for (name, value) in reply.headers {
         match (
             HeaderName::from_bytes(name.as_bytes()),
@@ -100,7 +78,7 @@ pub async fn receive(
         .as_ref()
         .and_then(|webhooks| webhooks.endpoint(&name))
     else {
-        return refusal(&WebhookError::UnknownPlugin(name));
+        return refusal(WebhookError::UnknownPlugin(name));
     };
     let limit = endpoint.config().max_body;
     let too_large = || WebhookError::TooLarge {
@@ -112,7 +90,7 @@ pub async fn receive(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return refusal(&too_large());
+        return refusal(too_large());
     }
     // `to_bytes` stops reading as soon as the limit is passed.
     let body = match axum::body::to_bytes(body, limit).await {
@@ -121,12 +99,9 @@ pub async fn receive(
             // The limit error is `http_body_util::LengthLimitError`, which
             // axum wraps; any other error is the client going away.
             if err.to_string().contains("length limit") {
-                return refusal(&too_large());
+                return refusal(too_large());
             }
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": format!("cannot read the request body: {err}") })),
-            )
+            return ApiError::BadRequest(format!("cannot read the request body: {err}"))
                 .into_response();
         }
     };
@@ -147,7 +122,7 @@ pub async fn receive(
         received_at,
     };
     let Some(webhooks) = state.webhooks.as_ref() else {
-        return refusal(&WebhookError::UnknownPlugin(name));
+        return refusal(WebhookError::UnknownPlugin(name));
     };
     match webhooks.receive(&name, incoming).await {
         Ok(
@@ -167,54 +142,13 @@ pub async fn receive(
         | Ok(Answer::Reply {
             reply: Some(reply), ..
         }) => plugin_reply(&name, reply),
-        Err(error) => refusal(&error),
+        Err(error) => refusal(error),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::verify::VerifyError;
-
-    #[test]
-    fn maps_refusals_to_the_documented_status_codes() {
-        let cases = [
-            (WebhookError::UnknownPlugin("x".into()), 404),
-            (
-                WebhookError::TooLarge {
-                    plugin: "x".into(),
-                    limit: 1,
-                },
-                413,
-            ),
-            (
-                WebhookError::Unauthorized {
-                    plugin: "x".into(),
-                    error: VerifyError::BadSignature,
-                },
-                401,
-            ),
-            (
-                WebhookError::InboxFull {
-                    plugin: "x".into(),
-                    pending: 2,
-                    limit: 2,
-                },
-                429,
-            ),
-            (
-                WebhookError::Rejected {
-                    plugin: "x".into(),
-                    message: "not JSON".into(),
-                },
-                400,
-            ),
-            (WebhookError::NotRunning("x".into()), 503),
-        ];
-        for (error, status) in cases {
-            assert_eq!(status_of(&error).as_u16(), status, "{error}");
-        }
-    }
 
     #[test]
     fn a_plugin_reply_keeps_its_status_headers_and_body() {

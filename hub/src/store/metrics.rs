@@ -1,8 +1,15 @@
-//! Store metrics, registered into the hub's registry on first use:
-//! `switchyard_store_group_commits_total{outcome}` (`committed`, `failed`),
-//! `switchyard_store_group_commit_jobs` (writes per group commit),
-//! `switchyard_store_group_commit_weight` (rows, roughly, per group commit)
-//! and `switchyard_store_group_commit_seconds` (from begin to commit).
+//! Store metrics, registered into the hub's registry by [`init`] when the
+//! hub starts:
+//!
+//! * `switchyard_store_group_commits_total{outcome}` (`committed`, `failed`);
+//! * `switchyard_store_group_commit_jobs`: writes per group commit (a
+//!   histogram);
+//! * `switchyard_store_group_commit_rows`: rows, roughly, per group commit
+//!   (a histogram; the writes' own estimate of their size);
+//! * `switchyard_store_group_commit_duration_seconds`: from a group
+//!   commit's begin to its commit (a histogram).
+//!
+//! Both outcome counters are looked up once, at registration.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -11,6 +18,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Unit;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -19,39 +27,62 @@ struct OutcomeLabels {
 
 /// The store's metrics.
 pub(crate) struct StoreMetrics {
-    commits: Family<OutcomeLabels, Counter>,
+    committed: Counter,
+    failed: Counter,
     jobs: Histogram,
-    weight: Histogram,
+    rows: Histogram,
     seconds: Histogram,
 }
 
 impl StoreMetrics {
-    /// Counts one group commit of `jobs` writes weighing `weight` that took
-    /// `elapsed`.
+    /// Counts one group commit of `jobs` writes weighing `weight` (rows,
+    /// roughly) that took `elapsed`.
     pub(crate) fn batch(&self, jobs: usize, weight: usize, committed: bool, elapsed: Duration) {
-        let outcome = if committed { "committed" } else { "failed" };
-        self.commits.get_or_create(&OutcomeLabels { outcome }).inc();
+        if committed {
+            self.committed.inc();
+        } else {
+            self.failed.inc();
+        }
         self.jobs.observe(jobs as f64);
-        self.weight.observe(weight as f64);
+        self.rows.observe(weight as f64);
         self.seconds.observe(elapsed.as_secs_f64());
     }
 }
 
-/// The process-wide store metrics.
+/// Registers the store's metrics (once; later calls do nothing). The hub
+/// calls it at start so every family is listed before its first sample.
+pub fn init() {
+    global();
+}
+
+/// The process-wide store metrics (registered by the first call, normally
+/// [`init`]).
 pub(crate) fn global() -> &'static StoreMetrics {
     static METRICS: OnceLock<StoreMetrics> = OnceLock::new();
     METRICS.get_or_init(|| {
+        let commits: Family<OutcomeLabels, Counter> = Family::default();
+        // One statement each: `get_or_create`'s guard holds the family's
+        // read lock until the end of the statement.
+        let committed = commits
+            .get_or_create(&OutcomeLabels {
+                outcome: "committed",
+            })
+            .clone();
+        let failed = commits
+            .get_or_create(&OutcomeLabels { outcome: "failed" })
+            .clone();
         let metrics = StoreMetrics {
-            commits: Family::default(),
+            committed,
+            failed,
             jobs: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            weight: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            rows: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         };
         crate::metrics::register(|registry| {
             registry.register(
                 "switchyard_store_group_commits",
                 "Group commits of the store's writer, by outcome",
-                metrics.commits.clone(),
+                commits,
             );
             registry.register(
                 "switchyard_store_group_commit_jobs",
@@ -59,13 +90,14 @@ pub(crate) fn global() -> &'static StoreMetrics {
                 metrics.jobs.clone(),
             );
             registry.register(
-                "switchyard_store_group_commit_weight",
-                "Rows (roughly) per group commit",
-                metrics.weight.clone(),
+                "switchyard_store_group_commit_rows",
+                "Rows (roughly) written per group commit",
+                metrics.rows.clone(),
             );
-            registry.register(
-                "switchyard_store_group_commit_seconds",
+            registry.register_with_unit(
+                "switchyard_store_group_commit_duration",
                 "Time from a group commit's begin to its commit",
+                Unit::Seconds,
                 metrics.seconds.clone(),
             );
         });

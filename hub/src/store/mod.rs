@@ -32,7 +32,7 @@ pub mod checkpoints;
 pub mod dead_letters;
 pub mod group;
 pub mod inbox;
-mod metrics;
+pub mod metrics;
 pub mod outbox;
 pub mod records;
 pub mod testing;
