@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::wait_for;
 use serde_json::Value;
 use switchyard_hub::store::{Store, testing};
 
@@ -210,25 +211,6 @@ where
         async move { probe.await.then_some(()) }
     })
     .await;
-}
-
-/// Polls `probe` until it returns a value, or panics after `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn count_records(database: &str) -> i64 {

@@ -46,24 +46,13 @@ async fn deliver(hub: &Hub, name: &str, id: &str, body: &str) {
     assert_eq!(status, 202, "delivery {id}: {text}");
 }
 
-/// Waits until `probe` returns `Some`, polling every 25 ms, for up to
-/// [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+/// Waits until `probe` returns `Some`, for up to [`WAIT`].
+async fn wait_for<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    common::wait_for(WAIT, what, probe).await
 }
 
 /// The records stored from `source`, in the order they were first stored

@@ -97,6 +97,26 @@ pub async fn poll_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>
     }
 }
 
+/// Awaits `probe` every 25 ms until it returns a value, or panics after
+/// `limit` naming `what` (the async twin of [`poll_until`]).
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Asserts that process group `pgid` is gone within a few seconds.
 pub async fn assert_group_gone(pgid: i32) {
     poll_until(Duration::from_secs(5), || {
