@@ -329,7 +329,7 @@ pub enum NegotiationError {
         "no common app protocol version: the hub offered {offered:?}, this plugin supports {supported:?}"
     )]
     NoCommonVersion {
-        /// What the host offered (unparsable entries skipped).
+        /// What the host offered, sorted ascending (unparsable entries skipped).
         offered: Vec<u32>,
         /// What the plugin supports.
         supported: Vec<u32>,
@@ -365,15 +365,21 @@ pub fn negotiate_version(
                 supported: Vec::new(),
             });
     };
-    let offered = parse_version_list(host_offer);
+    let mut offered = parse_version_list(host_offer);
     supported
         .iter()
         .copied()
         .filter(|version| offered.contains(version))
         .max()
-        .ok_or_else(|| NegotiationError::NoCommonVersion {
-            offered,
-            supported: supported.to_vec(),
+        .ok_or_else(|| {
+            // go-plugin builds the offer from a Go map, so its order is random:
+            // report it sorted so the message is the same on every run.
+            offered.sort_unstable();
+            offered.dedup();
+            NegotiationError::NoCommonVersion {
+                offered,
+                supported: supported.to_vec(),
+            }
         })
 }
 
@@ -607,7 +613,7 @@ mod tests {
     #[test]
     fn negotiation_fails_without_a_common_version() {
         assert_eq!(
-            negotiate_version(Some("5,6"), &[1]),
+            negotiate_version(Some("6,5,6"), &[1]),
             Err(NegotiationError::NoCommonVersion {
                 offered: vec![5, 6],
                 supported: vec![1]

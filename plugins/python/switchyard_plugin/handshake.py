@@ -73,8 +73,10 @@ def negotiate_version(host_offer: Optional[str], supported: Sequence[int] = APP_
     offered = parse_version_list(host_offer)
     common = [version for version in supported if version in offered]
     if not common:
+        # go-plugin builds the offer from a Go map, so its order is random:
+        # report it sorted so the message is the same on every run.
         raise HandshakeError(
-            f"no common app protocol version: the hub offered {offered} "
+            f"no common app protocol version: the hub offered {sorted(set(offered))} "
             f"(PLUGIN_PROTOCOL_VERSIONS={host_offer!r}), this plugin supports {list(supported)}"
         )
     return max(common)

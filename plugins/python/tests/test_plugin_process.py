@@ -117,7 +117,7 @@ def test_socket_group_is_applied(launch, socket_dir):
 
 
 def test_version_negotiation_without_a_common_version_exits_1(socket_dir):
-    env = hub_env(socket_dir, versions="5,6")
+    env = hub_env(socket_dir, versions="6,5")
     result = subprocess.run([KEYWORD_TAGGER], env=env, capture_output=True, timeout=60)
     assert result.returncode == 1
     assert result.stdout == b""
