@@ -120,8 +120,8 @@ mod tests {
 
     fn one_error(json: &str) -> ConfigError {
         let errors = decode_config::<Sample>(json.as_bytes()).unwrap_err();
-        assert_eq!(errors.0.len(), 1, "{errors:?}");
-        errors.0.into_iter().next().unwrap()
+        assert_eq!(errors.problems().len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
     }
 
     #[test]
@@ -136,7 +136,7 @@ mod tests {
         let none: NoConfig = decode_config(b"").unwrap();
         assert_eq!(none, NoConfig {});
         let err = decode_config::<NoConfig>(br#"{"x": 1}"#).unwrap_err();
-        assert_eq!(err.0[0].field, "x");
+        assert_eq!(err.problems()[0].field, "x");
     }
 
     #[test]

@@ -144,34 +144,67 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Every problem found in a configuration; what a plugin's factory returns
-/// when it rejects the configuration. `?` converts a single [`ConfigError`].
+/// Why a plugin's factory did not build the plugin from its configuration:
+/// what the factory returns. `?` converts a single [`ConfigError`], and a
+/// [`PluginError`] (so a factory can call its upstream with `?`).
+///
+/// Two kinds of refusal reach the hub differently:
+/// - problems with the configuration ([`ConfigErrors::push`]): `Configure`
+///   reports them by key and the hub marks the plugin `failed`, because the
+///   same configuration will be refused again;
+/// - [`ConfigErrors::unavailable`]: something the configuration depends on
+///   (an upstream API, a database) cannot be reached now. `Configure` fails
+///   with UNAVAILABLE and the hub restarts the plugin with backoff instead.
+///   A retryable [`PluginError`] converts into this; a permanent one into a
+///   problem with the table as a whole.
 ///
 /// Build it with [`ConfigErrors::new`] and [`ConfigErrors::push`], or from a
 /// single [`ConfigError`] or a `Vec` of them with `.into()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors {
+    problems: Vec<ConfigError>,
+    unavailable: Option<PluginError>,
+}
 
 impl ConfigErrors {
     /// No problems yet; add them with [`ConfigErrors::push`].
     pub fn new() -> Self {
-        ConfigErrors(Vec::new())
+        ConfigErrors::default()
+    }
+
+    /// The configuration may be right, but what it points at cannot be
+    /// reached now: the hub retries the start with backoff.
+    pub fn unavailable(error: PluginError) -> Self {
+        ConfigErrors {
+            problems: Vec::new(),
+            unavailable: Some(error),
+        }
     }
 
     /// Records one problem.
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError::new(field, message));
+        self.problems.push(ConfigError::new(field, message));
     }
 
     /// The problems recorded so far, in order.
     pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
-        self.0.iter()
+        self.problems.iter()
     }
 
-    /// True when no problem was recorded.
+    /// The problems recorded so far, in order.
+    pub fn problems(&self) -> &[ConfigError] {
+        &self.problems
+    }
+
+    /// Why the configuration could not be applied now, if that is the refusal.
+    pub fn unavailable_reason(&self) -> Option<&PluginError> {
+        self.unavailable.as_ref()
+    }
+
+    /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.problems.is_empty() && self.unavailable.is_none()
     }
 
     /// `Ok(())` when empty, otherwise `Err(self)`: ends a validation function.
@@ -179,19 +212,35 @@ impl ConfigErrors {
     /// # Errors
     /// Returns `self` when at least one problem was recorded.
     pub fn into_result(self) -> Result<(), ConfigErrors> {
-        if self.0.is_empty() { Ok(()) } else { Err(self) }
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl From<PluginError> for ConfigErrors {
+    fn from(error: PluginError) -> Self {
+        if error.is_retryable() {
+            ConfigErrors::unavailable(error)
+        } else {
+            ConfigError::new("", error.message().to_owned()).into()
+        }
     }
 }
 
 impl From<ConfigError> for ConfigErrors {
     fn from(error: ConfigError) -> Self {
-        ConfigErrors(vec![error])
+        ConfigErrors {
+            problems: vec![error],
+            unavailable: None,
+        }
     }
 }
 
 impl From<Vec<ConfigError>> for ConfigErrors {
-    fn from(errors: Vec<ConfigError>) -> Self {
-        ConfigErrors(errors)
+    fn from(problems: Vec<ConfigError>) -> Self {
+        ConfigErrors {
+            problems,
+            unavailable: None,
+        }
     }
 }
 
@@ -200,13 +249,16 @@ impl IntoIterator for ConfigErrors {
     type IntoIter = std::vec::IntoIter<ConfigError>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.problems.into_iter()
     }
 }
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let texts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        let mut texts: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        if let Some(error) = &self.unavailable {
+            texts.push(format!("unavailable: {error}"));
+        }
         write!(f, "{}", texts.join("; "))
     }
 }

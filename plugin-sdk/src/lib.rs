@@ -83,6 +83,7 @@ mod authority;
 mod concurrency;
 mod config;
 mod error;
+mod health;
 pub mod log;
 mod plugin;
 mod role;
@@ -94,6 +95,7 @@ mod types;
 
 pub use config::{NoConfig, decode_config, schema_json};
 pub use error::{ConfigError, ConfigErrors, PluginError};
+pub use health::{Health, HealthState};
 pub use plugin::{Plugin, PluginBuilder};
 pub use role::{Emitter, Enricher, Output, PollingInput, WebhookInput};
 pub use serve::{LaunchError, check_launch, handshake_line, serve};

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::{decode_config, schema_json};
 use crate::error::{ConfigError, ConfigErrors, panic_message};
+use crate::health::Health;
 use crate::role::{Enricher, Output, PollingInput, WebhookInput};
 use crate::types::RoleKind;
 
@@ -66,6 +67,7 @@ pub(crate) struct Info {
 #[non_exhaustive]
 pub struct PluginBuilder {
     info: Info,
+    health: Health,
 }
 
 /// Namespace for [`Plugin::new`], the entry point of every plugin definition.
@@ -80,6 +82,7 @@ pub struct Plugin<T> {
     pub(crate) config_schema: String,
     pub(crate) factory: Factory<T>,
     pub(crate) roles: Vec<(RoleKind, AddRole<T>)>,
+    pub(crate) health: Health,
 }
 
 impl Plugin<()> {
@@ -96,6 +99,7 @@ impl Plugin<()> {
                 install_logging: true,
                 worker_threads: DEFAULT_WORKER_THREADS,
             },
+            health: Health::new(),
         }
     }
 }
@@ -118,6 +122,14 @@ impl PluginBuilder {
     /// go-plugin JSON stderr logger (then install your own `tracing` subscriber).
     pub fn install_logging(mut self, install: bool) -> Self {
         self.info.install_logging = install;
+        self
+    }
+
+    /// The handle the plugin reports its health with (see [`Health`]); the
+    /// gRPC health service answers what it says. Without one the plugin
+    /// always says SERVING.
+    pub fn health(mut self, health: Health) -> Self {
+        self.health = health;
         self
     }
 
@@ -169,6 +181,7 @@ impl PluginBuilder {
             config_schema: schema_json::<C>(),
             factory: erased,
             roles: Vec::new(),
+            health: self.health,
         }
     }
 
@@ -271,6 +284,12 @@ impl<T: Send + Sync + 'static> Plugin<T> {
     /// See [`PluginBuilder::worker_threads`].
     pub fn worker_threads(mut self, threads: usize) -> Self {
         self.info.worker_threads = threads.max(1);
+        self
+    }
+
+    /// See [`PluginBuilder::health`].
+    pub fn health(mut self, health: Health) -> Self {
+        self.health = health;
         self
     }
 

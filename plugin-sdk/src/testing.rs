@@ -47,7 +47,7 @@ use crate::authority::AuthorityFix;
 use crate::error::{ConfigError, PluginError};
 use crate::plugin::Plugin;
 use crate::services::build_routes;
-use crate::services::client::Client;
+use crate::services::client::{Client, check_health};
 use crate::types::{PollRequest, Record, RecordEvent, WebhookRequest, WebhookResponse};
 
 /// How long a harness call may take before the test fails instead of hanging.
@@ -137,6 +137,15 @@ impl TestHarness {
     /// The socket the plugin listens on.
     pub fn socket_path(&self) -> &std::path::Path {
         &self.socket
+    }
+
+    /// Asks the gRPC health service about `service` (`"plugin"` as the hub
+    /// does, or `""` for the whole server): true for SERVING.
+    ///
+    /// # Errors
+    /// The call's gRPC status.
+    pub async fn health(&self, service: &str) -> Result<bool, Status> {
+        timed(check_health(self.channel.clone(), service)).await
     }
 
     /// Calls `GetMetadata`.

@@ -246,14 +246,14 @@ mod tests {
         );
 
         let channel = connect(&path, &host, plugin_cert.clone()).await.unwrap();
-        health(channel).await.unwrap();
+        assert!(health(channel, "").await.unwrap());
 
         // A client with another certificate gets nowhere (TLS 1.3: the
         // server's alert arrives on the first read)...
         let impostor = Identity::generate().unwrap();
         let refused = match connect(&path, &impostor, plugin_cert.clone()).await {
             Err(_) => true,
-            Ok(channel) => health(channel).await.is_err(),
+            Ok(channel) => health(channel, "").await.is_err(),
         };
         assert!(refused, "the impostor was served");
         // ...and a client trusting another server certificate refuses the plugin.
@@ -264,7 +264,7 @@ mod tests {
         );
         // The server keeps serving the real host.
         let channel = connect(&path, &host, plugin_cert).await.unwrap();
-        health(channel).await.unwrap();
+        assert!(health(channel, "").await.unwrap());
 
         shutdown.cancel();
         server.await.unwrap().unwrap();

@@ -139,18 +139,19 @@ impl Client {
 /// One `HandleEvent` answer: (delivery id, ack or nack).
 pub(crate) type EventOutcomes = Vec<(u64, Result<(), PluginError>)>;
 
-/// Asks gRPC health about the whole server (service `""`).
+/// Asks gRPC health about `service` (`""` for the whole server, `"plugin"`
+/// for the plugin): true for SERVING, false for anything else.
 ///
 /// # Errors
-/// The call's status; NOT_FOUND or UNKNOWN-style answers are errors too.
-#[cfg(test)]
-pub(crate) async fn check_health(channel: Channel) -> Result<(), Status> {
+/// The call's status (NOT_FOUND for an unknown service).
+pub(crate) async fn check_health(channel: Channel, service: &str) -> Result<bool, Status> {
     use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    HealthClient::new(channel)
+    let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
-            service: String::new(),
+            service: service.to_owned(),
         })
-        .await
-        .map(|_| ())
+        .await?;
+    Ok(answer.into_inner().status == ServingStatus::Serving as i32)
 }

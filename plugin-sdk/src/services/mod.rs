@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::service::{Routes, RoutesBuilder};
 
+use crate::health::HealthState;
 use crate::plugin::{Factory, Info, Plugin, RoleRegistry};
 use crate::role::{Enricher, Output, PollingInput, WebhookInput};
 use crate::types::RoleKind;
@@ -91,12 +92,7 @@ pub(crate) async fn build_routes<T: Send + Sync + 'static>(
         shutdown: shutdown.clone(),
     });
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    reporter
-        .set_service_status(HEALTH_SERVICE_NAME, tonic_health::ServingStatus::Serving)
-        .await;
+    publish_health(reporter, plugin.health.subscribe(), shutdown.clone()).await;
 
     let mut routes = RoutesBuilder::default();
     routes.add_service(health);
@@ -110,6 +106,42 @@ pub(crate) async fn build_routes<T: Send + Sync + 'static>(
         add(&mut registry);
     }
     routes.routes()
+}
+
+/// Keeps the gRPC health service (both the `plugin` service and the whole
+/// server, `""`) saying what the plugin's [`Health`](crate::Health) says,
+/// from now until `shutdown`.
+async fn publish_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut changes: tokio::sync::watch::Receiver<HealthState>,
+    shutdown: CancellationToken,
+) {
+    async fn set(reporter: &tonic_health::server::HealthReporter, state: &HealthState) {
+        let status = match state {
+            HealthState::Serving => tonic_health::ServingStatus::Serving,
+            HealthState::NotServing(_) => tonic_health::ServingStatus::NotServing,
+        };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status(HEALTH_SERVICE_NAME, status)
+            .await;
+    }
+    let now = changes.borrow_and_update().clone();
+    set(&reporter, &now).await;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = changes.borrow_and_update().clone();
+                    set(&reporter, &now).await;
+                }
+            }
+        }
+    });
 }
 
 /// Adds the role services of one plugin to its router.

@@ -7,7 +7,9 @@ use switchyard_wire::pb::v1 as pb;
 use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 
-use super::convert::{configure_request_from_pb, configure_response_to_pb, metadata_to_pb};
+use super::convert::{
+    configure_request_from_pb, configure_response_to_pb, metadata_to_pb, status_from_error,
+};
 use super::{MAX_MESSAGE_BYTES, Shared};
 
 /// Adds `switchyard.v1.Plugin` to `routes`.
@@ -53,6 +55,14 @@ impl<T: Send + Sync + 'static> pb::plugin_server::Plugin for PluginService<T> {
             }
             Err(errors) => {
                 shared.set_instance(None);
+                if let Some(reason) = errors.unavailable_reason() {
+                    tracing::warn!(
+                        instance = %instance_name,
+                        error = %reason,
+                        "Could not apply the configuration now; the hub will try again."
+                    );
+                    return Err(status_from_error(reason));
+                }
                 for error in errors.iter() {
                     tracing::warn!(
                         instance = %instance_name,
@@ -61,7 +71,7 @@ impl<T: Send + Sync + 'static> pb::plugin_server::Plugin for PluginService<T> {
                         "Rejected the configuration."
                     );
                 }
-                errors.0
+                errors.into_iter().collect()
             }
         };
         Ok(Response::new(configure_response_to_pb(errors)))

@@ -3,12 +3,13 @@
 //! production data). See README.md for every config key.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use switchyard_plugin_sdk::{
-    ConfigErrors, Emitter, Enricher, HttpReply, Output, Plugin, PluginError, PollRequest,
+    ConfigErrors, Emitter, Enricher, Health, HttpReply, Output, Plugin, PluginError, PollRequest,
     PollingInput, Record, RecordEvent, WebhookInput, WebhookRequest, WebhookResponse,
 };
 
@@ -46,6 +47,15 @@ pub struct TestkitConfig {
     /// Milliseconds HandleEvent sleeps before answering each event.
     #[serde(default)]
     pub event_delay_ms: u64,
+    /// Report NOT_SERVING (through the SDK's `Health`) while this file
+    /// exists, as a connector whose upstream is down would; checked every 50 ms.
+    #[serde(default)]
+    pub not_serving_while_exists: Option<PathBuf>,
+    /// Refuse Configure as unavailable (retryable, so the hub restarts the
+    /// plugin with backoff) while this file exists, as a connector whose
+    /// upstream cannot be reached at start would.
+    #[serde(default)]
+    pub unavailable_while_exists: Option<PathBuf>,
 }
 
 fn default_tag() -> String {
@@ -65,15 +75,39 @@ pub struct Testkit {
     fail_ids: HashSet<String>,
     nack_ids: HashSet<String>,
     retry_ids: HashSet<String>,
+    _health_watcher: Option<AbortOnDrop>,
+}
+
+/// Stops a background task when the instance that started it is replaced.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Testkit {
     /// Builds the plugin from its configuration, performing the Configure-time
-    /// side effects (`log_lines`, `exit_on_configure`).
+    /// side effects (`log_lines`, `exit_on_configure`, the health watcher).
     ///
     /// # Errors
-    /// Never for now; the signature matches the SDK's factory.
-    pub fn new(config: TestkitConfig) -> Result<Self, ConfigErrors> {
+    /// Unavailable while `unavailable_while_exists` names an existing file.
+    pub fn new(config: TestkitConfig, health: &Health) -> Result<Self, ConfigErrors> {
+        if let Some(path) = &config.unavailable_while_exists
+            && path.exists()
+        {
+            return Err(PluginError::retryable(format!(
+                "the upstream is unreachable while {} exists",
+                path.display()
+            ))
+            .into());
+        }
+        let health_watcher = config
+            .not_serving_while_exists
+            .clone()
+            .map(|path| watch_health_file(path, health.clone()));
         if config.log_lines {
             tracing::trace!("testkit log at trace");
             tracing::debug!("testkit log at debug");
@@ -94,16 +128,37 @@ impl Testkit {
             nack_ids: config.nack_ids.iter().cloned().collect(),
             retry_ids: config.retry_ids.iter().cloned().collect(),
             config,
+            _health_watcher: health_watcher,
         })
     }
 }
 
+/// Says NOT_SERVING while `path` exists, SERVING otherwise, checking every 50 ms.
+fn watch_health_file(path: PathBuf, health: Health) -> AbortOnDrop {
+    let task = tokio::spawn(async move {
+        loop {
+            if path.exists() {
+                health.set_not_serving(format!("{} exists", path.display()));
+            } else {
+                health.set_serving();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    AbortOnDrop(task.abort_handle())
+}
+
 /// The plugin definition: all four roles, synchronous webhook replies.
 pub fn plugin() -> Plugin<Testkit> {
+    let health = Health::new();
     Plugin::new("testkit", env!("CARGO_PKG_VERSION"))
         .description("Test and benchmark plugin serving every role, steered by its configuration")
         .webhook_sync_reply(true)
-        .factory(|config: TestkitConfig| async move { Testkit::new(config) })
+        .health(health.clone())
+        .factory(move |config: TestkitConfig| {
+            let health = health.clone();
+            async move { Testkit::new(config, &health) }
+        })
         .polling_input()
         .webhook_input()
         .enricher()
