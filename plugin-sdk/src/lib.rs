@@ -106,3 +106,8 @@ pub use types::{
 
 /// Re-exported so plugins use the same versions as the SDK.
 pub use {chrono, schemars, serde_json};
+
+/// Compiles the examples of README.md (the crates.io page) as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
