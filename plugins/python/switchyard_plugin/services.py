@@ -108,9 +108,9 @@ class PluginService(pb.plugin_pb2_grpc.PluginServicer):
             errors = self._configure(bytes(request.config_json), request.instance_name)
         except Failure as failure:
             # A retryable Failure from configure() (an unreachable upstream): UNAVAILABLE, so the hub
-            # tries again later instead of treating the configuration as wrong.
+            # restarts the plugin with backoff instead of treating the configuration as wrong. Health is
+            # left alone: the hub checks it while Configure runs, and waits for SERVING before using it.
             self.lifecycle.configured.clear()
-            self.plugin.health.set_upstream_healthy(False, failure.message)
             logger.warning(
                 "configure failed, retryable",
                 extra={"fields": {"instance": request.instance_name, "error": failure.message, "code": failure.code}},

@@ -222,9 +222,11 @@ class HttpClient:
         all_params: List[Tuple[str, Any]] = list((params or {}).items()) + list(credentials.params.items())
         all_headers = dict(headers or {})
         all_headers.update(credentials.headers)
-        request = self._http.build_request(
-            method, url, params=all_params or None, json=body_json, data=data, headers=all_headers
-        )
+        target = httpx.URL(url)
+        if all_params:
+            # Merged into the URL's own query (httpx's params= would replace it, losing a Link URL's query).
+            target = target.copy_merge_params(all_params)
+        request = self._http.build_request(method, target, json=body_json, data=data, headers=all_headers)
         return self._transmit(request, f"{method} {_display(self.base_url, url)}")
 
     def _transmit(self, request: httpx.Request, where: str) -> httpx.Response:
