@@ -152,15 +152,16 @@ fn fake_list_api() -> String {
                 header.clear();
             }
             let target = request_line.split(' ').nth(1).unwrap_or("");
-            let items: Vec<Value> = if !target.starts_with("/v1/items") {
-                Vec::new()
-            } else if target.contains("starting_after=") {
-                Vec::new() // the skeleton asks for what follows "10": nothing yet
-            } else {
-                (1..=10)
-                    .map(|n| json!({"id": n.to_string(), "text": format!("item {n}")}))
-                    .collect()
-            };
+            // Items "1" to "10" for the list; nothing for other paths or for what
+            // follows "10" (`starting_after=`, the skeleton's next poll).
+            let items: Vec<Value> =
+                if target.starts_with("/v1/items") && !target.contains("starting_after=") {
+                    (1..=10)
+                        .map(|n| json!({"id": n.to_string(), "text": format!("item {n}")}))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
             let body = json!({"data": items, "next_cursor": null}).to_string();
             let answer = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -222,12 +222,17 @@ class HttpClient:
         all_params: List[Tuple[str, Any]] = list((params or {}).items()) + list(credentials.params.items())
         all_headers = dict(headers or {})
         all_headers.update(credentials.headers)
-        target = httpx.URL(url)
-        if all_params:
-            # Merged into the URL's own query (httpx's params= would replace it, losing a Link URL's query).
-            target = target.copy_merge_params(all_params)
-        request = self._http.build_request(method, target, json=body_json, data=data, headers=all_headers)
-        return self._transmit(request, f"{method} {_display(self.base_url, url)}")
+        where = f"{method} {_display(self.base_url, url)}"
+        try:
+            target = httpx.URL(url)
+            if all_params:
+                # Merged into the URL's own query (httpx's params= would replace it, losing a Link URL's query).
+                target = target.copy_merge_params(all_params)
+            request = self._http.build_request(method, target, json=body_json, data=data, headers=all_headers)
+        except (httpx.InvalidURL, TypeError, ValueError) as err:
+            raise HttpError(f"{where}: cannot build the request ({type(err).__name__})", retryable=False,
+                            code="client_error") from None
+        return self._transmit(request, where)
 
     def _transmit(self, request: httpx.Request, where: str) -> httpx.Response:
         """Sends ``request``; transport failures become retryable :class:`HttpError` (no URL, no headers)."""
@@ -237,10 +242,12 @@ class HttpClient:
             return response
         except httpx.TimeoutException:
             message, code = f"{where}: no answer within the timeout of {self.timeout:g}s", "timeout"
+        except httpx.UnsupportedProtocol:
+            raise HttpError(f"{where}: not an http:// or https:// URL", retryable=False, code="client_error") from None
         except httpx.TransportError as err:
             message, code = f"{where}: cannot reach the server ({type(err).__name__})", "connect_error"
-        except httpx.InvalidURL:
-            raise HttpError(f"{where}: not a valid URL", retryable=False, code="client_error") from None
+        except (httpx.RequestError, httpx.InvalidURL) as err:  # too many redirects, an undecodable body
+            raise HttpError(f"{where}: {type(err).__name__}", retryable=False, code="bad_response") from None
         raise HttpError(message, retryable=True, code=code)
 
     def _back_off(self, attempt: int, retry_after: Optional[float], where: str, why: str) -> None:
