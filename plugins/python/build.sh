@@ -38,6 +38,10 @@ else
     log "virtualenv up to date"
 fi
 
+# In-tree leftovers of `pip install plugins/python` (pip builds a local directory in place):
+# setuptools never deletes from build/lib, so a removed module could reach the next install.
+rm -rf "$here/build" "$here/switchyard_plugin.egg-info"
+
 # 2. The stubs, regenerated when a .proto file or the toolchain changes.
 mapfile -t protos < <(cd "$proto_dir" && find switchyard plugin -name '*.proto' | LC_ALL=C sort)
 proto_hash="$( (echo "$req_hash"; cd "$proto_dir" && sha256sum "${protos[@]}") | sha256sum | cut -d' ' -f1)"

@@ -281,3 +281,28 @@ def test_bad_auth_tables_are_reported_per_key(rsa_pem):
             HttpClient.from_config({"auth": auth}, field="api", environ={"K": "not a pem key"})
         assert [e.field for e in err.value.errors] == fields, (auth, err.value.errors)
         assert "not a pem key" not in str(err.value)
+
+
+def test_no_secret_reaches_a_repr_or_an_error_of_any_kind(api, rsa_pem):
+    private, _ = rsa_pem
+    environ = {"S": SECRET, "PEM": private}
+    token_url = api.url + "/token"
+    api.route("POST", "/token", lambda r: (500, {}, {"error": "server_error", "error_description": "down"}))
+    api.route("GET", "/v1/me", lambda r: (401, {}, {"error": "no"}))
+    kinds = [
+        {"kind": "api_key", "header": "x-key", "key_env": "S"},
+        {"kind": "api_key", "query": "key", "key_env": "S"},
+        {"kind": "bearer", "token_env": "S"},
+        {"kind": "basic", "username": "u", "password_env": "S"},
+        {"kind": "oauth2_client_credentials", "token_url": token_url, "client_id": "c", "client_secret_env": "S"},
+        {"kind": "oauth2_refresh_token", "token_url": token_url, "client_id": "c", "refresh_token_env": "S"},
+        {"kind": "jwt", "secret_env": "S", "issuer": "i", "audience": "a"},
+        {"kind": "service_account", "token_url": token_url, "issuer": "i", "private_key_env": "PEM"},
+    ]
+    for auth in kinds:
+        c = client(api, auth, environ, retry={"max_attempts": 1})
+        with pytest.raises(HttpError) as err:
+            c.get("/me", params={"q": "1"})
+        shown = " ".join([repr(c), str(c), repr(c.auth), str(err.value), repr(err.value), repr(vars(c.auth))])
+        for secret in (SECRET, private.splitlines()[1]):
+            assert secret not in shown, auth["kind"]
