@@ -144,9 +144,9 @@ TESTING_INSTALLED_WHEEL = os.environ.get("SWITCHYARD_TEST_INSTALLED_WHEEL") == "
 if TESTING_INSTALLED_WHEEL:
     import switchyard_plugin
 
-    assert os.sep + "site-packages" + os.sep in switchyard_plugin.__file__, (
-        f"SWITCHYARD_TEST_INSTALLED_WHEEL=1 but switchyard_plugin comes from {switchyard_plugin.__file__}"
-    )
+    assert (
+        os.sep + "site-packages" + os.sep in switchyard_plugin.__file__
+    ), f"SWITCHYARD_TEST_INSTALLED_WHEEL=1 but switchyard_plugin comes from {switchyard_plugin.__file__}"
 
 
 @pytest.fixture(scope="session")

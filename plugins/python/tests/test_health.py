@@ -47,7 +47,9 @@ def enrich(channel, upstream):
     item = enrich_pb2.EnrichItem(
         sequence=1, record=record_pb2.Record(id="r", source="t", payload=json.dumps({"upstream": upstream}).encode())
     )
-    responses = list(enrich_pb2_grpc.EnricherStub(channel).Enrich(iter([enrich_pb2.EnrichRequest(items=[item])]), timeout=10))
+    responses = list(
+        enrich_pb2_grpc.EnricherStub(channel).Enrich(iter([enrich_pb2.EnrichRequest(items=[item])]), timeout=10)
+    )
     assert responses[0].results[0].HasField("record")
 
 

@@ -25,9 +25,11 @@ def rsa_pem():
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -75,20 +77,35 @@ def token_endpoint(expected_form, tokens, expires_in=3600, extra=None):
     def handle(request):
         if request.form != expected_form(request) if callable(expected_form) else request.form != expected_form:
             return 400, {}, {"error": "invalid_request", "error_description": f"unexpected form {sorted(request.form)}"}
-        return 200, {}, dict({"access_token": next(issued), "token_type": "bearer", "expires_in": expires_in}, **(extra or {}))
+        return (
+            200,
+            {},
+            dict({"access_token": next(issued), "token_type": "bearer", "expires_in": expires_in}, **(extra or {})),
+        )
 
     return handle
 
 
 def test_oauth2_client_credentials_caches_the_token_and_renews_it_before_expiry(api):
-    form = {"grant_type": "client_credentials", "client_id": "app", "client_secret": SECRET, "scope": "read write",
-            "audience": "https://api"}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": "app",
+        "client_secret": SECRET,
+        "scope": "read write",
+        "audience": "https://api",
+    }
     api.route("POST", "/token", token_endpoint(form, ["tok-1", "tok-2"]))
     accepted = {"Bearer tok-1", "Bearer tok-2"}
     api.route("GET", "/v1/me", guarded(lambda r: r.header("authorization") in accepted))
     clock = FakeClock()
-    auth = {"kind": "oauth2_client_credentials", "token_url": api.url + "/token", "client_id": "app",
-            "client_secret_env": "CS", "scopes": ["read", "write"], "audience": "https://api"}
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": api.url + "/token",
+        "client_id": "app",
+        "client_secret_env": "CS",
+        "scopes": ["read", "write"],
+        "audience": "https://api",
+    }
     c = client(api, auth, {"CS": SECRET}, clock)
     for _ in range(3):
         c.get_json("/me")
@@ -108,7 +125,11 @@ def test_oauth2_refresh_token_uses_a_rotated_refresh_token(api):
     def handle(request):
         refresh_tokens.append(request.form.get("refresh_token"))
         expected = {"grant_type", "refresh_token", "client_id", "client_secret", "scope"}
-        if set(request.form) != expected or request.form["client_id"] != "app" or request.form["client_secret"] != SECRET:
+        if (
+            set(request.form) != expected
+            or request.form["client_id"] != "app"
+            or request.form["client_secret"] != SECRET
+        ):
             return 400, {}, {"error": "invalid_client"}
         n = len(refresh_tokens)
         return 200, {}, {"access_token": f"tok-{n}", "expires_in": 3600, "refresh_token": f"rt-{n + 1}"}
@@ -116,8 +137,14 @@ def test_oauth2_refresh_token_uses_a_rotated_refresh_token(api):
     api.route("POST", "/token", handle)
     # tok-1 is refused (revoked): the client must get tok-2 with the rotated refresh token.
     api.route("GET", "/v1/me", guarded(lambda r: r.header("authorization") == "Bearer tok-2"))
-    auth = {"kind": "oauth2_refresh_token", "token_url": api.url + "/token", "client_id": "app",
-            "client_secret_env": "CS", "refresh_token_env": "RT", "scopes": ["offline"]}
+    auth = {
+        "kind": "oauth2_refresh_token",
+        "token_url": api.url + "/token",
+        "client_id": "app",
+        "client_secret_env": "CS",
+        "refresh_token_env": "RT",
+        "scopes": ["offline"],
+    }
     c = client(api, auth, {"CS": SECRET, "RT": "rt-1"})
     assert c.get_json("/me") == {"ok": True}
     assert refresh_tokens == ["rt-1", "rt-2"]
@@ -128,8 +155,12 @@ def test_a_401_is_fixed_by_one_refresh_and_one_retry(api):
     form = {"grant_type": "client_credentials", "client_id": "app", "client_secret": SECRET}
     api.route("POST", "/token", token_endpoint(form, ["stale", "fresh"]))
     api.route("GET", "/v1/me", guarded(lambda r: r.header("authorization") == "Bearer fresh"))
-    auth = {"kind": "oauth2_client_credentials", "token_url": api.url + "/token", "client_id_env": "CID",
-            "client_secret_env": "CS"}
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": api.url + "/token",
+        "client_id_env": "CID",
+        "client_secret_env": "CS",
+    }
     c = client(api, auth, {"CS": SECRET, "CID": "app"})
     assert c.get_json("/me") == {"ok": True}
     assert len(api.seen("/token")) == 2
@@ -140,8 +171,12 @@ def test_a_401_that_a_refresh_does_not_fix_is_permanent_and_names_the_credential
     form = {"grant_type": "client_credentials", "client_id": "app", "client_secret": SECRET}
     api.route("POST", "/token", token_endpoint(form, ["a", "b", "c"]))
     api.route("GET", "/v1/me", guarded(lambda r: False))
-    auth = {"kind": "oauth2_client_credentials", "token_url": api.url + "/token", "client_id": "app",
-            "client_secret_env": "CS"}
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": api.url + "/token",
+        "client_id": "app",
+        "client_secret_env": "CS",
+    }
     with pytest.raises(HttpError) as err:
         client(api, auth, {"CS": SECRET}).get("/me")
     assert (err.value.retryable, err.value.code, err.value.status) == (False, "auth_failed", 401)
@@ -161,8 +196,12 @@ def test_a_static_key_refused_with_401_is_permanent_without_retry(api):
 
 def test_a_refused_token_request_is_permanent_and_quotes_the_oauth_error(api):
     api.route("POST", "/token", lambda r: (400, {}, {"error": "invalid_client", "error_description": "bad secret"}))
-    auth = {"kind": "oauth2_client_credentials", "token_url": api.url + "/token", "client_id": "app",
-            "client_secret_env": "CS"}
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": api.url + "/token",
+        "client_id": "app",
+        "client_secret_env": "CS",
+    }
     with pytest.raises(HttpError) as err:
         client(api, auth, {"CS": SECRET}).get("/me")
     assert (err.value.retryable, err.value.code) == (False, "token_error")
@@ -180,8 +219,12 @@ def test_one_token_request_however_many_calls_wait_for_it(api):
 
     api.route("POST", "/token", slow_token)
     api.route("GET", "/v1/me", guarded(lambda r: r.header("authorization") == "Bearer only"))
-    auth = {"kind": "oauth2_client_credentials", "token_url": api.url + "/token", "client_id": "app",
-            "client_secret_env": "CS"}
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": api.url + "/token",
+        "client_id": "app",
+        "client_secret_env": "CS",
+    }
     c = client(api, auth, {"CS": SECRET})
     original = c.auth.credentials
 
@@ -218,8 +261,15 @@ def test_jwt_is_signed_with_the_configured_claims(api, rsa_pem, algorithm):
         return claims["sub"] == "robot" and claims["exp"] - claims["iat"] == 300
 
     api.route("GET", "/v1/me", guarded(check))
-    auth = {"kind": "jwt", "algorithm": algorithm, "issuer": "me", "audience": "svc", "subject": "robot",
-            "lifetime": "5m", "key_id": "k1"}
+    auth = {
+        "kind": "jwt",
+        "algorithm": algorithm,
+        "issuer": "me",
+        "audience": "svc",
+        "subject": "robot",
+        "lifetime": "5m",
+        "key_id": "k1",
+    }
     if algorithm == "HS256":
         auth["secret_env"] = "JWT_SECRET"
     else:
@@ -251,8 +301,15 @@ def test_service_account_exchanges_a_signed_assertion(api, rsa_pem, tmp_path):
 
     api.route("POST", "/oauth2/token", token)
     api.route("GET", "/v1/me", guarded(lambda r: r.header("authorization") == "Bearer sa-token"))
-    auth = {"kind": "service_account", "token_url": token_url, "issuer": "sa@proj", "subject": "user@example.com",
-            "scopes": ["a", "b"], "private_key_file": str(key_file), "key_id": "key-7"}
+    auth = {
+        "kind": "service_account",
+        "token_url": token_url,
+        "issuer": "sa@proj",
+        "subject": "user@example.com",
+        "scopes": ["a", "b"],
+        "private_key_file": str(key_file),
+        "key_id": "key-7",
+    }
     assert client(api, auth, {}).get_json("/me") == {"ok": True}
 
 
@@ -272,8 +329,10 @@ def test_bad_auth_tables_are_reported_per_key(rsa_pem):
         ({"kind": "bearer", "token_env": "K", "token": "inline"}, ["api.auth.token"]),
         ({"kind": "basic", "password_env": "K"}, ["api.auth.username"]),
         ({"kind": "jwt", "secret_env": "K", "issuer": "i"}, ["api.auth.audience"]),
-        ({"kind": "jwt", "algorithm": "RS256", "private_key_env": "K", "issuer": "i", "audience": "a"},
-         ["api.auth.private_key_env"]),
+        (
+            {"kind": "jwt", "algorithm": "RS256", "private_key_env": "K", "issuer": "i", "audience": "a"},
+            ["api.auth.private_key_env"],
+        ),
         ({"kind": "service_account", "token_url": "http://t", "issuer": "i"}, ["api.auth.private_key_env"]),
     ]
     for auth, fields in cases:

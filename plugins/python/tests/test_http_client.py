@@ -33,7 +33,15 @@ def answers(*replies):
 
 
 def test_durations():
-    assert [parse_duration(v) for v in ("500ms", "30s", "5m", "1h", 2, 0.5, "1.5s")] == [0.5, 30, 300, 3600, 2, 0.5, 1.5]
+    assert [parse_duration(v) for v in ("500ms", "30s", "5m", "1h", 2, 0.5, "1.5s")] == [
+        0.5,
+        30,
+        300,
+        3600,
+        2,
+        0.5,
+        1.5,
+    ]
     for bad in ("5 parsecs", -1, True, "", None):
         with pytest.raises(ValueError):
             parse_duration(bad)
@@ -78,8 +86,9 @@ def test_a_retry_after_over_the_cap_is_not_waited_for_but_handed_to_the_hub(api)
     assert clock.sleeps == [] and len(api.seen("/x")) == 1
 
 
-@pytest.mark.parametrize("status, code", [(400, "client_error"), (403, "forbidden"), (404, "not_found"),
-                                          (422, "client_error")])
+@pytest.mark.parametrize(
+    "status, code", [(400, "client_error"), (403, "forbidden"), (404, "not_found"), (422, "client_error")]
+)
 def test_other_4xx_are_permanent_and_not_retried(api, status, code):
     clock = FakeClock()
     api.route("GET", "/x", answers((status, {}, {"error": "no"})))
@@ -147,11 +156,14 @@ def test_the_bucket_refills_with_time():
         assert clock.sleeps == [0.5]
 
 
-@pytest.mark.parametrize("headers, pause", [
-    ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "EPOCH+30"}, 30.0),
-    ({"ratelimit-remaining": "0", "ratelimit-reset": "5"}, 5.0),
-    ({"x-ratelimit-remaining": "3", "x-ratelimit-reset": "EPOCH+30"}, None),
-])
+@pytest.mark.parametrize(
+    "headers, pause",
+    [
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "EPOCH+30"}, 30.0),
+        ({"ratelimit-remaining": "0", "ratelimit-reset": "5"}, 5.0),
+        ({"x-ratelimit-remaining": "3", "x-ratelimit-reset": "EPOCH+30"}, None),
+    ],
+)
 def test_rate_limit_headers_pause_the_next_call_until_the_reset(api, headers, pause):
     clock = FakeClock()
     headers = {k: v.replace("EPOCH+30", str(int(clock.now) + 30)) for k, v in headers.items()}
@@ -164,11 +176,23 @@ def test_rate_limit_headers_pause_the_next_call_until_the_reset(api, headers, pa
 
 
 def test_unknown_and_mistyped_keys_are_rejected_by_name():
-    table = {"base_url": "ftp://x", "timeout": "soon", "retries": 3, "retry": {"max_attempts": 0, "jitter": True},
-             "rate_limit": {"burst": 2}, "pagination": {"kind": "cursor"}}
+    table = {
+        "base_url": "ftp://x",
+        "timeout": "soon",
+        "retries": 3,
+        "retry": {"max_attempts": 0, "jitter": True},
+        "rate_limit": {"burst": 2},
+        "pagination": {"kind": "cursor"},
+    }
     with pytest.raises(HttpConfigError) as err:
         HttpClient.from_config(table, field="api")
     assert sorted(e.field for e in err.value.errors) == [
-        "api.base_url", "api.pagination.cursor_param", "api.pagination.cursor_path", "api.rate_limit.per_second",
-        "api.retries", "api.retry.jitter", "api.retry.max_attempts", "api.timeout",
+        "api.base_url",
+        "api.pagination.cursor_param",
+        "api.pagination.cursor_path",
+        "api.rate_limit.per_second",
+        "api.retries",
+        "api.retry.jitter",
+        "api.retry.max_attempts",
+        "api.timeout",
     ]

@@ -27,15 +27,21 @@ def ids(pages):
 def cursor_route(request):
     start = int(request.query.get("after", "0"))
     size = int(request.query["limit"])
-    chunk = ITEMS[start:start + size]
+    chunk = ITEMS[start : start + size]
     more = start + size < len(ITEMS)
     return 200, {}, {"data": chunk, "meta": {"next": str(start + size) if more else None}}
 
 
 def test_cursor_walks_and_resumes_from_a_stored_position(api):
     api.route("GET", "/v1/items", cursor_route)
-    pagination = {"kind": "cursor", "records_path": "/data", "cursor_param": "after", "cursor_path": "/meta/next",
-                  "limit_param": "limit", "page_size": 3}
+    pagination = {
+        "kind": "cursor",
+        "records_path": "/data",
+        "cursor_param": "after",
+        "cursor_path": "/meta/next",
+        "limit_param": "limit",
+        "page_size": 3,
+    }
     c = client(api, pagination)
     pages = list(c.pages("/items", params={"sort": "asc"}))
     assert ids(pages) == [[1, 2, 3], [4, 5, 6], [7]]
@@ -61,7 +67,7 @@ def test_a_repeated_cursor_is_a_permanent_error_not_an_endless_loop(api):
 def test_offset_stops_on_a_short_page_and_resumes(api):
     def route(request):
         offset, limit = int(request.query["skip"]), int(request.query["take"])
-        return 200, {}, ITEMS[offset:offset + limit]
+        return 200, {}, ITEMS[offset : offset + limit]
 
     api.route("GET", "/v1/items", route)
     c = client(api, {"kind": "offset", "offset_param": "skip", "limit_param": "take", "page_size": 3})
@@ -74,11 +80,20 @@ def test_offset_stops_on_a_short_page_and_resumes(api):
 def test_page_numbers_stop_on_an_empty_page(api):
     def route(request):
         page, size = int(request.query["p"]), int(request.query["per_page"])
-        return 200, {}, {"results": ITEMS[page * size:(page + 1) * size]}
+        return 200, {}, {"results": ITEMS[page * size : (page + 1) * size]}
 
     api.route("GET", "/v1/items", route)
-    c = client(api, {"kind": "page", "records_path": "/results", "page_param": "p", "first_page": 0,
-                     "size_param": "per_page", "page_size": 4})
+    c = client(
+        api,
+        {
+            "kind": "page",
+            "records_path": "/results",
+            "page_param": "p",
+            "first_page": 0,
+            "size_param": "per_page",
+            "page_size": 4,
+        },
+    )
     pages = list(c.pages("/items"))
     assert ids(pages) == [[1, 2, 3, 4], [5, 6, 7]]  # the short page is the last
     assert [p.next_position for p in pages] == [{"page": 1}, None]
@@ -86,7 +101,9 @@ def test_page_numbers_stop_on_an_empty_page(api):
 
 
 def test_page_numbers_without_a_size_stop_on_the_empty_page(api):
-    api.route("GET", "/v1/items", lambda r: (200, {}, {"results": [{"id": 1}] if r.query["page"] in ("1", "2") else []}))
+    api.route(
+        "GET", "/v1/items", lambda r: (200, {}, {"results": [{"id": 1}] if r.query["page"] in ("1", "2") else []})
+    )
     c = client(api, {"kind": "page", "records_path": "/results"})
     assert ids(c.pages("/items")) == [[1], [1], []]
 
@@ -102,8 +119,12 @@ def test_page_token_walks_resumes_and_detects_loops(api):
         return 200, {}, body
 
     api.route("GET", "/v1/items", route)
-    pagination = {"kind": "page_token", "records_path": "/items", "token_param": "pageToken",
-                  "token_path": "/nextPageToken"}
+    pagination = {
+        "kind": "page_token",
+        "records_path": "/items",
+        "token_param": "pageToken",
+        "token_path": "/nextPageToken",
+    }
     c = client(api, pagination)
     pages = list(c.pages("/items"))
     assert ids(pages) == [[1, 2], [3], [4]]
@@ -122,7 +143,9 @@ def test_link_headers_are_followed_and_credentials_kept_out_of_positions(api):
         headers = {}
         if page < 3:
             # Like GitHub, the server echoes every query parameter, the key included, into the link.
-            headers["link"] = f'<{api.url}/v1/items?page={page + 1}&api_key=k-secret>; rel="next", <{api.url}/v1/items?page=3>; rel="last"'
+            headers["link"] = (
+                f'<{api.url}/v1/items?page={page + 1}&api_key=k-secret>; rel="next", <{api.url}/v1/items?page=3>; rel="last"'
+            )
         return 200, headers, [{"id": page}]
 
     api.route("GET", "/v1/items", route)

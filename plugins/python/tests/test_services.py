@@ -55,4 +55,7 @@ def test_a_failure_ending_a_call_carries_its_code_and_retry_after_as_the_rust_sd
     ]
     assert failure_metadata(Failure.permanent("bad")) == []
     error = HttpError("GET /x answered HTTP 429", retryable=True, code="rate_limited", status=429, retry_after=7)
-    assert failure_metadata(error) == [("switchyard-failure-code", "rate_limited"), ("switchyard-retry-after-ms", "7000")]
+    assert failure_metadata(error) == [
+        ("switchyard-failure-code", "rate_limited"),
+        ("switchyard-retry-after-ms", "7000"),
+    ]

@@ -294,7 +294,11 @@ class RefreshTokenAuth(TokenAuth):
         self.scopes = scopes
 
     def obtain(self, post_form: PostForm) -> Tuple[str, Optional[float]]:
-        form = {"grant_type": "refresh_token", "refresh_token": self.refresh_token.reveal(), "client_id": self.client_id}
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": self.refresh_token.reveal(),
+            "client_id": self.client_id,
+        }
         if self.secret is not None:
             form["client_secret"] = self.secret.reveal()
         if self.scopes:
@@ -307,7 +311,9 @@ class RefreshTokenAuth(TokenAuth):
         return body["access_token"], _lifetime(body)
 
     def describe(self) -> str:
-        return f"OAuth2 refresh token from {self.refresh_token.source} for client {self.client_id!r} at {self.token_url}"
+        return (
+            f"OAuth2 refresh token from {self.refresh_token.source} for client {self.client_id!r} at {self.token_url}"
+        )
 
 
 class SigningKey:
@@ -377,7 +383,9 @@ def _private_key(table: Table) -> Optional[Secret]:
     """An RS256 private key (PEM) from ``private_key_env`` or ``private_key_file``, checked to load."""
     has_env, has_file = table.has("private_key_env"), table.has("private_key_file")
     if has_env == has_file:
-        table.error("private_key_env", f"set exactly one of {table.key('private_key_env')} and {table.key('private_key_file')}")
+        table.error(
+            "private_key_env", f"set exactly one of {table.key('private_key_env')} and {table.key('private_key_file')}"
+        )
         return None
     if has_env:
         secret = table.secret("private_key_env")
@@ -451,10 +459,10 @@ def read_auth(table: Optional[Table], clock: Clock) -> Auth:
             table.known.update({"private_key_env", "private_key_file"})
             for name in ("private_key_env", "private_key_file"):
                 if name in table.data:
-                    table.error(name, "is for algorithm = \"RS256\"; HS256 uses secret_env")
+                    table.error(name, 'is for algorithm = "RS256"; HS256 uses secret_env')
         elif "secret_env" in table.data:
             table.known.add("secret_env")
-            table.error("secret_env", "is for algorithm = \"HS256\"; RS256 uses private_key_env or private_key_file")
+            table.error("secret_env", 'is for algorithm = "HS256"; RS256 uses private_key_env or private_key_file')
         claims = {"iss": table.string("issuer", required=True), "aud": table.string("audience", required=True)}
         subject = table.string("subject")
         if subject:

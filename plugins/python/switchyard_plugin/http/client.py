@@ -165,14 +165,19 @@ class HttpClient:
             retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock)
             if status in RETRY_STATUSES:
                 if retry_after is not None and retry_after > self.retry.max_retry_after:
-                    raise self._status_error(where, response, retry_after,
-                                             f" (Retry-After {retry_after:.0f}s is over max_retry_after)")
+                    raise self._status_error(
+                        where, response, retry_after, f" (Retry-After {retry_after:.0f}s is over max_retry_after)"
+                    )
                 if attempt < self.retry.max_attempts:
                     self._back_off(attempt, retry_after, where, f"HTTP {status}")
                     continue
-            raise self._status_error(where, response, retry_after, f" after {attempt} attempt(s)" if attempt > 1 else "")
+            raise self._status_error(
+                where, response, retry_after, f" after {attempt} attempt(s)" if attempt > 1 else ""
+            )
 
-    def get(self, url: str, *, params: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None) -> httpx.Response:
+    def get(
+        self, url: str, *, params: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None
+    ) -> httpx.Response:
         """``request("GET", ...)``."""
         return self.request("GET", url, params=params, headers=headers)
 
@@ -180,7 +185,9 @@ class HttpClient:
         """``request`` and the decoded JSON body (a body that is not JSON is a permanent ``bad_response``)."""
         return _decode(self.request(method, url, **kwargs), f"{method} {_display(self.base_url, url)}")
 
-    def get_json(self, url: str, *, params: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None) -> Any:
+    def get_json(
+        self, url: str, *, params: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None
+    ) -> Any:
         """``request_json("GET", ...)``."""
         return self.request_json("GET", url, params=params, headers=headers)
 
@@ -193,7 +200,9 @@ class HttpClient:
         checkpoint to resume after that page; ``None`` after the last page).
         """
         if self.pagination is None:
-            raise HttpError("pages() needs a [pagination] table in the HTTP configuration", retryable=False, code="client_error")
+            raise HttpError(
+                "pages() needs a [pagination] table in the HTTP configuration", retryable=False, code="client_error"
+            )
         hidden = tuple(credentials_params(self.auth))
         paginator = Paginator(self.pagination, url, dict(params or {}), hidden)
 
@@ -230,8 +239,9 @@ class HttpClient:
                 target = target.copy_merge_params(all_params)
             request = self._http.build_request(method, target, json=body_json, data=data, headers=all_headers)
         except (httpx.InvalidURL, TypeError, ValueError) as err:
-            raise HttpError(f"{where}: cannot build the request ({type(err).__name__})", retryable=False,
-                            code="client_error") from None
+            raise HttpError(
+                f"{where}: cannot build the request ({type(err).__name__})", retryable=False, code="client_error"
+            ) from None
         return self._transmit(request, where)
 
     def _transmit(self, request: httpx.Request, where: str) -> httpx.Response:
@@ -266,17 +276,24 @@ class HttpClient:
         status = response.status_code
         message = f"{where} answered HTTP {status}{tail}"
         if status == 401:
-            return HttpError(f"{message}: authentication failed; check the {self.auth.describe()}", retryable=False,
-                             code="auth_failed", status=status)
+            return HttpError(
+                f"{message}: authentication failed; check the {self.auth.describe()}",
+                retryable=False,
+                code="auth_failed",
+                status=status,
+            )
         if status == 403:
-            return HttpError(f"{message}: forbidden for the {self.auth.describe()}", retryable=False, code="forbidden",
-                             status=status)
+            return HttpError(
+                f"{message}: forbidden for the {self.auth.describe()}", retryable=False, code="forbidden", status=status
+            )
         if status == 404:
             return HttpError(message, retryable=False, code="not_found", status=status)
         if status == 429:
             return HttpError(message, retryable=True, code="rate_limited", status=status, retry_after=retry_after)
         if status in RETRY_STATUSES:
-            return HttpError(message, retryable=True, code="upstream_unavailable", status=status, retry_after=retry_after)
+            return HttpError(
+                message, retryable=True, code="upstream_unavailable", status=status, retry_after=retry_after
+            )
         if status >= 500:
             return HttpError(message, retryable=True, code="upstream_error", status=status, retry_after=retry_after)
         return HttpError(message, retryable=False, code="client_error", status=status)

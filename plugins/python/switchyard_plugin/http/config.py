@@ -50,7 +50,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 def parse_duration(value: Any) -> float:
     """Seconds from ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"`` or a number of seconds; raises ValueError."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like \"30s\" or a number of seconds, not {value!r}")
+        raise ValueError(f'expected a duration like "30s" or a number of seconds, not {value!r}')
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative ({value!r})")
@@ -59,7 +59,7 @@ def parse_duration(value: Any) -> float:
         match = _DURATION.match(value)
         if match:
             return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(f"expected a duration like \"500ms\", \"30s\" or \"5m\", or a number of seconds, not {value!r}")
+    raise ValueError(f'expected a duration like "500ms", "30s" or "5m", or a number of seconds, not {value!r}')
 
 
 class Table:
@@ -160,7 +160,9 @@ class Table:
             return None
         value = self.environ.get(variable)
         if value is None or value == "":
-            self.error(env_key, f"the environment variable {variable} (named by {self.key(env_key)}) is not set or empty")
+            self.error(
+                env_key, f"the environment variable {variable} (named by {self.key(env_key)}) is not set or empty"
+            )
             return None
         return Secret(value, f"env {variable}")
 

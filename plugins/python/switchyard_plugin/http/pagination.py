@@ -61,7 +61,7 @@ def resolve_pointer(document: Any, pointer: str) -> Tuple[bool, Any]:
 def _pointer(table: Table, name: str, required: bool) -> Optional[str]:
     value = table.string(name, default="" if not required else None, required=required)
     if value and not value.startswith("/"):
-        table.error(name, f"must be a JSON Pointer starting with \"/\" (like \"/data\"), not {value!r}")
+        table.error(name, f'must be a JSON Pointer starting with "/" (like "/data"), not {value!r}')
         return None
     return value
 
@@ -198,14 +198,18 @@ class Paginator:
         if not self.hidden_params:
             return url
         parts = urllib.parse.urlsplit(url)
-        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in self.hidden_params]
+        query = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            if k not in self.hidden_params
+        ]
         return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def _field(position: Any, key: str, kind: type) -> Any:
     if not isinstance(position, dict) or not isinstance(position.get(key), kind) or isinstance(position.get(key), bool):
         raise HttpError(
-            f"the pagination position {position!r} is not one this paginator made (expected {{\"{key}\": "
+            f'the pagination position {position!r} is not one this paginator made (expected {{"{key}": '
             f"{kind.__name__}}}); was the [pagination] kind changed?",
             retryable=False,
             code="bad_position",
@@ -213,9 +217,7 @@ def _field(position: Any, key: str, kind: type) -> Any:
     return position[key]
 
 
-def walk(
-    paginator: Paginator, position: Optional[Position], fetch: Any
-) -> Iterator[Page]:
+def walk(paginator: Paginator, position: Optional[Position], fetch: Any) -> Iterator[Page]:
     """Yields pages from ``position`` on; ``fetch(url, params)`` returns (response, decoded body)."""
     paginator.remember(position)
     while True:
