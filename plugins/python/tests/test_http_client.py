@@ -196,3 +196,19 @@ def test_unknown_and_mistyped_keys_are_rejected_by_name():
         "api.retry.max_attempts",
         "api.timeout",
     ]
+
+
+@pytest.mark.parametrize(
+    "pagination, field",
+    [
+        ({"kind": "cursor", "cursor_param": "c", "cursor_path": "/n", "page_size": 10}, "api.pagination.page_size"),
+        ({"kind": "cursor", "cursor_param": "c", "cursor_path": "/n", "limit_param": "l"}, "api.pagination.page_size"),
+        ({"kind": "page_token", "token_param": "t", "token_path": "next"}, "api.pagination.token_path"),
+        ({"kind": "page", "page_size": 0}, "api.pagination.page_size"),
+        ({"kind": "link", "cursor_param": "c"}, "api.pagination.cursor_param"),
+    ],
+)
+def test_pagination_tables_are_checked_key_by_key(pagination, field):
+    with pytest.raises(HttpConfigError) as err:
+        HttpClient.from_config({"pagination": pagination}, field="api")
+    assert [e.field for e in err.value.errors] == [field], err.value.errors

@@ -134,6 +134,8 @@ class HttpClient:
         """Sends one request (relative ``url`` joins ``base_url``), retrying what is retryable.
 
         Returns the 2xx or 3xx response; raises :class:`HttpError` otherwise.
+        Retries apply to every method, so a POST that creates something should
+        carry the API's idempotency key (in ``headers``) when it has one.
         """
         where = f"{method} {_display(self.base_url, url)}"
         attempt = 0

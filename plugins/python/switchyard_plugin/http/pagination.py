@@ -107,8 +107,11 @@ class PaginationConfig:
             config = cls(kind, records_path, param or "page", "", size_param, page_size, first_page)
         elif kind == "link":
             config = cls(kind, records_path)
+        size_key = "size_param" if kind == "page" else "limit_param"
         if config is not None and config.size_param and config.page_size is None and kind != "offset":
-            table.error("page_size", f"is required with {table.key('limit_param' if kind != 'page' else 'size_param')}")
+            table.error("page_size", f"is required with {table.key(size_key)}")
+        if config is not None and kind in ("cursor", "page_token") and config.page_size and not config.size_param:
+            table.error("page_size", f"needs {table.key(size_key)}: the query parameter that sends it")
         table.reject_unknown()
         return config
 
