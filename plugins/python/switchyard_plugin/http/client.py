@@ -119,6 +119,12 @@ class HttpClient:
         """Closes the pooled connections."""
         self._http.close()
 
+    def __enter__(self) -> "HttpClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     # -- calls ---------------------------------------------------------------------------
 
     def request(
