@@ -2,7 +2,8 @@
 # Builds and tests the non-Rust plugin tooling: the Python SDK and keyword-tagger
 # (plugins/python) and the Go plugin/host built on hashicorp/go-plugin (plugins/go).
 #
-#   plugins/polyglot-test.sh            # build both, run pytest and go test
+#   plugins/polyglot-test.sh            # build both, run pytest (source tree, then the installed
+#                                       # switchyard-plugin wheel) and go test
 #
 # Needs python3 (>= 3.9) and go (>= 1.26) on PATH, and network access to PyPI and the
 # Go module proxy the first time. Exits non-zero if a build or any test fails.
@@ -31,6 +32,9 @@ fi
 
 section "pytest: plugins/python"
 (cd "$here/python" && SWITCHYARD_REQUIRE_ALL=1 .venv/bin/python -m pytest -p no:cacheprovider) || status=1
+
+section "pytest: the switchyard-plugin wheel, installed in a fresh virtualenv"
+"$here/python/test-wheel.sh" || status=1
 
 section "go test: plugins/go"
 # -count=1: the end-to-end tests run external binaries, so cached results would be stale.

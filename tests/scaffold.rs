@@ -5,8 +5,13 @@
 //! `switchyard new` copies in), so dependencies are not compiled again.
 //! Python and Go projects need `plugins/python/build.sh` and
 //! `plugins/go/build.sh`; without them the tests are skipped with a notice,
-//! unless `CI` is set, where they fail.
+//! unless `CI` is set, where they fail. Python projects install their
+//! `requirements.txt` (the `switchyard-plugin` package from the checkout)
+//! into one virtualenv that every generated project links as its `.venv`.
+//! The Python polling input reads a fake list API served by this test.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -127,11 +132,75 @@ fn build_rust(project: &Path, name: &str) {
         .expect("link the binary");
 }
 
+/// Serves what the Python polling-input skeleton reads, Stripe style:
+/// `GET /v1/items` answers items "1" to "10" on one page
+/// (`{"data": [...], "next_cursor": null}`), and nothing after "10".
+/// Returns its base URL; the thread ends with the test process.
+fn fake_list_api() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake API");
+    let address = listener.local_addr().expect("fake API address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // Skip the headers (GET requests have no body).
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|read| read > 2) {
+                header.clear();
+            }
+            let target = request_line.split(' ').nth(1).unwrap_or("");
+            // Items "1" to "10" for the list; nothing for other paths or for what
+            // follows "10" (`starting_after=`, the skeleton's next poll).
+            let items: Vec<Value> =
+                if target.starts_with("/v1/items") && !target.contains("starting_after=") {
+                    (1..=10)
+                        .map(|n| json!({"id": n.to_string(), "text": format!("item {n}")}))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+            let body = json!({"data": items, "next_cursor": null}).to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = reader.get_mut().write_all(answer.as_bytes());
+        }
+    });
+    format!("http://{address}/v1")
+}
+
 /// Runs the project's plugin under a hub and checks one call of its role
 /// against what the skeleton does.
 #[track_caller]
-fn check_under_hub(project: &Path, name: &str, role: &str) {
+fn check_under_hub(project: &Path, name: &str, role: &str, lang: &str) {
     match role {
+        "polling-input" if lang == "python" => {
+            let toml_path = project.join("plugins.toml");
+            let toml_text = std::fs::read_to_string(&toml_path).expect("plugins.toml");
+            assert!(
+                toml_text.contains("http://127.0.0.1:8080/v1"),
+                "{toml_text}"
+            );
+            std::fs::write(
+                &toml_path,
+                toml_text.replace("http://127.0.0.1:8080/v1", &fake_list_api()),
+            )
+            .expect("point plugins.toml at the fake API");
+            let (_hub, answer) = call_under_hub(project, name, "poll", &json!({}));
+            let batch = &answer["batches"][0];
+            assert_eq!(
+                batch["records"].as_array().map(Vec::len),
+                Some(10),
+                "{answer}"
+            );
+            assert_eq!(batch["records"][0]["id"], "1", "{answer}");
+            // base64 of {"cursor": "10"}: the next poll asks for what follows the last item.
+            assert_eq!(batch["checkpoint"], "eyJjdXJzb3IiOiAiMTAifQ==", "{answer}");
+        }
         "enrichment" => {
             let body =
                 json!({"records": [{"id": "1", "payload": {"text": "hello switchyard world"}}]});
@@ -185,7 +254,7 @@ fn rust_plugins_of_every_role_build_pass_their_tests_and_run_under_the_hub() {
         let name = format!("sy-new-rust-{role}");
         let project = generate(temp.path(), &name, role, "rust");
         build_rust(&project, &name);
-        check_under_hub(&project, &name, role);
+        check_under_hub(&project, &name, role, "rust");
     }
 }
 
@@ -196,17 +265,39 @@ fn python_plugins_of_every_role_pass_their_tests_and_run_under_the_hub() {
         return;
     }
     let temp = tempfile::tempdir().expect("temp dir");
-    for role in ROLES {
+    // One virtualenv with the first project's requirements.txt, linked as every project's .venv.
+    let venv = temp.path().join("venv");
+    run_ok(
+        Command::new(&python).arg("-m").arg("venv").arg(&venv),
+        "python -m venv",
+    );
+    for (index, role) in ROLES.into_iter().enumerate() {
         let name = format!("sy-new-py-{role}");
         let project = generate(temp.path(), &name, role, "python");
+        if index == 0 {
+            run_ok(
+                Command::new(venv.join("bin/python"))
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .args(["-r", "requirements.txt"])
+                    .current_dir(&project),
+                "pip install -r requirements.txt",
+            );
+        }
+        std::os::unix::fs::symlink(&venv, project.join(".venv")).expect("link .venv");
         let stdout = run_ok(
-            Command::new(&python)
+            Command::new(project.join(".venv/bin/python"))
                 .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
                 .current_dir(&project),
             &format!("pytest in {}", project.display()),
         );
         assert!(stdout.contains("passed"), "{stdout}");
-        check_under_hub(&project, &name, role);
+        check_under_hub(&project, &name, role, "python");
     }
 }
 
@@ -229,7 +320,7 @@ fn go_plugins_of_every_role_build_pass_their_tests_and_run_under_the_hub() {
                 &format!("go {} in {}", args[0], project.display()),
             );
         }
-        check_under_hub(&project, &name, role);
+        check_under_hub(&project, &name, role, "go");
     }
 }
 

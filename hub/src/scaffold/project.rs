@@ -67,6 +67,7 @@ mod python {
     pub const LAUNCHER: &str = include_str!("templates/python/launcher.sh.tmpl");
     pub const PYTEST_INI: &str = include_str!("templates/python/pytest.ini.tmpl");
     pub const GITIGNORE: &str = include_str!("templates/python/gitignore.tmpl");
+    pub const REQUIREMENTS: &str = include_str!("templates/python/requirements.txt.tmpl");
     pub const PLUGIN: [&str; 4] = [
         include_str!("templates/python/plugin_polling-input.py.tmpl"),
         include_str!("templates/python/plugin_webhook-input.py.tmpl"),
@@ -177,9 +178,10 @@ impl Inputs {
                     "--python-sdk-path",
                 )?;
                 inputs.python_sdk = path_text(&paths.python_sdk)?;
-                if !paths.python_sdk.join(".venv/bin/python").exists() {
+                if !paths.python_sdk.join("switchyard_plugin/_gen").is_dir() {
                     inputs.warnings.push(format!(
-                        "{}/.venv does not exist yet: run {}/build.sh before testing or running the plugin",
+                        "the Python SDK's gRPC stubs ({}/switchyard_plugin/_gen) are not generated yet: run {}/build.sh \
+                         before installing requirements.txt",
                         inputs.python_sdk, inputs.python_sdk
                     ));
                 }
@@ -234,7 +236,7 @@ fn split_go_mod(go_mod: &str) -> Option<(String, String)> {
 
 /// The placeholders every template may use.
 fn base_vars(options: &Options, inputs: &Inputs) -> Result<Vars, ScaffoldError> {
-    let info = roles::info(options.role);
+    let info = roles::info_for(options.lang, options.role);
     let mut vars = Vars::from([
         ("name", options.name.clone()),
         ("crate_name", snake_case(&options.name)),
@@ -261,6 +263,9 @@ fn base_vars(options: &Options, inputs: &Inputs) -> Result<Vars, ScaffoldError> 
     vars.extend(rendered);
     Ok(vars)
 }
+
+/// Creates a Python project's virtualenv with the SDK package and pytest.
+const PYTHON_VENV: &str = "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt";
 
 /// The language-specific parts of the README and plugins.toml.
 struct LangText {
@@ -299,17 +304,19 @@ fn lang_text(options: &Options, inputs: &Inputs) -> LangText {
             command: name.clone(),
             layout: format!(
                 "- `{module}.py`: the plugin class and `serve()`.\n\
-                 - `{name}`: the launcher the hub runs (a `/bin/sh` script that starts `{module}.py` with the SDK's virtualenv;\n  \
+                 - `{name}`: the launcher the hub runs (a `/bin/sh` script that starts `{module}.py` with the project's `.venv`;\n  \
                  set `SWITCHYARD_PYTHON` in the plugin's `env` to use another interpreter).\n\
+                 - `requirements.txt`: the `switchyard-plugin` package (from the Switchyard checkout) and pytest.\n\
                  - `test_{module}.py`, `pytest.ini`: pytest tests of the class, in-process."
             ),
             prepare: format!(
-                "The plugin uses the `switchyard_plugin` package and the virtualenv in `{sdk}`; build them once:\n\n\
+                "The plugin uses the `switchyard-plugin` package, which `requirements.txt` installs into the \
+                 project's own `.venv` from `{sdk}`; generate the package's gRPC stubs there once:\n\n\
                  ```sh\n{sdk}/build.sh\n```\n\n",
-                sdk = inputs.python_sdk
+                sdk = inputs.python_sdk,
             ),
-            build: "# nothing to build".to_owned(),
-            test: format!("{}/.venv/bin/python -m pytest", inputs.python_sdk),
+            build: PYTHON_VENV.to_owned(),
+            test: ".venv/bin/python -m pytest".to_owned(),
             edit_hint: format!(
                 "Edit `{module}.py`: `config_schema`, `configure` (return every problem as a `ConfigError`) and the role method."
             ),
@@ -389,6 +396,7 @@ pub fn plan(options: &Options, inputs: &Inputs) -> Result<Vec<ProjectFile>, Scaf
                 python::TEST[index],
                 false,
             )?);
+            files.push(file("requirements.txt", python::REQUIREMENTS, false)?);
             files.push(file("pytest.ini", python::PYTEST_INI, false)?);
             files.push(file(".gitignore", python::GITIGNORE, false)?);
         }
@@ -411,7 +419,7 @@ pub fn plan(options: &Options, inputs: &Inputs) -> Result<Vec<ProjectFile>, Scaf
 /// The next steps printed after the project is written into `dir`.
 pub fn next_steps(options: &Options, dir: &Path, inputs: &Inputs) -> String {
     let text = lang_text(options, inputs);
-    let info: RoleInfo = roles::info(options.role);
+    let info: RoleInfo = roles::info_for(options.lang, options.role);
     let mut steps = format!(
         "Created the {lang} {role} plugin `{name}` in {dir}.\n\nNext steps:\n  cd {dir}\n",
         lang = text.title,
@@ -422,7 +430,7 @@ pub fn next_steps(options: &Options, dir: &Path, inputs: &Inputs) -> String {
     match options.lang {
         Lang::Rust => {}
         Lang::Python => steps.push_str(&format!(
-            "  {}/build.sh        # once: the SDK's virtualenv\n",
+            "  {}/build.sh        # once: the SDK's gRPC stubs\n",
             inputs.python_sdk
         )),
         Lang::Go => steps.push_str(&format!(
@@ -430,9 +438,7 @@ pub fn next_steps(options: &Options, dir: &Path, inputs: &Inputs) -> String {
             inputs.go_module_dir
         )),
     }
-    if options.lang != Lang::Python {
-        steps.push_str(&format!("  {}\n", text.build));
-    }
+    steps.push_str(&format!("  {}\n", text.build));
     steps.push_str(&format!(
         "  {test}\n  switchyard run --config plugins.toml\n\nThen call it: curl -s -XPOST localhost:7300/api/v1/plugins/{name}/call/{kind} -H 'content-type: application/json' -d '{body}'\nSee README.md in the project for more.",
         test = text.test,
@@ -541,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn python_projects_have_an_executable_launcher_pointing_at_the_sdk() {
+    fn python_projects_install_the_sdk_package_into_their_own_venv() {
         let files = plan(&options(Lang::Python, Role::Output), &inputs()).unwrap();
         let launcher = files
             .iter()
@@ -549,11 +555,12 @@ mod tests {
             .unwrap();
         assert!(launcher.executable);
         assert!(launcher.contents.starts_with("#!/bin/sh\n"));
+        assert!(launcher.contents.contains("$here/.venv/bin/python"));
         assert!(
-            launcher
-                .contents
-                .contains("/repo/plugins/python/.venv/bin/python")
+            contents(&files, "requirements.txt")
+                .contains("\nswitchyard-plugin @ file:///repo/plugins/python\n")
         );
+        assert!(contents(&files, "README.md").contains(PYTHON_VENV));
         assert!(launcher.contents.contains("word_counter.py"));
         assert!(contents(&files, "word_counter.py").contains("class WordCounter(Output)"));
         assert!(
@@ -564,6 +571,36 @@ mod tests {
         assert_eq!(
             toml_text["plugins"]["word-counter"]["config"]["path"].as_str(),
             Some("word-counter-events.jsonl")
+        );
+    }
+
+    #[test]
+    fn the_python_polling_input_reads_an_api_configured_in_plugins_toml() {
+        let files = plan(&options(Lang::Python, Role::PollingInput), &inputs()).unwrap();
+        assert!(
+            contents(&files, "word_counter.py")
+                .contains("from switchyard_plugin.http import HttpClient")
+        );
+        let toml_text: toml::Table = toml::from_str(contents(&files, "plugins.toml")).unwrap();
+        let config = &toml_text["plugins"]["word-counter"]["config"];
+        assert_eq!(config["path"].as_str(), Some("/items"));
+        assert!(
+            config["api"]["base_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:")
+        );
+        assert_eq!(config["api"]["pagination"]["kind"].as_str(), Some("cursor"));
+        assert_eq!(
+            toml_text["plugins"]["word-counter"]["poll"]["interval"].as_str(),
+            Some("30s")
+        );
+        // The other languages keep the counter source.
+        let files = plan(&options(Lang::Go, Role::PollingInput), &inputs()).unwrap();
+        let toml_text: toml::Table = toml::from_str(contents(&files, "plugins.toml")).unwrap();
+        assert_eq!(
+            toml_text["plugins"]["word-counter"]["config"]["batch_size"].as_integer(),
+            Some(10)
         );
     }
 

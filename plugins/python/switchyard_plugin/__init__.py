@@ -19,10 +19,15 @@ Write a class deriving from one or more roles (:class:`PollingInput`,
 The SDK speaks the go-plugin protocol exactly as the hub expects (see
 plugins/python/README.md), so the same plugin also runs under a Go go-plugin host,
 with or without go-plugin's AutoMTLS.
+
+A connector calls its API with :mod:`switchyard_plugin.http` (auth, retries,
+rate limits, pagination, configured in plugins.toml) and reports an unreachable
+upstream with ``self.health.set_upstream_healthy(False, reason)`` (:class:`Health`).
 """
 
 from .handshake import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, NOT_LAUNCHED_BY_HUB_MESSAGE
 from .hclog import TRACE
+from .health import Health
 from .records import (
     ConfigError,
     EventKind,
@@ -45,6 +50,7 @@ __all__ = [
     "MAGIC_COOKIE_VALUE",
     "NOT_LAUNCHED_BY_HUB_MESSAGE",
     "TRACE",
+    "Health",
     "ConfigError",
     "EventKind",
     "Failure",

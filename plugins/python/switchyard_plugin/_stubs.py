@@ -1,20 +1,19 @@
-"""Imports the generated gRPC stubs (plugins/python/gen, made by build.sh).
+"""Imports the generated gRPC stubs (switchyard_plugin/_gen, made by build.sh and shipped in the wheel).
 
 The stubs use absolute imports (``from switchyard.v1 import record_pb2``), so
-the gen/ directory must be on ``sys.path``. build.sh puts it there for its
-virtualenv with a .pth file; this module adds it too, so the SDK also works
-from a checkout with another interpreter that has the requirements installed.
+the _gen/ directory must be on ``sys.path``: this module appends it, both in
+a checkout and in an installed package.
 """
 
 import os
 import sys
 
-_GEN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gen")
+_GEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_gen")
 if os.path.isdir(_GEN_DIR) and _GEN_DIR not in sys.path:
     sys.path.append(_GEN_DIR)
 
 try:
-    from plugin import (  # noqa: E402  # noqa: E402  # noqa: E402
+    from plugin import (  # noqa: E402
         grpc_broker_pb2,
         grpc_broker_pb2_grpc,
         grpc_controller_pb2,
@@ -22,7 +21,7 @@ try:
         grpc_stdio_pb2,
         grpc_stdio_pb2_grpc,
     )
-    from switchyard.v1 import (  # noqa: E402  # noqa: E402  # noqa: E402  # noqa: E402
+    from switchyard.v1 import (  # noqa: E402
         enrich_pb2,
         enrich_pb2_grpc,
         input_pb2,

@@ -21,6 +21,7 @@ keeps state shared by several streams (or uses ``concurrency``) must lock it.
 from typing import Any, Dict, Iterable, List, Optional
 
 from ._stubs import plugin_pb2
+from .health import Health
 from .records import (
     ConfigError,
     PollBatch,
@@ -54,6 +55,15 @@ class Plugin:
         return [
             ConfigError(field=key, message="unknown key: this plugin takes no configuration") for key in sorted(config)
         ]
+
+    @property
+    def health(self) -> Health:
+        """The plugin's health handle: ``self.health.set_upstream_healthy(False, reason)`` while its
+        upstream is down makes the gRPC health service answer NOT_SERVING (see :mod:`switchyard_plugin.health`)."""
+        handle = self.__dict__.get("_switchyard_health")
+        if handle is None:
+            handle = self.__dict__.setdefault("_switchyard_health", Health())
+        return handle
 
     def close(self) -> None:
         """Called once as the plugin stops, after the gRPC server stopped; release resources here."""

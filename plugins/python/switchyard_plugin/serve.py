@@ -17,7 +17,7 @@ import tempfile
 from typing import Mapping, NoReturn, Optional
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from . import handshake, hclog
 from .roles import Plugin
@@ -117,8 +117,7 @@ def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max
         ],
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    for service in ("", handshake.HEALTH_SERVICE_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    plugin.health.attach(health_servicer)  # SERVING until the plugin says its upstream is down
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = register_all(server, plugin, lifecycle)
 

@@ -104,7 +104,18 @@ class PluginService(pb.plugin_pb2_grpc.PluginServicer):
         )
 
     def Configure(self, request, context):  # noqa: N802 - gRPC method name
-        errors = self._configure(bytes(request.config_json), request.instance_name)
+        try:
+            errors = self._configure(bytes(request.config_json), request.instance_name)
+        except Failure as failure:
+            # A retryable Failure from configure() (an unreachable upstream): UNAVAILABLE, so the hub
+            # restarts the plugin with backoff instead of treating the configuration as wrong. Health is
+            # left alone: the hub checks it while Configure runs, and waits for SERVING before using it.
+            self.lifecycle.configured.clear()
+            logger.warning(
+                "configure failed, retryable",
+                extra={"fields": {"instance": request.instance_name, "error": failure.message, "code": failure.code}},
+            )
+            _abort_for(context, failure, grpc.StatusCode.INVALID_ARGUMENT)
         if errors:
             self.lifecycle.configured.clear()
             logger.warning(
@@ -131,6 +142,10 @@ class PluginService(pb.plugin_pb2_grpc.PluginServicer):
             ]
         try:
             errors = self.plugin.configure(config, instance_name)
+        except Failure as failure:
+            if failure.retryable:
+                raise
+            return [ConfigError(field="", message=failure.message)]
         except Exception as err:  # noqa: BLE001 - reported to the hub as a config error
             logger.error("configure raised an exception: %r", err, exc_info=err)
             return [
@@ -336,8 +351,27 @@ class OutputService(pb.output_pb2_grpc.OutputServicer):
         return ack
 
 
+#: Trailing metadata carrying a failed call's code and retry-after hint, as the Rust SDK sends them.
+FAILURE_CODE_KEY = "switchyard-failure-code"
+RETRY_AFTER_KEY = "switchyard-retry-after-ms"
+
+
+def failure_metadata(failure: Failure) -> List[tuple]:
+    """The trailing metadata for a call that ``failure`` ends: its code and retry-after (milliseconds)."""
+    metadata = []
+    if failure.code:
+        metadata.append((FAILURE_CODE_KEY, failure.code))
+    if failure.retry_after is not None:
+        metadata.append((RETRY_AFTER_KEY, str(max(0, int(failure.retry_after.total_seconds() * 1000)))))
+    return metadata
+
+
 def _abort_for(context: grpc.ServicerContext, failure: Failure, permanent_code: grpc.StatusCode) -> None:
+    """Ends the call: UNAVAILABLE for a retryable failure, ``permanent_code`` otherwise, with its metadata."""
     code = grpc.StatusCode.UNAVAILABLE if failure.retryable else permanent_code
+    metadata = failure_metadata(failure)
+    if metadata:
+        context.set_trailing_metadata(tuple(metadata))
     context.abort(code, failure.message)
 
 
@@ -464,4 +498,4 @@ def register_all(server: grpc.Server, plugin: Plugin, lifecycle: Lifecycle) -> L
     return names
 
 
-__all__: List[str] = ["Lifecycle", "register_all"]
+__all__: List[str] = ["FAILURE_CODE_KEY", "RETRY_AFTER_KEY", "Lifecycle", "failure_metadata", "register_all"]

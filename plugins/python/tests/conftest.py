@@ -138,7 +138,21 @@ def launch():
         process.close()
 
 
+#: Set by test-wheel.sh: the tests run against the installed switchyard-plugin wheel, not the source tree.
+TESTING_INSTALLED_WHEEL = os.environ.get("SWITCHYARD_TEST_INSTALLED_WHEEL") == "1"
+
+if TESTING_INSTALLED_WHEEL:
+    import switchyard_plugin
+
+    assert (
+        os.sep + "site-packages" + os.sep in switchyard_plugin.__file__
+    ), f"SWITCHYARD_TEST_INSTALLED_WHEEL=1 but switchyard_plugin comes from {switchyard_plugin.__file__}"
+
+
 @pytest.fixture(scope="session")
 def python_exe() -> str:
-    """The interpreter of the build.sh virtualenv (falls back to the running one)."""
+    """The interpreter plugin processes run with: the build.sh virtualenv's (falls back to the running one),
+    or the running one when testing the installed wheel."""
+    if TESTING_INSTALLED_WHEEL:
+        return sys.executable
     return VENV_PYTHON if os.path.exists(VENV_PYTHON) else sys.executable

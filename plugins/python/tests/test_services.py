@@ -40,3 +40,22 @@ def test_a_failing_request_stream_still_answers_what_was_read():
 
     stream = answer_stream(requests(), lambda request: request, lambda item: item, list, 4)
     assert sorted(answer for response in stream for answer in response) == [1, 2]
+
+
+def test_a_failure_ending_a_call_carries_its_code_and_retry_after_as_the_rust_sdk_does():
+    import datetime
+
+    from switchyard_plugin import Failure
+    from switchyard_plugin.http import HttpError
+    from switchyard_plugin.services import failure_metadata
+
+    assert failure_metadata(Failure.transient("busy", retry_after=datetime.timedelta(seconds=2.5), code="rate")) == [
+        ("switchyard-failure-code", "rate"),
+        ("switchyard-retry-after-ms", "2500"),
+    ]
+    assert failure_metadata(Failure.permanent("bad")) == []
+    error = HttpError("GET /x answered HTTP 429", retryable=True, code="rate_limited", status=429, retry_after=7)
+    assert failure_metadata(error) == [
+        ("switchyard-failure-code", "rate_limited"),
+        ("switchyard-retry-after-ms", "7000"),
+    ]
