@@ -59,7 +59,9 @@ pub enum ReportFormat {
 
 /// The arguments of `switchyard conformance`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  switchyard conformance --config generator.toml -- target/debug/generator")]
+#[command(
+    after_help = "Example:\n  switchyard conformance --config generator.toml -- target/debug/generator"
+)]
 pub struct ConformanceArgs {
     /// The plugin's config: a TOML file holding what its `config` table in plugins.toml would (default: an empty table).
     #[arg(long, value_name = "FILE")]

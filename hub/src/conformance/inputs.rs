@@ -11,8 +11,7 @@ use serde::Deserialize;
 use crate::domain::Record;
 
 /// The default webhook body: a small JSON object.
-pub const DEFAULT_WEBHOOK_BODY: &str =
-    r#"{"id":"conformance-webhook-1","event":"conformance.test","text":"a sample webhook from switchyard conformance"}"#;
+pub const DEFAULT_WEBHOOK_BODY: &str = r#"{"id":"conformance-webhook-1","event":"conformance.test","text":"a sample webhook from switchyard conformance"}"#;
 
 /// The built-in sample records: two with text, and one whose payload is not
 /// an object, which most enrichers cannot enrich (so their per-record
@@ -139,11 +138,16 @@ mod tests {
     fn config_tables_become_json_objects() {
         let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "rate = 2\nname = \"x\"\n[nested]\nflags = [true, false]\nat = 1979-05-27T07:32:00Z\n")
-            .unwrap_or_else(|err| panic!("{err}"));
+        std::fs::write(
+            &path,
+            "rate = 2\nname = \"x\"\n[nested]\nflags = [true, false]\nat = 1979-05-27T07:32:00Z\n",
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(
             read_config(&path),
-            Ok(serde_json::json!({"rate": 2, "name": "x", "nested": {"flags": [true, false], "at": "1979-05-27T07:32:00Z"}}))
+            Ok(
+                serde_json::json!({"rate": 2, "name": "x", "nested": {"flags": [true, false], "at": "1979-05-27T07:32:00Z"}})
+            )
         );
         std::fs::write(&path, "rate = ").unwrap_or_else(|err| panic!("{err}"));
         assert!(read_config(&path).is_err_and(|err| err.contains("not a TOML table")));
@@ -151,8 +155,9 @@ mod tests {
 
     #[test]
     fn sample_lines_become_records() {
-        let records = parse_sample("{\"id\":\"a\",\"payload\":{\"n\":1}}\n\n{\"id\":\"b\",\"type\":\"t\"}\n")
-            .unwrap_or_default();
+        let records =
+            parse_sample("{\"id\":\"a\",\"payload\":{\"n\":1}}\n\n{\"id\":\"b\",\"type\":\"t\"}\n")
+                .unwrap_or_default();
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].payload, serde_json::json!({"n": 1}));
         assert_eq!(records[1].record_type, "t");
@@ -160,9 +165,18 @@ mod tests {
 
     #[test]
     fn bad_sample_lines_are_named() {
-        assert!(parse_sample("{\"id\":\"a\"}\n{\"payload\":1}\n").is_err_and(|err| err.starts_with("2: not a sample record")));
-        assert_eq!(parse_sample("{\"id\":\"a\"}\n{\"id\":\"a\"}"), Err("2: the id \"a\" appears twice".to_owned()));
-        assert_eq!(parse_sample("\n"), Err("1: the sample holds no records".to_owned()));
+        assert!(
+            parse_sample("{\"id\":\"a\"}\n{\"payload\":1}\n")
+                .is_err_and(|err| err.starts_with("2: not a sample record"))
+        );
+        assert_eq!(
+            parse_sample("{\"id\":\"a\"}\n{\"id\":\"a\"}"),
+            Err("2: the id \"a\" appears twice".to_owned())
+        );
+        assert_eq!(
+            parse_sample("\n"),
+            Err("1: the sample holds no records".to_owned())
+        );
     }
 
     #[test]

@@ -105,7 +105,9 @@ pub async fn cookie(
             stop::kill_now(&mut run.child, pgid).await;
             return CheckResult::fail(
                 CHECK,
-                format!("without the magic cookie it printed a handshake line ({line}) instead of refusing"),
+                format!(
+                    "without the magic cookie it printed a handshake line ({line}) instead of refusing"
+                ),
             );
         }
         Ended::TimedOut => {
@@ -166,7 +168,11 @@ pub async fn cookie(
         ),
         Some(message) => CheckResult::pass(
             CHECK,
-            format!("refused: {}, saying {:?}", describe_exit(status), shorten(&message)),
+            format!(
+                "refused: {}, saying {:?}",
+                describe_exit(status),
+                shorten(&message)
+            ),
         ),
     }
 }
@@ -244,10 +250,9 @@ async fn serving(session: &Session, service: &str, limit: Duration) -> Result<()
     match tokio::time::timeout(limit, asking).await {
         Ok(result) => result,
         Err(_) => Err(match session.client.health_of(service).await {
-            Ok(HealthStatus::NotServing(status)) => format!(
-                "still {status} after {}",
-                humantime::format_duration(limit)
-            ),
+            Ok(HealthStatus::NotServing(status)) => {
+                format!("still {status} after {}", humantime::format_duration(limit))
+            }
             Ok(HealthStatus::Serving) => "SERVING only after the wait".to_owned(),
             Err(status) => format!(
                 "no answer after {}: {}: {}",
@@ -274,7 +279,12 @@ pub async fn metadata(
                 None,
             );
         }
-        Ok(Err(err)) => return (CheckResult::fail(CHECK, format!("GetMetadata: {err}")), None),
+        Ok(Err(err)) => {
+            return (
+                CheckResult::fail(CHECK, format!("GetMetadata: {err}")),
+                None,
+            );
+        }
         Ok(Ok(metadata)) => metadata,
     };
     let roles: Vec<&str> = metadata.roles.iter().map(|role| role.as_str()).collect();
@@ -335,16 +345,25 @@ pub async fn configure_bad(
             format!("accepted a config with the unknown key `{UNKNOWN_KEY}`"),
         ),
         Ok(Ok(problems)) => {
-            let named = problems
-                .iter()
-                .find(|problem| problem.field.contains(UNKNOWN_KEY) || problem.message.contains(UNKNOWN_KEY));
+            let named = problems.iter().find(|problem| {
+                problem.field.contains(UNKNOWN_KEY) || problem.message.contains(UNKNOWN_KEY)
+            });
             match named {
-                Some(problem) => CheckResult::pass(CHECK, format!("rejected: {}", shorten(&problem.to_string()))),
+                Some(problem) => CheckResult::pass(
+                    CHECK,
+                    format!("rejected: {}", shorten(&problem.to_string())),
+                ),
                 None => CheckResult::fail(
                     CHECK,
                     format!(
                         "rejected it, but no problem names `{UNKNOWN_KEY}`: {}",
-                        shorten(&problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+                        shorten(
+                            &problems
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        )
                     ),
                 ),
             }
@@ -374,14 +393,23 @@ pub async fn configure(
             let keys = config.as_object().map_or(0, serde_json::Map::len);
             CheckResult::pass(
                 CHECK,
-                format!("accepted the config ({keys} key{})", if keys == 1 { "" } else { "s" }),
+                format!(
+                    "accepted the config ({keys} key{})",
+                    if keys == 1 { "" } else { "s" }
+                ),
             )
         }
         Ok(Ok(problems)) => CheckResult::fail(
             CHECK,
             format!(
                 "rejected the config: {}",
-                shorten(&problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+                shorten(
+                    &problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             ),
         ),
     }
@@ -402,7 +430,9 @@ pub async fn shutdown(session: Session, plugin: &PluginConfig) -> CheckResult {
         ),
         (StopOutcome::Killed, exit) => CheckResult::fail(
             CHECK,
-            format!("still running {grace} after Shutdown and after SIGTERM; SIGKILL ended it ({exit})"),
+            format!(
+                "still running {grace} after Shutdown and after SIGTERM; SIGKILL ended it ({exit})"
+            ),
         ),
     }
 }

@@ -123,7 +123,11 @@ impl Options {
             poll: None,
             output: None,
             supervision: SupervisionConfig::default(),
-            tls: if self.tls { TlsMode::Auto } else { TlsMode::Off },
+            tls: if self.tls {
+                TlsMode::Auto
+            } else {
+                TlsMode::Off
+            },
         })
     }
 }
@@ -146,8 +150,8 @@ fn resolve_command(command: &std::path::Path) -> Result<PathBuf, String> {
     } else {
         command.to_path_buf()
     };
-    let absolute = std::path::absolute(&candidate)
-        .map_err(|err| format!("{}: {err}", candidate.display()))?;
+    let absolute =
+        std::path::absolute(&candidate).map_err(|err| format!("{}: {err}", candidate.display()))?;
     if !is_executable(&absolute) {
         return Err(format!("{}: not an executable file", absolute.display()));
     }
@@ -158,8 +162,8 @@ fn resolve_command(command: &std::path::Path) -> Result<PathBuf, String> {
 /// when the checks could not be run at all (bad command, no socket directory).
 pub async fn run(options: &Options) -> Result<Report, String> {
     let plugin = options.plugin_config()?;
-    let socket_dir =
-        SocketDir::create(None).map_err(|err| format!("cannot create the socket directory: {err}"))?;
+    let socket_dir = SocketDir::create(None)
+        .map_err(|err| format!("cannot create the socket directory: {err}"))?;
     let spawner = Spawner::start(tokio::runtime::Handle::current())
         .map_err(|err| format!("cannot start the spawner: {err}"))?;
     let mut results = Vec::new();
@@ -193,18 +197,14 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     };
     match session {
         None => {
-            for check in CHECKS.iter().skip(2).filter(|check| results.iter().all(|r| r.check != **check)) {
-                results.push(CheckResult::skip(check, "needs a completed handshake"));
-            }
+            skip_the_rest(&mut results, "needs a completed handshake");
         }
         Some(Err(err)) => {
             results.push(CheckResult::fail(
                 "configure",
                 format!("the second start failed: {err}"),
             ));
-            for check in CHECKS.iter().filter(|check| results.iter().all(|r| r.check != **check)) {
-                results.push(CheckResult::skip(check, "needs a started plugin"));
-            }
+            skip_the_rest(&mut results, "needs a started plugin");
         }
         Some(Ok(session)) => {
             lifecycle::wait_until_serving(&session, timeout).await;
@@ -235,6 +235,20 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     })
 }
 
+/// Reports every check that has no result yet as skipped, saying why.
+fn skip_the_rest(results: &mut Vec<CheckResult>, why: &str) {
+    let missing: Vec<&'static str> = CHECKS
+        .iter()
+        .copied()
+        .filter(|check| results.iter().all(|result| result.check != *check))
+        .collect();
+    results.extend(
+        missing
+            .into_iter()
+            .map(|check| CheckResult::skip(check, why)),
+    );
+}
+
 /// The role checks, each skipped when the plugin does not declare its role,
 /// when `--skip` names it, or when the plugin could not be configured.
 async fn role_checks(
@@ -257,7 +271,10 @@ async fn role_checks(
         } else if metadata.is_none() {
             CheckResult::skip(check, "the plugin's metadata could not be read")
         } else if !declared {
-            CheckResult::skip(check, format!("the plugin does not declare the {} role", role.as_str()))
+            CheckResult::skip(
+                check,
+                format!("the plugin does not declare the {} role", role.as_str()),
+            )
         } else if !configured {
             CheckResult::skip(check, "needs a configured plugin")
         } else {
@@ -266,7 +283,9 @@ async fn role_checks(
                 Role::PollingInput => roles::poll_determinism(roles, options.timeout).await,
                 Role::Enrichment => roles::enrich(roles, &options.sample, options.timeout).await,
                 Role::Output => roles::output_acks(roles, &options.sample, options.timeout).await,
-                Role::WebhookInput => roles::webhook(roles, &options.webhook_body, options.timeout).await,
+                Role::WebhookInput => {
+                    roles::webhook(roles, &options.webhook_body, options.timeout).await
+                }
             }
         };
         results.push(result);

@@ -127,9 +127,8 @@ impl Report {
     /// The report as one JSON document:
     /// `{"command": "...", "checks": [{"check", "status", "detail"}, ...]}`.
     pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|err| {
-            format!("{{\"error\": \"cannot serialize the report: {err}\"}}")
-        })
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|err| format!("{{\"error\": \"cannot serialize the report: {err}\"}}"))
     }
 }
 
@@ -158,7 +157,10 @@ mod tests {
 
     #[test]
     fn details_are_one_line() {
-        assert_eq!(sample().get("handshake").map(|c| c.detail.as_str()), Some("bad line"));
+        assert_eq!(
+            sample().get("handshake").map(|c| c.detail.as_str()),
+            Some("bad line")
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub async fn poll_determinism(roles: &RoleClient, timeout: Duration) -> CheckRes
             max_records: MAX_RECORDS,
         };
         let batches = match tokio::time::timeout(timeout, roles.poll(request)).await {
-            Err(_) => return CheckResult::fail(CHECK, format!("poll {attempt} did not finish in time")),
+            Err(_) => {
+                return CheckResult::fail(CHECK, format!("poll {attempt} did not finish in time"));
+            }
             Ok(Err(err)) => return CheckResult::fail(CHECK, format!("poll {attempt}: {err}")),
             Ok(Ok(batches)) => batches,
         };
@@ -39,7 +41,10 @@ pub async fn poll_determinism(roles: &RoleClient, timeout: Duration) -> CheckRes
             .iter()
             .flat_map(|batch| batch.records.iter().map(|record| record.id.clone()))
             .collect();
-        let checkpoint = batches.iter().rev().find_map(|batch| batch.checkpoint.clone());
+        let checkpoint = batches
+            .iter()
+            .rev()
+            .find_map(|batch| batch.checkpoint.clone());
         runs.push((ids, checkpoint));
     }
     let (first_ids, first_checkpoint) = &runs[0];
@@ -136,7 +141,11 @@ pub async fn enrich(roles: &RoleClient, sample: &[Record], timeout: Duration) ->
     let failures = if failed.is_empty() {
         String::new()
     } else {
-        format!(", {} failed alone ({})", failed.len(), shorten(&failed.join("; ")))
+        format!(
+            ", {} failed alone ({})",
+            failed.len(),
+            shorten(&failed.join("; "))
+        )
     };
     CheckResult::pass(
         CHECK,
@@ -201,13 +210,14 @@ pub async fn webhook(roles: &RoleClient, body: &[u8], timeout: Duration) -> Chec
         Ok(Err(err)) => CheckResult::fail(CHECK, format!("HandleWebhook: {err}")),
         Ok(Ok(outcome)) if outcome.records.is_empty() => CheckResult::fail(
             CHECK,
-            format!(
-                "a {}-byte JSON webhook became no records",
-                body.len()
-            ),
+            format!("a {}-byte JSON webhook became no records", body.len()),
         ),
         Ok(Ok(outcome)) => {
-            let ids: Vec<&str> = outcome.records.iter().map(|record| record.id.as_str()).collect();
+            let ids: Vec<&str> = outcome
+                .records
+                .iter()
+                .map(|record| record.id.as_str())
+                .collect();
             CheckResult::pass(
                 CHECK,
                 format!(

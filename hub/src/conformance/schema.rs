@@ -22,8 +22,8 @@ pub fn validate(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Err("the config schema is empty".to_owned());
     }
-    let schema: Value =
-        serde_json::from_str(text).map_err(|err| format!("the config schema is not JSON: {err}"))?;
+    let schema: Value = serde_json::from_str(text)
+        .map_err(|err| format!("the config schema is not JSON: {err}"))?;
     check(&schema, "")?;
     if schema.is_object() {
         Ok(schema)
@@ -73,14 +73,25 @@ fn check(schema: &Value, at: &str) -> Result<(), String> {
             },
             "properties" | "patternProperties" | "$defs" | "definitions" => {
                 let Value::Object(members) = value else {
-                    return Err(format!("{} is {}, not an object", place(&here), kind(value)));
+                    return Err(format!(
+                        "{} is {}, not an object",
+                        place(&here),
+                        kind(value)
+                    ));
                 };
                 for (name, member) in members {
                     check(member, &format!("{here}/{name}"))?;
                 }
             }
-            "additionalProperties" | "items" | "not" | "propertyNames" | "contains"
-            | "additionalItems" | "if" | "then" | "else" => check(value, &here)?,
+            "additionalProperties"
+            | "items"
+            | "not"
+            | "propertyNames"
+            | "contains"
+            | "additionalItems"
+            | "if"
+            | "then"
+            | "else" => check(value, &here)?,
             "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
                 let Value::Array(members) = value else {
                     return Err(format!("{} is {}, not an array", place(&here), kind(value)));
@@ -173,7 +184,11 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_schema() {
         assert_eq!(validate("").unwrap_err(), "the config schema is empty");
-        assert!(validate("{").unwrap_err().starts_with("the config schema is not JSON"));
+        assert!(
+            validate("{")
+                .unwrap_err()
+                .starts_with("the config schema is not JSON")
+        );
         assert_eq!(
             validate("[1]").unwrap_err(),
             "the schema is an array, not a schema (an object or a boolean)"

@@ -78,7 +78,11 @@ fn main() -> ExitCode {
         .collect();
     names.extend(std::env::args().skip(1));
     let mut breaks = BTreeSet::new();
-    for name in names.iter().map(|name| name.trim()).filter(|n| !n.is_empty()) {
+    for name in names
+        .iter()
+        .map(|name| name.trim())
+        .filter(|n| !n.is_empty())
+    {
         match Break::parse(name) {
             Some(found) => {
                 breaks.insert(found);
@@ -101,7 +105,8 @@ fn main() -> ExitCode {
 
 async fn run(breaks: Breaks) -> ExitCode {
     let socket_dir = std::env::var_os(ENV_UNIX_SOCKET_DIR).unwrap_or_else(|| "/tmp".into());
-    let socket = std::path::Path::new(&socket_dir).join(format!("misbehave-{}", std::process::id()));
+    let socket =
+        std::path::Path::new(&socket_dir).join(format!("misbehave-{}", std::process::id()));
     if std::env::var(MAGIC_COOKIE_KEY).as_deref() != Ok(MAGIC_COOKIE_VALUE) {
         if !breaks.contains(&Break::NoCookieCheck) {
             eprintln!("{NOT_LAUNCHED_BY_HUB_MESSAGE}");
@@ -273,7 +278,9 @@ impl pb::plugin_server::Plugin for Service {
         request: Request<pb::ConfigureRequest>,
     ) -> Result<Response<pb::ConfigureResponse>, Status> {
         let config: serde_json::Value = serde_json::from_slice(&request.into_inner().config_json)
-            .map_err(|err| Status::invalid_argument(format!("the config is not JSON: {err}")))?;
+            .map_err(|err| {
+            Status::invalid_argument(format!("the config is not JSON: {err}"))
+        })?;
         let mut errors = Vec::new();
         let mut label = None;
         match config.as_object() {
