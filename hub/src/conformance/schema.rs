@@ -121,7 +121,7 @@ fn check(schema: &Value, at: &str) -> Result<(), String> {
             }
             "minLength" | "maxLength" | "minItems" | "maxItems" | "minProperties"
             | "maxProperties"
-                if !value.as_u64().is_some() =>
+                if value.as_u64().is_none() =>
             {
                 return Err(format!(
                     "{} is {}, not a non-negative integer",
@@ -183,27 +183,20 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_schema() {
-        assert_eq!(validate("").unwrap_err(), "the config schema is empty");
-        assert!(
-            validate("{")
-                .unwrap_err()
-                .starts_with("the config schema is not JSON")
+        assert_eq!(validate(""), Err("the config schema is empty".to_owned()));
+        assert!(validate("{").is_err_and(|err| err.starts_with("the config schema is not JSON")));
+        assert_eq!(
+            validate("[1]"),
+            Err("the schema is an array, not a schema (an object or a boolean)".to_owned())
+        );
+        assert_eq!(validate(r#"{"properties":{"a":{"type":"text"}}}"#), Err("`/properties/a/type` names the unknown type \"text\" (expected one of object, array, string, number, integer, boolean, null)".to_owned()));
+        assert_eq!(
+            validate(r#"{"required":"a"}"#),
+            Err("`/required` is not an array of property names".to_owned())
         );
         assert_eq!(
-            validate("[1]").unwrap_err(),
-            "the schema is an array, not a schema (an object or a boolean)"
-        );
-        assert_eq!(
-            validate(r#"{"properties":{"a":{"type":"text"}}}"#).unwrap_err(),
-            "`/properties/a/type` names the unknown type \"text\" (expected one of object, array, string, number, integer, boolean, null)"
-        );
-        assert_eq!(
-            validate(r#"{"required":"a"}"#).unwrap_err(),
-            "`/required` is not an array of property names"
-        );
-        assert_eq!(
-            validate(r#"{"properties":{"a":{"minLength":-1}}}"#).unwrap_err(),
-            "`/properties/a/minLength` is a number, not a non-negative integer"
+            validate(r#"{"properties":{"a":{"minLength":-1}}}"#),
+            Err("`/properties/a/minLength` is a number, not a non-negative integer".to_owned())
         );
     }
 }
