@@ -254,6 +254,46 @@ fn two_breaks_fail_two_checks_and_skip_wins_over_a_failure() {
 }
 
 #[test]
+fn sample_records_and_webhook_body_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("sample.jsonl");
+    std::fs::write(
+        &sample,
+        "{\"id\":\"s-1\",\"payload\":{\"text\":\"a\"}}\n{\"id\":\"s-2\",\"payload\":{\"text\":\"b\"}}\n",
+    )
+    .unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, "{\"hello\":\"world\"}").unwrap();
+    let run = conformance(
+        &[
+            "--sample",
+            sample.to_str().unwrap(),
+            "--webhook-body",
+            body.to_str().unwrap(),
+        ],
+        &misbehave(),
+    );
+    assert_eq!(run.exit, 0, "{}", run.describe());
+    assert!(
+        run.checks["enrich"].1.starts_with("2 records: 2 enriched"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.checks["output-acks"].1.starts_with("2 events"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.checks["webhook"]
+            .1
+            .starts_with("a 17-byte JSON webhook became 1 record"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
 fn bad_inputs_are_named_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");

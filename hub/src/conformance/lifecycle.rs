@@ -311,64 +311,86 @@ pub async fn metadata(
 }
 
 /// `configure-bad`: `Configure` with the operator's config plus
-/// [`UNKNOWN_KEY`] is rejected, and a problem names that key.
+/// [`UNKNOWN_KEY`] is rejected and a problem names that key; and, when the
+/// config schema gives a top-level property a single type, the config with
+/// that property set to a value of another type is rejected naming it too.
 pub async fn configure_bad(
     session: &Session,
     config: &serde_json::Value,
+    schema: Option<&str>,
     instance: &str,
     timeout: Duration,
 ) -> CheckResult {
     const CHECK: &str = "configure-bad";
-    let mut bad = config.as_object().cloned().unwrap_or_default();
-    bad.insert(UNKNOWN_KEY.to_owned(), serde_json::Value::Bool(true));
-    let bad = serde_json::Value::Object(bad);
-    match tokio::time::timeout(timeout, session.client.configure(&bad, instance)).await {
-        Err(_) => CheckResult::fail(CHECK, "Configure did not answer in time"),
-        Ok(Err(status)) if status.message().contains(UNKNOWN_KEY) => CheckResult::pass(
-            CHECK,
-            format!(
-                "rejected with {}: {}",
+    let base = config.as_object().cloned().unwrap_or_default();
+    let mut probes = vec![(
+        UNKNOWN_KEY.to_owned(),
+        serde_json::Value::Bool(true),
+        "the unknown key",
+    )];
+    if let Some((key, value)) = schema.and_then(wrong_type_probe) {
+        probes.push((key, value, "a wrongly typed value for"));
+    }
+    let mut seen = Vec::new();
+    for (key, value, what) in probes {
+        let mut bad = base.clone();
+        bad.insert(key.clone(), value.clone());
+        let bad = serde_json::Value::Object(bad);
+        let answer = tokio::time::timeout(timeout, session.client.configure(&bad, instance)).await;
+        let outcome = match answer {
+            Err(_) => Err("Configure did not answer in time".to_owned()),
+            Ok(Err(status)) if status.message().contains(&key) => Ok(format!(
+                "{key}: rejected with {}",
+                crate::rpc::code_name(status.code())
+            )),
+            Ok(Err(status)) => Err(format!(
+                "Configure with {what} `{key}` failed with {} without naming it: {}",
                 crate::rpc::code_name(status.code()),
                 shorten(status.message())
-            ),
-        ),
-        Ok(Err(status)) => CheckResult::fail(
-            CHECK,
-            format!(
-                "Configure failed with {} without naming `{UNKNOWN_KEY}`: {}",
-                crate::rpc::code_name(status.code()),
-                shorten(status.message())
-            ),
-        ),
-        Ok(Ok(problems)) if problems.is_empty() => CheckResult::fail(
-            CHECK,
-            format!("accepted a config with the unknown key `{UNKNOWN_KEY}`"),
-        ),
-        Ok(Ok(problems)) => {
-            let named = problems.iter().find(|problem| {
-                problem.field.contains(UNKNOWN_KEY) || problem.message.contains(UNKNOWN_KEY)
-            });
-            match named {
-                Some(problem) => CheckResult::pass(
-                    CHECK,
-                    format!("rejected: {}", shorten(&problem.to_string())),
-                ),
-                None => CheckResult::fail(
-                    CHECK,
-                    format!(
-                        "rejected it, but no problem names `{UNKNOWN_KEY}`: {}",
-                        shorten(
-                            &problems
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        )
-                    ),
-                ),
+            )),
+            Ok(Ok(problems)) if problems.is_empty() => {
+                Err(format!("accepted a config with {what} `{key}` ({value})"))
             }
+            Ok(Ok(problems)) => match problems
+                .iter()
+                .find(|problem| problem.field.contains(&key) || problem.message.contains(&key))
+            {
+                Some(problem) => Ok(format!("rejected {}", shorten(&problem.to_string()))),
+                None => Err(format!(
+                    "rejected {what} `{key}`, but no problem names it: {}",
+                    shorten(
+                        &problems
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                )),
+            },
+        };
+        match outcome {
+            Ok(detail) => seen.push(detail),
+            Err(problem) => return CheckResult::fail(CHECK, problem),
         }
     }
+    CheckResult::pass(CHECK, seen.join("; "))
+}
+
+/// A top-level property of the config schema with a single declared type,
+/// and a value of another type for it (`None` when there is none).
+fn wrong_type_probe(schema: &str) -> Option<(String, serde_json::Value)> {
+    let schema: serde_json::Value = serde_json::from_str(schema).ok()?;
+    let properties = schema.get("properties")?.as_object()?;
+    properties.iter().find_map(|(key, property)| {
+        let wrong = match property.get("type")?.as_str()? {
+            "string" => serde_json::json!(12345),
+            "integer" | "number" | "boolean" | "object" | "array" => {
+                serde_json::json!("__conformance_wrong_type__")
+            }
+            _ => return None,
+        };
+        Some((key.clone(), wrong))
+    })
 }
 
 /// `configure`: `Configure` with the operator's config succeeds.
@@ -445,5 +467,40 @@ pub fn shorten(text: &str) -> String {
     } else {
         let kept: String = text.chars().take(LIMIT).collect();
         format!("{kept}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wrong_type_probe_picks_a_typed_property() {
+        assert_eq!(
+            wrong_type_probe(
+                r#"{"properties":{"a":{"description":"untyped"},"b":{"type":"string"}}}"#
+            ),
+            Some(("b".to_owned(), serde_json::json!(12345)))
+        );
+        assert_eq!(
+            wrong_type_probe(r#"{"properties":{"n":{"type":"integer"}}}"#),
+            Some((
+                "n".to_owned(),
+                serde_json::json!("__conformance_wrong_type__")
+            ))
+        );
+        assert_eq!(
+            wrong_type_probe(r#"{"properties":{"x":{"type":["string","null"]}}}"#),
+            None
+        );
+        assert_eq!(wrong_type_probe(r#"{"type":"object"}"#), None);
+        assert_eq!(wrong_type_probe("not json"), None);
+    }
+
+    #[test]
+    fn shorten_keeps_short_text_and_cuts_long_text() {
+        assert_eq!(shorten("short"), "short");
+        let long = "x".repeat(200);
+        assert_eq!(shorten(&long).chars().count(), 161);
     }
 }

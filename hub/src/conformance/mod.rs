@@ -186,9 +186,17 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             lifecycle::wait_until_serving(&session, timeout).await;
             let (result, found) = lifecycle::metadata(&session, timeout).await;
             results.push(result);
+            let schema = found.as_ref().map(|found| found.config_schema.clone());
             metadata = found;
             results.push(
-                lifecycle::configure_bad(&session, &plugin.config, INSTANCE_NAME, timeout).await,
+                lifecycle::configure_bad(
+                    &session,
+                    &plugin.config,
+                    schema.as_deref(),
+                    INSTANCE_NAME,
+                    timeout,
+                )
+                .await,
             );
             session.kill().await;
             // Second start: configured as the operator would, then every role.
