@@ -58,7 +58,7 @@ pub const CHECKS: &[&str] = &[
 pub const INSTANCE_NAME: &str = "conformance";
 
 /// What to check and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The plugin executable (absolute, or found on `PATH`).
     pub command: PathBuf,
@@ -79,6 +79,30 @@ pub struct Options {
     pub timeout: Duration,
     /// Whether the hub connects with AutoMTLS (`tls = "auto"`).
     pub tls: bool,
+}
+
+/// Names the environment variables and config keys but never their values,
+/// which may be secrets.
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        let config_keys: Vec<&str> = self
+            .config
+            .as_object()
+            .map(|table| table.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        f.debug_struct("Options")
+            .field("command", &self.command)
+            .field("args", &self.args.len())
+            .field("env", &env)
+            .field("config_keys", &config_keys)
+            .field("skip", &self.skip)
+            .field("sample", &self.sample.len())
+            .field("webhook_body_bytes", &self.webhook_body.len())
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl Options {
@@ -299,4 +323,42 @@ async fn role_checks(
         results.push(result);
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_names_env_and_config_keys_but_not_their_values() {
+        let mut options = Options::new(PathBuf::from("/bin/plugin"));
+        options.env = vec![("API_TOKEN".to_owned(), "s3cr3t-token".to_owned())];
+        options.config = serde_json::json!({"password": "hunter2"});
+        let text = format!("{options:?}");
+        assert!(
+            text.contains("API_TOKEN") && text.contains("password"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("s3cr3t-token") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn commands_resolve_to_absolute_executables() {
+        assert_eq!(
+            resolve_command(std::path::Path::new("/bin/sh")),
+            Ok(PathBuf::from("/bin/sh"))
+        );
+        assert!(resolve_command(std::path::Path::new("sh")).is_ok_and(|path| path.is_absolute()));
+        assert_eq!(
+            resolve_command(std::path::Path::new("/nonexistent/plugin")),
+            Err("/nonexistent/plugin: not an executable file".to_owned())
+        );
+        assert_eq!(
+            resolve_command(std::path::Path::new("no-such-plugin-anywhere")),
+            Err("no-such-plugin-anywhere: not found on PATH".to_owned())
+        );
+    }
 }
