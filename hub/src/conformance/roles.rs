@@ -17,6 +17,9 @@ use crate::rpc::roles::RoleClient;
 
 /// How many records a conformance poll asks for.
 const MAX_RECORDS: u32 = 100;
+/// How long `output-acks` keeps reading after the last answer, for a
+/// duplicate answer sent after it.
+const ACK_LINGER: Duration = Duration::from_millis(500);
 /// The first delivery id of the events sent to an output.
 const FIRST_DELIVERY_ID: u64 = 1001;
 
@@ -173,7 +176,7 @@ pub async fn output_acks(roles: &RoleClient, sample: &[Record], timeout: Duratio
     let refs: Vec<&RecordEvent> = events.iter().collect();
     let mut nacked = 0;
     let mut acks = 0;
-    let call = roles.events_each(&refs, |_, ack| {
+    let call = roles.events_each_lingering(&refs, ACK_LINGER, |_, ack| {
         acks += 1;
         if ack.failure.is_some() {
             nacked += 1;

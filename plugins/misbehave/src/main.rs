@@ -452,23 +452,31 @@ impl pb::output_server::Output for Service {
         request: Request<Streaming<pb::EventRequest>>,
     ) -> Result<Response<Self::HandleEventStream>, Status> {
         let twice = self.0.broken(Break::DoubleAck);
-        let stream = request.into_inner().map(move |message| {
-            let times = if twice { 2 } else { 1 };
-            let acks = message?
-                .events
-                .iter()
-                .flat_map(|event| {
-                    std::iter::repeat_n(
-                        pb::EventAck {
+        let mut requests = request.into_inner();
+        let (answers, stream) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(message) = requests.next().await {
+                let answer = message.map(|message| pb::EventResponse {
+                    acks: message
+                        .events
+                        .iter()
+                        .map(|event| pb::EventAck {
                             delivery_id: event.delivery_id,
                             failure: None,
-                        },
-                        times,
-                    )
-                })
-                .collect();
-            Ok(pb::EventResponse { acks })
+                        })
+                        .collect(),
+                });
+                // With `double-ack`, each answer message is sent twice: the
+                // second copy comes after every event was answered once.
+                if twice && let Ok(answer) = &answer {
+                    let _ = answers.send(Ok(answer.clone())).await;
+                }
+                if answers.send(answer).await.is_err() {
+                    break;
+                }
+            }
         });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(stream);
         Ok(Response::new(Box::pin(stream)))
     }
 }
