@@ -1,4 +1,5 @@
-//! The command line: `switchyard run`, `switchyard check` and `switchyard new`.
+//! The command line: `switchyard run`, `switchyard check`, `switchyard new` and
+//! `switchyard conformance`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,61 @@ pub enum Command {
     },
     /// Write a new plugin project (code, a test, a README, a plugins.toml) that builds and runs as is.
     New(NewArgs),
+    /// Launch a plugin binary (any language) as the hub would and check it against the protocol,
+    /// role by role; print a pass/fail table and exit 1 if any check fails.
+    Conformance(ConformanceArgs),
+}
+
+/// How `switchyard conformance` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// A table: check, PASS/FAIL/SKIP, one line of detail.
+    Table,
+    /// One JSON document (`{"command", "checks": [{"check", "status", "detail"}]}`).
+    Json,
+}
+
+/// The arguments of `switchyard conformance`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  switchyard conformance --config generator.toml -- target/debug/generator"
+)]
+pub struct ConformanceArgs {
+    /// The plugin's config: a TOML file holding what its `config` table in plugins.toml would (default: an empty table).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not run CHECK (repeatable); it is reported as SKIP.
+    #[arg(long, value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::conformance::CHECKS.iter().copied()))]
+    pub skip: Vec<String>,
+    /// Records for the enrich and output-acks checks: JSON lines, `{"id": "...", "payload": {...}}` (default: a built-in sample of three).
+    #[arg(long, value_name = "FILE")]
+    pub sample: Option<PathBuf>,
+    /// The body of the webhook for the webhook check, sent as application/json (default: a small JSON object).
+    #[arg(long, value_name = "FILE")]
+    pub webhook_body: Option<PathBuf>,
+    /// The bound on the plugin's start and on each call, for example `30s` or `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// An environment variable for the plugin, KEY=VALUE (repeatable); it sees no other variable of yours, as under the hub.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
+    /// Connect with go-plugin's AutoMTLS, as `tls = "auto"` does.
+    #[arg(long)]
+    pub tls: bool,
+    /// The plugin command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 /// Parses `--role` from the shared role names, listing them in `--help`.
@@ -86,6 +142,7 @@ pub fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::New(args) => new_plugin(args),
+        Command::Conformance(args) => conformance(args),
         Command::Check { config } => match config::load(&config) {
             Ok(loaded) => {
                 println!(
@@ -123,6 +180,63 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `switchyard conformance`: reads the inputs, runs every check and prints
+/// the report; exits 0 when nothing failed, 1 when a check failed, 2 when
+/// the checks could not run.
+fn conformance(args: ConformanceArgs) -> ExitCode {
+    use crate::conformance::{Options, inputs};
+    let Some((program, plugin_args)) = args.command.split_first() else {
+        eprintln!("error: give the plugin command after `--`");
+        return ExitCode::from(2);
+    };
+    let mut options = Options::new(PathBuf::from(program));
+    options.args = plugin_args.to_vec();
+    options.env = args.env;
+    options.skip = args.skip;
+    options.timeout = args.timeout;
+    options.tls = args.tls;
+    let loaded = (|| -> Result<(), String> {
+        if let Some(path) = &args.config {
+            options.config = inputs::read_config(path)?;
+        }
+        if let Some(path) = &args.sample {
+            options.sample = inputs::read_sample(path)?;
+        }
+        if let Some(path) = &args.webhook_body {
+            options.webhook_body = inputs::read_webhook_body(path)?;
+        }
+        Ok(())
+    })();
+    if let Err(err) = loaded {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(crate::conformance::run(&options)) {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Table => print!("{}", report.table()),
+                ReportFormat::Json => println!("{}", report.json()),
+            }
+            if report.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
         }
     }
 }

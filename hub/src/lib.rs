@@ -27,6 +27,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod domain;
 pub mod http;
 pub mod metrics;

@@ -62,10 +62,16 @@ impl PluginClient {
     /// Asks `grpc.health.v1.Health/Check` about the `plugin` service; returns
     /// the serving status as text (`SERVING`, `NOT_SERVING`, ...).
     pub async fn health(&self) -> Result<HealthStatus, tonic::Status> {
+        self.health_of(HEALTH_SERVICE_NAME).await
+    }
+
+    /// Asks `grpc.health.v1.Health/Check` about `service` (`""` is the
+    /// server as a whole).
+    pub async fn health_of(&self, service: &str) -> Result<HealthStatus, tonic::Status> {
         let mut client = HealthClient::new(self.channel.clone());
         let response = client
             .check(HealthCheckRequest {
-                service: HEALTH_SERVICE_NAME.to_owned(),
+                service: service.to_owned(),
             })
             .await?;
         Ok(

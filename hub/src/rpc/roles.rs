@@ -170,6 +170,28 @@ impl RoleClient {
     pub async fn events_each(
         &self,
         events: &[&RecordEvent],
+        on_ack: impl FnMut(usize, EventAck),
+    ) -> Result<(), CallError> {
+        self.events_inner(events, None, on_ack).await
+    }
+
+    /// [`RoleClient::events_each`], but once every event is answered it keeps
+    /// reading, until the plugin ends the stream or `linger` passes, so an
+    /// answer sent twice is caught even when it comes after the last one
+    /// (`switchyard conformance` checks that; the hub stops reading at once).
+    pub async fn events_each_lingering(
+        &self,
+        events: &[&RecordEvent],
+        linger: std::time::Duration,
+        on_ack: impl FnMut(usize, EventAck),
+    ) -> Result<(), CallError> {
+        self.events_inner(events, Some(linger), on_ack).await
+    }
+
+    async fn events_inner(
+        &self,
+        events: &[&RecordEvent],
+        linger: Option<std::time::Duration>,
         mut on_ack: impl FnMut(usize, EventAck),
     ) -> Result<(), CallError> {
         if events.is_empty() {
@@ -202,8 +224,23 @@ impl RoleClient {
             .into_inner();
         let mut answered = vec![false; events.len()];
         let mut count = 0;
-        while count < events.len() {
-            let Some(response) = stream.message().await? else {
+        let mut lingering_until = None;
+        loop {
+            if count == events.len() {
+                let Some(linger) = linger else { break };
+                lingering_until.get_or_insert_with(|| tokio::time::Instant::now() + linger);
+            }
+            let next = match lingering_until {
+                None => stream.message().await?,
+                Some(until) => match tokio::time::timeout_at(until, stream.message()).await {
+                    Err(_) => break,
+                    Ok(next) => next?,
+                },
+            };
+            let Some(response) = next else {
+                if count == events.len() {
+                    break;
+                }
                 return Err(CallError::Protocol(format!(
                     "the plugin ended the HandleEvent stream with {} of {} events unanswered",
                     events.len() - count,

@@ -290,14 +290,13 @@ fn set_phase(phase: &Mutex<Phase>, now: Phase) {
     }
 }
 
-async fn steps(
+/// Reads the plugin's handshake line (bounded in size) and parses it; a
+/// relative Unix socket path is made absolute against the plugin's working
+/// directory.
+async fn read_line(
     stdout: &mut BufReader<ChildStdout>,
-    tls: Option<&Identity>,
     plugin: &PluginConfig,
-    phase: &Mutex<Phase>,
-) -> Result<Handshaken, StartFailure> {
-    // Where the time of a start goes, for the debug log.
-    let begun = Instant::now();
+) -> Result<HandshakeLine, StartFailure> {
     let line = match stdio::read_line_limited(stdout, MAX_HANDSHAKE_LINE_BYTES)
         .await
         .map_err(StartFailure::Stdout)?
@@ -306,7 +305,6 @@ async fn steps(
         Some(line) if line.truncated => return Err(StartFailure::LineTooLong),
         Some(line) => line,
     };
-    let line_at = begun.elapsed();
     let text = String::from_utf8_lossy(&line.bytes);
     let mut line = parse_handshake_line(&text, APP_PROTOCOL_VERSIONS)?;
     // A relative socket path is relative to the plugin's working directory,
@@ -322,6 +320,68 @@ async fn steps(
         tls = line.server_cert_der.is_some(),
         "Plugin printed its handshake line."
     );
+    Ok(line)
+}
+
+/// The first half of [`handshake`]: reads and parses the handshake line and
+/// connects, nothing more (no health check, GetMetadata or Configure), bounded
+/// by `start_timeout` and racing the child's exit. `switchyard conformance`
+/// uses it to check each later step on its own.
+pub async fn connect_only(
+    launched: &mut Launched,
+    plugin: &PluginConfig,
+) -> Result<(HandshakeLine, channel::PluginChannel), StartFailure> {
+    let phase = Mutex::new(Phase::ReadingLine);
+    let timeout = plugin.start_timeout;
+    let Launched {
+        child, stdout, tls, ..
+    } = launched;
+    let tls = tls.as_ref();
+    let work = async {
+        let line = read_line(stdout, plugin).await?;
+        set_phase(&phase, Phase::Connecting);
+        let connection = channel::connect(&line, tls).await?;
+        Ok((line, connection))
+    };
+    let result = tokio::select! {
+        biased;
+        result = tokio::time::timeout(timeout, work) => match result {
+            Ok(result) => result,
+            Err(_) => {
+                let phase = phase.lock().map(|phase| *phase).unwrap_or(Phase::ReadingLine);
+                Err(if phase == Phase::ReadingLine {
+                    StartFailure::NoLine(timeout)
+                } else {
+                    StartFailure::Timeout { timeout, phase }
+                })
+            }
+        },
+        status = child.wait() => Err(match status {
+            Ok(status) => StartFailure::ExitedEarly(describe_exit(status)),
+            Err(err) => StartFailure::Stdout(err),
+        }),
+    };
+    match result {
+        Err(StartFailure::ClosedStdout) => {
+            match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
+                Ok(Ok(status)) => Err(StartFailure::ExitedEarly(describe_exit(status))),
+                _ => Err(StartFailure::ClosedStdout),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn steps(
+    stdout: &mut BufReader<ChildStdout>,
+    tls: Option<&Identity>,
+    plugin: &PluginConfig,
+    phase: &Mutex<Phase>,
+) -> Result<Handshaken, StartFailure> {
+    // Where the time of a start goes, for the debug log.
+    let begun = Instant::now();
+    let line = read_line(stdout, plugin).await?;
+    let line_at = begun.elapsed();
 
     set_phase(phase, Phase::Connecting);
     let connection = channel::connect(&line, tls).await?;

@@ -297,3 +297,25 @@ pub fn echo_go() -> Option<PathBuf> {
     );
     None
 }
+
+/// plugins/python/keyword-tagger/keyword-tagger when its virtualenv
+/// (plugins/python/.venv, made by plugins/python/build.sh) exists, or `None`
+/// (with the reason printed) when it does not and `SWITCHYARD_REQUIRE_ALL`
+/// is unset.
+pub fn keyword_tagger() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/python");
+    let venv = python.join(".venv/bin/python");
+    if venv.is_file() {
+        return Some(python.join("keyword-tagger/keyword-tagger"));
+    }
+    assert!(
+        std::env::var_os("SWITCHYARD_REQUIRE_ALL").is_none(),
+        "{} is missing: run plugins/python/build.sh (SWITCHYARD_REQUIRE_ALL is set)",
+        venv.display()
+    );
+    eprintln!(
+        "SKIPPED: {} is not built (run plugins/python/build.sh)",
+        venv.display()
+    );
+    None
+}

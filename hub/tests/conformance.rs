@@ -1,0 +1,414 @@
+//! `switchyard conformance` end to end: the real `switchyard` binary against
+//! the deliberately broken `misbehave-plugin` (each break fails exactly the
+//! check it breaks, and nothing else) and against every plugin we ship
+//! (each passes every check of its roles).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Every check, in report order.
+const CHECKS: &[&str] = &[
+    "cookie",
+    "handshake",
+    "health",
+    "metadata",
+    "configure-bad",
+    "configure",
+    "shutdown",
+    "poll-determinism",
+    "enrich",
+    "output-acks",
+    "webhook",
+];
+
+fn switchyard() -> PathBuf {
+    common::built(
+        &["-p", "switchyard-hub", "--bin", "switchyard"],
+        "switchyard",
+    )
+}
+
+fn misbehave() -> PathBuf {
+    common::built(&["-p", "misbehave"], "misbehave-plugin")
+}
+
+/// A finished `switchyard conformance --format json` run.
+struct Run {
+    exit: i32,
+    /// Check name to (status, detail).
+    checks: BTreeMap<String, (String, String)>,
+    stderr: String,
+}
+
+impl Run {
+    fn with_status(&self, status: &str) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|(_, (found, _))| found == status)
+            .map(|(check, _)| check.as_str())
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        let mut text = String::new();
+        for (check, (status, detail)) in &self.checks {
+            text.push_str(&format!("\n  {check}: {status} {detail}"));
+        }
+        format!("exit {}{text}\nstderr:\n{}", self.exit, self.stderr)
+    }
+}
+
+/// Runs `switchyard conformance --format json EXTRA -- PLUGIN`.
+fn conformance(extra: &[&str], plugin: &Path) -> Run {
+    let output = Command::new(switchyard())
+        .arg("conformance")
+        .args(["--format", "json"])
+        .args(extra)
+        .arg("--")
+        .arg(plugin)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "the report is not JSON ({err}): {}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    let checks = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            (
+                check["check"].as_str().unwrap().to_owned(),
+                (
+                    check["status"].as_str().unwrap().to_owned(),
+                    check["detail"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    let names: Vec<&str> = checks.keys().map(String::as_str).collect();
+    let mut expected = CHECKS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected, "the report must list every check once");
+    Run {
+        exit: output.status.code().unwrap_or(-1),
+        checks,
+        stderr,
+    }
+}
+
+/// Runs misbehave-plugin with `breaks` and asserts that exactly `failing`
+/// fail, with the detail of each containing the matching `says`, and that
+/// every other check passes (`skipped` lists the ones that cannot run).
+fn assert_breaks(breaks: &str, failing: &[(&str, &str)], skipped: &[&str]) {
+    let env = format!("MISBEHAVE={breaks}");
+    let run = conformance(&["--env", &env], &misbehave());
+    let expected: Vec<&str> = failing.iter().map(|(check, _)| *check).collect();
+    assert_eq!(
+        run.with_status("FAIL"),
+        expected,
+        "{breaks}: {}",
+        run.describe()
+    );
+    for (check, says) in failing {
+        let detail = &run.checks[*check].1;
+        assert!(
+            detail.contains(says),
+            "{breaks}: {check}: {detail:?} lacks {says:?}"
+        );
+    }
+    assert_eq!(
+        run.with_status("SKIP"),
+        skipped,
+        "{breaks}: {}",
+        run.describe()
+    );
+    let expected_exit = if failing.is_empty() { 0 } else { 1 };
+    assert_eq!(run.exit, expected_exit, "{breaks}: {}", run.describe());
+    assert_eq!(
+        run.with_status("PASS").len(),
+        CHECKS.len() - failing.len() - skipped.len(),
+        "{breaks}: {}",
+        run.describe()
+    );
+}
+
+#[test]
+fn misbehave_without_breaks_passes_every_check() {
+    assert_breaks("", &[], &[]);
+}
+
+#[test]
+fn ignoring_the_cookie_fails_cookie() {
+    assert_breaks(
+        "no-cookie-check",
+        &[("cookie", "printed a handshake line")],
+        &[],
+    );
+}
+
+#[test]
+fn a_bad_handshake_line_fails_handshake_and_skips_what_needs_it() {
+    let needs_handshake: Vec<&str> = {
+        let mut checks: Vec<&str> = CHECKS
+            .iter()
+            .copied()
+            .filter(|check| !["cookie", "handshake"].contains(check))
+            .collect();
+        checks.sort_unstable();
+        checks
+    };
+    assert_breaks(
+        "bad-handshake",
+        &[("handshake", "incompatible app protocol version 99")],
+        &needs_handshake,
+    );
+}
+
+#[test]
+fn not_serving_fails_health() {
+    assert_breaks("not-serving", &[("health", "NOT_SERVING")], &[]);
+}
+
+#[test]
+fn no_schema_fails_metadata() {
+    assert_breaks("no-schema", &[("metadata", "schema is empty")], &[]);
+}
+
+#[test]
+fn accepting_a_bad_config_fails_configure_bad() {
+    assert_breaks(
+        "accept-bad-config",
+        &[("configure-bad", "accepted a config with the unknown key")],
+        &[],
+    );
+}
+
+#[test]
+fn a_slow_shutdown_fails_shutdown() {
+    assert_breaks("slow-shutdown", &[("shutdown", "SIGTERM")], &[]);
+}
+
+#[test]
+fn a_nondeterministic_poll_fails_poll_determinism() {
+    assert_breaks(
+        "nondeterministic-poll",
+        &[("poll-determinism", "different records")],
+        &[],
+    );
+}
+
+#[test]
+fn reordered_enrichment_fails_enrich() {
+    assert_breaks(
+        "enrich-reorder",
+        &[("enrich", "ids and order must be kept")],
+        &[],
+    );
+}
+
+#[test]
+fn enriched_records_without_ids_fail_enrich() {
+    assert_breaks("enrich-drop-id", &[("enrich", "empty id")], &[]);
+}
+
+#[test]
+fn double_acks_fail_output_acks() {
+    assert_breaks("double-ack", &[("output-acks", "twice")], &[]);
+}
+
+#[test]
+fn a_webhook_without_records_fails_webhook() {
+    assert_breaks("webhook-no-records", &[("webhook", "no records")], &[]);
+}
+
+#[test]
+fn two_breaks_fail_two_checks_and_skip_wins_over_a_failure() {
+    let run = conformance(
+        &[
+            "--env",
+            "MISBEHAVE=double-ack,no-schema",
+            "--skip",
+            "output-acks",
+        ],
+        &misbehave(),
+    );
+    assert_eq!(run.with_status("FAIL"), ["metadata"], "{}", run.describe());
+    assert_eq!(
+        run.with_status("SKIP"),
+        ["output-acks"],
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.exit, 1);
+}
+
+#[test]
+fn sample_records_and_webhook_body_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("sample.jsonl");
+    std::fs::write(
+        &sample,
+        "{\"id\":\"s-1\",\"payload\":{\"text\":\"a\"}}\n{\"id\":\"s-2\",\"payload\":{\"text\":\"b\"}}\n",
+    )
+    .unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, "{\"hello\":\"world\"}").unwrap();
+    let run = conformance(
+        &[
+            "--sample",
+            sample.to_str().unwrap(),
+            "--webhook-body",
+            body.to_str().unwrap(),
+        ],
+        &misbehave(),
+    );
+    assert_eq!(run.exit, 0, "{}", run.describe());
+    assert!(
+        run.checks["enrich"].1.starts_with("2 records: 2 enriched"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.checks["output-acks"].1.starts_with("2 events"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.checks["webhook"]
+            .1
+            .starts_with("a 17-byte JSON webhook became 1 record"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn bad_inputs_are_named_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "rate = ").unwrap();
+    let output = Command::new(switchyard())
+        .args(["conformance", "--config"])
+        .arg(&config)
+        .arg("--")
+        .arg(misbehave())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml: not a TOML table"), "{stderr}");
+    let output = Command::new(switchyard())
+        .args(["conformance", "--", "/nonexistent/plugin"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("/nonexistent/plugin: not an executable file")
+    );
+}
+
+/// Asserts that `plugin` passes every check of its roles and that the rest
+/// are skipped for not being its roles.
+fn assert_conforms(plugin: &Path, config: Option<&str>, roles_skipped: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra: Vec<String> = Vec::new();
+    if let Some(config) = config {
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            config.replace("@DIR@", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        extra.extend(["--config".to_owned(), path.display().to_string()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let run = conformance(&extra, plugin);
+    let name = plugin.display();
+    assert_eq!(run.exit, 0, "{name}: {}", run.describe());
+    assert!(
+        run.with_status("FAIL").is_empty(),
+        "{name}: {}",
+        run.describe()
+    );
+    assert_eq!(
+        run.with_status("SKIP"),
+        roles_skipped,
+        "{name}: {}",
+        run.describe()
+    );
+    for check in roles_skipped {
+        assert!(
+            run.checks[*check].1.contains("does not declare"),
+            "{name}: {check} was skipped for another reason: {}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn generator_conforms() {
+    let plugin = common::built(&["-p", "generator"], "generator");
+    assert_conforms(&plugin, None, &["enrich", "output-acks", "webhook"]);
+}
+
+#[test]
+fn webhook_json_conforms() {
+    let plugin = common::built(&["-p", "webhook-json"], "webhook-json");
+    assert_conforms(
+        &plugin,
+        None,
+        &["enrich", "output-acks", "poll-determinism"],
+    );
+}
+
+#[test]
+fn sentiment_conforms() {
+    let plugin = common::built(&["-p", "sentiment"], "sentiment");
+    assert_conforms(
+        &plugin,
+        None,
+        &["output-acks", "poll-determinism", "webhook"],
+    );
+}
+
+#[test]
+fn jsonl_output_conforms() {
+    let plugin = common::built(&["-p", "jsonl-output"], "jsonl-output");
+    assert_conforms(
+        &plugin,
+        Some("path = \"@DIR@/out.jsonl\"\n"),
+        &["enrich", "poll-determinism", "webhook"],
+    );
+}
+
+#[test]
+fn python_keyword_tagger_conforms() {
+    let Some(plugin) = common::keyword_tagger() else {
+        return;
+    };
+    assert_conforms(
+        &plugin,
+        Some("[keywords]\npositive = [\"love\", \"great\"]\nnegative = [\"terrible\"]\n"),
+        &["output-acks", "poll-determinism", "webhook"],
+    );
+}
+
+#[test]
+fn go_echo_conforms() {
+    let Some(plugin) = common::echo_go() else {
+        return;
+    };
+    assert_conforms(&plugin, None, &["poll-determinism", "webhook"]);
+}
