@@ -9,11 +9,13 @@ import (
 )
 
 // DecodeConfig decodes the config table (JSON) into config, a pointer to a
-// struct with json tags whose fields already hold the defaults. Every problem
-// is reported by key, as ConfigErrors: a value of the wrong type, or a key
-// the struct does not have. An empty input leaves config unchanged. Check the
-// values themselves (ranges, required keys) after it.
-func DecodeConfig(configJSON []byte, config any) error {
+// struct with json tags whose fields already hold the defaults, and returns
+// every problem by key: a value of the wrong type, or a key the struct does
+// not have. Keys are decoded one by one, so the good ones are set even when
+// others are wrong. An empty input leaves config unchanged. Check the values
+// themselves (ranges, required keys) after it, add to the problems, and
+// return problems.Err() from Configure.
+func DecodeConfig(configJSON []byte, config any) ConfigErrors {
 	if len(bytes.TrimSpace(configJSON)) == 0 {
 		return nil
 	}
@@ -48,5 +50,5 @@ func DecodeConfig(configJSON []byte, config any) error {
 			problems.Add(key, "%v", err)
 		}
 	}
-	return problems.Err()
+	return problems
 }

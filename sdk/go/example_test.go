@@ -35,10 +35,7 @@ func Example() {
 			config := struct {
 				Key string `json:"key"`
 			}{Key: "name"}
-			if err := switchyard.DecodeConfig(configJSON, &config); err != nil {
-				return err
-			}
-			var problems switchyard.ConfigErrors
+			problems := switchyard.DecodeConfig(configJSON, &config)
 			if config.Key == "" {
 				problems.Add("key", "must not be empty")
 			}

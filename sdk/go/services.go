@@ -189,6 +189,7 @@ func (s *services) Enrich(stream grpc.BidiStreamingServer[pb.EnrichRequest, pb.E
 		if err != nil {
 			return endOfStream("enrich", err)
 		}
+		Logger().Debug("enrich batch received", "items", len(req.GetItems()))
 		results := make([]*pb.EnrichResult, 0, len(req.GetItems()))
 		for _, item := range req.GetItems() {
 			record := item.GetRecord()
@@ -229,11 +230,13 @@ func (s *services) HandleEvent(stream grpc.BidiStreamingServer[pb.EventRequest, 
 			return endOfStream("output", err)
 		}
 		acks := make([]*pb.EventAck, 0, len(req.GetEvents()))
+		failed := 0
 		for _, event := range req.GetEvents() {
 			ack := &pb.EventAck{DeliveryId: event.GetDeliveryId()}
 			if err := s.plugin.Output.HandleEvent(stream.Context(), event); err != nil {
 				Logger().Debug("event failed", "delivery_id", event.GetDeliveryId(), "error", err)
 				ack.Failure = failureFromError(err)
+				failed++
 			}
 			acks = append(acks, ack)
 		}
@@ -243,6 +246,7 @@ func (s *services) HandleEvent(stream grpc.BidiStreamingServer[pb.EventRequest, 
 		if err := stream.Send(&pb.EventResponse{Acks: acks}); err != nil {
 			return endOfStream("output", err)
 		}
+		Logger().Debug("events acknowledged", "count", len(acks)-failed, "failed", failed)
 	}
 }
 

@@ -163,10 +163,7 @@ func TestRegisterRefusesAPluginWithoutNameOrRole(t *testing.T) {
 func TestConfigureReportsProblemsByField(t *testing.T) {
 	p := &Plugin{Name: "cfg", Enricher: enricher{}, Configure: func(_ context.Context, raw []byte) error {
 		config := tagConfig{Tag: "go"}
-		if err := DecodeConfig(raw, &config); err != nil {
-			return err
-		}
-		var problems ConfigErrors
+		problems := DecodeConfig(raw, &config)
 		if config.Tag == "" {
 			problems.Add("tag", "must not be empty")
 		}
