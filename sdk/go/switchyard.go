@@ -65,8 +65,9 @@ type Plugin struct {
 	// call; it is called again on every restart of the plugin instance.
 	// Return ConfigErrors for problems with the table (reported by field), or
 	// a Retryable error when something the configuration depends on is
-	// unreachable (the hub retries the start with backoff). Nil accepts only
-	// an empty table.
+	// unreachable (the hub retries the start with backoff); any other error
+	// is reported as one problem with the whole table. Nil accepts only an
+	// empty table.
 	Configure func(ctx context.Context, configJSON []byte) error
 
 	// PollingInput, when set, makes the plugin a polling input.
