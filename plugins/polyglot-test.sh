@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and tests the non-Rust plugin tooling: the Python SDK and keyword-tagger
-# (plugins/python) and the Go plugin/host built on hashicorp/go-plugin (plugins/go).
+# (plugins/python), the Go SDK (sdk/go: its committed switchyard.v1 stubs must match
+# proto/) and the Go plugin/host built on hashicorp/go-plugin (plugins/go).
 #
 #   plugins/polyglot-test.sh            # build both, run pytest (source tree, then the installed
 #                                       # switchyard-plugin wheel) and go test
@@ -24,6 +25,12 @@ if ! "$here/python/build.sh"; then
     echo "polyglot-test: plugins/python/build.sh failed" >&2
     exit 1
 fi
+section "check: sdk/go stubs match proto/"
+if ! "$here/../sdk/go/generate.sh" --check; then
+    echo "polyglot-test: sdk/go/switchyardv1 is stale: run sdk/go/generate.sh and commit it" >&2
+    status=1
+fi
+
 section "build: plugins/go"
 if ! "$here/go/build.sh"; then
     echo "polyglot-test: plugins/go/build.sh failed" >&2
@@ -35,6 +42,9 @@ section "pytest: plugins/python"
 
 section "pytest: the switchyard-plugin wheel, installed in a fresh virtualenv"
 "$here/python/test-wheel.sh" || status=1
+
+section "go test: sdk/go"
+(cd "$here/../sdk/go" && go vet ./... && go test -count=1 ./...) || status=1
 
 section "go test: plugins/go"
 # -count=1: the end-to-end tests run external binaries, so cached results would be stale.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the benchmark's go-plugin peer (bin/peer-host, bin/peer-plugin):
-#   1. plugins/go/build.sh installs the pinned protoc-gen-go(-grpc) into plugins/go/.bin and
-#      protoc (grpcio-tools) into plugins/python/.venv; this script reuses both;
+#   1. sdk/go/generate.sh --tools installs the pinned protoc-gen-go(-grpc) into sdk/go/.bin and
+#      plugins/python/build.sh protoc (grpcio-tools) into plugins/python/.venv; this script uses both;
 #   2. generates switchyard.v1 and benchpeer.v1 Go stubs into gen/ (when a .proto changed);
 #   3. go build (always optimized; -trimpath) against go-plugin from the Go module proxy.
 set -euo pipefail
@@ -9,13 +9,14 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 module="github.com/switchyard/switchyard/bench/go-peer"
-gobin="$repo/plugins/go/.bin"
+gobin="$repo/sdk/go/.bin"
 python="$repo/plugins/python/.venv/bin/python"
 
 log() { printf 'go-peer build: %s\n' "$*" >&2; }
 
 command -v go >/dev/null || { log "error: go is not installed"; exit 1; }
-"$repo/plugins/go/build.sh" >&2
+"$repo/sdk/go/generate.sh" --tools >&2
+"$repo/plugins/python/build.sh" >&2
 
 mapfile -t sy_protos < <(cd "$repo/proto" && find switchyard -name '*.proto' | LC_ALL=C sort)
 peer_protos=(benchpeer/v1/peer.proto)

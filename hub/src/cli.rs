@@ -131,9 +131,9 @@ pub struct NewArgs {
     /// Python: the directory of the `switchyard_plugin` package and its .venv (default: plugins/python/ of that checkout).
     #[arg(long)]
     pub python_sdk_path: Option<PathBuf>,
-    /// Go: the Go module holding the generated switchyard.v1 stubs (default: plugins/go/ of that checkout).
-    #[arg(long)]
-    pub go_module_path: Option<PathBuf>,
+    /// Go: the Switchyard Go SDK module (default: sdk/go/ of that checkout).
+    #[arg(long, alias = "go-module-path")]
+    pub go_sdk_path: Option<PathBuf>,
 }
 
 /// Runs the command line; the process exits with the returned code.
@@ -252,7 +252,7 @@ fn new_plugin(args: NewArgs) -> ExitCode {
         paths: crate::scaffold::Paths {
             rust_sdk: args.sdk_path.unwrap_or(defaults.rust_sdk),
             python_sdk: args.python_sdk_path.unwrap_or(defaults.python_sdk),
-            go_module: args.go_module_path.unwrap_or(defaults.go_module),
+            go_sdk: args.go_sdk_path.unwrap_or(defaults.go_sdk),
         },
     };
     match crate::scaffold::generate(&options) {

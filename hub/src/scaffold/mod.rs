@@ -9,7 +9,7 @@
 //!
 //! The generated projects depend on parts of a Switchyard checkout that are not
 //! published anywhere: the Rust SDK (`plugin-sdk/`), the Python helper
-//! package (`plugins/python/`) and the Go stubs module (`plugins/go/`). Their
+//! package (`plugins/python/`) and the Go SDK module (`sdk/go/`). Their
 //! default locations are those of the checkout this binary was built from
 //! ([`Paths::default`]); each can be overridden on the command line.
 //!
@@ -74,8 +74,8 @@ pub struct Paths {
     pub rust_sdk: PathBuf,
     /// The Python helper package's directory (`plugins/python/`, with its `.venv`).
     pub python_sdk: PathBuf,
-    /// The Go module holding the generated stubs (`plugins/go/`).
-    pub go_module: PathBuf,
+    /// The Go SDK module (`sdk/go/`, holding the switchyard.v1 stubs too).
+    pub go_sdk: PathBuf,
 }
 
 impl Default for Paths {
@@ -85,7 +85,7 @@ impl Default for Paths {
         Paths {
             rust_sdk: repo.join("plugin-sdk"),
             python_sdk: repo.join("plugins").join("python"),
-            go_module: repo.join("plugins").join("go"),
+            go_sdk: repo.join("sdk").join("go"),
         }
     }
 }

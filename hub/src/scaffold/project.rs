@@ -29,10 +29,10 @@ pub struct Inputs {
     pub cargo_lock: Option<String>,
     /// The Python helper package's absolute directory (Python projects).
     pub python_sdk: String,
-    /// The Go stubs module's absolute directory (Go projects).
-    pub go_module_dir: String,
+    /// The Go SDK module's absolute directory (Go projects).
+    pub go_sdk_dir: String,
     /// Its module path, from its go.mod (Go projects).
-    pub go_module_path: String,
+    pub go_sdk_module: String,
     /// Its go.mod without the `module` line: the `go` directive and the
     /// requirements the generated module shares (Go projects).
     pub go_mod_rest: String,
@@ -188,28 +188,22 @@ impl Inputs {
             }
             Lang::Go => {
                 require_dir(
-                    &paths.go_module,
-                    "go.mod",
-                    "Switchyard Go module (plugins/go)",
-                    "--go-module-path",
+                    &paths.go_sdk,
+                    "switchyardv1/plugin.pb.go",
+                    "Switchyard Go SDK (sdk/go)",
+                    "--go-sdk-path",
                 )?;
-                inputs.go_module_dir = path_text(&paths.go_module)?;
-                let go_mod = read(&paths.go_module.join("go.mod"), "cannot read")?;
+                inputs.go_sdk_dir = path_text(&paths.go_sdk)?;
+                let go_mod = read(&paths.go_sdk.join("go.mod"), "cannot read")?;
                 let (module_path, rest) =
                     split_go_mod(&go_mod).ok_or_else(|| ScaffoldError::Io {
                         action: "found no `module` line in",
-                        path: paths.go_module.join("go.mod"),
+                        path: paths.go_sdk.join("go.mod"),
                         source: std::io::Error::from(std::io::ErrorKind::InvalidData),
                     })?;
-                inputs.go_module_path = module_path;
+                inputs.go_sdk_module = module_path;
                 inputs.go_mod_rest = rest;
-                inputs.go_sum = read(&paths.go_module.join("go.sum"), "cannot read")?;
-                if !paths.go_module.join("gen/switchyard/v1").is_dir() {
-                    inputs.warnings.push(format!(
-                        "the Go stubs ({}/gen) are not generated yet: run {}/build.sh before building the plugin",
-                        inputs.go_module_dir, inputs.go_module_dir
-                    ));
-                }
+                inputs.go_sum = read(&paths.go_sdk.join("go.sum"), "cannot read")?;
             }
         }
         Ok(inputs)
@@ -234,6 +228,16 @@ fn split_go_mod(go_mod: &str) -> Option<(String, String)> {
     Some((module?, rest.trim().to_owned() + "\n"))
 }
 
+/// The field of the Go SDK's `switchyard.Plugin` that holds a role.
+fn go_role_field(role: Role) -> &'static str {
+    match role {
+        Role::PollingInput => "PollingInput",
+        Role::WebhookInput => "WebhookInput",
+        Role::Enrichment => "Enricher",
+        Role::Output => "Output",
+    }
+}
+
 /// The placeholders every template may use.
 fn base_vars(options: &Options, inputs: &Inputs) -> Result<Vars, ScaffoldError> {
     let info = roles::info_for(options.lang, options.role);
@@ -245,9 +249,10 @@ fn base_vars(options: &Options, inputs: &Inputs) -> Result<Vars, ScaffoldError> 
         ("role", info.slug.to_owned()),
         ("sdk_path", inputs.rust_sdk.clone()),
         ("python_sdk_path", inputs.python_sdk.clone()),
-        ("go_module_dir", inputs.go_module_dir.clone()),
-        ("go_module_path", inputs.go_module_path.clone()),
+        ("go_sdk_dir", inputs.go_sdk_dir.clone()),
+        ("go_sdk_module", inputs.go_sdk_module.clone()),
         ("go_mod_rest", inputs.go_mod_rest.clone()),
+        ("go_role_field", go_role_field(options.role).to_owned()),
     ]);
     // Role texts may themselves name the plugin.
     let role_text = |key: &str, text: &str| render(key, text, &vars);
@@ -325,20 +330,24 @@ fn lang_text(options: &Options, inputs: &Inputs) -> LangText {
             title: "Go",
             command: format!("bin/{name}"),
             layout: format!(
-                "- `main.go`: the go-plugin handshake and `plugin.Serve`.\n\
-                 - `plugin.go`: the configuration, `GetMetadata`, `Configure` and the role's gRPC service.\n\
-                 - `plugin_test.go`: tests through a real gRPC connection (bufconn).\n\
-                 - `go.mod`: uses the generated `switchyard.v1` stubs from `{}` through a `replace` directive.",
-                inputs.go_module_dir
+                "- `main.go`: the plugin's metadata and `switchyard.Serve` (the Switchyard Go SDK).\n\
+                 - `plugin.go`: the configuration, `Configure` and the role method of `Connector`.\n\
+                 - `plugin_test.go`: tests through the SDK over a real gRPC connection (bufconn).\n\
+                 - `go.mod`: uses the Go SDK from `{}` through a `replace` directive.",
+                inputs.go_sdk_dir
             ),
             prepare: format!(
-                "The stubs are generated by `{dir}/build.sh` (once, and after a .proto changes):\n\n\
-                 ```sh\n{dir}/build.sh\n```\n\n",
-                dir = inputs.go_module_dir
+                "The plugin uses the Switchyard Go SDK (`{module}`) from `{dir}` through a `replace` \
+                 directive in `go.mod`, until the SDK is published; then drop the `replace` and run \
+                 `go get {module}@latest`.\n\n",
+                module = inputs.go_sdk_module,
+                dir = inputs.go_sdk_dir
             ),
             build: "go build -o bin/ .".to_owned(),
             test: "go test ./...".to_owned(),
-            edit_hint: "Edit `plugin.go`: `parseConfig`, the config schema, and the role method.".to_owned(),
+            edit_hint: "Edit `plugin.go`: `Config` and `parseConfig`, the config schema, and the role method \
+                        (return `switchyard.Permanent` or `switchyard.Retryable` errors)."
+                .to_owned(),
         },
     }
 }
@@ -428,14 +437,10 @@ pub fn next_steps(options: &Options, dir: &Path, inputs: &Inputs) -> String {
         dir = dir.display(),
     );
     match options.lang {
-        Lang::Rust => {}
+        Lang::Rust | Lang::Go => {}
         Lang::Python => steps.push_str(&format!(
             "  {}/build.sh        # once: the SDK's gRPC stubs\n",
             inputs.python_sdk
-        )),
-        Lang::Go => steps.push_str(&format!(
-            "  {}/build.sh        # once: the generated stubs\n",
-            inputs.go_module_dir
         )),
     }
     steps.push_str(&format!("  {}\n", text.build));
@@ -460,8 +465,8 @@ mod tests {
             rust_sdk: "/repo/plugin-sdk".into(),
             cargo_lock: Some("# lock\n".into()),
             python_sdk: "/repo/plugins/python".into(),
-            go_module_dir: "/repo/plugins/go".into(),
-            go_module_path: "github.com/switchyard/switchyard/plugins/go".into(),
+            go_sdk_dir: "/repo/sdk/go".into(),
+            go_sdk_module: "github.com/switchyard/switchyard/sdk/go".into(),
             go_mod_rest: "go 1.26.0\n\nrequire github.com/hashicorp/go-plugin v1.8.0\n".into(),
             go_sum: "sum\n".into(),
             warnings: Vec::new(),
@@ -605,7 +610,7 @@ mod tests {
     }
 
     #[test]
-    fn go_projects_replace_the_stubs_module_with_the_checkout() {
+    fn go_projects_use_the_sdk_from_the_checkout() {
         let files = plan(&options(Lang::Go, Role::PollingInput), &inputs()).unwrap();
         let go_mod = contents(&files, "go.mod");
         assert!(go_mod.starts_with("// "), "{go_mod}");
@@ -619,12 +624,20 @@ mod tests {
         );
         assert!(
             go_mod.contains(
-                "replace github.com/switchyard/switchyard/plugins/go => /repo/plugins/go"
+                "require github.com/switchyard/switchyard/sdk/go v0.0.0\n\n\
+                 replace github.com/switchyard/switchyard/sdk/go => /repo/sdk/go"
             ),
             "{go_mod}"
         );
         assert_eq!(contents(&files, "go.sum"), "sum\n");
-        assert!(contents(&files, "main.go").contains("plugin.Serve"));
+        let main = contents(&files, "main.go");
+        assert!(main.contains("switchyard.Serve(newPlugin())"), "{main}");
+        assert!(main.contains("\t\tPollingInput: connector,\n"), "{main}");
+        let plugin = contents(&files, "plugin.go");
+        assert!(
+            plugin.contains("pb \"github.com/switchyard/switchyard/sdk/go/switchyardv1\""),
+            "{plugin}"
+        );
         let toml_text: toml::Table = toml::from_str(contents(&files, "plugins.toml")).unwrap();
         assert_eq!(
             toml_text["plugins"]["word-counter"]["poll"]["interval"].as_str(),
@@ -648,7 +661,7 @@ mod tests {
             &inputs(),
         );
         assert!(steps.contains("cd /tmp/wc"), "{steps}");
-        assert!(steps.contains("/repo/plugins/go/build.sh"), "{steps}");
+        assert!(!steps.contains("build.sh"), "{steps}");
         assert!(steps.contains("go build -o bin/ ."), "{steps}");
         assert!(steps.contains("call/events"), "{steps}");
     }

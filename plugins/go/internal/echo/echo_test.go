@@ -2,18 +2,19 @@ package echo
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"testing"
 
-	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	pb "github.com/switchyard/switchyard/plugins/go/gen/switchyard/v1"
+	switchyard "github.com/switchyard/switchyard/sdk/go"
+	pb "github.com/switchyard/switchyard/sdk/go/switchyardv1"
 )
 
 func TestAppendToChain(t *testing.T) {
@@ -41,11 +42,15 @@ func TestParseConfig(t *testing.T) {
 		{`not json`, "", []string{""}},
 	}
 	for _, c := range cases {
-		tag, problems := parseConfig([]byte(c.raw))
+		tag, err := parseConfig([]byte(c.raw))
+		var problems switchyard.ConfigErrors
+		if err != nil && !errors.As(err, &problems) {
+			t.Errorf("%s: %v is not ConfigErrors", c.raw, err)
+		}
 		var fields []string
 		for _, problem := range problems {
-			fields = append(fields, problem.GetField())
-			if problem.GetMessage() == "" {
+			fields = append(fields, problem.Field)
+			if problem.Message == "" {
 				t.Errorf("%s: empty message", c.raw)
 			}
 		}
@@ -68,7 +73,9 @@ func connect(t *testing.T) *grpc.ClientConn {
 	t.Helper()
 	listener := bufconn.Listen(1 << 20)
 	server := grpc.NewServer()
-	New(hclog.NewNullLogger()).Register(server)
+	if err := New().Register(server); err != nil {
+		t.Fatal(err)
+	}
 	go func() { _ = server.Serve(listener) }()
 	t.Cleanup(server.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",

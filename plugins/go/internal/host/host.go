@@ -22,8 +22,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	pb "github.com/switchyard/switchyard/plugins/go/gen/switchyard/v1"
 	"github.com/switchyard/switchyard/plugins/go/internal/shared"
+	pb "github.com/switchyard/switchyard/sdk/go/switchyardv1"
 )
 
 // NotGracefulMessage is what go-plugin logs (at warn) when Kill had to SIGKILL the plugin.
@@ -143,7 +143,7 @@ func Run(opts Options) (*Report, error) {
 	}
 	versioned := map[int]plugin.PluginSet{}
 	for _, version := range versions {
-		versioned[version] = shared.PluginSet(nil)
+		versioned[version] = shared.PluginSet()
 	}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  handshake,

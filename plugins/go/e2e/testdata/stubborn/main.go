@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	pb "github.com/switchyard/switchyard/plugins/go/gen/switchyard/v1"
 	"github.com/switchyard/switchyard/plugins/go/internal/shared"
+	pb "github.com/switchyard/switchyard/sdk/go/switchyardv1"
 )
 
 type metadataServer struct {

@@ -1,0 +1,438 @@
+package switchyard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	pb "github.com/switchyard/switchyard/sdk/go/switchyardv1"
+)
+
+// connect serves p over an in-memory gRPC connection (with p.Health's
+// interceptors and a health service like go-plugin's, when set).
+func connect(t *testing.T, p *Plugin) *grpc.ClientConn {
+	t.Helper()
+	listener := bufconn.Listen(1 << 20)
+	var opts []grpc.ServerOption
+	if p.Health != nil {
+		opts = p.Health.ServerOptions()
+	}
+	server := grpc.NewServer(opts...)
+	if err := p.Register(server); err != nil {
+		t.Fatal(err)
+	}
+	// go-plugin registers a health service that always says SERVING; the interceptors must win over it.
+	grpc_health_v1.RegisterHealthServer(server, alwaysServing{})
+	go func() { _ = server.Serve(listener) }()
+	t.Cleanup(server.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return listener.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// alwaysServing stands in for go-plugin's health service.
+type alwaysServing struct {
+	grpc_health_v1.UnimplementedHealthServer
+}
+
+func (alwaysServing) Check(context.Context, *grpc_health_v1.HealthCheckRequest) (*grpc_health_v1.HealthCheckResponse, error) {
+	return &grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_SERVING}, nil
+}
+
+// configure calls Configure and fails the test unless it succeeds.
+func configure(t *testing.T, conn *grpc.ClientConn, config string) {
+	t.Helper()
+	response, err := pb.NewPluginClient(conn).Configure(context.Background(), &pb.ConfigureRequest{ConfigJson: []byte(config), InstanceName: "test"})
+	if err != nil || len(response.GetErrors()) > 0 {
+		t.Fatalf("Configure(%s): %v %v", config, err, response.GetErrors())
+	}
+}
+
+// enricher marks records, failing those whose id starts with "bad" (permanently) or "later" (retryably).
+type enricher struct{}
+
+func (enricher) Enrich(_ context.Context, record *pb.Record) (*pb.Record, error) {
+	switch {
+	case strings.HasPrefix(record.GetId(), "bad"):
+		return nil, Permanent("record %q is bad", record.GetId()).WithCode("bad_record")
+	case strings.HasPrefix(record.GetId(), "later"):
+		return nil, Retryable(3*time.Second, "upstream busy")
+	}
+	if record.Metadata == nil {
+		record.Metadata = map[string]string{}
+	}
+	record.Metadata["seen"] = "yes"
+	return record, nil
+}
+
+// output records the delivery ids it was given and fails odd ones.
+type output struct {
+	mu   sync.Mutex
+	seen []uint64
+}
+
+func (o *output) HandleEvent(_ context.Context, event *pb.RecordEvent) error {
+	o.mu.Lock()
+	o.seen = append(o.seen, event.GetDeliveryId())
+	o.mu.Unlock()
+	if event.GetDeliveryId()%2 == 1 {
+		return errors.New("downstream refused")
+	}
+	return nil
+}
+
+// poller emits two batches after a numeric checkpoint; the second without checkpoint first.
+type poller struct{}
+
+func (poller) Poll(_ context.Context, checkpoint []byte, emit func([]*pb.Record, []byte) error) error {
+	if string(checkpoint) == "broken" {
+		return Permanent("checkpoint %q is not mine", checkpoint).WithCode("bad_checkpoint")
+	}
+	start := string(checkpoint)
+	if err := emit([]*pb.Record{{Id: start + "a"}, {Id: start + "b"}}, []byte(start+"1")); err != nil {
+		return err
+	}
+	if err := emit([]*pb.Record{{Id: start + "c"}}, nil); err != nil {
+		return err
+	}
+	return emit(nil, []byte(start+"2"))
+}
+
+// webhook answers with one record, and errors for bodies "bad" and "busy".
+type webhook struct{}
+
+func (webhook) HandleWebhook(_ context.Context, request *pb.WebhookRequest) (*pb.WebhookResponse, error) {
+	switch string(request.GetBody()) {
+	case "bad":
+		return nil, Permanent("the body is not JSON")
+	case "busy":
+		return nil, fmt.Errorf("wrapped: %w", Retryable(1500*time.Millisecond, "try later").WithCode("busy"))
+	}
+	return &pb.WebhookResponse{Records: []*pb.Record{{Id: request.GetDeliveryId()}}}, nil
+}
+
+// tagConfig is a config table for the tests.
+type tagConfig struct {
+	Tag   string `json:"tag"`
+	Limit int    `json:"limit"`
+}
+
+func TestMetadataAdvertisesTheSetRoles(t *testing.T) {
+	p := &Plugin{Name: "both", Version: "1.2.3", Description: "d", ConfigSchema: "{}", WebhookSyncReply: true, Enricher: enricher{}, Output: &output{}}
+	got, err := pb.NewPluginClient(connect(t, p)).GetMetadata(context.Background(), &pb.GetMetadataRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetName() != "both" || got.GetVersion() != "1.2.3" || got.GetDescription() != "d" || got.GetConfigSchema() != "{}" || !got.GetWebhookSyncReply() {
+		t.Errorf("metadata %v", got)
+	}
+	if want := []pb.Role{pb.Role_ROLE_ENRICHMENT, pb.Role_ROLE_OUTPUT}; !reflect.DeepEqual(got.GetRoles(), want) {
+		t.Errorf("roles %v, want %v", got.GetRoles(), want)
+	}
+}
+
+func TestRegisterRefusesAPluginWithoutNameOrRole(t *testing.T) {
+	if err := (&Plugin{Name: "none"}).Register(grpc.NewServer()); err == nil {
+		t.Error("a plugin without a role must be refused")
+	}
+	if err := (&Plugin{Enricher: enricher{}}).Register(grpc.NewServer()); err == nil {
+		t.Error("a plugin without a name must be refused")
+	}
+}
+
+func TestConfigureReportsProblemsByField(t *testing.T) {
+	p := &Plugin{Name: "cfg", Enricher: enricher{}, Configure: func(_ context.Context, raw []byte) error {
+		config := tagConfig{Tag: "go"}
+		problems := DecodeConfig(raw, &config)
+		if config.Tag == "" {
+			problems.Add("tag", "must not be empty")
+		}
+		return problems.Err()
+	}}
+	conn := connect(t, p)
+	client := pb.NewPluginClient(conn)
+	cases := map[string][]string{
+		`{"tag":7,"limit":"x","zzz":1}`: {"limit", "tag", "zzz"},
+		`{"tag":""}`:                    {"tag"},
+		`[1]`:                           {""},
+	}
+	for raw, want := range cases {
+		response, err := client.Configure(context.Background(), &pb.ConfigureRequest{ConfigJson: []byte(raw)})
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		var fields []string
+		for _, problem := range response.GetErrors() {
+			fields = append(fields, problem.GetField())
+			if problem.GetMessage() == "" {
+				t.Errorf("%s: empty message for %q", raw, problem.GetField())
+			}
+		}
+		if !reflect.DeepEqual(fields, want) {
+			t.Errorf("%s: fields %v, want %v", raw, fields, want)
+		}
+	}
+	// Still unconfigured: role calls are refused.
+	stream, err := pb.NewEnricherClient(conn).Enrich(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("before Configure: got %v, want FailedPrecondition", err)
+	}
+	configure(t, conn, `{"tag":"blue","limit":3}`)
+}
+
+func TestAPluginWithoutConfigureAcceptsOnlyAnEmptyTable(t *testing.T) {
+	conn := connect(t, &Plugin{Name: "plain", Output: &output{}})
+	response, err := pb.NewPluginClient(conn).Configure(context.Background(), &pb.ConfigureRequest{ConfigJson: []byte(`{"b":1,"a":2}`)})
+	if err != nil || len(response.GetErrors()) != 2 || response.GetErrors()[0].GetField() != "a" {
+		t.Fatalf("got %v %v", response.GetErrors(), err)
+	}
+	configure(t, conn, `{}`)
+}
+
+func TestARetryableConfigureErrorIsUnavailable(t *testing.T) {
+	p := &Plugin{Name: "flaky", Enricher: enricher{}, Configure: func(context.Context, []byte) error {
+		return Retryable(2*time.Second, "the database is unreachable")
+	}}
+	var trailer metadata.MD
+	_, err := pb.NewPluginClient(connect(t, p)).Configure(context.Background(), &pb.ConfigureRequest{}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "database is unreachable") {
+		t.Fatalf("got %v, want UNAVAILABLE", err)
+	}
+	if got := trailer.Get(retryAfterKey); !reflect.DeepEqual(got, []string{"2000"}) {
+		t.Errorf("retry-after %v", got)
+	}
+}
+
+func TestEnrichAnswersEveryItemInOrderWithItsSequence(t *testing.T) {
+	conn := connect(t, &Plugin{Name: "enrich", Enricher: enricher{}})
+	configure(t, conn, "")
+	stream, err := pb.NewEnricherClient(conn).Enrich(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []*pb.EnrichItem{
+		{Sequence: 9, Record: &pb.Record{Id: "a"}},
+		{Sequence: 4, Record: &pb.Record{Id: "bad-1"}},
+		{Sequence: 7, Record: &pb.Record{Id: "later-1"}},
+		{Sequence: 5, Record: &pb.Record{Id: "b", Metadata: map[string]string{"k": "v"}}},
+	}
+	if err := stream.Send(&pb.EnrichRequest{Items: items}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := got.GetResults()
+	var sequences []uint64
+	for _, result := range results {
+		sequences = append(sequences, result.GetSequence())
+	}
+	if !reflect.DeepEqual(sequences, []uint64{9, 4, 7, 5}) {
+		t.Fatalf("sequences %v", sequences)
+	}
+	if r := results[0].GetRecord(); r.GetId() != "a" || r.GetMetadata()["seen"] != "yes" {
+		t.Errorf("first %v", results[0])
+	}
+	if f := results[1].GetFailure(); f == nil || f.GetRetryable() || f.GetCode() != "bad_record" || !strings.Contains(f.GetMessage(), "bad-1") {
+		t.Errorf("permanent failure %v", results[1])
+	}
+	if f := results[2].GetFailure(); f == nil || !f.GetRetryable() || f.GetRetryAfter().AsDuration() != 3*time.Second {
+		t.Errorf("retryable failure %v", results[2])
+	}
+	if r := results[3].GetRecord(); r.GetMetadata()["k"] != "v" || r.GetMetadata()["seen"] != "yes" {
+		t.Errorf("last %v", results[3])
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Errorf("want EOF after CloseSend, got %v", err)
+	}
+}
+
+func TestOutputAnswersEachDeliveryOnce(t *testing.T) {
+	out := &output{}
+	conn := connect(t, &Plugin{Name: "out", Output: out})
+	configure(t, conn, "")
+	stream, err := pb.NewOutputClient(conn).HandleEvent(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := [][]uint64{{2, 3, 4}, {6}}
+	var acked []uint64
+	for _, batch := range batches {
+		var events []*pb.RecordEvent
+		for _, id := range batch {
+			events = append(events, &pb.RecordEvent{DeliveryId: id, Kind: pb.EventKind_EVENT_KIND_CREATED, Attempt: 1, Record: &pb.Record{Id: "r"}})
+		}
+		if err := stream.Send(&pb.EventRequest{Events: events}); err != nil {
+			t.Fatal(err)
+		}
+		response, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ack := range response.GetAcks() {
+			acked = append(acked, ack.GetDeliveryId())
+			if failed := ack.GetFailure() != nil; failed != (ack.GetDeliveryId()%2 == 1) {
+				t.Errorf("ack %v", ack)
+			}
+			if f := ack.GetFailure(); f != nil && (!f.GetRetryable() || f.GetMessage() != "downstream refused") {
+				t.Errorf("a plain error must nack retryably with its message: %v", f)
+			}
+		}
+	}
+	if want := []uint64{2, 3, 4, 6}; !reflect.DeepEqual(acked, want) || !reflect.DeepEqual(out.seen, want) {
+		t.Errorf("acked %v, handled %v, want %v", acked, out.seen, want)
+	}
+}
+
+func TestPollEmitsBatchesWithCheckpoints(t *testing.T) {
+	conn := connect(t, &Plugin{Name: "poll", PollingInput: poller{}})
+	configure(t, conn, "")
+	stream, err := pb.NewPollingInputClient(conn).Poll(context.Background(), &pb.PollRequest{Checkpoint: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		response, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, record := range response.GetRecords() {
+			ids = append(ids, record.GetId())
+		}
+		checkpoint := "-"
+		if response.Checkpoint != nil {
+			checkpoint = string(response.GetCheckpoint())
+		}
+		got = append(got, fmt.Sprintf("%v@%s", ids, checkpoint))
+	}
+	if want := []string{"[xa xb]@x1", "[xc]@-", "[]@x2"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+}
+
+func TestErrorsMapToStatusesAndMetadata(t *testing.T) {
+	conn := connect(t, &Plugin{Name: "errs", PollingInput: poller{}, WebhookInput: webhook{}})
+	configure(t, conn, "")
+
+	stream, err := pb.NewPollingInputClient(conn).Poll(context.Background(), &pb.PollRequest{Checkpoint: []byte("broken")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("poll: got %v, want INVALID_ARGUMENT", err)
+	}
+	if got := stream.Trailer().Get(failureCodeKey); !reflect.DeepEqual(got, []string{"bad_checkpoint"}) {
+		t.Errorf("poll failure code %v", got)
+	}
+
+	client := pb.NewWebhookInputClient(conn)
+	response, err := client.HandleWebhook(context.Background(), &pb.WebhookRequest{Body: []byte("{}"), DeliveryId: "d-1"})
+	if err != nil || len(response.GetRecords()) != 1 || response.GetRecords()[0].GetId() != "d-1" {
+		t.Fatalf("webhook: %v %v", response, err)
+	}
+	if _, err := client.HandleWebhook(context.Background(), &pb.WebhookRequest{Body: []byte("bad")}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("bad body: got %v, want INVALID_ARGUMENT", err)
+	}
+	var trailer metadata.MD
+	_, err = client.HandleWebhook(context.Background(), &pb.WebhookRequest{Body: []byte("busy")}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != "wrapped: try later" {
+		t.Errorf("busy: got %v, want UNAVAILABLE", err)
+	}
+	if !reflect.DeepEqual(trailer.Get(retryAfterKey), []string{"1500"}) || !reflect.DeepEqual(trailer.Get(failureCodeKey), []string{"busy"}) {
+		t.Errorf("busy trailer %v", trailer)
+	}
+}
+
+func TestHealthFlipsTheHealthService(t *testing.T) {
+	health := NewHealth()
+	conn := connect(t, &Plugin{Name: "healthy", Output: &output{}, Health: health})
+	client := grpc_health_v1.NewHealthClient(conn)
+	check := func(service string) grpc_health_v1.HealthCheckResponse_ServingStatus {
+		t.Helper()
+		response, err := client.Check(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: service})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return response.GetStatus()
+	}
+	watch, err := client.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: "plugin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() grpc_health_v1.HealthCheckResponse_ServingStatus {
+		t.Helper()
+		response, err := watch.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return response.GetStatus()
+	}
+	if check("plugin") != grpc_health_v1.HealthCheckResponse_SERVING || next() != grpc_health_v1.HealthCheckResponse_SERVING {
+		t.Fatal("a new Health must say SERVING")
+	}
+	health.SetNotServing("the upstream API is down")
+	for _, service := range []string{"plugin", ""} {
+		if got := check(service); got != grpc_health_v1.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("%q: %v, want NOT_SERVING", service, got)
+		}
+	}
+	if got := next(); got != grpc_health_v1.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("watch: %v, want NOT_SERVING", got)
+	}
+	if serving, reason := health.Serving(); serving || reason != "the upstream API is down" {
+		t.Errorf("Serving() = %v %q", serving, reason)
+	}
+	health.SetServing()
+	if check("plugin") != grpc_health_v1.HealthCheckResponse_SERVING || next() != grpc_health_v1.HealthCheckResponse_SERVING {
+		t.Error("SetServing must say SERVING again")
+	}
+}
+
+func TestErrorHelpers(t *testing.T) {
+	base := errors.New("root cause")
+	err := Retryable(time.Second, "fetch: %w", base).WithCode("http_503")
+	if !errors.Is(err, base) || !err.IsRetryable() || err.RetryAfter() != time.Second || err.Code() != "http_503" || err.Error() != "fetch: root cause" {
+		t.Errorf("retryable %v", err)
+	}
+	if failure := failureFromError(context.Canceled); !failure.GetRetryable() {
+		t.Error("a plain error counts as retryable")
+	}
+	if code, _ := statusFromError(status.Error(codes.NotFound, "x")); status.Code(code) != codes.NotFound {
+		t.Error("a gRPC status passes through")
+	}
+	if got := (ConfigErrors{{Field: "a", Message: "m"}, {Message: "n"}}).Error(); got != "invalid configuration: a: m; n" {
+		t.Errorf("ConfigErrors.Error() = %q", got)
+	}
+}
