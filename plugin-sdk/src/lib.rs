@@ -83,6 +83,7 @@ mod authority;
 mod concurrency;
 mod config;
 mod error;
+pub mod http;
 pub mod log;
 mod plugin;
 mod role;
