@@ -217,10 +217,7 @@ impl Client {
         let request = request.build().map_err(|err| {
             HttpError::new(
                 HttpErrorKind::InvalidRequest,
-                format!(
-                    "invalid request: {}",
-                    super::error::describe_transport(err)
-                ),
+                format!("invalid request: {}", super::error::describe_transport(err)),
             )
         })?;
         self.execute(request).await

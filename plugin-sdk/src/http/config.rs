@@ -37,7 +37,10 @@ pub struct HttpConfig {
     #[serde(default)]
     pub base_url: Option<String>,
     /// The longest one attempt (connect, send, read the whole answer) may take.
-    #[serde(default = "default_timeout", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
     /// How to authenticate; no table means no authentication.
@@ -117,16 +120,25 @@ pub struct RetryConfig {
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// The backoff before the second attempt; it doubles after each.
-    #[serde(default = "default_initial_backoff", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_initial_backoff",
+        deserialize_with = "duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub initial_backoff: Duration,
     /// The longest backoff between two attempts.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_max_backoff",
+        deserialize_with = "duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub max_backoff: Duration,
     /// The longest wait an upstream's `Retry-After` or rate-limit reset
     /// header can impose; longer ones are cut to this.
-    #[serde(default = "default_max_retry_after", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_max_retry_after",
+        deserialize_with = "duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub max_retry_after: Duration,
 }
@@ -193,6 +205,69 @@ impl RateLimitConfig {
         RateLimitConfig {
             per_second,
             burst: Some(burst),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::decode_config;
+    use crate::error::ConfigError;
+
+    fn error(json: &str) -> ConfigError {
+        let errors = decode_config::<HttpConfig>(json.as_bytes()).unwrap_err();
+        errors.0.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn decodes_every_table_with_defaults() {
+        let config: HttpConfig = decode_config(
+            br#"{"base_url": "https://api.example.com/v1", "timeout": "10s",
+                 "auth": {"kind": "api_key", "header": "x-api-key", "key_env": "K"},
+                 "retry": {"max_attempts": 3, "initial_backoff": "250ms"},
+                 "rate_limit": {"per_second": 10.0, "burst": 20},
+                 "pagination": {"kind": "offset", "page_size": 50, "records_path": "/data"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.timeout, Duration::from_secs(10));
+        assert_eq!(config.retry.max_attempts, 3);
+        assert_eq!(config.retry.initial_backoff, Duration::from_millis(250));
+        assert_eq!(config.retry.max_backoff, Duration::from_secs(30));
+        assert_eq!(config.retry.max_retry_after, Duration::from_secs(300));
+        assert!(matches!(config.auth, Some(AuthConfig::ApiKey(_))));
+        let defaults: HttpConfig = decode_config(b"{}").unwrap();
+        assert_eq!(defaults.timeout, Duration::from_secs(30));
+        assert_eq!(defaults.retry.max_attempts, 5);
+        assert!(defaults.auth.is_none() && defaults.rate_limit.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_named_even_inside_tagged_tables() {
+        let err = error(r#"{"timeot": "1s"}"#);
+        assert_eq!(err.field, "timeot");
+        let err = error(r#"{"retry": {"max_attempt": 1}}"#);
+        assert_eq!(err.field, "retry.max_attempt");
+        let err = error(r#"{"auth": {"kind": "bearer", "token_env": "T", "tokn_env": "U"}}"#);
+        assert_eq!(err.field, "auth.tokn_env", "{err}");
+        let err = error(r#"{"auth": {"kind": "magic"}}"#);
+        assert_eq!(err.field, "auth.kind");
+        assert!(err.message.contains("magic"), "{err}");
+        let err = error(r#"{"timeout": "soon"}"#);
+        assert_eq!(err.field, "timeout");
+    }
+
+    #[test]
+    fn the_schema_lists_the_strategies() {
+        let schema = crate::schema_json::<HttpConfig>();
+        for kind in [
+            "api_key",
+            "oauth2_client_credentials",
+            "service_account",
+            "page_token",
+        ] {
+            assert!(schema.contains(kind), "{kind}");
         }
     }
 }

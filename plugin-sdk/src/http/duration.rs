@@ -6,7 +6,9 @@ use serde::{Deserialize, Deserializer};
 
 /// Deserializes a humantime string such as `"30s"` into a [`Duration`];
 /// use with `#[serde(deserialize_with = "…")]` and `#[schemars(with = "String")]`.
-pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text).map_err(|err| {
         serde::de::Error::custom(format!(
@@ -30,7 +32,12 @@ mod tests {
     fn parses_humantime_and_rejects_garbage() {
         let holder: Holder = serde_json::from_str(r#"{"value": "1m 30s"}"#).unwrap();
         assert_eq!(holder.value, Duration::from_secs(90));
-        let err = serde_json::from_str::<Holder>(r#"{"value": "soon"}"#).err().unwrap();
-        assert!(err.to_string().contains("`soon` is not a duration"), "{err}");
+        let err = serde_json::from_str::<Holder>(r#"{"value": "soon"}"#)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("`soon` is not a duration"),
+            "{err}"
+        );
     }
 }

@@ -285,7 +285,11 @@ mod tests {
         assert!(plugin_error.is_retryable());
         assert_eq!(plugin_error.retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(plugin_error.code(), Some("rate_limited"));
-        assert!(plugin_error.message().contains("GET /v1/items answered 429"));
+        assert!(
+            plugin_error
+                .message()
+                .contains("GET /v1/items answered 429")
+        );
         let connect = HttpError::new(HttpErrorKind::Connect, "GET /x: refused");
         assert!(connect.is_upstream_unreachable());
         assert!(PluginError::from(connect).is_retryable());

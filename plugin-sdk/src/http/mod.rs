@@ -125,4 +125,6 @@ pub use pagination::{
 pub use reqwest::{Method, RequestBuilder, StatusCode, Url, header};
 
 #[cfg(test)]
+mod client_tests;
+#[cfg(test)]
 mod test_server;

@@ -92,8 +92,8 @@ impl RateLimiter {
                 let mut bucket = lock(bucket);
                 let now = Instant::now();
                 let elapsed = now.saturating_duration_since(bucket.refilled_at);
-                bucket.tokens =
-                    (bucket.tokens + elapsed.as_secs_f64() * bucket.per_second).min(bucket.capacity);
+                bucket.tokens = (bucket.tokens + elapsed.as_secs_f64() * bucket.per_second)
+                    .min(bucket.capacity);
                 bucket.refilled_at = now;
                 if bucket.tokens >= 1.0 {
                     bucket.tokens -= 1.0;
@@ -177,8 +177,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_bucket_admits_burst_at_once_then_per_second() {
         let limiter = Arc::new(
-            RateLimiter::new(Some(&RateLimitConfig::new(2.0, 3)), Duration::from_secs(60))
-                .unwrap(),
+            RateLimiter::new(Some(&RateLimitConfig::new(2.0, 3)), Duration::from_secs(60)).unwrap(),
         );
         let admitted = Arc::new(AtomicUsize::new(0));
         for _ in 0..10 {
@@ -190,7 +189,11 @@ mod tests {
             });
         }
         settle().await;
-        assert_eq!(admitted.load(Ordering::SeqCst), 3, "only the burst goes at once");
+        assert_eq!(
+            admitted.load(Ordering::SeqCst),
+            3,
+            "only the burst goes at once"
+        );
         // Two tokens a second: one more every 500 ms.
         tokio::time::advance(Duration::from_millis(500)).await;
         settle().await;
@@ -249,9 +252,11 @@ mod tests {
 
     #[test]
     fn rejects_a_zero_rate_or_burst() {
-        let err = RateLimiter::new(Some(&RateLimitConfig::new(0.0, 1)), Duration::ZERO).unwrap_err();
+        let err =
+            RateLimiter::new(Some(&RateLimitConfig::new(0.0, 1)), Duration::ZERO).unwrap_err();
         assert_eq!(err.field, "rate_limit.per_second");
-        let err = RateLimiter::new(Some(&RateLimitConfig::new(1.0, 0)), Duration::ZERO).unwrap_err();
+        let err =
+            RateLimiter::new(Some(&RateLimitConfig::new(1.0, 0)), Duration::ZERO).unwrap_err();
         assert_eq!(err.field, "rate_limit.burst");
     }
 }

@@ -77,7 +77,14 @@ mod tests {
     #[test]
     fn backoff_doubles_is_capped_and_jittered_within_bounds() {
         let policy = policy();
-        for (attempt, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (30, 1000)] {
+        for (attempt, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (30, 1000),
+        ] {
             let full = Duration::from_millis(full);
             for _ in 0..20 {
                 let delay = policy.backoff(attempt);
@@ -91,7 +98,10 @@ mod tests {
         let policy = policy();
         let cap = RetryConfig::default().max_retry_after;
         assert_eq!(policy.delay(1, Some(Duration::from_secs(3600))), cap);
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
@@ -101,9 +111,15 @@ mod tests {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
         assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(120)));
         // 1_445_412_480 is Wed, 21 Oct 2015 07:28:00 GMT.
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:29:30 GMT"));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:29:30 GMT"),
+        );
         assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(90)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:00:00 GMT"));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:00:00 GMT"),
+        );
         assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers, now), None);

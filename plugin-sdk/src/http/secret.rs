@@ -100,7 +100,8 @@ mod tests {
         let err = from_env("auth.key_env", "SWITCHYARD_TEST_SURELY_UNSET_VAR").unwrap_err();
         assert_eq!(err.field, "auth.key_env");
         assert!(
-            err.message.contains("`SWITCHYARD_TEST_SURELY_UNSET_VAR` is not set"),
+            err.message
+                .contains("`SWITCHYARD_TEST_SURELY_UNSET_VAR` is not set"),
             "{}",
             err.message
         );

@@ -36,14 +36,20 @@ impl BasicConfig {
         if let Some(username) = &username
             && username.expose().contains(':')
         {
-            errors.push("auth.username", "must not contain `:` (HTTP Basic forbids it)");
+            errors.push(
+                "auth.username",
+                "must not contain `:` (HTTP Basic forbids it)",
+            );
         }
         errors.into_result()?;
         let (Some(username), Some(password)) = (username, password) else {
             return Err(ConfigErrors::new());
         };
-        let encoded = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", username.expose(), password.expose()));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            username.expose(),
+            password.expose()
+        ));
         let value = header_value(
             &format!("Basic {encoded}"),
             "auth.password_env",

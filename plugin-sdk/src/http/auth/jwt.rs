@@ -50,7 +50,10 @@ pub struct JwtConfig {
     #[serde(default)]
     pub subject: Option<String>,
     /// How long each token is valid (`exp` - `iat`).
-    #[serde(default = "default_lifetime", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_lifetime",
+        deserialize_with = "duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub lifetime: Duration,
     /// The `kid` header, if the verifier needs it.

@@ -82,11 +82,17 @@ pub(crate) enum Auth {
     None,
     /// A fixed header (api_key in a header, bearer, basic); the value is
     /// marked sensitive.
-    Header { name: HeaderName, value: HeaderValue },
+    Header {
+        name: HeaderName,
+        value: HeaderValue,
+    },
     /// A fixed query parameter (api_key in the query).
-    Query { name: String, value: Secret },
+    Query {
+        name: String,
+        value: Secret,
+    },
     /// A token fetched or signed at run time, cached.
-    Token(TokenCache),
+    Token(Box<TokenCache>),
 }
 
 impl std::fmt::Debug for Auth {
@@ -112,14 +118,14 @@ impl Auth {
             AuthConfig::Bearer(config) => config.build(),
             AuthConfig::Basic(config) => config.build(),
             AuthConfig::Oauth2ClientCredentials(config) => {
-                Ok(Auth::Token(TokenCache::new(config.build()?)))
+                Ok(Auth::Token(Box::new(TokenCache::new(config.build()?))))
             }
             AuthConfig::Oauth2RefreshToken(config) => {
-                Ok(Auth::Token(TokenCache::new(config.build()?)))
+                Ok(Auth::Token(Box::new(TokenCache::new(config.build()?))))
             }
-            AuthConfig::Jwt(config) => Ok(Auth::Token(TokenCache::new(config.build()?))),
+            AuthConfig::Jwt(config) => Ok(Auth::Token(Box::new(TokenCache::new(config.build()?)))),
             AuthConfig::ServiceAccount(config) => {
-                Ok(Auth::Token(TokenCache::new(config.build()?)))
+                Ok(Auth::Token(Box::new(TokenCache::new(config.build()?))))
             }
         }
     }
@@ -174,8 +180,7 @@ impl Auth {
 
 /// `Bearer <token>` as a sensitive header value.
 fn bearer_value(token: &Secret) -> Result<HeaderValue, ()> {
-    let mut value =
-        HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| ())?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| ())?;
     value.set_sensitive(true);
     Ok(value)
 }

@@ -91,7 +91,9 @@ impl RefreshToken {
         if let Some(rotated) = answer.refresh_token
             && rotated != refresh_token
         {
-            tracing::info!("The provider rotated the refresh token; using the new one from now on.");
+            tracing::info!(
+                "The provider rotated the refresh token; using the new one from now on."
+            );
             *self
                 .refresh_token
                 .lock()

@@ -8,10 +8,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::parse_url;
 use super::signing::{Signer, unix_now, validate_lifetime};
 use super::token_cache::FetchedToken;
 use super::token_endpoint::request_token;
-use super::parse_url;
 use crate::error::ConfigErrors;
 use crate::http::duration;
 use crate::http::error::HttpError;
@@ -50,7 +50,10 @@ pub struct ServiceAccountConfig {
     #[serde(default)]
     pub key_id: Option<String>,
     /// How long each assertion is valid.
-    #[serde(default = "default_lifetime", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_lifetime",
+        deserialize_with = "duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub lifetime: Duration,
 }
@@ -92,7 +95,10 @@ impl ServiceAccountConfig {
             token_url,
             issuer: self.issuer.clone(),
             subject: self.subject.clone(),
-            audience: self.audience.clone().unwrap_or_else(|| self.token_url.clone()),
+            audience: self
+                .audience
+                .clone()
+                .unwrap_or_else(|| self.token_url.clone()),
             scope: (!self.scopes.is_empty()).then(|| self.scopes.join(" ")),
             lifetime: self.lifetime,
         })

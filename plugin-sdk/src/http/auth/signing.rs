@@ -26,7 +26,10 @@ impl Signer {
         match EncodingKey::from_secret(secret.expose().as_bytes()) {
             Ok(key) => Some(Signer::with(key, Algorithm::HS256, key_id)),
             Err(_) => {
-                errors.push("auth.secret_env", format!("`{secret_env}` is not a usable HMAC key"));
+                errors.push(
+                    "auth.secret_env",
+                    format!("`{secret_env}` is not a usable HMAC key"),
+                );
                 None
             }
         }
@@ -43,12 +46,18 @@ impl Signer {
         let (field, pem) = match (private_key_env, private_key_file) {
             (Some(var), None) => (
                 "auth.private_key_env",
-                required_env(errors, "private_key_env", var)?.expose().as_bytes().to_vec(),
+                required_env(errors, "private_key_env", var)?
+                    .expose()
+                    .as_bytes()
+                    .to_vec(),
             ),
             (None, Some(path)) => match std::fs::read(path) {
                 Ok(pem) => ("auth.private_key_file", pem),
                 Err(err) => {
-                    errors.push("auth.private_key_file", format!("cannot read `{path}`: {err}"));
+                    errors.push(
+                        "auth.private_key_file",
+                        format!("cannot read `{path}`: {err}"),
+                    );
                     return None;
                 }
             },

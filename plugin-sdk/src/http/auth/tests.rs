@@ -18,6 +18,9 @@ use crate::http::secret::test_env;
 use crate::http::test_server::{Counter, config, serve};
 use crate::http::{Client, HttpConfig};
 
+/// The forms a token endpoint received.
+type Forms = Arc<Mutex<Vec<HashMap<String, String>>>>;
+
 const PRIVATE_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/test-only-rsa-private-key.pem"
@@ -47,16 +50,18 @@ async fn api(
 ) -> String {
     let router = Router::new().route(
         "/v1/me",
-        get(move |headers: HeaderMap, Query(query): Query<HashMap<String, String>>| {
-            let check = check.clone();
-            async move {
-                if check(&headers, &query) {
-                    (StatusCode::OK, axum::Json(json!({"ok": true})))
-                } else {
-                    (StatusCode::UNAUTHORIZED, axum::Json(json!({"ok": false})))
+        get(
+            move |headers: HeaderMap, Query(query): Query<HashMap<String, String>>| {
+                let check = check.clone();
+                async move {
+                    if check(&headers, &query) {
+                        (StatusCode::OK, axum::Json(json!({"ok": true})))
+                    } else {
+                        (StatusCode::UNAUTHORIZED, axum::Json(json!({"ok": false})))
+                    }
                 }
-            }
-        }),
+            },
+        ),
     );
     serve(router).await.url
 }
@@ -90,7 +95,8 @@ async fn api_key_in_the_query_never_reaches_an_error_message() {
     assert!(text.contains("GET /v1/me answered 401"), "{text}");
     assert!(!text.contains("q-secret-456"), "{text}");
     // And the key was sent: the server accepts it when it matches.
-    let url = api(|_, query| query.get("api_key").map(String::as_str) == Some("q-secret-456")).await;
+    let url =
+        api(|_, query| query.get("api_key").map(String::as_str) == Some("q-secret-456")).await;
     let client = client(json!({
         "base_url": format!("{url}/v1"),
         "auth": {"kind": "api_key", "query": "api_key", "key_env": "T_API_KEY_QUERY"},
@@ -113,7 +119,8 @@ async fn bearer() {
 async fn basic() {
     test_env::set("T_BASIC_PASSWORD", "p@ss word");
     // base64("alice:p@ss word")
-    let url = api(|headers, _| header(headers, "authorization") == "Basic YWxpY2U6cEBzcyB3b3Jk").await;
+    let url =
+        api(|headers, _| header(headers, "authorization") == "Basic YWxpY2U6cEBzcyB3b3Jk").await;
     let client = client(json!({
         "base_url": format!("{url}/v1"),
         "auth": {"kind": "basic", "username": "alice", "password_env": "T_BASIC_PASSWORD"},
@@ -124,8 +131,12 @@ async fn basic() {
 /// A token endpoint at `/token` that records each form it receives and
 /// answers with `answer(n, form)` for the n-th request (1-based).
 async fn token_server(
-    answer: impl Fn(usize, &HashMap<String, String>) -> (StatusCode, Value) + Clone + Send + Sync + 'static,
-) -> (String, Counter, Arc<Mutex<Vec<HashMap<String, String>>>>) {
+    answer: impl Fn(usize, &HashMap<String, String>) -> (StatusCode, Value)
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> (String, Counter, Forms) {
     let counter = Counter::default();
     let forms = Arc::new(Mutex::new(Vec::new()));
     let state = (counter.clone(), forms.clone());
@@ -133,7 +144,7 @@ async fn token_server(
         .route(
             "/token",
             post(
-                move |State((counter, forms)): State<(Counter, Arc<Mutex<Vec<HashMap<String, String>>>>)>,
+                move |State((counter, forms)): State<(Counter, Forms)>,
                       Form(form): Form<HashMap<String, String>>| {
                     let answer = answer.clone();
                     async move {
@@ -155,7 +166,10 @@ async fn token_server(
 async fn client_credentials_posts_the_form_and_caches_the_token() {
     test_env::set("T_CC_SECRET", "cc-secret");
     let (token_url, tokens, forms) = token_server(|n, _| {
-        (StatusCode::OK, json!({"access_token": format!("cc-{n}"), "token_type": "Bearer", "expires_in": 3600}))
+        (
+            StatusCode::OK,
+            json!({"access_token": format!("cc-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+        )
     })
     .await;
     let url = api(|headers, _| header(headers, "authorization") == "Bearer cc-1").await;
@@ -172,7 +186,11 @@ async fn client_credentials_posts_the_form_and_caches_the_token() {
     }));
     call(&client).await.unwrap();
     call(&client.clone()).await.unwrap();
-    assert_eq!(tokens.get(), 1, "the token is cached across calls and clones");
+    assert_eq!(
+        tokens.get(),
+        1,
+        "the token is cached across calls and clones"
+    );
     let form = forms.lock().unwrap()[0].clone();
     let expected: HashMap<String, String> = [
         ("grant_type", "client_credentials"),
@@ -192,7 +210,10 @@ async fn concurrent_calls_share_one_token_request() {
     test_env::set("T_CC_FLIGHT", "s");
     let (token_url, tokens, _) = token_server(|n, _| {
         // A lifetime so short that the token is renewed at once after 100 ms.
-        (StatusCode::OK, json!({"access_token": format!("t-{n}"), "expires_in": 0.2}))
+        (
+            StatusCode::OK,
+            json!({"access_token": format!("t-{n}"), "expires_in": 0.2}),
+        )
     })
     .await;
     let url = api(|headers, _| header(headers, "authorization").starts_with("Bearer t-")).await;
@@ -213,11 +234,19 @@ async fn concurrent_calls_share_one_token_request() {
         }
     };
     burst(client.clone()).await;
-    assert_eq!(tokens.get(), 1, "16 calls without a token: one token request");
+    assert_eq!(
+        tokens.get(),
+        1,
+        "16 calls without a token: one token request"
+    );
     // Let the token pass its renewal time (half of 200 ms), then again.
     tokio::time::sleep(Duration::from_millis(150)).await;
     burst(client).await;
-    assert_eq!(tokens.get(), 2, "16 calls with an expired token: one more token request");
+    assert_eq!(
+        tokens.get(),
+        2,
+        "16 calls with an expired token: one more token request"
+    );
 }
 
 #[tokio::test]
@@ -229,7 +258,10 @@ async fn a_401_renews_the_token_once_and_a_rotated_refresh_token_is_kept() {
         if form.get("refresh_token").map(String::as_str) != Some(expected) {
             return (StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}));
         }
-        (StatusCode::OK, json!({"access_token": format!("at-{n}"), "expires_in": 3600, "refresh_token": "r-2"}))
+        (
+            StatusCode::OK,
+            json!({"access_token": format!("at-{n}"), "expires_in": 3600, "refresh_token": "r-2"}),
+        )
     })
     .await;
     // The API has revoked at-1 (say, a password change): only at-2 works.
@@ -247,7 +279,10 @@ async fn a_401_renews_the_token_once_and_a_rotated_refresh_token_is_kept() {
     assert_eq!(forms[0]["client_id"], "app");
     assert_eq!(forms[0]["client_secret"], "rt-secret");
     assert_eq!(forms[0]["scope"], "mail.read");
-    assert_eq!(forms[1]["refresh_token"], "r-2", "the rotated refresh token is used");
+    assert_eq!(
+        forms[1]["refresh_token"], "r-2",
+        "the rotated refresh token is used"
+    );
 }
 
 #[tokio::test]
@@ -271,7 +306,10 @@ async fn a_401_that_renewal_does_not_fix_is_permanent() {
 async fn a_refused_token_request_is_a_permanent_auth_error() {
     test_env::set("T_CC_REFUSED", "wrong-secret");
     let (token_url, _, _) = token_server(|_, _| {
-        (StatusCode::UNAUTHORIZED, json!({"error": "invalid_client", "error_description": "bad"}))
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_client", "error_description": "bad"}),
+        )
     })
     .await;
     let client = client(json!({
@@ -355,7 +393,10 @@ async fn service_account_exchanges_a_signed_assertion() {
         if form.get("grant_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
         {
-            return (StatusCode::BAD_REQUEST, json!({"error": "unsupported_grant_type"}));
+            return (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "unsupported_grant_type"}),
+            );
         }
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_aud = false;
@@ -363,7 +404,10 @@ async fn service_account_exchanges_a_signed_assertion() {
         match jsonwebtoken::decode::<Value>(&form["assertion"], &key, &validation) {
             Ok(data) => {
                 seen.lock().unwrap().push((data.header, data.claims));
-                (StatusCode::OK, json!({"access_token": "sa-token", "expires_in": 3600}))
+                (
+                    StatusCode::OK,
+                    json!({"access_token": "sa-token", "expires_in": 3600}),
+                )
             }
             Err(_) => (StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"})),
         }
@@ -386,7 +430,10 @@ async fn service_account_exchanges_a_signed_assertion() {
     assert_eq!(claims["iss"], "robot@project.iam.example.com");
     assert_eq!(claims["sub"], "admin@example.com");
     assert_eq!(claims["aud"], token_endpoint, "aud defaults to token_url");
-    assert_eq!(claims["scope"], "https://example.com/auth/a https://example.com/auth/b");
+    assert_eq!(
+        claims["scope"],
+        "https://example.com/auth/a https://example.com/auth/b"
+    );
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         1800
@@ -405,7 +452,11 @@ fn a_missing_secret_names_the_key_and_the_variable_only() {
     }));
     assert_eq!(errors.0.len(), 1, "{errors}");
     assert_eq!(errors.0[0].field, "auth.token_env");
-    assert!(errors.0[0].message.contains("`T_SURELY_NOT_SET_ANYWHERE` is not set"));
+    assert!(
+        errors.0[0]
+            .message
+            .contains("`T_SURELY_NOT_SET_ANYWHERE` is not set")
+    );
 }
 
 #[test]
@@ -431,11 +482,18 @@ fn strategies_reject_incomplete_or_contradictory_keys() {
                  "private_key_file": "/surely/missing.pem"},
     }));
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, ["auth.token_url", "auth.private_key_file"], "{errors}");
+    assert_eq!(
+        fields,
+        ["auth.token_url", "auth.private_key_file"],
+        "{errors}"
+    );
     let errors = config_errors(json!({
         "auth": {"kind": "jwt", "algorithm": "RS256", "issuer": "i", "audience": "a",
                  "private_key_env": "T_CFG_KEY"},
     }));
     assert_eq!(errors.0[0].field, "auth.private_key_env", "{errors}");
-    assert!(errors.0[0].message.contains("not an RSA private key"), "{errors}");
+    assert!(
+        errors.0[0].message.contains("not an RSA private key"),
+        "{errors}"
+    );
 }

@@ -139,6 +139,9 @@ mod tests {
             refresh_margin(Duration::from_secs(3600)),
             Duration::from_secs(300)
         );
-        assert_eq!(refresh_margin(Duration::from_secs(60)), Duration::from_secs(30));
+        assert_eq!(
+            refresh_margin(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
     }
 }

@@ -35,7 +35,12 @@ impl CursorConfig {
     pub(super) fn validate(&self, errors: &mut ConfigErrors) {
         validate_pointer(errors, "cursor_path", &self.cursor_path);
         validate_pointer(errors, "records_path", &self.records_path);
-        validate_size(errors, "limit_param", self.limit_param.as_ref(), self.page_size);
+        validate_size(
+            errors,
+            "limit_param",
+            self.limit_param.as_ref(),
+            self.page_size,
+        );
     }
 
     pub(super) fn prepare(&self, url: &mut Url, position: Option<&PagePosition>) {

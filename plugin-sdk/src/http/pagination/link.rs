@@ -35,9 +35,8 @@ pub(super) fn prepare(url: &mut Url, position: Option<&PagePosition>) -> Result<
     let Some(PagePosition::Link { url: next }) = position else {
         return Ok(());
     };
-    let next = Url::parse(next).map_err(|_| {
-        pagination_error("the stored next-page link is not a URL".to_owned())
-    })?;
+    let next = Url::parse(next)
+        .map_err(|_| pagination_error("the stored next-page link is not a URL".to_owned()))?;
     if next.origin() != url.origin() {
         return Err(pagination_error(format!(
             "the next-page link leads to another origin ({}) than the request's ({}); not following it with our credentials",

@@ -67,7 +67,10 @@ impl Parser<'_> {
     }
 
     fn skip_whitespace_and_commas(&mut self) {
-        while self.peek().is_some_and(|c| c == ' ' || c == '\t' || c == ',') {
+        while self
+            .peek()
+            .is_some_and(|c| c == ' ' || c == '\t' || c == ',')
+        {
             self.chars.next();
         }
     }
@@ -185,7 +188,10 @@ mod tests {
         let links = parse_link_header(header).unwrap();
         assert_eq!(links.len(), 2);
         assert_eq!(links[0].target, "https://x.test/a?ids=1,2;3");
-        assert_eq!(links[0].params[0], ("title".to_owned(), "a, b; c".to_owned()));
+        assert_eq!(
+            links[0].params[0],
+            ("title".to_owned(), "a, b; c".to_owned())
+        );
         assert_eq!(next_of(header).as_deref(), Some("https://x.test/b?ids=4,5"));
     }
 

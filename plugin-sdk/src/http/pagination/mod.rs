@@ -243,7 +243,12 @@ fn records_at(body: &Value, pointer: &str, what: &str) -> Result<Vec<Value>, Htt
 
 /// Reads an opaque cursor or token at `pointer`: a string or a number;
 /// missing, null or empty means "no more pages".
-fn token_at(body: &Value, pointer: &str, key: &str, what: &str) -> Result<Option<String>, HttpError> {
+fn token_at(
+    body: &Value,
+    pointer: &str,
+    key: &str,
+    what: &str,
+) -> Result<Option<String>, HttpError> {
     match body.pointer(pointer) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.is_empty() => Ok(None),
@@ -251,7 +256,9 @@ fn token_at(body: &Value, pointer: &str, key: &str, what: &str) -> Result<Option
         Some(Value::Number(number)) => Ok(Some(number.to_string())),
         Some(_) => Err(HttpError::new(
             HttpErrorKind::Decode,
-            format!("the answer to {what} has neither a string nor a number at `{key}` `{pointer}`"),
+            format!(
+                "the answer to {what} has neither a string nor a number at `{key}` `{pointer}`"
+            ),
         )),
     }
 }
@@ -282,7 +289,12 @@ fn validate_pointer(errors: &mut ConfigErrors, key: &str, pointer: &str) {
 }
 
 /// Checks an optional `page_size` and the parameter that sends it: both or neither.
-fn validate_size(errors: &mut ConfigErrors, param_key: &str, param: Option<&String>, page_size: Option<u64>) {
+fn validate_size(
+    errors: &mut ConfigErrors,
+    param_key: &str,
+    param: Option<&String>,
+    page_size: Option<u64>,
+) {
     match (param, page_size) {
         (_, Some(0)) => errors.push("pagination.page_size", "must be at least 1"),
         (Some(_), None) => errors.push(

@@ -57,7 +57,11 @@ impl OffsetConfig {
         set_query(url, &self.limit_param, &self.page_size.to_string());
     }
 
-    pub(super) fn next(&self, position: Option<&PagePosition>, fetched: usize) -> Option<PagePosition> {
+    pub(super) fn next(
+        &self,
+        position: Option<&PagePosition>,
+        fetched: usize,
+    ) -> Option<PagePosition> {
         let offset = match position {
             Some(PagePosition::Offset { offset }) => *offset,
             _ => 0,

@@ -41,7 +41,12 @@ fn default_first_page() -> u64 {
 impl PageConfig {
     pub(super) fn validate(&self, errors: &mut ConfigErrors) {
         validate_pointer(errors, "records_path", &self.records_path);
-        validate_size(errors, "size_param", self.size_param.as_ref(), self.page_size);
+        validate_size(
+            errors,
+            "size_param",
+            self.size_param.as_ref(),
+            self.page_size,
+        );
     }
 
     fn current(&self, position: Option<&PagePosition>) -> u64 {
@@ -58,7 +63,11 @@ impl PageConfig {
         }
     }
 
-    pub(super) fn next(&self, position: Option<&PagePosition>, fetched: usize) -> Option<PagePosition> {
+    pub(super) fn next(
+        &self,
+        position: Option<&PagePosition>,
+        fetched: usize,
+    ) -> Option<PagePosition> {
         let fetched = u64::try_from(fetched).unwrap_or(u64::MAX);
         let short = self.page_size.is_some_and(|size| fetched < size);
         (fetched > 0 && !short).then(|| PagePosition::Page {
