@@ -300,6 +300,27 @@ impl Client {
     }
 }
 
+/// Follows up to 10 redirects, within the request's origin only: a
+/// credential in a custom header or the query would otherwise go to another
+/// host (reqwest drops only `Authorization` and cookies on such a hop). A
+/// redirect elsewhere is returned as it is, so the call fails with its 3xx.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = attempt.previous().first().map(Url::origin);
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if origin.is_some_and(|origin| origin != attempt.url().origin()) {
+            tracing::warn!(
+                to = %attempt.url().origin().ascii_serialization(),
+                "Not following a redirect to another origin with our credentials."
+            );
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// reqwest over rustls with the aws-lc-rs provider and the system's root
 /// certificates; the timeout covers each attempt whole.
 fn build_http_client(config: &HttpConfig) -> Result<reqwest::Client, ConfigError> {
@@ -320,6 +341,7 @@ fn build_http_client(config: &HttpConfig) -> Result<reqwest::Client, ConfigError
         .with_no_client_auth();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        .redirect(same_origin_redirects())
         .timeout(config.timeout)
         .connect_timeout(config.timeout)
         .user_agent(concat!("switchyard-plugin-sdk/", env!("CARGO_PKG_VERSION")))

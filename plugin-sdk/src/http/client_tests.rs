@@ -292,6 +292,43 @@ async fn the_bucket_admits_only_the_burst_at_once_across_clones() {
     }
 }
 
+#[tokio::test]
+async fn redirects_are_followed_only_within_the_origin() {
+    let (elsewhere, elsewhere_hits) = scripted(|_| ok()).await;
+    let target = format!("{elsewhere}/v1/items");
+    let router = Router::new()
+        .route(
+            "/v1/old",
+            get(|| async { axum::response::Redirect::temporary("/v1/new") }),
+        )
+        .route(
+            "/v1/new",
+            get(|| async { axum::Json(json!({"moved": true})) }),
+        )
+        .route(
+            "/v1/away",
+            get(move || {
+                let target = target.clone();
+                async move { axum::response::Redirect::temporary(&target) }
+            }),
+        );
+    let url = serve(router).await.url;
+    let client = client(&url, json!({}));
+    let body: Value = client.get_json("old").await.unwrap();
+    assert_eq!(body, json!({"moved": true}));
+    let error = client.get_json::<Value>("away").await.unwrap_err();
+    assert_eq!(
+        error.status_code(),
+        Some(StatusCode::TEMPORARY_REDIRECT),
+        "{error}"
+    );
+    assert_eq!(
+        elsewhere_hits.get(),
+        0,
+        "nothing was sent to the other origin"
+    );
+}
+
 #[test]
 fn config_errors_name_their_keys() {
     let config: HttpConfig = config(json!({

@@ -27,15 +27,19 @@
 //!
 //! [`PluginError`]: crate::PluginError
 //!
-//! # Example
+//! # Example: a polling input that pages through an API
 //!
 //! ```no_run
 //! use schemars::JsonSchema;
 //! use serde::Deserialize;
 //! use switchyard_plugin_sdk::http::{Client, HttpConfig, PagePosition, Paginator};
-//! use switchyard_plugin_sdk::{ConfigErrors, PluginError, decode_config};
+//! use switchyard_plugin_sdk::{
+//!     ConfigError, ConfigErrors, Emitter, Plugin, PluginError, PollRequest, PollingInput, Record,
+//!     serve,
+//! };
 //!
-//! /// The plugin's `config` table: the API's settings under `[config.api]`.
+//! /// The plugin's `config` table; the API's settings are its `api` table:
+//! /// `[plugins.issues.config.api]`, `[plugins.issues.config.api.auth]`, …
 //! #[derive(Deserialize, JsonSchema)]
 //! #[serde(deny_unknown_fields)]
 //! struct IssuesConfig {
@@ -51,53 +55,65 @@
 //!
 //! impl Issues {
 //!     fn new(config: IssuesConfig) -> Result<Issues, ConfigErrors> {
-//!         let client = Client::new(&config.api)?;
+//!         // Errors name keys relative to the HttpConfig: put them under `api`.
+//!         let client = Client::new(&config.api).map_err(|errors| errors.within("api"))?;
 //!         let pagination = config.api.pagination.as_ref().ok_or_else(|| {
-//!             ConfigErrors::from(switchyard_plugin_sdk::ConfigError::new(
-//!                 "api.pagination",
-//!                 "is required",
-//!             ))
+//!             ConfigErrors::from(ConfigError::new("api.pagination", "is required"))
 //!         })?;
-//!         let paginator = Paginator::new(pagination)?;
+//!         let paginator = Paginator::new(pagination).map_err(|errors| errors.within("api"))?;
 //!         Ok(Issues { client, paginator, project: config.project })
 //!     }
+//! }
 //!
-//!     /// One page of issues, from `position` (stored in the checkpoint).
-//!     async fn poll_page(
-//!         &self,
-//!         position: Option<&PagePosition>,
-//!     ) -> Result<(Vec<serde_json::Value>, Option<PagePosition>), PluginError> {
-//!         let request = self.client.get("issues").query(&[("project", &self.project)]);
-//!         let page = self.paginator.next_page(&self.client, request, position).await?;
-//!         Ok((page.records, page.next))
+//! impl PollingInput for Issues {
+//!     async fn poll(&self, request: PollRequest, mut emitter: Emitter) -> Result<(), PluginError> {
+//!         // The checkpoint is the position of the next page: a backfill
+//!         // interrupted by a crash resumes at the page it reached.
+//!         let mut position: Option<PagePosition> = match &request.checkpoint {
+//!             Some(bytes) => serde_json::from_slice(bytes)
+//!                 .map_err(|err| PluginError::permanent(format!("bad checkpoint: {err}")))?,
+//!             None => None,
+//!         };
+//!         loop {
+//!             let request = self.client.get("issues").query(&[("project", &self.project)]);
+//!             // `?` turns an HttpError into a retryable or permanent PluginError.
+//!             let page = self.paginator.next_page(&self.client, request, position.as_ref()).await?;
+//!             let records = page
+//!                 .records
+//!                 .iter()
+//!                 .map(|issue| Record::new(issue["id"].to_string(), "issue").with_payload(issue))
+//!                 .collect::<Result<Vec<_>, _>>()?;
+//!             let checkpoint = serde_json::to_vec(&page.next)
+//!                 .map_err(|err| PluginError::permanent(err.to_string()))?;
+//!             emitter.emit_with_checkpoint(records, checkpoint).await?;
+//!             match page.next {
+//!                 Some(next) => position = Some(next),
+//!                 None => return Ok(()),
+//!             }
+//!         }
 //!     }
 //! }
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let config: IssuesConfig = decode_config(br#"{
-//!     "project": "demo",
-//!     "api": {
-//!         "base_url": "https://api.example.com/v1",
-//!         "timeout": "10s",
-//!         "auth": {"kind": "bearer", "token_env": "EXAMPLE_TOKEN"},
-//!         "retry": {"max_attempts": 4},
-//!         "rate_limit": {"per_second": 5.0, "burst": 10},
-//!         "pagination": {"kind": "cursor", "cursor_param": "cursor",
-//!                        "cursor_path": "/next_cursor", "records_path": "/data"}
-//!     }
-//! }"#)?;
-//! let issues = Issues::new(config)?;
-//! let mut position = None;
-//! loop {
-//!     let (records, next) = issues.poll_page(position.as_ref()).await?;
-//!     println!("{} records", records.len());
-//!     match next {
-//!         Some(next) => position = Some(next),
-//!         None => break,
-//!     }
+//! fn main() {
+//!     let plugin = Plugin::new("issues", "0.1.0")
+//!         .polling_input(|config: IssuesConfig| async move { Issues::new(config) });
+//!     serve(plugin)
 //! }
-//! # Ok(())
-//! # }
+//! ```
+//!
+//! with, in `plugins.toml`:
+//!
+//! ```toml
+//! [plugins.issues.config]
+//! project = "demo"
+//!
+//! [plugins.issues.config.api]
+//! base_url = "https://api.example.com/v1"
+//! timeout = "10s"
+//! auth = { kind = "bearer", token_env = "EXAMPLE_TOKEN" }
+//! retry = { max_attempts = 4 }
+//! rate_limit = { per_second = 5.0, burst = 10 }
+//! pagination = { kind = "cursor", cursor_param = "cursor", cursor_path = "/next_cursor", records_path = "/data" }
 //! ```
 
 mod auth;
