@@ -180,14 +180,19 @@ impl Paginator {
         let what = format!("{} {}", request.method(), request.url().path());
         let request_url = request.url().clone();
         let response = client.execute(request).await?;
-        let body: Value = response.json()?;
-        let records = records_at(&body, self.records_path(), &what)?;
+        let mut body: Value = response.json()?;
+        // The cursor or token is read before the records are moved out.
+        let token_next = match &self.config {
+            PaginationConfig::Cursor(config) => config.next(&body, &what)?,
+            PaginationConfig::PageToken(config) => config.next(&body, &what)?,
+            _ => None,
+        };
+        let records = take_records(&mut body, self.records_path(), &what)?;
         let fetched = records.len();
         let next = match &self.config {
-            PaginationConfig::Cursor(config) => config.next(&body, &what)?,
+            PaginationConfig::Cursor(_) | PaginationConfig::PageToken(_) => token_next,
             PaginationConfig::Offset(config) => config.next(position, fetched),
             PaginationConfig::Page(config) => config.next(position, fetched),
-            PaginationConfig::PageToken(config) => config.next(&body, &what)?,
             PaginationConfig::Link(_) => link::next(response.headers(), &request_url, &what)?,
         };
         if let (Some(next), Some(position)) = (&next, position)
@@ -226,10 +231,10 @@ fn pagination_error(message: String) -> HttpError {
     HttpError::new(HttpErrorKind::Pagination, message)
 }
 
-/// The array at `pointer` in `body`, cloned out.
-fn records_at(body: &Value, pointer: &str, what: &str) -> Result<Vec<Value>, HttpError> {
-    match body.pointer(pointer) {
-        Some(Value::Array(records)) => Ok(records.clone()),
+/// The array at `pointer` in `body`, moved out.
+fn take_records(body: &mut Value, pointer: &str, what: &str) -> Result<Vec<Value>, HttpError> {
+    match body.pointer_mut(pointer) {
+        Some(Value::Array(records)) => Ok(std::mem::take(records)),
         Some(_) => Err(HttpError::new(
             HttpErrorKind::Decode,
             format!("the answer to {what} has no array at `records_path` `{pointer}`"),
