@@ -47,13 +47,24 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// A successful answer (2xx), read whole.
-#[derive(Debug, Clone)]
+/// A successful answer (2xx), read whole. Its `Debug` shows the URL's
+/// path only (the query may carry a key).
+#[derive(Clone)]
 pub struct Response {
     status: StatusCode,
     headers: HeaderMap,
     url: Url,
     body: Bytes,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("path", &self.url.path())
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Response {
@@ -285,6 +296,26 @@ impl Client {
             );
             tokio::time::sleep(delay).await;
             attempt += 1;
+        }
+    }
+
+    /// Removes the query parameter that carries the API key (`api_key`
+    /// auth with `query`), so a URL the upstream gave back (a next-page
+    /// link) can be stored in a checkpoint without the key.
+    pub(crate) fn strip_credential(&self, url: &mut Url) {
+        if let Auth::Query { name, .. } = &self.inner.auth
+            && url.query_pairs().any(|(key, _)| key == name.as_str())
+        {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(key, _)| key != name.as_str())
+                .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                url.set_query(None);
+            } else {
+                url.query_pairs_mut().clear().extend_pairs(kept);
+            }
         }
     }
 

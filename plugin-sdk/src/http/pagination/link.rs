@@ -53,7 +53,7 @@ pub(super) fn next(
     headers: &HeaderMap,
     request_url: &Url,
     what: &str,
-) -> Result<Option<PagePosition>, HttpError> {
+) -> Result<Option<Url>, HttpError> {
     for value in headers.get_all(LINK) {
         let text = value.to_str().map_err(|_| {
             HttpError::new(
@@ -74,9 +74,7 @@ pub(super) fn next(
                     format!("the next link in the answer to {what} is not a URL"),
                 )
             })?;
-            return Ok(Some(PagePosition::Link {
-                url: url.to_string(),
-            }));
+            return Ok(Some(url));
         }
     }
     Ok(None)

@@ -193,7 +193,14 @@ impl Paginator {
             PaginationConfig::Cursor(_) | PaginationConfig::PageToken(_) => token_next,
             PaginationConfig::Offset(config) => config.next(position, fetched),
             PaginationConfig::Page(config) => config.next(position, fetched),
-            PaginationConfig::Link(_) => link::next(response.headers(), &request_url, &what)?,
+            PaginationConfig::Link(_) => {
+                link::next(response.headers(), &request_url, &what)?.map(|mut url| {
+                    client.strip_credential(&mut url);
+                    PagePosition::Link {
+                        url: url.to_string(),
+                    }
+                })
+            }
         };
         if let (Some(next), Some(position)) = (&next, position)
             && next == position

@@ -281,6 +281,46 @@ async fn a_repeated_link_or_a_foreign_one_stops() {
 }
 
 #[tokio::test]
+async fn a_next_link_echoing_the_query_key_is_stored_without_it() {
+    crate::http::secret::test_env::set("T_LINK_KEY", "link-key-1");
+    let router = Router::new().route(
+        "/v1/items",
+        get(|Query(query): Query<HashMap<String, String>>| async move {
+            assert_eq!(query.get("key").map(String::as_str), Some("link-key-1"));
+            let next = if query.contains_key("page") {
+                String::new()
+            } else {
+                // The upstream echoes every query parameter, the key too.
+                r#"</v1/items?key=link-key-1&page=2>; rel="next""#.to_owned()
+            };
+            let mut map = HeaderMap::new();
+            map.insert("link", HeaderValue::from_str(&next).unwrap());
+            (map, axum::Json(records(0..1)))
+        }),
+    );
+    let url = serve(router).await.url;
+    let client = Client::new(&config::<HttpConfig>(json!({
+        "base_url": format!("{url}/v1"),
+        "auth": {"kind": "api_key", "query": "key", "key_env": "T_LINK_KEY"},
+    })))
+    .unwrap();
+    let paginator = paginator(json!({"kind": "link"}));
+    let first = paginator
+        .next_page(&client, client.get("items"), None)
+        .await
+        .unwrap();
+    let Some(PagePosition::Link { url }) = &first.next else {
+        panic!("{:?}", first.next);
+    };
+    assert!(url.ends_with("/v1/items?page=2"), "{url}");
+    let second = paginator
+        .next_page(&client, client.get("items"), first.next.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(second.next, None);
+}
+
+#[tokio::test]
 async fn records_path_must_lead_to_an_array() {
     let client = pages(|_| (vec![], json!({"data": {"not": "an array"}}))).await;
     for (pointer, problem) in [("/data", "no array at"), ("/missing", "nothing at")] {
