@@ -68,12 +68,15 @@ fn config_error_from_serde(path: &str, message: &str) -> ConfigError {
         {
             let key = &rest[..end];
             let missing = prefix.starts_with("missing");
-            // serde_path_to_error's path already ends with an unknown key, but
-            // stops at the enclosing table for a missing one.
+            // serde_path_to_error's path usually ends with an unknown key, but
+            // stops at the enclosing table for a missing one, and for an
+            // unknown one inside an internally tagged enum (serde buffers
+            // those tables, so the path cannot follow).
+            let ends_with_key = path.rsplit('.').next() == Some(key);
             let field = match (missing, path.is_empty()) {
                 (_, true) => key.to_owned(),
-                (true, false) => format!("{path}.{key}"),
-                (false, false) => path.to_owned(),
+                (false, false) if ends_with_key => path.to_owned(),
+                (_, false) => format!("{path}.{key}"),
             };
             let text = if missing {
                 "is required".to_owned()
@@ -157,6 +160,28 @@ mod tests {
     fn a_nested_unknown_key_names_the_full_path() {
         let err = one_error(r#"{"path": "/x", "fields": [{"id": "a", "extra": 1}]}"#);
         assert_eq!(err.field, "fields.0.extra");
+    }
+
+    #[derive(Debug, serde::Deserialize, JsonSchema)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Tagged {
+        Plain(Inner),
+    }
+
+    #[derive(Debug, serde::Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct WithTagged {
+        tagged: Tagged,
+    }
+
+    #[test]
+    fn an_unknown_key_inside_a_tagged_enum_names_the_full_path() {
+        let errors =
+            decode_config::<WithTagged>(br#"{"tagged": {"kind": "plain", "id": "a", "dept": 1}}"#)
+                .unwrap_err();
+        assert_eq!(errors.0[0].field, "tagged.dept", "{errors}");
     }
 
     #[test]

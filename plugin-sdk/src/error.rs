@@ -207,6 +207,26 @@ impl ConfigErrors {
         self.problems.is_empty() && self.unavailable.is_none()
     }
 
+    /// Puts every field under `key` (`auth.token_env` becomes
+    /// `api.auth.token_env`): for errors from a part of the configuration
+    /// that sits under a key of yours, such as
+    /// [`http::Client::new`](crate::http::Client::new)'s.
+    pub fn within(self, key: &str) -> Self {
+        ConfigErrors(
+            self.0
+                .into_iter()
+                .map(|mut error| {
+                    error.field = if error.field.is_empty() {
+                        key.to_owned()
+                    } else {
+                        format!("{key}.{}", error.field)
+                    };
+                    error
+                })
+                .collect(),
+        )
+    }
+
     /// `Ok(())` when empty, otherwise `Err(self)`: ends a validation function.
     ///
     /// # Errors
@@ -264,3 +284,17 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_puts_every_field_under_the_key() {
+        let mut errors = ConfigErrors::new();
+        errors.push("auth.token_env", "the environment variable `T` is not set");
+        errors.push("", "cannot set up TLS");
+        let fields: Vec<String> = errors.within("api").into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["api.auth.token_env", "api"]);
+    }
+}

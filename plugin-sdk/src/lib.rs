@@ -84,6 +84,7 @@ mod concurrency;
 mod config;
 mod error;
 mod health;
+pub mod http;
 pub mod log;
 mod plugin;
 mod role;
