@@ -181,7 +181,7 @@ mod tests {
         let errors =
             decode_config::<WithTagged>(br#"{"tagged": {"kind": "plain", "id": "a", "dept": 1}}"#)
                 .unwrap_err();
-        assert_eq!(errors.0[0].field, "tagged.dept", "{errors}");
+        assert_eq!(errors.problems()[0].field, "tagged.dept", "{errors}");
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConfigErrors {
-    problems: Vec<ConfigError>,
+    pub(crate) problems: Vec<ConfigError>,
     unavailable: Option<PluginError>,
 }
 
@@ -211,20 +211,15 @@ impl ConfigErrors {
     /// `api.auth.token_env`): for errors from a part of the configuration
     /// that sits under a key of yours, such as
     /// [`http::Client::new`](crate::http::Client::new)'s.
-    pub fn within(self, key: &str) -> Self {
-        ConfigErrors(
-            self.0
-                .into_iter()
-                .map(|mut error| {
-                    error.field = if error.field.is_empty() {
-                        key.to_owned()
-                    } else {
-                        format!("{key}.{}", error.field)
-                    };
-                    error
-                })
-                .collect(),
-        )
+    pub fn within(mut self, key: &str) -> Self {
+        for error in &mut self.problems {
+            error.field = if error.field.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{key}.{}", error.field)
+            };
+        }
+        self
     }
 
     /// `Ok(())` when empty, otherwise `Err(self)`: ends a validation function.

@@ -137,16 +137,16 @@ impl Client {
             errors.push("timeout", "must be longer than 0s");
         }
         let auth = Auth::new(config.auth.as_ref())
-            .map_err(|auth_errors| errors.0.extend(auth_errors))
+            .map_err(|auth_errors| errors.problems.extend(auth_errors.problems))
             .ok();
         let limiter = RateLimiter::new(config.rate_limit.as_ref(), config.retry.max_retry_after)
-            .map_err(|err| errors.0.push(err))
+            .map_err(|err| errors.problems.push(err))
             .ok();
         if config.retry.max_attempts == 0 {
             errors.push("retry.max_attempts", "must be at least 1");
         }
         let http = build_http_client(config)
-            .map_err(|err| errors.0.push(err))
+            .map_err(|err| errors.problems.push(err))
             .ok();
         errors.into_result()?;
         let (Some(auth), Some(limiter), Some(http)) = (auth, limiter, http) else {

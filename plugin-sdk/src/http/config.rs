@@ -218,7 +218,7 @@ mod tests {
 
     fn error(json: &str) -> ConfigError {
         let errors = decode_config::<HttpConfig>(json.as_bytes()).unwrap_err();
-        errors.0.into_iter().next().unwrap()
+        errors.problems.into_iter().next().unwrap()
     }
 
     #[test]

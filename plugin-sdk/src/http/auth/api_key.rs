@@ -39,7 +39,7 @@ impl ApiKeyConfig {
                         match header_value(key.expose(), "auth.key_env", &self.key_env) {
                             Ok(value) => Some(Auth::Header { name, value }),
                             Err(err) => {
-                                errors.0.push(err);
+                                errors.problems.push(err);
                                 None
                             }
                         }

@@ -219,7 +219,7 @@ fn inline_or_env(
             match super::secret::from_env(&field, var) {
                 Ok(value) => Some(value),
                 Err(err) => {
-                    errors.0.push(err);
+                    errors.problems.push(err);
                     None
                 }
             }
@@ -246,7 +246,7 @@ fn required_env(errors: &mut ConfigErrors, key: &str, var: &str) -> Option<Secre
     match super::secret::from_env(&format!("auth.{key}"), var) {
         Ok(value) => Some(value),
         Err(err) => {
-            errors.0.push(err);
+            errors.problems.push(err);
             None
         }
     }

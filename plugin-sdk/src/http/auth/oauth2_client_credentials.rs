@@ -49,7 +49,7 @@ impl ClientCredentialsConfig {
     pub(super) fn build(&self) -> Result<ClientCredentials, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         let token_url = parse_url("auth.token_url", &self.token_url)
-            .map_err(|err| errors.0.push(err))
+            .map_err(|err| errors.problems.push(err))
             .ok();
         let client_id = inline_or_env(
             &mut errors,

@@ -52,7 +52,7 @@ impl RefreshTokenConfig {
     pub(super) fn build(&self) -> Result<RefreshToken, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         let token_url = parse_url("auth.token_url", &self.token_url)
-            .map_err(|err| errors.0.push(err))
+            .map_err(|err| errors.problems.push(err))
             .ok();
         let client_secret = self
             .client_secret_env

@@ -78,7 +78,7 @@ impl ServiceAccountConfig {
         let mut errors = ConfigErrors::new();
         validate_lifetime(&mut errors, self.lifetime);
         let token_url = parse_url("auth.token_url", &self.token_url)
-            .map_err(|err| errors.0.push(err))
+            .map_err(|err| errors.problems.push(err))
             .ok();
         let signer = Signer::rs256(
             &mut errors,

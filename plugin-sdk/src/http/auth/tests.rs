@@ -450,10 +450,10 @@ fn a_missing_secret_names_the_key_and_the_variable_only() {
     let errors = config_errors(json!({
         "auth": {"kind": "bearer", "token_env": "T_SURELY_NOT_SET_ANYWHERE"},
     }));
-    assert_eq!(errors.0.len(), 1, "{errors}");
-    assert_eq!(errors.0[0].field, "auth.token_env");
+    assert_eq!(errors.problems().len(), 1, "{errors}");
+    assert_eq!(errors.problems()[0].field, "auth.token_env");
     assert!(
-        errors.0[0]
+        errors.problems()[0]
             .message
             .contains("`T_SURELY_NOT_SET_ANYWHERE` is not set")
     );
@@ -463,20 +463,27 @@ fn a_missing_secret_names_the_key_and_the_variable_only() {
 fn strategies_reject_incomplete_or_contradictory_keys() {
     test_env::set("T_CFG_KEY", "k");
     let errors = config_errors(json!({"auth": {"kind": "api_key", "key_env": "T_CFG_KEY"}}));
-    assert_eq!(errors.0[0].field, "auth.header", "{errors}");
+    assert_eq!(errors.problems()[0].field, "auth.header", "{errors}");
     let errors = config_errors(json!({
         "auth": {"kind": "api_key", "key_env": "T_CFG_KEY", "header": "x", "query": "y"},
     }));
-    assert!(errors.0[0].message.contains("not both"), "{errors}");
+    assert!(
+        errors.problems()[0].message.contains("not both"),
+        "{errors}"
+    );
     let errors = config_errors(json!({
         "auth": {"kind": "jwt", "algorithm": "RS256", "issuer": "i", "audience": "a"},
     }));
-    assert_eq!(errors.0[0].field, "auth.private_key_file", "{errors}");
+    assert_eq!(
+        errors.problems()[0].field,
+        "auth.private_key_file",
+        "{errors}"
+    );
     let errors = config_errors(json!({
         "auth": {"kind": "jwt", "algorithm": "HS256", "secret_env": "T_CFG_KEY",
                  "issuer": "i", "audience": "a", "lifetime": "0s"},
     }));
-    assert_eq!(errors.0[0].field, "auth.lifetime", "{errors}");
+    assert_eq!(errors.problems()[0].field, "auth.lifetime", "{errors}");
     let errors = config_errors(json!({
         "auth": {"kind": "service_account", "token_url": "not a url", "issuer": "i",
                  "private_key_file": "/surely/missing.pem"},
@@ -491,9 +498,15 @@ fn strategies_reject_incomplete_or_contradictory_keys() {
         "auth": {"kind": "jwt", "algorithm": "RS256", "issuer": "i", "audience": "a",
                  "private_key_env": "T_CFG_KEY"},
     }));
-    assert_eq!(errors.0[0].field, "auth.private_key_env", "{errors}");
+    assert_eq!(
+        errors.problems()[0].field,
+        "auth.private_key_env",
+        "{errors}"
+    );
     assert!(
-        errors.0[0].message.contains("not an RSA private key"),
+        errors.problems()[0]
+            .message
+            .contains("not an RSA private key"),
         "{errors}"
     );
 }

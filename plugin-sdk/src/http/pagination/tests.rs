@@ -368,9 +368,13 @@ fn config_is_validated_with_named_keys() {
         crate::decode_config::<PaginationConfig>(br#"{"kind": "offset", "page_sise": 10}"#)
             .unwrap_err();
     assert!(
-        errors.0[0].message.contains("page_sise") || errors.0[0].field.contains("page_sise"),
+        errors.problems()[0].message.contains("page_sise")
+            || errors.problems()[0].field.contains("page_sise"),
         "{errors:?}"
     );
     let errors = crate::decode_config::<PaginationConfig>(br#"{"kind": "scroll"}"#).unwrap_err();
-    assert!(errors.0[0].message.contains("scroll"), "{errors:?}");
+    assert!(
+        errors.problems()[0].message.contains("scroll"),
+        "{errors:?}"
+    );
 }
