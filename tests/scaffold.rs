@@ -8,7 +8,7 @@
 //! the Go SDK in `sdk/go`, whose stubs are committed. Python projects install
 //! their `requirements.txt` (the `switchyard-plugin` package from the checkout)
 //! into one virtualenv that every generated project links as its `.venv`.
-//! The Python polling input reads a fake list API served by this test.
+//! The Rust and Python polling inputs read a fake list API served by this test.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use switchyard_e2e::{Hub, bin_path, profile_dir, run_to_completion};
 
@@ -132,7 +133,7 @@ fn build_rust(project: &Path, name: &str) {
         .expect("link the binary");
 }
 
-/// Serves what the Python polling-input skeleton reads, Stripe style:
+/// Serves what the Rust and Python polling-input skeletons read, Stripe style:
 /// `GET /v1/items` answers items "1" to "10" on one page
 /// (`{"data": [...], "next_cursor": null}`), and nothing after "10".
 /// Returns its base URL; the thread ends with the test process.
@@ -178,7 +179,7 @@ fn fake_list_api() -> String {
 #[track_caller]
 fn check_under_hub(project: &Path, name: &str, role: &str, lang: &str) {
     match role {
-        "polling-input" if lang == "python" => {
+        "polling-input" if lang == "python" || lang == "rust" => {
             let toml_path = project.join("plugins.toml");
             let toml_text = std::fs::read_to_string(&toml_path).expect("plugins.toml");
             assert!(
@@ -198,8 +199,16 @@ fn check_under_hub(project: &Path, name: &str, role: &str, lang: &str) {
                 "{answer}"
             );
             assert_eq!(batch["records"][0]["id"], "1", "{answer}");
-            // base64 of {"cursor": "10"}: the next poll asks for what follows the last item.
-            assert_eq!(batch["checkpoint"], "eyJjdXJzb3IiOiAiMTAifQ==", "{answer}");
+            // The next poll asks for what follows the last item: the position
+            // is {"cursor": "10"} in Python and {"kind":"cursor","cursor":"10"} in Rust.
+            let checkpoint = batch["checkpoint"].as_str().unwrap_or_default();
+            let position: Value = serde_json::from_slice(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(checkpoint)
+                    .expect("a base64 checkpoint"),
+            )
+            .expect("a JSON checkpoint");
+            assert_eq!(position["cursor"], "10", "{answer}");
         }
         "enrichment" => {
             let body =

@@ -580,26 +580,37 @@ mod tests {
     }
 
     #[test]
-    fn the_python_polling_input_reads_an_api_configured_in_plugins_toml() {
-        let files = plan(&options(Lang::Python, Role::PollingInput), &inputs()).unwrap();
-        assert!(
-            contents(&files, "word_counter.py")
-                .contains("from switchyard_plugin.http import HttpClient")
-        );
-        let toml_text: toml::Table = toml::from_str(contents(&files, "plugins.toml")).unwrap();
-        let config = &toml_text["plugins"]["word-counter"]["config"];
-        assert_eq!(config["path"].as_str(), Some("/items"));
-        assert!(
-            config["api"]["base_url"]
-                .as_str()
-                .unwrap()
-                .starts_with("http://127.0.0.1:")
-        );
-        assert_eq!(config["api"]["pagination"]["kind"].as_str(), Some("cursor"));
-        assert_eq!(
-            toml_text["plugins"]["word-counter"]["poll"]["interval"].as_str(),
-            Some("30s")
-        );
+    fn the_rust_and_python_polling_inputs_read_an_api_configured_in_plugins_toml() {
+        for (lang, file, import) in [
+            (
+                Lang::Python,
+                "word_counter.py",
+                "from switchyard_plugin.http import HttpClient",
+            ),
+            (
+                Lang::Rust,
+                "src/lib.rs",
+                "use switchyard_plugin_sdk::http::{Client, HttpConfig",
+            ),
+        ] {
+            let files = plan(&options(lang, Role::PollingInput), &inputs()).unwrap();
+            assert!(contents(&files, file).contains(import), "{lang:?}");
+            let toml_text: toml::Table =
+                toml::from_str(contents(&files, "plugins.toml")).unwrap();
+            let config = &toml_text["plugins"]["word-counter"]["config"];
+            assert_eq!(config["path"].as_str(), Some("/items"));
+            assert!(
+                config["api"]["base_url"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("http://127.0.0.1:")
+            );
+            assert_eq!(config["api"]["pagination"]["kind"].as_str(), Some("cursor"));
+            assert_eq!(
+                toml_text["plugins"]["word-counter"]["poll"]["interval"].as_str(),
+                Some("30s")
+            );
+        }
         // The other languages keep the counter source.
         let files = plan(&options(Lang::Go, Role::PollingInput), &inputs()).unwrap();
         let toml_text: toml::Table = toml::from_str(contents(&files, "plugins.toml")).unwrap();

@@ -25,15 +25,30 @@ pub struct RoleInfo {
     pub call_expect: &'static str,
 }
 
-/// The facts about `role`'s skeleton in `lang`: the Python polling input
-/// reads a paginated HTTP API with `switchyard_plugin.http`; every other
-/// skeleton is the same in every language.
+/// The facts about `role`'s skeleton in `lang`: the Rust and Python polling
+/// inputs read a paginated HTTP API with their SDK's HTTP toolkit; every
+/// other skeleton is the same in every language.
 pub fn info_for(lang: Lang, role: Role) -> RoleInfo {
     match (lang, role) {
         (Lang::Python, Role::PollingInput) => PYTHON_POLLING_INPUT,
+        (Lang::Rust, Role::PollingInput) => RUST_POLLING_INPUT,
         _ => info(role),
     }
 }
+
+/// The `[plugins.NAME.config]` lines of the HTTP polling inputs: the two
+/// toolkits read the same keys.
+const HTTP_POLLING_CONFIG_TOML: &str = "path = \"/items\"\nid_field = \"id\"\n\n\
+    # The API to read: point base_url at yours (secrets go in environment variables, e.g.\n\
+    # [plugins.{{name}}.config.api.auth] kind = \"bearer\", token_env = \"MY_API_TOKEN\").\n\
+    [plugins.{{name}}.config.api]\nbase_url = \"http://127.0.0.1:8080/v1\"\ntimeout = \"30s\"\n\n\
+    [plugins.{{name}}.config.api.retry]\nmax_attempts = 5\n\n\
+    [plugins.{{name}}.config.api.pagination]\nkind = \"cursor\"\nrecords_path = \"/data\"\n\
+    cursor_param = \"starting_after\"\ncursor_path = \"/next_cursor\"\nlimit_param = \"limit\"\npage_size = 100\n";
+
+/// The `plugins.toml` tables after the HTTP polling inputs' own.
+const HTTP_POLLING_EXTRA_TOML: &str = "\n# Poll once at start-up, then 30 s after each poll ends.\n\
+    [plugins.{{name}}.poll]\ninterval = \"30s\"\n";
 
 /// The Python polling input: an HTTP API read page by page.
 const PYTHON_POLLING_INPUT: RoleInfo = RoleInfo {
@@ -47,18 +62,31 @@ const PYTHON_POLLING_INPUT: RoleInfo = RoleInfo {
                  - `api` (table, required): the HTTP client of `switchyard_plugin.http`: `base_url`, `timeout`, \
                  `[api.auth]`, `[api.retry]`, `[api.rate_limit]` and `[api.pagination]` (see \
                  docs/write-a-connector.md, \"Calling an API from Python\").",
-    config_toml: "path = \"/items\"\nid_field = \"id\"\n\n\
-                  # The API to read: point base_url at yours (secrets go in environment variables, e.g.\n\
-                  # [plugins.{{name}}.config.api.auth] kind = \"bearer\", token_env = \"MY_API_TOKEN\").\n\
-                  [plugins.{{name}}.config.api]\nbase_url = \"http://127.0.0.1:8080/v1\"\ntimeout = \"30s\"\n\n\
-                  [plugins.{{name}}.config.api.retry]\nmax_attempts = 5\n\n\
-                  [plugins.{{name}}.config.api.pagination]\nkind = \"cursor\"\nrecords_path = \"/data\"\n\
-                  cursor_param = \"starting_after\"\ncursor_path = \"/next_cursor\"\nlimit_param = \"limit\"\npage_size = 100\n",
-    extra_toml: "\n# Poll once at start-up, then 30 s after each poll ends.\n\
-                 [plugins.{{name}}.poll]\ninterval = \"30s\"\n",
+    config_toml: HTTP_POLLING_CONFIG_TOML,
+    extra_toml: HTTP_POLLING_EXTRA_TOML,
     call_kind: "poll",
     call_body: "{}",
     call_expect: "one batch per page of the API's list, each with a checkpoint like `{\"cursor\": \"<id>\"}` (base64)",
+};
+
+/// The Rust polling input: an HTTP API read page by page.
+const RUST_POLLING_INPUT: RoleInfo = RoleInfo {
+    slug: "polling-input",
+    behaviour: "an HTTP API reader: each poll lists `GET {api.base_url}{path}` page by page with \
+                the SDK's `switchyard_plugin_sdk::http` (cursor pagination, Stripe style), one record per \
+                item (id from `id_field`), and checkpoints the next page's position, so an interrupted poll \
+                resumes at that page and the next poll asks only for items after the last one",
+    config_doc: "`path` (string, default `\"/items\"`): the list endpoint, relative to `api.base_url`.\n\
+                 - `id_field` (string, default `\"id\"`): the item key holding the record id.\n\
+                 - `api` (table, required): the SDK's `http::HttpConfig`: `base_url`, `timeout`, \
+                 `[api.auth]`, `[api.retry]`, `[api.rate_limit]` and `[api.pagination]` (see \
+                 docs/write-a-connector.md, \"Calling an API: the http toolkit\").",
+    config_toml: HTTP_POLLING_CONFIG_TOML,
+    extra_toml: HTTP_POLLING_EXTRA_TOML,
+    call_kind: "poll",
+    call_body: "{}",
+    call_expect: "one batch per page of the API's list, each with a checkpoint like \
+                  `{\"kind\": \"cursor\", \"cursor\": \"<id>\"}` (base64)",
 };
 
 /// The facts about `role`'s skeleton.
