@@ -595,8 +595,7 @@ mod tests {
         ] {
             let files = plan(&options(lang, Role::PollingInput), &inputs()).unwrap();
             assert!(contents(&files, file).contains(import), "{lang:?}");
-            let toml_text: toml::Table =
-                toml::from_str(contents(&files, "plugins.toml")).unwrap();
+            let toml_text: toml::Table = toml::from_str(contents(&files, "plugins.toml")).unwrap();
             let config = &toml_text["plugins"]["word-counter"]["config"];
             assert_eq!(config["path"].as_str(), Some("/items"));
             assert!(
