@@ -365,3 +365,12 @@ fn relative_paths_join_the_base_url_and_absolute_urls_pass() {
         assert_eq!(request.url().as_str(), url);
     }
 }
+
+/// The SDK turns on reqwest's rustls backend, and Cargo features unify: a
+/// plugin (or a test) that also builds a plain `reqwest::Client` must not
+/// panic for want of a rustls crypto provider.
+#[test]
+fn a_plain_reqwest_client_builds_beside_the_toolkit() {
+    let built = std::panic::catch_unwind(reqwest::Client::new);
+    assert!(built.is_ok(), "reqwest::Client::new() panicked");
+}
