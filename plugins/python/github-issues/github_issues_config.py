@@ -64,7 +64,9 @@ def _kind(value: Any) -> str:
     return "a table"
 
 
-def read_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> Tuple[Optional[Settings], List[ConfigError]]:
+def read_settings(
+    config: Mapping[str, Any], environ: Mapping[str, str]
+) -> Tuple[Optional[Settings], List[ConfigError]]:
     """The settings in ``config`` (``None`` when there are errors) and every problem found."""
     errors: List[ConfigError] = []
     for key in sorted(config):
@@ -76,7 +78,9 @@ def read_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> Tupl
         errors.append(ConfigError("base_url", f"must be a string (an https:// URL), not {_kind(base_url)}"))
     else:
         parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        if "@" in parts.netloc:  # a credential in the URL would reach logs and checkpoints: never echo it
+            errors.append(ConfigError("base_url", "must not hold user info (user:password@); use token_env"))
+        elif parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             errors.append(
                 ConfigError("base_url", f"must be an http:// or https:// URL without a query, not {base_url!r}")
             )
@@ -140,7 +144,7 @@ CONFIG_SCHEMA: Dict[str, Any] = {
     "required": ["owner", "repo", "token_env"],
     "properties": {
         "base_url": {
-            "description": "The REST API's root: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.",
+            "description": "The REST API's root: https://api.github.com (https://HOST/api/v3 for GHE Server).",
             "type": "string",
             "default": DEFAULT_BASE_URL,
         },

@@ -264,6 +264,7 @@ def test_a_malformed_list_is_a_permanent_bad_response(github):
         ({"owner": "octo/../x"}, ENV, "owner", ["GitHub name"]),
         ({"repo": None}, ENV, "repo", ["required"]),
         ({"base_url": "ftp://github"}, ENV, "base_url", ["http"]),
+        ({"base_url": "https://me:pw@github.example"}, ENV, "base_url", ["user info"]),  # and pw is not echoed
         ({"token_env": "NOT_SET"}, ENV, "token_env", ["NOT_SET", "not set"]),
         ({}, {"GITHUB_TOKEN": ""}, "token_env", ["GITHUB_TOKEN", "not set"]),
     ],
@@ -275,4 +276,4 @@ def test_bad_configuration_names_the_key(config, environ, field, words):
     errors = GitHubIssues(environ=environ, clock=FakeClock()).configure(table, "issues")
     assert [e.field for e in errors] == [field], errors
     assert all(word in errors[0].message for word in words), errors[0].message
-    assert TOKEN not in errors[0].message
+    assert TOKEN not in errors[0].message and "pw@" not in errors[0].message
