@@ -30,6 +30,9 @@ logger = logging.getLogger("github-issues")
 
 #: Sent with every call: GitHub's JSON media type and the REST API version this plugin was written against.
 GITHUB_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+#: The longest rate-limit wait taken inside a poll; a later reset is handed to the hub as the retry-after
+#: (well under the hub's default poll timeout of 5 minutes).
+MAX_WAIT = "60s"
 ISSUE_TYPE = "github.issue"
 PULL_REQUEST_TYPE = "github.pull_request"
 
@@ -58,16 +61,20 @@ class GitHubIssues(PollingInput):
         settings, errors = read_settings(config, self.environ)
         if settings is None:
             return errors
-        table = {
-            "base_url": settings.base_url,
-            "auth": {"kind": "bearer", "token_env": settings.token_env},
-            "pagination": {"kind": "link"},
-        }
         try:
-            api = HttpClient.from_config(table, environ=self.environ, clock=self.clock, transport=self.transport)
+            # Polls wait out a rate limit up to MAX_WAIT in the plugin; the start check never waits
+            # (a retryable failure makes Configure answer UNAVAILABLE and the hub restarts it later).
+            api = self._client(settings, {"max_retry_after": MAX_WAIT})
+            probe = self._client(settings, {"max_attempts": 1})
         except HttpConfigError as err:  # read_settings checked these keys already; name ours anyway
             return [ConfigError("token_env" if e.field.startswith("auth") else e.field, e.message) for e in err.errors]
-        problem = self._check_access(api, settings)
+        try:
+            problem = self._check_access(probe, settings)
+        except HttpError:
+            api.close()
+            raise
+        finally:
+            probe.close()
         if problem is not None:
             api.close()
             return [problem]
@@ -87,6 +94,14 @@ class GitHubIssues(PollingInput):
             },
         )
         return []
+
+    def _client(self, settings: Settings, retry: Dict[str, Any]) -> HttpClient:
+        table = {
+            "base_url": settings.base_url,
+            "auth": {"kind": "bearer", "token_env": settings.token_env},
+            "retry": retry,
+        }
+        return HttpClient.from_config(table, environ=self.environ, clock=self.clock, transport=self.transport)
 
     def _check_access(self, api: HttpClient, settings: Settings) -> Optional[ConfigError]:
         """One cheap call at start (GET the repository) so a bad token or name fails Configure clearly.

@@ -221,14 +221,29 @@ def test_a_long_rate_limit_is_handed_to_the_hub_as_retryable(github):
     plugin = plugin_for(github, clock=clock)
     github.fail_next(
         403,
-        {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(clock.now) + 1800)},
+        {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(clock.now) + 90)},
         {"message": "API rate limit exceeded"},
     )
     with pytest.raises(HttpError) as err:
         poll_all(plugin)
+    # Over the plugin's 60 s: not waited for here, the hub waits instead (and the poll timeout stays clear).
     assert err.value.retryable and err.value.code == "rate_limited"
-    assert err.value.retry_after.total_seconds() == 1800
+    assert err.value.retry_after.total_seconds() == 90
     assert clock.sleeps == []
+
+
+def test_a_rate_limited_start_check_fails_configure_as_retryable_without_waiting(github):
+    clock = FakeClock()
+    github.api.route(
+        "GET",
+        "/repos/octo-org/hello-world",
+        lambda request: (429, {"retry-after": "30"}, {"message": "You have exceeded a secondary rate limit."}),
+    )
+    plugin = GitHubIssues(environ=ENV, clock=clock)
+    table = {"base_url": github.url, "owner": "octo-org", "repo": "hello-world", "token_env": "GITHUB_TOKEN"}
+    with pytest.raises(HttpError) as err:
+        plugin.configure(table, "issues")
+    assert err.value.retryable and err.value.code == "rate_limited" and clock.sleeps == []
 
 
 def test_a_checkpoint_of_another_repository_starts_over_and_garbage_is_refused(github):
