@@ -9,10 +9,12 @@ Configuration (the ``config`` table in plugins.toml; see README.md)::
     include_pull_requests = false     # the issues list returns pull requests too
 
 Each poll asks ``GET {base_url}/repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc
-&per_page=N&since=MARK`` and follows the ``Link: rel="next"`` URLs; every page
-is one batch whose checkpoint holds the next page's URL and the high-water
-``updated_at``, so an interrupted backfill resumes at its page and later polls
-read only what changed since the mark.
+&per_page=N&page=1&since=MARK`` page after page, each page ``since=`` the last ``updated_at``
+read (keyset paging: an issue edited mid-walk cannot make the walk skip another, as page
+numbers would), while ``Link: rel="next"`` says there is more. Every page is one batch whose
+checkpoint holds the high-water ``updated_at`` (and the page number while a whole page shares
+one second), so an interrupted backfill resumes where it was and later polls read only what
+changed since the mark.
 """
 
 import json

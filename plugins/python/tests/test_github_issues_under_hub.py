@@ -12,7 +12,7 @@ import os
 import subprocess
 
 from conftest import PYTHON_DIR
-from fake_github import TOKEN, FakeGitHub
+from fake_github import TOKEN, FakeGitHub, timestamp
 from hub_harness import HUB, require_binary, start_hub, wait_until  # noqa: F401
 
 GITHUB_ISSUES = os.path.join(PYTHON_DIR, "github-issues", "github-issues")
@@ -57,8 +57,13 @@ interval = "200ms"
             assert record["type"] == "github.issue" and record["version"] == 1
             assert record["payload"]["number"] == number and record["payload"]["title"] == f"Issue {number}"
             assert record["metadata"] == {"repository": "octo-org/hello-world", "number": str(number)}
-        # Later polls ask since= the mark (pages of 2: a backfill of three pages, then incremental polls).
-        wait_until(lambda: any("since" in r.query for r in github.list_requests()[3:]), 30, "an incremental poll")
+        # Later polls ask since= the mark, which the skipped pull request (updated last) moved.
+        backfill = len(github.list_requests())
+        wait_until(
+            lambda: any(r.query.get("since") == timestamp(6) for r in github.list_requests()[backfill:]),
+            30,
+            "a poll since the mark",
+        )
 
         github.update(2, updated_minute=30, title="Issue 2, edited", state="closed")
         edited = str(1_000_002)
