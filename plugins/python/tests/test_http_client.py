@@ -212,3 +212,43 @@ def test_pagination_tables_are_checked_key_by_key(pagination, field):
     with pytest.raises(HttpConfigError) as err:
         HttpClient.from_config({"pagination": pagination}, field="api")
     assert [e.field for e in err.value.errors] == [field], err.value.errors
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_a_used_up_rate_limit_waits_for_the_reset_then_retries(api, status):
+    # GitHub answers an exhausted primary limit with 403 or 429, X-RateLimit-Remaining: 0 and the reset epoch.
+    clock = FakeClock()
+    limited = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(clock.now) + 40)}
+    body = {"message": "API rate limit exceeded for user ID 1.", "documentation_url": "https://docs.github.com"}
+    api.route("GET", "/x", answers((status, limited, body), (200, {"x-ratelimit-remaining": "4999"}, {"ok": 1})))
+    assert client(api, clock).get_json("/x") == {"ok": 1}
+    assert clock.sleeps == [40.0]
+    assert len(api.seen("/x")) == 2
+
+
+def test_a_403_with_retry_after_is_a_secondary_rate_limit(api):
+    clock = FakeClock()
+    body = {"message": "You have exceeded a secondary rate limit."}
+    api.route("GET", "/x", answers((403, {"retry-after": "60"}, body), (200, {}, {"ok": 1})))
+    assert client(api, clock).get_json("/x") == {"ok": 1}
+    assert clock.sleeps == [60.0]
+
+
+def test_a_rate_limit_resetting_after_max_retry_after_is_handed_to_the_hub(api):
+    clock = FakeClock()
+    limited = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(clock.now) + 3600)}
+    api.route("GET", "/x", answers((403, limited, {"message": "API rate limit exceeded"})))
+    with pytest.raises(HttpError) as err:
+        client(api, clock).get("/x")
+    assert err.value.retryable and err.value.code == "rate_limited" and err.value.status == 403
+    assert err.value.retry_after is not None and err.value.retry_after.total_seconds() == 3600
+    assert clock.sleeps == [] and len(api.seen("/x")) == 1
+
+
+def test_a_403_without_rate_limit_headers_stays_forbidden(api):
+    clock = FakeClock()
+    api.route("GET", "/x", answers((403, {"x-ratelimit-remaining": "4000"}, {"message": "Resource not accessible"})))
+    with pytest.raises(HttpError) as err:
+        client(api, clock).get("/x")
+    assert not err.value.retryable and err.value.code == "forbidden"
+    assert len(api.seen("/x")) == 1

@@ -173,3 +173,16 @@ def test_records_missing_at_the_path_and_foreign_positions_are_permanent(api):
     with pytest.raises(HttpError) as err:
         list(c.pages("/items", position={"cursor": "x"}))
     assert err.value.code == "bad_position"
+
+
+def test_page_headers_go_with_every_page(api):
+    def route(request):
+        page = int(request.query.get("page", "1"))
+        headers = {"link": f'<{api.url}/v1/items?page={page + 1}>; rel="next"'} if page < 3 else {}
+        return 200, headers, [{"id": page}]
+
+    api.route("GET", "/v1/items", route)
+    version = {"X-GitHub-Api-Version": "2022-11-28"}
+    pages = list(client(api, {"kind": "link"}).pages("/items", headers=version))
+    assert ids(pages) == [[1], [2], [3]]
+    assert [r.header("x-github-api-version") for r in api.seen("/v1/items")] == ["2022-11-28"] * 3

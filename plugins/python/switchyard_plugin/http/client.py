@@ -171,6 +171,18 @@ class HttpClient:
                 refreshed = True
                 continue
             retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock)
+            limit_wait = _rate_limit_wait(status, retry_after, self.throttle.exhausted_for(response.headers))
+            if limit_wait is not None:
+                # 429, or a 403 that is a rate limit (GitHub answers its primary and secondary
+                # limits with 403 or 429, plus Retry-After or X-RateLimit-Remaining: 0 and the reset).
+                wait = limit_wait if limit_wait > 0 else None
+                if wait is not None and wait > self.retry.max_retry_after:
+                    tail = f" (the limit resets in {wait:.0f}s, over max_retry_after)"
+                    raise self._rate_limited(where, status, wait, tail)
+                if attempt < self.retry.max_attempts:
+                    self._back_off(attempt, wait, where, f"HTTP {status} (rate limited)")
+                    continue
+                raise self._rate_limited(where, status, wait, f" after {attempt} attempt(s)")
             if status in RETRY_STATUSES:
                 if retry_after is not None and retry_after > self.retry.max_retry_after:
                     raise self._status_error(
@@ -200,12 +212,18 @@ class HttpClient:
         return self.request_json("GET", url, params=params, headers=headers)
 
     def pages(
-        self, url: str, *, params: Optional[Mapping[str, Any]] = None, position: Optional[Position] = None
+        self,
+        url: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        position: Optional[Position] = None,
+        headers: Optional[Mapping[str, str]] = None,
     ) -> Iterator[Page]:
         """Walks the paginated list at ``url`` as ``[pagination]`` says, from ``position`` (``None``: the start).
 
         Each :class:`Page` has ``records`` and ``next_position`` (store it in the
         checkpoint to resume after that page; ``None`` after the last page).
+        ``headers`` go with every page's request (an API version, an ``Accept`` type).
         """
         if self.pagination is None:
             raise HttpError(
@@ -215,7 +233,7 @@ class HttpClient:
         paginator = Paginator(self.pagination, url, dict(params or {}), hidden)
 
         def fetch(page_url: str, page_params: Dict[str, Any]) -> Tuple[httpx.Response, Any]:
-            response = self.request("GET", page_url, params=page_params)
+            response = self.request("GET", page_url, params=page_params, headers=headers)
             return response, _decode(response, f"GET {_display(self.base_url, page_url)}")
 
         return walk(paginator, position, fetch)
@@ -280,6 +298,15 @@ class HttpClient:
         )
         self.clock.sleep(delay)
 
+    def _rate_limited(self, where: str, status: int, wait: Optional[float], tail: str) -> HttpError:
+        return HttpError(
+            f"{where} answered HTTP {status}{tail}: rate limited",
+            retryable=True,
+            code="rate_limited",
+            status=status,
+            retry_after=wait,
+        )
+
     def _status_error(self, where: str, response: httpx.Response, retry_after: Optional[float], tail: str) -> HttpError:
         status = response.status_code
         message = f"{where} answered HTTP {status}{tail}"
@@ -311,6 +338,20 @@ def credentials_params(auth: Auth) -> List[str]:
     """The query parameters that carry ``auth``'s credentials (kept out of stored positions)."""
     query = getattr(auth, "query", None)
     return [query] if isinstance(query, str) and query else []
+
+
+def _rate_limit_wait(status: int, retry_after: Optional[float], exhausted_for: Optional[float]) -> Optional[float]:
+    """How long a rate-limited response asks to wait (0: no hint); ``None`` when it is no rate limit.
+
+    A 429 always is one; a 403 only with ``Retry-After`` or a used-up ``X-RateLimit-Remaining``
+    (otherwise it is a real permission problem). The longer of the two hints wins.
+    """
+    if status not in (403, 429):
+        return None
+    hints = [hint for hint in (retry_after, exhausted_for) if hint is not None]
+    if not hints:
+        return 0.0 if status == 429 else None
+    return max(hints)
 
 
 def _display(base_url: str, url: str) -> str:

@@ -58,16 +58,24 @@ class HeaderThrottle:
         self.paused_until = 0.0  # monotonic
         self.lock = threading.Lock()
 
-    def observe(self, headers: Mapping[str, str]) -> Optional[float]:
-        """Reads a response's rate-limit headers; returns the pause started (seconds), if any."""
+    def exhausted_for(self, headers: Mapping[str, str]) -> Optional[float]:
+        """Seconds until the server's limit resets when its headers say none remain (``None`` otherwise).
+
+        Uncapped: the caller decides whether to wait that long or hand it on as a retry-after.
+        """
         remaining = headers.get("x-ratelimit-remaining", headers.get("ratelimit-remaining"))
         if remaining is None or remaining.strip() != "0":
             return None
         reset = headers.get("x-ratelimit-reset", headers.get("ratelimit-reset"))
         pause = self._seconds_until(reset) if reset is not None else None
+        return max(pause if pause is not None else self.default_pause, 0.0)
+
+    def observe(self, headers: Mapping[str, str]) -> Optional[float]:
+        """Reads a response's rate-limit headers; returns the pause started (seconds), if any."""
+        pause = self.exhausted_for(headers)
         if pause is None:
-            pause = self.default_pause
-        pause = min(max(pause, 0.0), self.max_pause)
+            return None
+        pause = min(pause, self.max_pause)
         with self.lock:
             self.paused_until = max(self.paused_until, self.clock.monotonic() + pause)
         return pause
