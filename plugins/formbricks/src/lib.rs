@@ -1,0 +1,56 @@
+//! `formbricks`: Formbricks survey responses as records, polled from the
+//! Management API (`GET /api/v1/management/responses`) and received as
+//! webhooks (`responseCreated`, `responseUpdated`, `responseFinished`).
+//! One record per response: id = the response id, type
+//! `formbricks.response`, payload = the response. See README.md.
+
+mod checkpoint;
+mod config;
+mod poll;
+mod response;
+mod webhook;
+
+pub use checkpoint::{Checkpoint, SurveyState};
+pub use config::FormbricksConfig;
+pub use response::{RECORD_TYPE, response_record};
+
+use switchyard_plugin_sdk::http::{Client, Paginator};
+use switchyard_plugin_sdk::{ConfigErrors, Plugin};
+
+/// The configured plugin: the API client and what to poll.
+#[derive(Debug)]
+pub struct Formbricks {
+    client: Client,
+    paginator: Paginator,
+    /// The surveys to poll; `None`: every survey the key can read.
+    survey_ids: Option<Vec<String>>,
+    /// The environment variable holding the key, for error messages.
+    api_key_env: String,
+}
+
+impl Formbricks {
+    /// Validates the configuration and builds the API client.
+    ///
+    /// # Errors
+    /// Every bad key, and a missing or empty `api_key_env` variable.
+    pub fn new(config: FormbricksConfig) -> Result<Self, ConfigErrors> {
+        let (http, pagination) = config.http()?;
+        let client = Client::new(&http).map_err(config::rename_http_errors)?;
+        let paginator = Paginator::new(&pagination).map_err(config::rename_http_errors)?;
+        Ok(Formbricks {
+            client,
+            paginator,
+            survey_ids: config.survey_ids,
+            api_key_env: config.api_key_env,
+        })
+    }
+}
+
+/// The plugin definition: a polling input and a webhook input in one binary.
+pub fn plugin() -> Plugin<Formbricks> {
+    Plugin::new("formbricks", env!("CARGO_PKG_VERSION"))
+        .description("Formbricks survey responses: polled from the Management API and received as Standard Webhooks")
+        .factory(|config: FormbricksConfig| async move { Formbricks::new(config) })
+        .polling_input()
+        .webhook_input()
+}
