@@ -40,6 +40,11 @@ impl Hub {
     /// Starts the hub on `plugins` (`@FORMBRICKS@` replaced by the binary),
     /// with the webhook secret in its environment; waits for `/readyz`.
     async fn start(plugins: &str) -> Hub {
+        Hub::start_with(plugins, "/readyz").await
+    }
+
+    /// [`Hub::start`], waiting for `ready_path` to answer 200 instead.
+    async fn start_with(plugins: &str, ready_path: &str) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -78,7 +83,11 @@ impl Hub {
             dir,
         };
         hub.wait("the hub to be ready", || async {
-            let response = hub.http.get(format!("{}/readyz", hub.base)).send().await;
+            let response = hub
+                .http
+                .get(format!("{}{ready_path}", hub.base))
+                .send()
+                .await;
             response.is_ok_and(|r| r.status() == 200).then_some(())
         })
         .await;
@@ -396,17 +405,27 @@ async fn a_backfill_killed_midway_resumes_and_stores_every_response_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_api_key_is_reported_naming_the_variable() {
+async fn a_refused_api_key_fails_the_plugin_after_its_restart_policy_naming_the_variable() {
     let fake = FakeFormbricks::start("the-right-key");
     fake.set_survey("s1", vec![response("s1", "r1", &at(8, 0), "clicked")]);
-    let hub = Hub::start(&plugins_toml(&fake, 3, "interval = \"300ms\"")).await;
-    hub.wait("the refusal in the hub's log", || async {
-        hub.log()
-            .contains("the Management API refused the API key from the environment variable `FB_KEY` (api_key_env)")
-            .then_some(())
-    })
-    .await;
-    assert!(fake.requests().iter().all(|r| r.2 == 401));
+    let plugins = format!(
+        "{}\n[plugins.fb.restart]\ninitial_backoff = \"50ms\"\nmax_backoff = \"100ms\"\nmax_restarts = 2\n",
+        plugins_toml(&fake, 3, "interval = \"300ms\"")
+    );
+    let hub = Hub::start_with(&plugins, "/healthz").await;
+    let status = hub
+        .wait("the plugin failed", || async {
+            let status = hub.get("/api/v1/plugins/fb").await;
+            (status["state"] == "failed").then_some(status)
+        })
+        .await;
+    assert_eq!(status["restarts"], 2, "{status}");
+    let error = status["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("the Management API refused the API key from the environment variable `FB_KEY` (api_key_env)"),
+        "{error}"
+    );
+    assert!(fake.requests().is_empty(), "never polled");
     assert!(hub.records("fb").await.is_empty());
     assert!(!hub.log().contains(API_KEY), "the key never reaches a log");
 }

@@ -1,7 +1,8 @@
 //! A fake Formbricks Management API (v1) speaking the real wire format, for
 //! the `formbricks` plugin's tests: `GET /api/v1/management/responses`
 //! (`surveyId`, `limit`, `skip`; newest first; `{"data": [...]}`) and
-//! `GET /api/v1/management/surveys`, both behind `x-api-key`. It can answer
+//! `GET /api/v1/management/surveys` and `GET /api/v1/management/me`, behind
+//! `x-api-key`. It can answer
 //! one 429 with `Retry-After`, and slow every page down.
 //!
 //! Wire format: <https://formbricks.com/docs/api-reference/management-api--response/get-survey-responses>,
@@ -83,6 +84,7 @@ impl FakeFormbricks {
                 let app = axum::Router::new()
                     .route("/api/v1/management/responses", get(responses))
                     .route("/api/v1/management/surveys", get(surveys))
+                    .route("/api/v1/management/me", get(me))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app)
@@ -218,4 +220,20 @@ async fn surveys(State(state): State<Shared>, headers: HeaderMap) -> Response {
         .map(|id| json!({"id": id, "name": format!("Survey {id}"), "status": "inProgress"}))
         .collect();
     Json(json!({"data": data})).into_response()
+}
+
+/// `GET /api/v1/management/me` with an API key: the key's environment.
+async fn me(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let inner = state.lock().unwrap();
+    if !authorized(&inner, &headers) {
+        return not_authenticated();
+    }
+    Json(json!({
+        "id": "clurwouax000azffxt7n5unn3",
+        "type": "production",
+        "createdAt": "2024-04-01T00:00:00.000Z",
+        "updatedAt": "2024-04-01T00:00:00.000Z",
+        "appSetupCompleted": false,
+    }))
+    .into_response()
 }

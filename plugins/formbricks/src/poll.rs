@@ -39,7 +39,7 @@ impl Formbricks {
     }
 
     /// An API failure as a plugin error; a refused key says which one.
-    fn api_error(&self, err: HttpError) -> PluginError {
+    pub(crate) fn api_error(&self, err: HttpError) -> PluginError {
         match err.status_code() {
             Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => PluginError::permanent(
                 format!(
