@@ -3,7 +3,9 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 use switchyard_plugin_sdk::ConfigErrors;
-use switchyard_plugin_sdk::http::{HttpConfig, PaginationConfig};
+use switchyard_plugin_sdk::http::{
+    ApiKeyConfig, AuthConfig, HttpConfig, OffsetConfig, PaginationConfig,
+};
 
 /// The `config` table.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -58,30 +60,17 @@ impl FormbricksConfig {
             }
         }
         errors.into_result()?;
-        let pagination = serde_json::json!({
-            "kind": "offset",
-            "offset_param": "skip",
-            "limit_param": "limit",
-            "page_size": self.page_size,
-            "records_path": "/data",
-        });
-        let http = serde_json::json!({
-            "base_url": format!("{base}/api/v1"),
-            "auth": {"kind": "api_key", "header": "x-api-key", "key_env": self.api_key_env},
-            "pagination": pagination,
-        });
-        let http: HttpConfig = serde_json::from_value(http).map_err(|err| {
-            ConfigErrors::from(switchyard_plugin_sdk::ConfigError::new(
-                "",
-                format!("cannot build the HTTP client settings: {err}"),
-            ))
-        })?;
-        let pagination = http.pagination.clone().ok_or_else(|| {
-            ConfigErrors::from(switchyard_plugin_sdk::ConfigError::new(
-                "",
-                "the pagination settings are missing",
-            ))
-        })?;
+        let pagination = PaginationConfig::Offset(
+            OffsetConfig::new(self.page_size)
+                .with_params("skip", "limit")
+                .with_records_path("/data"),
+        );
+        let http = HttpConfig::new(format!("{base}/api/v1"))
+            .with_auth(AuthConfig::ApiKey(ApiKeyConfig::in_header(
+                "x-api-key",
+                self.api_key_env.clone(),
+            )))
+            .with_pagination(pagination.clone());
         Ok((http, pagination))
     }
 }
