@@ -425,6 +425,15 @@ fn formbricks_conforms() {
         })
         .collect();
     fake.set_survey("s1", responses);
+    fake.set_survey(
+        "s2",
+        vec![fake_formbricks::response(
+            "s2",
+            "q1",
+            "2024-04-23T08:00:00.000Z",
+            "yes",
+        )],
+    );
     let plugin = common::built(&["-p", "formbricks"], "formbricks");
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("webhook.json");

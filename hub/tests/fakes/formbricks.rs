@@ -209,14 +209,30 @@ async fn responses(
     Json(json!({"data": page})).into_response()
 }
 
-async fn surveys(State(state): State<Shared>, headers: HeaderMap) -> Response {
+/// `GET /api/v1/management/surveys`, with `limit` and `offset`
+/// (formbricks/formbricks `apps/web/app/api/v1/management/surveys/route.ts`).
+async fn surveys(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
     let inner = state.lock().unwrap();
     if !authorized(&inner, &headers) {
         return not_authenticated();
     }
+    let offset: usize = query
+        .get("offset")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = query
+        .get("limit")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(usize::MAX);
     let data: Vec<Value> = inner
         .surveys
         .keys()
+        .skip(offset)
+        .take(limit)
         .map(|id| json!({"id": id, "name": format!("Survey {id}"), "status": "inProgress"}))
         .collect();
     Json(json!({"data": data})).into_response()

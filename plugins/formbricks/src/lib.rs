@@ -14,7 +14,10 @@ pub use checkpoint::{Checkpoint, SurveyState};
 pub use config::FormbricksConfig;
 pub use response::{RECORD_TYPE, response_record};
 
-use switchyard_plugin_sdk::http::{Client, Paginator, RetryConfig};
+use switchyard_plugin_sdk::http::{Client, OffsetConfig, PaginationConfig, Paginator, RetryConfig};
+
+/// Surveys per page when listing them.
+const SURVEY_PAGE_SIZE: u64 = 100;
 use switchyard_plugin_sdk::{ConfigErrors, Plugin, PluginError};
 
 /// The configured plugin: the API client and what to poll.
@@ -24,6 +27,8 @@ pub struct Formbricks {
     /// The same API with a single attempt per call, for the start-up check.
     probe: Client,
     paginator: Paginator,
+    /// Pages `GET /api/v1/management/surveys` (`limit`, `offset`).
+    survey_paginator: Paginator,
     /// The surveys to poll; `None`: every survey the key can read.
     survey_ids: Option<Vec<String>>,
     /// The environment variable holding the key, for error messages.
@@ -42,7 +47,14 @@ impl Formbricks {
         let probe = Client::new(&http.with_retry(RetryConfig::default().with_max_attempts(1)))
             .map_err(config::rename_http_errors)?;
         let paginator = Paginator::new(&pagination).map_err(config::rename_http_errors)?;
+        let survey_paginator = Paginator::new(&PaginationConfig::Offset(
+            OffsetConfig::new(SURVEY_PAGE_SIZE)
+                .with_params("offset", "limit")
+                .with_records_path("/data"),
+        ))
+        .map_err(config::rename_http_errors)?;
         Ok(Formbricks {
+            survey_paginator,
             client,
             probe,
             paginator,

@@ -15,24 +15,30 @@ impl Formbricks {
         if let Some(ids) = &self.survey_ids {
             return Ok(ids.clone());
         }
-        let body: Value = self
-            .client
-            .get_json("management/surveys")
-            .await
-            .map_err(|err| self.api_error(err))?;
-        let mut ids: Vec<String> = body
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                PluginError::permanent(
-                    "formbricks: GET /api/v1/management/surveys answered without a `data` array",
+        // `limit`/`offset` (not `skip`, unlike responses), `{"data": [...]}`.
+        let mut ids: Vec<String> = Vec::new();
+        let mut position = None;
+        loop {
+            let page = self
+                .survey_paginator
+                .next_page(
+                    &self.client,
+                    self.client.get("management/surveys"),
+                    position.as_ref(),
                 )
-                .with_code("bad_response")
-            })?
-            .iter()
-            .filter_map(|survey| survey.get("id").and_then(Value::as_str))
-            .map(str::to_owned)
-            .collect();
+                .await
+                .map_err(|err| self.api_error(err))?;
+            ids.extend(
+                page.records
+                    .iter()
+                    .filter_map(|survey| survey.get("id").and_then(Value::as_str))
+                    .map(str::to_owned),
+            );
+            match page.next {
+                Some(next) => position = Some(next),
+                None => break,
+            }
+        }
         ids.sort();
         ids.dedup();
         Ok(ids)
