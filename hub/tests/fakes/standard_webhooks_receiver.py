@@ -10,7 +10,10 @@ depends on the first event's record payload `behaviour`:
   "ok" (or absent): 204, and every event of the body is recorded as acked;
   "reject": 400;
   "busy_once": 503 with `Retry-After: 1` the first time that delivery id
-  is seen, then as "ok".
+  is seen, then as "ok";
+  "limited_once": the same with 429;
+  "slow_once": the first time, answers 204 only after 3 seconds (past the
+  output's timeout), then as "ok".
 GET /log: every POST as JSON: [{"webhook_id", "tenant" (the x-tenant
   header), "status", "delivery_ids", "record_ids", "at"}].
 """
@@ -27,7 +30,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 WEBHOOK = Webhook(os.environ["RECEIVER_SECRET"])
 LOCK = threading.Lock()
 LOG = []
-BUSY_SEEN = set()
+SEEN = set()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,15 +73,24 @@ class Handler(BaseHTTPRequestHandler):
         entry["record_ids"] = [event["record"]["id"] for event in events]
         first = (events[0]["record"].get("payload") or {}) if events else {}
         behaviour = first.get("behaviour", "ok") if isinstance(first, dict) else "ok"
-        status, extra = 204, []
+        status, extra, slow = 204, [], False
         with LOCK:
+            first_time = bool(events) and events[0]["delivery_id"] not in SEEN
+            if events:
+                SEEN.add(events[0]["delivery_id"])
             if behaviour == "reject":
                 status = 400
-            elif behaviour == "busy_once" and events[0]["delivery_id"] not in BUSY_SEEN:
-                BUSY_SEEN.add(events[0]["delivery_id"])
+            elif behaviour == "busy_once" and first_time:
                 status, extra = 503, [("retry-after", "1")]
+            elif behaviour == "limited_once" and first_time:
+                status, extra = 429, [("retry-after", "1")]
+            elif behaviour == "slow_once" and first_time:
+                slow = True
+                entry["slow"] = True
             entry["status"] = status
             LOG.append(entry)
+        if slow:
+            time.sleep(3)
         self.answer(status, extra)
 
 
