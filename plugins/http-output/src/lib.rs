@@ -10,7 +10,7 @@ mod signature;
 
 pub use body::{BODY_TYPE, body, message_id};
 pub use config::{HttpOutputConfig, MAX_BATCH, decode_secret};
-pub use signature::sign;
+pub use signature::Signer;
 
 use switchyard_plugin_sdk::http::{
     Client, HttpConfig, HttpError, HttpErrorKind, Method, RetryConfig, StatusCode,
@@ -21,7 +21,7 @@ use switchyard_plugin_sdk::{ConfigErrors, Output, Plugin, PluginError, RecordEve
 pub struct HttpOutput {
     client: Client,
     url: String,
-    key: Vec<u8>,
+    signer: Signer,
     batch: usize,
     headers: Vec<(String, String)>,
 }
@@ -31,7 +31,7 @@ impl std::fmt::Debug for HttpOutput {
         f.debug_struct("HttpOutput")
             .field("url", &self.url)
             .field("batch", &self.batch)
-            .field("key", &"<redacted>")
+            .field("signer", &self.signer)
             .finish_non_exhaustive()
     }
 }
@@ -43,6 +43,15 @@ impl HttpOutput {
     /// Every bad key, and an unset or malformed secret.
     pub fn new(config: HttpOutputConfig) -> Result<Self, ConfigErrors> {
         let key = config.validate()?;
+        let signer = Signer::new(&key).ok_or_else(|| {
+            ConfigErrors::from(switchyard_plugin_sdk::ConfigError::new(
+                "secret_env",
+                format!(
+                    "the secret in `{}` is not a usable HMAC key",
+                    config.secret_env
+                ),
+            ))
+        })?;
         // One attempt per call: the hub owns retries (and the dead letters).
         let http = HttpConfig::default()
             .with_timeout(config.timeout)
@@ -51,7 +60,7 @@ impl HttpOutput {
         Ok(HttpOutput {
             client,
             url: config.url,
-            key,
+            signer,
             batch: config.batch,
             headers: config.headers.into_iter().collect(),
         })
@@ -66,7 +75,7 @@ impl HttpOutput {
             &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         )?;
         let id = message_id(events);
-        let signature = sign(&self.key, &id, timestamp, &body);
+        let signature = self.signer.sign(&id, timestamp, &body);
         let mut request = self
             .client
             .request(Method::POST, &self.url)

@@ -5,25 +5,38 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The `webhook-signature` header value for message `id` sent at
-/// `timestamp` (unix seconds) with `body`, under the decoded secret `key`.
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    // HMAC accepts keys of any length: new_from_slice cannot fail for it.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable_key(),
-    };
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+/// Signs messages with one secret; built once, at configuration.
+#[derive(Clone)]
+pub struct Signer {
+    mac: Hmac<Sha256>,
 }
 
-#[cold]
-fn unreachable_key() -> ! {
-    unreachable!("HMAC-SHA256 takes keys of any length")
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(<redacted>)")
+    }
+}
+
+impl Signer {
+    /// A signer keyed with the decoded secret `key` (`None` if HMAC refuses
+    /// the key, which HMAC-SHA256 never does).
+    pub fn new(key: &[u8]) -> Option<Signer> {
+        Hmac::<Sha256>::new_from_slice(key)
+            .ok()
+            .map(|mac| Signer { mac })
+    }
+
+    /// The `webhook-signature` header value for message `id` sent at
+    /// `timestamp` (unix seconds) with `body`.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
 }
 
 #[cfg(test)]
@@ -38,12 +51,13 @@ mod tests {
     fn matches_the_reference_example() {
         let key = crate::config::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
             .unwrap_or_default();
-        let signature = sign(
-            &key,
+        let signer = Signer::new(&key).unwrap_or_else(|| panic!("HMAC refused the key"));
+        let signature = signer.sign(
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             1_614_265_330,
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(format!("{signer:?}"), "Signer(<redacted>)");
     }
 }
