@@ -325,6 +325,33 @@ async fn polls_pages_through_a_429_stores_changes_as_updates_and_takes_signed_we
         "from a webhook"
     );
     assert!(!records.contains_key("w-bad"));
+
+    // A responseUpdated webhook for it is stored as an update.
+    let updated = serde_json::json!({
+        "webhookId": "clwebhook0001",
+        "event": "responseUpdated",
+        "data": response("s1", "w-good", &at(10, 5), "edited in a webhook"),
+    })
+    .to_string();
+    let status = hub
+        .post_webhook(
+            "/webhooks/fb",
+            &signed("msg_updated", updated.as_bytes(), WEBHOOK_SECRET),
+            updated.as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let record = hub
+        .wait("the webhook's update", || async {
+            let records = hub.records("fb").await;
+            let record = records.get("w-good")?[0].clone();
+            (record["version"] == 2).then_some(record)
+        })
+        .await;
+    assert_eq!(
+        record["payload"]["data"]["hs8yd14l9h8u353tjmv6rzaw"],
+        "edited in a webhook"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
