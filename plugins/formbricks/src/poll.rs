@@ -124,11 +124,11 @@ impl PollingInput for Formbricks {
                 emitter
                     .emit_with_checkpoint(records, checkpoint.to_bytes()?)
                     .await?;
-                if finished {
-                    break;
-                }
                 if limit > 0 && emitted >= limit {
                     return Ok(());
+                }
+                if finished {
+                    break;
                 }
             }
         }
