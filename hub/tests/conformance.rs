@@ -6,6 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "fakes/formbricks.rs"]
+mod fake_formbricks;
+#[path = "fakes/receiver.rs"]
+mod fake_receiver;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -322,8 +326,22 @@ fn bad_inputs_are_named_and_exit_2() {
 /// Asserts that `plugin` passes every check of its roles and that the rest
 /// are skipped for not being its roles.
 fn assert_conforms(plugin: &Path, config: Option<&str>, roles_skipped: &[&str]) {
+    assert_conforms_with(plugin, config, &[], roles_skipped);
+}
+
+/// [`assert_conforms`] with `args` added to the command line (`--env`,
+/// `--webhook-body`; `@DIR@` in them is the temp dir).
+fn assert_conforms_with(
+    plugin: &Path,
+    config: Option<&str>,
+    args: &[&str],
+    roles_skipped: &[&str],
+) {
     let dir = tempfile::tempdir().unwrap();
-    let mut extra: Vec<String> = Vec::new();
+    let mut extra: Vec<String> = args
+        .iter()
+        .map(|arg| arg.replace("@DIR@", &dir.path().display().to_string()))
+        .collect();
     if let Some(config) = config {
         let path = dir.path().join("config.toml");
         std::fs::write(
@@ -390,6 +408,82 @@ fn jsonl_output_conforms() {
         &plugin,
         Some("path = \"@DIR@/out.jsonl\"\n"),
         &["enrich", "poll-determinism", "webhook"],
+    );
+}
+
+#[test]
+fn formbricks_conforms() {
+    let fake = fake_formbricks::FakeFormbricks::start("conformance-key");
+    let responses = (0..5)
+        .map(|n| {
+            fake_formbricks::response(
+                "s1",
+                &format!("r{n}"),
+                &format!("2024-04-23T08:0{n}:00.000Z"),
+                "clicked",
+            )
+        })
+        .collect();
+    fake.set_survey("s1", responses);
+    fake.set_survey(
+        "s2",
+        vec![fake_formbricks::response(
+            "s2",
+            "q1",
+            "2024-04-23T08:00:00.000Z",
+            "yes",
+        )],
+    );
+    let plugin = common::built(&["-p", "formbricks"], "formbricks");
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("webhook.json");
+    std::fs::write(
+        &body,
+        serde_json::json!({
+            "webhookId": "wh1",
+            "event": "responseFinished",
+            "data": fake_formbricks::response("s1", "r9", "2024-04-23T09:00:00.000Z", "yes"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let body = body.display().to_string();
+    assert_conforms_with(
+        &plugin,
+        Some(&format!(
+            "base_url = \"{}\"\napi_key_env = \"FB_KEY\"\npage_size = 2\n",
+            fake.base
+        )),
+        &["--env", "FB_KEY=conformance-key", "--webhook-body", &body],
+        &["enrich", "output-acks"],
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|(survey, skip, status)| survey == "s1" && *skip == 4 && *status == 200),
+        "the polls walked every page: {:?}",
+        fake.requests()
+    );
+}
+
+#[test]
+fn http_output_conforms() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = fake_receiver::Receiver::start(SECRET);
+    let plugin = common::built(&["-p", "http-output"], "http-output");
+    let env = format!("HOOK_SECRET={SECRET}");
+    assert_conforms_with(
+        &plugin,
+        Some(&format!(
+            "url = \"{}\"\nsecret_env = \"HOOK_SECRET\"\nbatch = 2\n",
+            receiver.url
+        )),
+        &["--env", &env],
+        &["enrich", "poll-determinism", "webhook"],
+    );
+    assert!(
+        !receiver.bodies.lock().unwrap().is_empty(),
+        "the receiver verified no POST"
     );
 }
 

@@ -103,6 +103,12 @@ impl HttpConfig {
         self.rate_limit = Some(rate_limit);
         self
     }
+
+    /// Sets how the API pages its lists.
+    pub fn with_pagination(mut self, pagination: PaginationConfig) -> Self {
+        self.pagination = Some(pagination);
+        self
+    }
 }
 
 fn default_timeout() -> Duration {

@@ -26,6 +26,27 @@ pub struct ApiKeyConfig {
 }
 
 impl ApiKeyConfig {
+    /// The key from the environment variable `key_env`, sent in the header
+    /// `header` (`ApiKeyConfig::in_header("x-api-key", "FORMBRICKS_API_KEY")`),
+    /// for a plugin whose own config names the variable.
+    pub fn in_header(header: impl Into<String>, key_env: impl Into<String>) -> Self {
+        ApiKeyConfig {
+            header: Some(header.into()),
+            query: None,
+            key_env: key_env.into(),
+        }
+    }
+
+    /// The key from `key_env`, sent as the query parameter `query` (prefer
+    /// [`ApiKeyConfig::in_header`]).
+    pub fn in_query(query: impl Into<String>, key_env: impl Into<String>) -> Self {
+        ApiKeyConfig {
+            header: None,
+            query: Some(query.into()),
+            key_env: key_env.into(),
+        }
+    }
+
     pub(super) fn build(&self) -> Result<Auth, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         let key = required_env(&mut errors, "key_env", &self.key_env);

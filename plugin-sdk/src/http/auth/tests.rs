@@ -83,6 +83,24 @@ async fn api_key_in_a_header() {
 }
 
 #[tokio::test]
+async fn api_key_configs_built_in_code() {
+    test_env::set("T_API_KEY_CODE", "k-456");
+    let url = api(|headers, query| {
+        header(headers, "x-api-key") == "k-456" || query.get("key").is_some_and(|k| k == "k-456")
+    })
+    .await;
+    for auth in [
+        crate::http::ApiKeyConfig::in_header("x-api-key", "T_API_KEY_CODE"),
+        crate::http::ApiKeyConfig::in_query("key", "T_API_KEY_CODE"),
+    ] {
+        let config =
+            HttpConfig::new(format!("{url}/v1")).with_auth(crate::http::AuthConfig::ApiKey(auth));
+        let client = Client::new(&config).unwrap_or_else(|errors| panic!("{errors}"));
+        assert_eq!(call(&client).await.unwrap(), json!({"ok": true}));
+    }
+}
+
+#[tokio::test]
 async fn api_key_in_the_query_never_reaches_an_error_message() {
     test_env::set("T_API_KEY_QUERY", "q-secret-456");
     let url = api(|_, query| query.get("api_key").map(String::as_str) == Some("nope")).await;

@@ -41,6 +41,36 @@ fn default_page_size() -> u64 {
 }
 
 impl OffsetConfig {
+    /// Pages of `page_size` with the default parameters (`offset`,
+    /// `limit`) and the whole body as the records array; change them with
+    /// [`OffsetConfig::with_params`] and [`OffsetConfig::with_records_path`].
+    pub fn new(page_size: u64) -> Self {
+        OffsetConfig {
+            offset_param: default_offset_param(),
+            limit_param: default_limit_param(),
+            page_size,
+            records_path: String::new(),
+        }
+    }
+
+    /// Sets the query parameters that carry the offset and the page size
+    /// (`with_params("skip", "limit")`).
+    pub fn with_params(
+        mut self,
+        offset_param: impl Into<String>,
+        limit_param: impl Into<String>,
+    ) -> Self {
+        self.offset_param = offset_param.into();
+        self.limit_param = limit_param.into();
+        self
+    }
+
+    /// Sets the JSON Pointer to the records array (`"/data"`).
+    pub fn with_records_path(mut self, records_path: impl Into<String>) -> Self {
+        self.records_path = records_path.into();
+        self
+    }
+
     pub(super) fn validate(&self, errors: &mut ConfigErrors) {
         validate_pointer(errors, "records_path", &self.records_path);
         if self.page_size == 0 {

@@ -162,6 +162,36 @@ async fn offset_stops_on_a_short_page() {
 }
 
 #[tokio::test]
+async fn an_offset_config_built_in_code_walks_like_the_table() {
+    let client = pages(|query| {
+        let offset: i64 = query["skip"].parse().unwrap();
+        let limit: i64 = query["limit"].parse().unwrap();
+        let end = (offset + limit).min(5);
+        (vec![], json!({"data": records(offset..end)}))
+    })
+    .await;
+    let config = PaginationConfig::Offset(
+        super::OffsetConfig::new(2)
+            .with_params("skip", "limit")
+            .with_records_path("/data"),
+    );
+    let paginator = Paginator::new(&config).unwrap_or_else(|errors| panic!("{errors}"));
+    let (ids, positions) = walk(&client, &paginator, None).await;
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    assert_eq!(positions.len(), 2);
+    let defaults = super::OffsetConfig::new(0);
+    assert_eq!(
+        (
+            defaults.offset_param.as_str(),
+            defaults.limit_param.as_str()
+        ),
+        ("offset", "limit")
+    );
+    let errors = Paginator::new(&PaginationConfig::Offset(defaults)).unwrap_err();
+    assert_eq!(errors.problems()[0].field, "pagination.page_size");
+}
+
+#[tokio::test]
 async fn page_stops_on_an_empty_page_or_a_short_one() {
     let client = pages(|query| {
         let page: i64 = query["page"].parse().unwrap();
