@@ -196,3 +196,62 @@ impl LlmEnrichConfig {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn errors(json: Value) -> Vec<(String, String)> {
+        let config: LlmEnrichConfig = serde_json::from_value(json).unwrap();
+        match config.check() {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .iter()
+                .map(|error| (error.field.clone(), error.message.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_missing_key_variable_is_named_as_api_key_env() {
+        let found = errors(json!({
+            "base_url": "http://127.0.0.1:9/v1", "model": "m",
+            "api_key_env": "LLM_ENRICH_TEST_SURELY_UNSET",
+        }));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "api_key_env");
+        assert!(
+            found[0].1.contains("LLM_ENRICH_TEST_SURELY_UNSET"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let found = errors(json!({
+            "base_url": "ftp://example.com", "model": " ", "text_fields": ["a..b"],
+            "output_field": "", "schema": "{not json", "schema_name": "no spaces",
+            "concurrency": 0, "timeout": "soon",
+        }));
+        let fields: Vec<&str> = found.iter().map(|(field, _)| field.as_str()).collect();
+        for field in [
+            "base_url",
+            "model",
+            "text_fields.0",
+            "output_field",
+            "schema",
+            "schema_name",
+            "concurrency",
+            "timeout",
+        ] {
+            assert!(fields.contains(&field), "{field} in {found:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_sentiment_schema_without_auth() {
+        let found = errors(json!({"base_url": "http://localhost:11434/v1", "model": "llama3.1"}));
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
