@@ -34,6 +34,9 @@ struct Seen {
     unauthorized: usize,
     /// Texts already answered 429 once.
     limited: Vec<String>,
+    /// Calls being answered now, and the most at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -110,6 +113,15 @@ async fn completions(
             return response;
         }
     }
+    if text.contains("slow") {
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.in_flight += 1;
+            seen.max_in_flight = seen.max_in_flight.max(seen.in_flight);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        seen.lock().unwrap().in_flight -= 1;
+    }
     let content = if text.contains("garbage") {
         "Sure! I think this text is quite positive.".to_owned()
     } else if text.contains("love") {
@@ -137,8 +149,16 @@ fn fake_openai() -> (String, Shared) {
     (serve_upstream(router).url, seen)
 }
 
-/// A hub with `hook` (webhook-json) feeding `llm` (llm-enrich, key `key`).
-fn hub(base_url: &str, key: &str) -> Hub {
+/// A hub with `hook` (webhook-json) feeding `llm` (llm-enrich), with the
+/// API key `key` in `LLM_API_KEY`, or with no `api_key_env` at all.
+fn hub(base_url: &str, key: Option<&str>) -> Hub {
+    let (env, key_line) = match key {
+        Some(key) => (
+            format!("env = {{ LLM_API_KEY = \"{key}\" }}"),
+            "api_key_env = \"LLM_API_KEY\"",
+        ),
+        None => (String::new(), ""),
+    };
     Hub::start(&format!(
         r#"
 [plugins.hook]
@@ -148,14 +168,14 @@ auth = "none"
 
 [plugins.llm]
 command = "{{bin:llm-enrich}}"
-env = {{ LLM_API_KEY = "{key}" }}
+{env}
 [plugins.llm.retry]
 max_attempts = 2
 initial_backoff = "10ms"
 max_backoff = "50ms"
 [plugins.llm.config]
 base_url = "{base_url}/v1"
-api_key_env = "LLM_API_KEY"
+{key_line}
 model = "{MODEL}"
 concurrency = 2
 retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
@@ -183,7 +203,7 @@ fn settle(hub: &Hub, records: usize, dead: usize) -> (Vec<Value>, Vec<Value>) {
 #[test]
 fn records_are_enriched_a_garbage_answer_is_dead_lettered_and_a_429_is_retried() {
     let (url, seen) = fake_openai();
-    let hub = hub(&url, GOOD_KEY);
+    let hub = hub(&url, Some(GOOD_KEY));
     hub.wait_for_state("llm", "running", LIMIT);
     let items = json!([
         {"id": "r-love", "text": "I love this product"},
@@ -261,7 +281,7 @@ fn records_are_enriched_a_garbage_answer_is_dead_lettered_and_a_429_is_retried()
 #[test]
 fn a_wrong_api_key_is_a_clear_permanent_error() {
     let (url, seen) = fake_openai();
-    let hub = hub(&url, "sk-wrong");
+    let hub = hub(&url, Some("sk-wrong"));
     hub.wait_for_state("llm", "running", LIMIT);
     let accepted = hub.post("/webhooks/hook", &json!({"id": "r-1", "text": "hello"}));
     assert_eq!(accepted.status, 202, "{}", accepted.text);
@@ -279,4 +299,38 @@ fn a_wrong_api_key_is_a_clear_permanent_error() {
         "the key never reaches the log"
     );
     assert_eq!(seen.lock().unwrap().unauthorized, 1, "a 401 is not retried");
+}
+
+#[test]
+fn a_server_that_wants_a_key_when_none_is_configured_says_so() {
+    let (url, seen) = fake_openai();
+    let hub = hub(&url, None);
+    hub.wait_for_state("llm", "running", LIMIT);
+    let accepted = hub.post("/webhooks/hook", &json!({"id": "r-1", "text": "hello"}));
+    assert_eq!(accepted.status, 202, "{}", accepted.text);
+    let (_, dead) = settle(&hub, 0, 1);
+    let message = dead[0]["error"].as_str().unwrap_or_default();
+    assert_contains(message, "wants an API key (401 Unauthorized)", "the error");
+    assert_contains(message, "set `api_key_env`", "the error");
+    assert_eq!(seen.lock().unwrap().unauthorized, 1);
+}
+
+#[test]
+fn concurrency_bounds_the_calls_in_flight() {
+    let (url, seen) = fake_openai();
+    let hub = hub(&url, Some(GOOD_KEY)); // concurrency = 2
+    hub.wait_for_state("llm", "running", LIMIT);
+    let items: Vec<Value> = (0..8)
+        .map(|n| json!({"id": format!("r-{n}"), "text": format!("slow text {n}")}))
+        .collect();
+    let accepted = hub.post("/webhooks/hook", &Value::Array(items));
+    assert_eq!(accepted.status, 202, "{}", accepted.text);
+    let (records, _) = settle(&hub, 8, 0);
+    assert_eq!(records.len(), 8);
+    let seen = seen.lock().unwrap();
+    assert!(
+        (1..=2).contains(&seen.max_in_flight),
+        "at most `concurrency` calls at once, saw {}",
+        seen.max_in_flight
+    );
 }
