@@ -34,6 +34,8 @@ struct Api {
     refused: usize,
     /// A pause before each answer, so a backfill can be caught mid-way.
     delay: Duration,
+    /// Answer this many requests 503 first (an overloaded API).
+    unavailable: usize,
 }
 
 type Shared = Arc<Mutex<Api>>;
@@ -49,6 +51,14 @@ async fn items(
         api.lock().unwrap().refused += 1;
         let body = json!({"error": "invalid api key"});
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    {
+        let mut api = api.lock().unwrap();
+        if api.unavailable > 0 {
+            api.unavailable -= 1;
+            let body = json!({"error": "overloaded"});
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
     }
     let page: u64 = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
     let per_page: usize = query
@@ -269,4 +279,33 @@ fn a_wrong_api_key_fails_the_start_with_a_named_error() {
         "a 401 is permanent: not retried, not restarted"
     );
     assert!(api.requests.is_empty());
+}
+
+#[test]
+fn an_api_unavailable_at_start_is_retried_not_failed() {
+    let (url, api) = fake_api(3, Duration::ZERO);
+    // Three 503s: the start check's three attempts (retry.max_attempts = 3).
+    api.lock().unwrap().unavailable = 3;
+    let config = plugins(&url, KEY, 2, "1h").replace(
+        "[plugins.api.poll]",
+        "[plugins.api.restart]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n[plugins.api.poll]",
+    );
+    let hub = Hub::start(&config);
+    let records = wait_for(LIMIT, || {
+        let plugin = hub.plugin("api");
+        assert_ne!(
+            plugin["state"], "failed",
+            "a 503 at start is not `failed`: {plugin:#}"
+        );
+        let records = stored(&hub);
+        (records.len() == 3).then_some(records)
+    })
+    .unwrap_or_else(|| panic!("the plugin never got going:\n{}", hub.log()));
+    assert_eq!(records.len(), 3);
+    let plugin = hub.plugin("api");
+    assert_eq!(plugin["state"], "running");
+    assert!(
+        plugin["restarts"].as_u64().unwrap_or(0) >= 1,
+        "restarted after the 503s: {plugin:#}"
+    );
 }
