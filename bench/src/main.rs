@@ -14,7 +14,7 @@
 //! * [`hub_process`]: running the real `switchyard` binary.
 //! * [`floor`]: the raw Unix-socket ping-pong (server and client).
 //! * [`latency`], [`stream`], [`launch`], [`restart`], [`pipeline`],
-//!   [`webhooks`], [`footprint`]: one module per measurement.
+//!   [`webhooks`], [`rest_poll`], [`footprint`]: one module per measurement.
 //! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
 //! * [`report`]: targets, ratios, JSON and markdown.
 
@@ -29,6 +29,7 @@ mod machine;
 mod payload;
 mod pipeline;
 mod report;
+mod rest_poll;
 mod restart;
 mod rig;
 mod settings;
@@ -108,6 +109,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // When reqwest is built with the SDK's rustls-without-provider feature
+    // (one cargo build of the bench and the plugins), it needs a process
+    // default; otherwise this is unused. An error means one is set already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::FloorPeer { socket, size } => floor::serve(&socket, size),

@@ -12,7 +12,7 @@ use crate::goplugin::{Peer, Versions};
 use crate::machine::{self, MachineInfo};
 use crate::rig::{self, Rig};
 use crate::settings::{Counts, RunArgs, selected};
-use crate::{footprint, latency, launch, payload, pipeline, restart, stream, webhooks};
+use crate::{footprint, latency, launch, payload, pipeline, rest_poll, restart, stream, webhooks};
 
 /// The unit of a row's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -344,6 +344,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         take(
             "webhooks",
             webhooks::measure(&hub, &testkit, &counts).await,
+            &mut rows,
+        );
+    }
+    if selected(&args, "rest-poll") {
+        take(
+            "rest-poll",
+            rest_poll::measure(&hub, &testkit, &counts).await,
             &mut rows,
         );
     }

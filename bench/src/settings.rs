@@ -35,7 +35,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Run only these measurements (comma-separated: latency, stream, launch,
-    /// restart, pipeline, webhooks, footprint).
+    /// restart, pipeline, webhooks, rest-poll, footprint).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Items per streamed message (overrides the default, 64, the hub's own batch size).
@@ -70,6 +70,8 @@ pub struct Counts {
     pub launches_per_round: usize,
     /// Records through the durable pipeline per database.
     pub pipeline_records: u64,
+    /// Records in the rest-poll backfill (pages of 100).
+    pub rest_poll_records: u64,
     /// SIGKILLs in the restart measurement.
     pub restarts: usize,
     /// Webhooks offered per second.
@@ -102,6 +104,7 @@ impl Counts {
                 launches_per_round: 2,
                 restarts: 3,
                 pipeline_records: 20_000,
+                rest_poll_records: 5_000,
                 webhook_rate: 500,
                 webhook_duration: Duration::from_secs(1),
                 footprint_plugins: vec![10, 20],
@@ -120,6 +123,7 @@ impl Counts {
                 launches_per_round: 5,
                 restarts: 20,
                 pipeline_records: 200_000,
+                rest_poll_records: 50_000,
                 webhook_rate: 10_000,
                 webhook_duration: Duration::from_secs(5),
                 footprint_plugins: vec![10, 100],

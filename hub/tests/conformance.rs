@@ -506,3 +506,79 @@ fn go_echo_conforms() {
     };
     assert_conforms(&plugin, None, &["poll-determinism", "webhook"]);
 }
+
+/// Serves `router` on an ephemeral loopback port from a background thread
+/// (the conformance runs are blocking); returns `http://127.0.0.1:PORT`.
+fn fake_upstream(router: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, router).await.ok();
+        });
+    });
+    url
+}
+
+#[test]
+fn llm_enrich_conforms() {
+    let plugin = common::built(&["-p", "llm-enrich"], "llm-enrich");
+    // A local OpenAI-compatible server without auth, answering the default
+    // (sentiment) schema like OpenAI does.
+    let router = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
+            let text = body["messages"][1]["content"].as_str().unwrap_or_default();
+            let label = if text.contains("love") { "positive" } else { "negative" };
+            let content = serde_json::json!({"label": label, "score": 0.5}).to_string();
+            axum::Json(serde_json::json!({
+                "id": "chatcmpl-c", "object": "chat.completion", "created": 1, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                             "message": {"role": "assistant", "content": content, "refusal": null}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }))
+        }),
+    );
+    let url = fake_upstream(router);
+    assert_conforms(
+        &plugin,
+        Some(&format!("base_url = \"{url}/v1\"\nmodel = \"llama3.1\"\n")),
+        &["output-acks", "poll-determinism", "webhook"],
+    );
+}
+
+#[test]
+fn rest_poll_conforms() {
+    let plugin = common::built(&["-p", "rest-poll"], "rest-poll");
+    // Three pages of two items, `{"items": [...]}`, by `?page=N`.
+    let router = axum::Router::new().route(
+        "/items",
+        axum::routing::get(
+            |axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>| async move {
+                let page: u64 = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                let items: Vec<Value> = (1..=5u64)
+                    .skip(((page - 1) * 2) as usize)
+                    .take(2)
+                    .map(|n| serde_json::json!({"id": n, "updated": n}))
+                    .collect();
+                axum::Json(serde_json::json!({"items": items}))
+            },
+        ),
+    );
+    let url = fake_upstream(router);
+    assert_conforms(
+        &plugin,
+        Some(&format!(
+            "url = \"{url}/items\"\ntype = \"item\"\nrecords_path = \"/items\"\n\
+             updated_field = \"updated\"\n\
+             [pagination]\nkind = \"page\"\nsize_param = \"per_page\"\npage_size = 2\n"
+        )),
+        &["enrich", "output-acks", "webhook"],
+    );
+}

@@ -35,6 +35,7 @@ mod bins;
 mod command;
 mod hub;
 mod procs;
+mod upstream;
 mod wait;
 
 pub use bins::{bin_path, profile_dir};
@@ -44,6 +45,7 @@ pub use procs::{
     MARKER_ENV, is_alive, is_zombie, parent_pid, process_group, process_state,
     processes_with_marker, zombie_children,
 };
+pub use upstream::{Upstream, serve as serve_upstream};
 pub use wait::{wait_for, wait_until};
 
 /// Asserts that `haystack` contains `needle`, printing both when it does not.

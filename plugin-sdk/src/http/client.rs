@@ -267,7 +267,12 @@ impl Client {
                         if !status.is_success() {
                             let hint = retry_after(response.headers(), SystemTime::now())
                                 .map(|after| after.min(inner.retry.max_retry_after));
-                            HttpError::status(&method, &path, status, hint)
+                            let error = HttpError::status(&method, &path, status, hint);
+                            if inner.retry.server_errors && status.is_server_error() {
+                                error.with_retryable(true)
+                            } else {
+                                error
+                            }
                         } else {
                             let headers = response.headers().clone();
                             let url = response.url().clone();

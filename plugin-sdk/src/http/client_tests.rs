@@ -185,6 +185,34 @@ async fn a_500_and_other_4xx_are_permanent_and_not_retried() {
 }
 
 #[tokio::test]
+async fn retry_server_errors_retries_a_500_but_not_a_4xx() {
+    let retry = json!({"retry": {"max_attempts": 3, "initial_backoff": "1ms",
+                                 "max_backoff": "5ms", "server_errors": true}});
+    let (url, hits) = scripted(|n| if n == 1 { status(500, vec![]) } else { ok() }).await;
+    let body: Value = client(&url, retry.clone()).get_json("items").await.unwrap();
+    assert_eq!(body, json!({"items": [1, 2]}));
+    assert_eq!(hits.get(), 2, "the 500 was retried once");
+
+    let (url, hits) = scripted(|_| status(500, vec![])).await;
+    let error = client(&url, retry.clone())
+        .get_json::<Value>("items")
+        .await
+        .unwrap_err();
+    assert_eq!(hits.get(), 3, "max_attempts = 3");
+    assert!(error.is_retryable());
+    assert_eq!(error.code(), "upstream_unavailable");
+    assert!(PluginError::from(error).is_retryable());
+
+    let (url, hits) = scripted(|_| status(400, vec![])).await;
+    let error = client(&url, retry)
+        .get_json::<Value>("items")
+        .await
+        .unwrap_err();
+    assert_eq!(hits.get(), 1, "a 400 stays permanent");
+    assert!(!error.is_retryable());
+}
+
+#[tokio::test]
 async fn an_undecodable_body_is_permanent() {
     let (url, hits) = scripted(|_| (StatusCode::OK, vec![], "<html>oops</html>".to_owned())).await;
     let error = client(&url, json!({}))

@@ -147,6 +147,10 @@ pub struct RetryConfig {
     )]
     #[schemars(with = "String")]
     pub max_retry_after: Duration,
+    /// Also retry 500 and every other 5xx, not only 502, 503 and 504 (for
+    /// APIs that document a 500 as transient, as OpenAI does).
+    #[serde(default)]
+    pub server_errors: bool,
 }
 
 impl Default for RetryConfig {
@@ -156,6 +160,7 @@ impl Default for RetryConfig {
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
             max_retry_after: default_max_retry_after(),
+            server_errors: false,
         }
     }
 }
@@ -164,6 +169,12 @@ impl RetryConfig {
     /// Sets the number of attempts (the first included).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
+        self
+    }
+
+    /// Retries every 5xx (500 included), not only 502, 503 and 504.
+    pub fn with_server_errors(mut self, retry: bool) -> Self {
+        self.server_errors = retry;
         self
     }
 

@@ -149,6 +149,9 @@ impl HttpError {
                 Some(StatusCode::TOO_MANY_REQUESTS) => "rate_limited",
                 Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => "auth_failed",
                 Some(status) if is_retryable_status(status) => "upstream_unavailable",
+                Some(status) if status.is_server_error() && self.retryable => {
+                    "upstream_unavailable"
+                }
                 _ => "upstream_rejected",
             },
         }

@@ -14,6 +14,8 @@ pub(crate) struct RetryPolicy {
     initial_backoff: Duration,
     max_backoff: Duration,
     pub(crate) max_retry_after: Duration,
+    /// Retry every 5xx, not only 502, 503 and 504.
+    pub(crate) server_errors: bool,
 }
 
 impl RetryPolicy {
@@ -23,6 +25,7 @@ impl RetryPolicy {
             initial_backoff: config.initial_backoff,
             max_backoff: config.max_backoff.max(config.initial_backoff),
             max_retry_after: config.max_retry_after,
+            server_errors: config.server_errors,
         }
     }
 

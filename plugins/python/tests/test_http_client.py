@@ -76,6 +76,20 @@ def test_backoff_is_exponential_with_jitter_and_capped(api):
         assert base / 2 <= slept <= base
 
 
+def test_server_errors_retries_a_500_here(api):
+    clock = FakeClock()
+    api.route("GET", "/x", answers((500, {}, ""), (200, {}, {"ok": 1})))
+    assert client(api, clock, retry={"server_errors": True}).get_json("/x") == {"ok": 1}
+    assert len(api.seen("/x")) == 2
+    api.route("GET", "/y", answers((500, {}, "")))
+    with pytest.raises(HttpError) as err:
+        client(api, clock).get("/y")
+    assert len(api.seen("/y")) == 1, "without server_errors a 500 goes to the hub at once"
+    assert err.value.retryable
+    with pytest.raises(HttpConfigError):
+        client(api, clock, retry={"server_errors": "yes"})
+
+
 def test_a_retry_after_over_the_cap_is_not_waited_for_but_handed_to_the_hub(api):
     clock = FakeClock()
     api.route("GET", "/x", answers((429, {"retry-after": "3600"}, "")))

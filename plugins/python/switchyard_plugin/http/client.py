@@ -39,7 +39,7 @@ class HttpClient:
         base_url = "https://api.example.com/v1"
         timeout = "30s"
         [auth]        # kind = api_key | bearer | basic | oauth2_client_credentials | ...
-        [retry]       # max_attempts, initial_backoff, max_backoff, max_retry_after
+        [retry]       # max_attempts, initial_backoff, max_backoff, max_retry_after, server_errors
         [rate_limit]  # per_second, burst
         [pagination]  # kind = cursor | offset | page | page_token | link, records_path, ...
 
@@ -183,7 +183,7 @@ class HttpClient:
                     self._back_off(attempt, wait, where, f"HTTP {status} (rate limited)")
                     continue
                 raise self._rate_limited(where, status, wait, f" after {attempt} attempt(s)")
-            if status in RETRY_STATUSES:
+            if status in RETRY_STATUSES or (self.retry.server_errors and status >= 500):
                 if retry_after is not None and retry_after > self.retry.max_retry_after:
                     raise self._status_error(
                         where, response, retry_after, f" (Retry-After {retry_after:.0f}s is over max_retry_after)"

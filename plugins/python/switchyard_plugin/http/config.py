@@ -208,6 +208,8 @@ class RetryConfig:
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
     max_retry_after: float = 300.0
+    server_errors: bool = False
+    """Also retry a 500 (any 5xx) here, not only 502, 503 and 504 (the Rust toolkit's key)."""
 
     @classmethod
     def read(cls, table: Optional[Table]) -> "RetryConfig":
@@ -219,6 +221,7 @@ class RetryConfig:
             initial_backoff=table.duration("initial_backoff", 0.5),
             max_backoff=table.duration("max_backoff", 30.0),
             max_retry_after=table.duration("max_retry_after", 300.0),
+            server_errors=table._get("server_errors", (bool,), "true or false", False),
         )
         table.reject_unknown()
         return config
