@@ -109,10 +109,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    // When reqwest is built with the SDK's rustls-without-provider feature
-    // (one cargo build of the bench and the plugins), it needs a process
-    // default; otherwise this is unused. An error means one is set already.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::FloorPeer { socket, size } => floor::serve(&socket, size),
