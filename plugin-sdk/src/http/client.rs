@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::auth::Auth;
 use super::config::HttpConfig;
 use super::error::{HttpError, HttpErrorKind, classify_transport};
-use super::rate_limit::RateLimiter;
+use super::rate_limit::{RateLimiter, quota_reset_wait, quota_spent};
 use super::retry::{RetryPolicy, retry_after};
 use crate::error::{ConfigError, ConfigErrors};
 
@@ -265,10 +265,23 @@ impl Client {
                             continue;
                         }
                         if !status.is_success() {
-                            let hint = retry_after(response.headers(), SystemTime::now())
-                                .map(|after| after.min(inner.retry.max_retry_after));
+                            let now = SystemTime::now();
+                            let headers = response.headers();
+                            let hint = retry_after(headers, now);
+                            // GitHub answers its rate limits with 403 too, with
+                            // Retry-After or a spent quota: that 403 is a limit.
+                            let limited = status == StatusCode::FORBIDDEN
+                                && (hint.is_some() || quota_spent(headers));
+                            let hint = if limited {
+                                hint.or_else(|| quota_reset_wait(headers, now))
+                            } else {
+                                hint
+                            }
+                            .map(|after| after.min(inner.retry.max_retry_after));
                             let error = HttpError::status(&method, &path, status, hint);
-                            if inner.retry.server_errors && status.is_server_error() {
+                            if limited {
+                                error.as_rate_limit()
+                            } else if inner.retry.server_errors && status.is_server_error() {
                                 error.with_retryable(true)
                             } else {
                                 error

@@ -402,3 +402,43 @@ fn a_plain_reqwest_client_builds_beside_the_toolkit() {
     let built = std::panic::catch_unwind(reqwest::Client::new);
     assert!(built.is_ok(), "reqwest::Client::new() panicked");
 }
+
+#[tokio::test]
+async fn a_403_with_retry_after_or_a_spent_quota_is_a_rate_limit_and_retried() {
+    for headers in [
+        vec![("retry-after", "0".to_owned())],
+        vec![
+            ("x-ratelimit-remaining", "0".to_owned()),
+            ("x-ratelimit-reset", "0".to_owned()),
+        ],
+    ] {
+        let (url, hits) = scripted(move |n| {
+            if n == 1 {
+                status(403, headers.clone())
+            } else {
+                ok()
+            }
+        })
+        .await;
+        let client = client(&url, json!({}));
+        client.get_json::<Value>("items").await.unwrap();
+        assert_eq!(hits.get(), 2, "the 403 rate limit was retried");
+    }
+    // Every attempt limited: a retryable `rate_limited` error.
+    let (url, _) = scripted(|_| status(403, vec![("retry-after", "0".to_owned())])).await;
+    let error = client(&url, json!({}))
+        .get_json::<Value>("items")
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(error.code(), "rate_limited");
+    // A 403 without either header stays a permanent refusal.
+    let (url, hits) = scripted(|_| status(403, vec![])).await;
+    let error = client(&url, json!({}))
+        .get_json::<Value>("items")
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert_eq!(error.code(), "auth_failed");
+    assert_eq!(hits.get(), 1);
+}

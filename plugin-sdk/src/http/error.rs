@@ -45,6 +45,8 @@ pub struct HttpError {
     status: Option<StatusCode>,
     retryable: bool,
     retry_after: Option<Duration>,
+    /// A rate limit answered with another status than 429 (GitHub's 403).
+    rate_limited: bool,
 }
 
 impl HttpError {
@@ -56,6 +58,7 @@ impl HttpError {
             status: None,
             retryable,
             retry_after: None,
+            rate_limited: false,
         }
     }
 
@@ -74,6 +77,14 @@ impl HttpError {
         error.retryable = is_retryable_status(status);
         error.retry_after = retry_after;
         error
+    }
+
+    /// Marks a non-429 answer as a rate limit (a 403 with `Retry-After` or a
+    /// spent quota, as GitHub answers): retryable, code `rate_limited`.
+    pub(crate) fn as_rate_limit(mut self) -> Self {
+        self.rate_limited = true;
+        self.retryable = true;
+        self
     }
 
     /// Marks this error retryable or not (for token endpoint failures).
@@ -145,6 +156,7 @@ impl HttpError {
             HttpErrorKind::Decode => "bad_response",
             HttpErrorKind::Pagination => "pagination",
             HttpErrorKind::InvalidRequest => "invalid_request",
+            HttpErrorKind::Status if self.rate_limited => "rate_limited",
             HttpErrorKind::Status => match self.status {
                 Some(StatusCode::TOO_MANY_REQUESTS) => "rate_limited",
                 Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => "auth_failed",

@@ -14,8 +14,9 @@
 //!   `service_account`); tokens are cached and renewed before they expire,
 //!   one renewal at a time, and a 401 renews the token and retries once;
 //! - has a timeout (`timeout`, default 30 s) and is retried on connect
-//!   errors, timeouts, 429, 502, 503 and 504 with exponential backoff and
-//!   jitter, or after the upstream's `Retry-After` (`[retry]`);
+//!   errors, timeouts, 429, 502, 503 and 504 (and a 403 that carries
+//!   `Retry-After` or a spent quota: a rate limit) with exponential backoff
+//!   and jitter, or after the upstream's `Retry-After` (`[retry]`);
 //! - fails with an [`HttpError`] that names the method, the URL path and
 //!   the status, converts into a retryable or permanent [`PluginError`]
 //!   with `?`, and tells whether the upstream is unreachable

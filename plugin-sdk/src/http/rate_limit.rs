@@ -110,24 +110,35 @@ impl RateLimiter {
     /// `X-RateLimit-Reset` / `RateLimit-Reset` (a unix time when above 1e9,
     /// else seconds from now; capped).
     pub(crate) fn observe(&self, headers: &HeaderMap) {
-        let remaining = header_number(headers, "x-ratelimit-remaining")
-            .or_else(|| header_number(headers, "ratelimit-remaining"));
-        if remaining != Some(0.0) {
+        if !quota_spent(headers) {
             return;
         }
-        let Some(reset) = header_number(headers, "x-ratelimit-reset")
-            .or_else(|| header_number(headers, "ratelimit-reset"))
-        else {
+        let Some(wait) = quota_reset_wait(headers, SystemTime::now()) else {
             tracing::debug!("The upstream says its quota is spent but gives no reset time.");
             return;
         };
-        let wait = reset_wait(reset, SystemTime::now()).min(self.max_wait);
-        let until = Instant::now() + wait;
+        let until = Instant::now() + wait.min(self.max_wait);
         let mut blocked_until = lock(&self.blocked_until);
         if blocked_until.is_none_or(|current| current < until) {
             *blocked_until = Some(until);
         }
     }
+}
+
+/// True when the answer says the quota is spent: `X-RateLimit-Remaining`
+/// (or `RateLimit-Remaining`) is 0.
+pub(crate) fn quota_spent(headers: &HeaderMap) -> bool {
+    let remaining = header_number(headers, "x-ratelimit-remaining")
+        .or_else(|| header_number(headers, "ratelimit-remaining"));
+    remaining == Some(0.0)
+}
+
+/// How long until the quota resets, from `X-RateLimit-Reset` /
+/// `RateLimit-Reset`, if the answer says.
+pub(crate) fn quota_reset_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let reset = header_number(headers, "x-ratelimit-reset")
+        .or_else(|| header_number(headers, "ratelimit-reset"))?;
+    Some(reset_wait(reset, now))
 }
 
 /// The wait a reset header's value means: a unix time when above 1e9,
