@@ -280,7 +280,7 @@ impl Client {
                             .map(|after| after.min(inner.retry.max_retry_after));
                             let error = HttpError::status(&method, &path, status, hint);
                             if limited {
-                                error.as_rate_limit()
+                                error.into_rate_limit()
                             } else if inner.retry.server_errors && status.is_server_error() {
                                 error.with_retryable(true)
                             } else {

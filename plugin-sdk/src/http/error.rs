@@ -81,7 +81,7 @@ impl HttpError {
 
     /// Marks a non-429 answer as a rate limit (a 403 with `Retry-After` or a
     /// spent quota, as GitHub answers): retryable, code `rate_limited`.
-    pub(crate) fn as_rate_limit(mut self) -> Self {
+    pub(crate) fn into_rate_limit(mut self) -> Self {
         self.rate_limited = true;
         self.retryable = true;
         self
