@@ -256,10 +256,18 @@ fn incremental_sync_takes_only_newer_items() {
 }
 
 #[test]
-fn a_wrong_api_key_fails_the_start_with_a_named_error() {
+fn a_wrong_api_key_fails_the_plugin_after_its_restart_policy_with_a_named_error() {
     let (url, api) = fake_api(3, Duration::ZERO);
-    let hub = Hub::start(&plugins(&url, "k-wrong-key", 2, "1h"));
+    let config = plugins(&url, "k-wrong-key", 2, "1h").replace(
+        "[plugins.api.poll]",
+        "[plugins.api.restart]\ninitial_backoff = \"50ms\"\nmax_backoff = \"100ms\"\nmax_restarts = 2\n[plugins.api.poll]",
+    );
+    let hub = Hub::start(&config);
     let failed = hub.wait_for_state("api", "failed", LIMIT);
+    assert_eq!(
+        failed["restarts"], 2,
+        "failed only after the restart policy: {failed:#}"
+    );
     let error = failed["last_error"].as_str().unwrap_or_default();
     assert_contains(error, "auth", "last_error");
     assert_contains(
@@ -275,8 +283,8 @@ fn a_wrong_api_key_fails_the_start_with_a_named_error() {
     assert!(!hub.log().contains("k-wrong-key"), "no secret in the log");
     let api = api.lock().unwrap();
     assert_eq!(
-        api.refused, 1,
-        "a 401 is permanent: not retried, not restarted"
+        api.refused, 3,
+        "one start check per start: the first and two restarts (a 401 is not retried within a call)"
     );
     assert!(api.requests.is_empty());
 }

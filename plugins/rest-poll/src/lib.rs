@@ -41,8 +41,8 @@ impl RestPoll {
     /// first page once so a wrong URL or credential fails the start.
     ///
     /// # Errors
-    /// Every bad key; a 401 or 403 as an `auth` error naming the strategy;
-    /// an unreachable or overloaded upstream as a retryable start failure.
+    /// Every bad key; a 401 or 403 (naming `auth` and the strategy), an
+    /// unreachable or overloaded upstream: a retryable start failure.
     pub async fn start(config: RestPollConfig) -> Result<Self, ConfigErrors> {
         let checked = config.check()?;
         let input = RestPoll {
@@ -75,13 +75,14 @@ impl RestPoll {
             status,
             Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
         ) {
+            // Retryable, not a config error: a key can be rotated or its
+            // grant fixed upstream without touching plugins.toml, so the hub
+            // retries the start under the plugin's restart policy and marks
+            // it `failed` (with this message) only once that gives up.
             let kind = self.config.auth.as_ref().map_or("none", |auth| auth.kind());
-            let mut errors = ConfigErrors::new();
-            errors.push(
-                "auth",
-                format!("the API refused the credential (auth kind `{kind}`): {error}"),
-            );
-            return Err(errors);
+            return Err(ConfigErrors::unavailable(PluginError::retryable(format!(
+                "auth: the API refused the credential (auth kind `{kind}`): {error}"
+            ))));
         }
         if error.is_retryable() {
             return Err(ConfigErrors::unavailable(PluginError::from(error)));
