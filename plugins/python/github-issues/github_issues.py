@@ -117,11 +117,14 @@ class GitHubIssues(PollingInput):
             if err.retryable:
                 raise
             if err.status == 401:
-                return ConfigError(
-                    "token_env",
-                    f"GitHub refused the token in {settings.token_env} (HTTP 401, bad credentials): "
-                    "check that it is valid and not expired",
-                )
+                # Retryable, not a config error: a token can be renewed without touching
+                # plugins.toml, so the hub retries the start under the plugin's restart policy
+                # and marks it failed, with this message, only once that policy gives up.
+                raise Failure.transient(
+                    f"token_env: GitHub refused the token in {settings.token_env} (HTTP 401, bad "
+                    "credentials): check that it is valid and not expired",
+                    code="auth_failed",
+                ) from err
             if err.status in (403, 404):
                 return ConfigError(
                     "repo",

@@ -173,12 +173,15 @@ def test_a_refused_token_is_a_permanent_error_naming_the_variable(github):
     assert "GITHUB_TOKEN" in err.value.message and TOKEN not in err.value.message
     assert len(github.list_requests()) == 1  # a static token is not tried again
 
-    # At start, the same refusal is a configuration error on token_env.
-    errors = GitHubIssues(environ=ENV, clock=FakeClock()).configure(
-        {"base_url": github.url, "owner": "octo-org", "repo": "hello-world", "token_env": "GITHUB_TOKEN"}, "issues"
-    )
-    assert [e.field for e in errors] == ["token_env"] and "HTTP 401" in errors[0].message
-    assert TOKEN not in errors[0].message
+    # At start, the same refusal is a retryable failure naming token_env: Configure answers
+    # UNAVAILABLE and the hub retries the start under its restart policy before `failed`.
+    with pytest.raises(Failure) as refused:
+        GitHubIssues(environ=ENV, clock=FakeClock()).configure(
+            {"base_url": github.url, "owner": "octo-org", "repo": "hello-world", "token_env": "GITHUB_TOKEN"}, "issues"
+        )
+    assert refused.value.retryable and refused.value.code == "auth_failed"
+    assert "token_env" in refused.value.message and "HTTP 401" in refused.value.message
+    assert TOKEN not in refused.value.message
 
 
 def test_an_unknown_repository_fails_configure_on_repo(github):

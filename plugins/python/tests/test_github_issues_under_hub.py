@@ -102,3 +102,34 @@ def test_github_issues_passes_the_conformance_kit(tmp_path):
             assert checks[name]["status"] == "PASS", checks[name]
         assert "__conformance_unknown_key__" in checks["configure-bad"]["detail"]
         assert any(r.query.get("per_page") == "2" for r in github.list_requests()), "the polls reached the fake"
+
+
+def test_a_refused_token_fails_the_plugin_only_after_its_restart_policy(start_hub):
+    with FakeGitHub() as github:
+        github.add(1, updated_minute=1)
+        hub = start_hub(
+            f"""
+[plugins.issues]
+command = "{GITHUB_ISSUES}"
+env = {{ GITHUB_TOKEN = "ghp_not-the-right-one" }}
+
+[plugins.issues.config]
+base_url = "{github.url}"
+owner = "octo-org"
+repo = "hello-world"
+token_env = "GITHUB_TOKEN"
+
+[plugins.issues.restart]
+initial_backoff = "50ms"
+max_backoff = "100ms"
+max_restarts = 2
+"""
+        )
+        failed = hub.wait_plugin("issues", lambda p: p["state"] == "failed", "failed")
+        assert failed["restarts"] == 2, failed
+        assert "token_env" in failed["last_error"] and "HTTP 401" in failed["last_error"], failed
+        assert "ghp_not-the-right-one" not in failed["last_error"]
+        assert "ghp_not-the-right-one" not in hub.log_text()
+        with github.api.lock:
+            starts = [r for r in github.api.requests if r.path == "/repos/octo-org/hello-world"]
+        assert len(starts) == 3, "one start check per start: the first and two restarts"
