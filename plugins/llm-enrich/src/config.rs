@@ -60,6 +60,11 @@ pub struct LlmEnrichConfig {
     /// A client-side token bucket (the SDK's `[rate_limit]` table).
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// At start, list the server's models (`GET {base_url}/models`) once, so
+    /// that a refused API key fails the start (retried under the plugin's
+    /// restart policy) instead of every record (default true).
+    #[serde(default = "default_true")]
+    pub check_on_start: bool,
 }
 
 fn default_text_fields() -> Vec<String> {
@@ -73,6 +78,9 @@ fn default_prompt() -> String {
 }
 fn default_schema_name() -> String {
     "enrichment".into()
+}
+fn default_true() -> bool {
+    true
 }
 fn default_concurrency() -> usize {
     4

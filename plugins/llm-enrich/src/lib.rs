@@ -41,7 +41,14 @@ pub fn plugin() -> Plugin<LlmEnrich> {
             "Enriches records through an OpenAI-compatible Chat Completions API, \
              with answers constrained by a JSON Schema",
         )
-        .enricher(|config: LlmEnrichConfig| async move { LlmEnrich::new(config) })
+        .enricher(|config: LlmEnrichConfig| async move {
+            let check = config.check_on_start;
+            let enricher = LlmEnrich::new(config)?;
+            if check {
+                enricher.check_key().await?;
+            }
+            Ok(enricher)
+        })
 }
 
 impl LlmEnrich {
@@ -63,6 +70,47 @@ impl LlmEnrich {
             api_key_env: config.api_key_env,
             limit: Arc::new(Semaphore::new(config.concurrency)),
         })
+    }
+
+    /// Lists the server's models once (`GET {base_url}/models`, which OpenAI,
+    /// Ollama and vLLM serve): a 401 or 403 fails the start, naming the key's
+    /// variable, as a retryable failure, so the hub retries the start under
+    /// the plugin's restart policy and marks it `failed` only once that gives
+    /// up. A server that does not list models (404, 405) is not checked; an
+    /// unreachable or overloaded one fails the start in the same retryable
+    /// way.
+    ///
+    /// # Errors
+    /// The retryable start failure described above.
+    pub async fn check_key(&self) -> Result<(), ConfigErrors> {
+        let error = match self.client.get_json::<Value>("models").await {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        match error.status_code() {
+            Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                let why = match &self.api_key_env {
+                    Some(env) => format!(
+                        "api_key_env: the model server refused the API key in `{env}` ({error}): check the key"
+                    ),
+                    None => format!(
+                        "api_key_env: the model server wants an API key ({error}): set `api_key_env` to the variable that holds it"
+                    ),
+                };
+                Err(ConfigErrors::unavailable(
+                    PluginError::retryable(why).with_code("auth_failed"),
+                ))
+            }
+            Some(StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) => {
+                tracing::debug!("The model server does not list its models; the key is not checked at start.");
+                Ok(())
+            }
+            _ if error.is_retryable() => Err(ConfigErrors::unavailable(PluginError::from(error))),
+            _ => {
+                tracing::warn!(%error, "Could not list the model server's models at start; going on.");
+                Ok(())
+            }
+        }
     }
 
     /// The text sent for `payload`: the one text field's value, or each
