@@ -85,7 +85,7 @@ fn plugin_running(example: &toml::Table, binary: &str) -> String {
             plugin
                 .get("command")
                 .and_then(toml::Value::as_str)
-                .is_some_and(|command| Path::new(command).file_name() == Some(binary.as_ref()))
+                .is_some_and(|command| Path::new(command).file_name() == Some(std::ffi::OsStr::new(binary)))
         })
         .map(|(name, _)| name)
         .collect();
@@ -242,7 +242,9 @@ fn response(id: &str, question: &str, text: &str, minute: u32) -> Value {
         &format!("2026-12-03T08:{minute:02}:00.000Z"),
         "",
     );
-    response["data"] = json!({ question: text });
+    let mut data = serde_json::Map::new();
+    data.insert(question.to_owned(), Value::String(text.to_owned()));
+    response["data"] = Value::Object(data);
     response
 }
 
