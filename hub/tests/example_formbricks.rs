@@ -40,7 +40,8 @@ const WAIT: Duration = Duration::from_secs(90);
 fn example() -> toml::Table {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/formbricks.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    text.parse().unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    text.parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The value at `path` (table keys), which must exist.
@@ -85,7 +86,9 @@ fn plugin_running(example: &toml::Table, binary: &str) -> String {
             plugin
                 .get("command")
                 .and_then(toml::Value::as_str)
-                .is_some_and(|command| Path::new(command).file_name() == Some(std::ffi::OsStr::new(binary)))
+                .is_some_and(|command| {
+                    Path::new(command).file_name() == Some(std::ffi::OsStr::new(binary))
+                })
         })
         .map(|(name, _)| name)
         .collect();
@@ -236,12 +239,8 @@ impl Drop for Hub {
 
 /// A Formbricks response answering `question` with `text`.
 fn response(id: &str, question: &str, text: &str, minute: u32) -> Value {
-    let mut response = fake_formbricks::response(
-        "s1",
-        id,
-        &format!("2026-12-03T08:{minute:02}:00.000Z"),
-        "",
-    );
+    let mut response =
+        fake_formbricks::response("s1", id, &format!("2026-12-03T08:{minute:02}:00.000Z"), "");
     let mut data = serde_json::Map::new();
     data.insert(question.to_owned(), Value::String(text.to_owned()));
     response["data"] = Value::Object(data);
@@ -271,10 +270,7 @@ fn delivered(receiver: &Receiver) -> BTreeMap<String, Value> {
         assert_eq!(body["type"], "switchyard.events", "{body}");
         for event in body["data"].as_array().unwrap() {
             let payload = &event["record"]["payload"];
-            events.insert(
-                payload["id"].as_str().unwrap().to_owned(),
-                payload.clone(),
-            );
+            events.insert(payload["id"].as_str().unwrap().to_owned(), payload.clone());
         }
     }
     events
@@ -308,7 +304,8 @@ async fn the_formbricks_example_polls_takes_webhooks_enriches_and_delivers_to_bo
 
     // What the example configures, as written.
     let model = get_str(&config, &["plugins", &enricher, "config", "model"]).to_owned();
-    let output_field = get_str(&config, &["plugins", &enricher, "config", "output_field"]).to_owned();
+    let output_field =
+        get_str(&config, &["plugins", &enricher, "config", "output_field"]).to_owned();
     let text_field = get(&config, &["plugins", &enricher, "config", "text_fields"])
         .as_array()
         .and_then(|fields| fields.first())
@@ -363,7 +360,11 @@ async fn the_formbricks_example_polls_takes_webhooks_enriches_and_delivers_to_bo
         .local_addr()
         .unwrap()
         .port();
-    set(&mut config, &["hub", "listen"], &format!("127.0.0.1:{port}"));
+    set(
+        &mut config,
+        &["hub", "listen"],
+        &format!("127.0.0.1:{port}"),
+    );
     let database = format!("sqlite://{}", dir.path().join("example.db").display());
     set(&mut config, &["hub", "database"], &database);
     set(
@@ -376,7 +377,11 @@ async fn the_formbricks_example_polls_takes_webhooks_enriches_and_delivers_to_bo
         &["plugins", &enricher, "config", "base_url"],
         &format!("{}/v1", openai.base),
     );
-    set(&mut config, &["plugins", &http, "config", "url"], &receiver.url);
+    set(
+        &mut config,
+        &["plugins", &http, "config", "url"],
+        &receiver.url,
+    );
     let names: Vec<String> = get(&config, &["plugins"])
         .as_table()
         .unwrap()
@@ -504,7 +509,10 @@ async fn the_formbricks_example_polls_takes_webhooks_enriches_and_delivers_to_bo
     // No secret reaches the log.
     let log = hub.log();
     for (name, secret) in &env {
-        assert!(!log.contains(secret.as_str()), "{name}'s value is in the log");
+        assert!(
+            !log.contains(secret.as_str()),
+            "{name}'s value is in the log"
+        );
     }
 }
 
