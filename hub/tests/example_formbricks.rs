@@ -317,7 +317,7 @@ async fn the_formbricks_example_polls_takes_webhooks_enriches_and_delivers_to_bo
         .unwrap_or_else(|| panic!("text_fields[0] {text_field:?} is not a `data.QUESTION` path"))
         .to_owned();
     let jsonl = get_str(&config, &["plugins", &archive, "config", "path"]).to_owned();
-    let env: Vec<(&str, &str)> = vec![
+    let env: [(&str, &str); 4] = [
         (
             get_str(&config, &["plugins", &input, "config", "api_key_env"]),
             FORMBRICKS_KEY,
