@@ -24,6 +24,12 @@ const MODEL: &str = "gpt-4o-mini-test";
 /// A hub with `hook` (webhook-json) feeding `llm` (llm-enrich), with the
 /// API key `key` in `LLM_API_KEY`, or with no `api_key_env` at all.
 fn hub(base_url: &str, key: Option<&str>) -> Hub {
+    hub_with(base_url, key, "")
+}
+
+/// `hub` with extra lines at the end of `[plugins.llm.config]` and, for
+/// `[plugins.llm.restart]`, an extra table.
+fn hub_with(base_url: &str, key: Option<&str>, extra: &str) -> Hub {
     let (env, key_line) = match key {
         Some(key) => (
             format!("env = {{ LLM_API_KEY = \"{key}\" }}"),
@@ -51,6 +57,7 @@ base_url = "{base_url}/v1"
 model = "{MODEL}"
 concurrency = 2
 retry = {{ max_attempts = 3, initial_backoff = "10ms", max_backoff = "50ms" }}
+{extra}
 
 [pipeline]
 enrich = ["llm"]
@@ -77,6 +84,11 @@ fn records_are_enriched_a_garbage_answer_is_dead_lettered_and_a_429_is_retried()
     let openai = FakeOpenAi::start(GOOD_KEY, MODEL);
     let hub = hub(&openai.base, Some(GOOD_KEY));
     hub.wait_for_state("llm", "running", LIMIT);
+    assert_eq!(
+        openai.seen().models_listed,
+        1,
+        "the key was checked at start"
+    );
     let items = json!([
         {"id": "r-love", "text": "I love this product"},
         {"id": "r-garbage", "text": "garbage answer please"},
@@ -153,7 +165,8 @@ fn records_are_enriched_a_garbage_answer_is_dead_lettered_and_a_429_is_retried()
 #[test]
 fn a_wrong_api_key_is_a_clear_permanent_error() {
     let openai = FakeOpenAi::start(GOOD_KEY, MODEL);
-    let hub = hub(&openai.base, Some("sk-wrong"));
+    // Without the start check, so that the key is refused per record.
+    let hub = hub_with(&openai.base, Some("sk-wrong"), "check_on_start = false");
     hub.wait_for_state("llm", "running", LIMIT);
     let accepted = hub.post("/webhooks/hook", &json!({"id": "r-1", "text": "hello"}));
     assert_eq!(accepted.status, 202, "{}", accepted.text);
@@ -176,7 +189,7 @@ fn a_wrong_api_key_is_a_clear_permanent_error() {
 #[test]
 fn a_server_that_wants_a_key_when_none_is_configured_says_so() {
     let openai = FakeOpenAi::start(GOOD_KEY, MODEL);
-    let hub = hub(&openai.base, None);
+    let hub = hub_with(&openai.base, None, "check_on_start = false");
     hub.wait_for_state("llm", "running", LIMIT);
     let accepted = hub.post("/webhooks/hook", &json!({"id": "r-1", "text": "hello"}));
     assert_eq!(accepted.status, 202, "{}", accepted.text);
@@ -185,6 +198,37 @@ fn a_server_that_wants_a_key_when_none_is_configured_says_so() {
     assert_contains(message, "wants an API key (401 Unauthorized)", "the error");
     assert_contains(message, "set `api_key_env`", "the error");
     assert_eq!(openai.seen().unauthorized, 1);
+}
+
+#[test]
+fn a_key_refused_at_start_fails_the_plugin_only_after_its_restart_policy() {
+    let openai = FakeOpenAi::start(GOOD_KEY, MODEL);
+    let restart = "\n[plugins.llm.restart]\ninitial_backoff = \"50ms\"\nmax_backoff = \"100ms\"\nmax_restarts = 2";
+    let hub = hub_with(&openai.base, Some("sk-wrong"), restart);
+    let failed = hub.wait_for_state("llm", "failed", LIMIT);
+    assert_eq!(
+        failed["restarts"], 2,
+        "failed only after the restart policy: {failed:#}"
+    );
+    let error = failed["last_error"].as_str().unwrap_or_default();
+    assert_contains(error, "api_key_env", "last_error");
+    assert_contains(error, "refused the API key in `LLM_API_KEY`", "last_error");
+    assert_contains(error, "401", "last_error");
+    assert!(!error.contains("sk-wrong"), "the key never shows: {error}");
+    assert!(
+        !hub.log().contains("sk-wrong"),
+        "the key never reaches the log"
+    );
+    let seen = openai.seen();
+    assert_eq!(
+        seen.models_unauthorized, 3,
+        "one check per start: the first and two restarts"
+    );
+    assert_eq!(
+        seen.calls.len() + seen.unauthorized,
+        0,
+        "no record was sent to the model"
+    );
 }
 
 #[test]

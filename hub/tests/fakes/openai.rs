@@ -37,6 +37,10 @@ pub struct Seen {
     pub malformed: Vec<String>,
     /// Requests refused for their key.
     pub unauthorized: usize,
+    /// `GET /v1/models` requests answered with the list.
+    pub models_listed: usize,
+    /// `GET /v1/models` requests refused for their key.
+    pub models_unauthorized: usize,
     /// Texts already answered 429 once.
     pub limited: Vec<String>,
     /// Calls being answered now.
@@ -83,6 +87,7 @@ impl FakeOpenAi {
             runtime.block_on(async move {
                 let app = axum::Router::new()
                     .route("/v1/chat/completions", post(completions))
+                    .route("/v1/models", axum::routing::get(models))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app)
@@ -149,6 +154,27 @@ fn malformed(body: &Value, model: &str) -> Option<String> {
         return Some(format!("response_format is {format}"));
     }
     None
+}
+
+/// `GET /v1/models`, answering like OpenAI's "List models"
+/// (<https://platform.openai.com/docs/api-reference/models/list>).
+async fn models(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    let expected = format!("Bearer {}", inner.key);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        inner.seen.lock().unwrap().models_unauthorized += 1;
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided: sk-wr***ng. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            "invalid_api_key",
+        );
+    }
+    inner.seen.lock().unwrap().models_listed += 1;
+    Json(json!({
+        "object": "list",
+        "data": [{"id": inner.model, "object": "model", "created": 1_686_935_002, "owned_by": "openai"}],
+    }))
+    .into_response()
 }
 
 /// `POST /v1/chat/completions`, answering like OpenAI.

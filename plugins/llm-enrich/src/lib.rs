@@ -102,7 +102,9 @@ impl LlmEnrich {
                 ))
             }
             Some(StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) => {
-                tracing::debug!("The model server does not list its models; the key is not checked at start.");
+                tracing::debug!(
+                    "The model server does not list its models; the key is not checked at start."
+                );
                 Ok(())
             }
             _ if error.is_retryable() => Err(ConfigErrors::unavailable(PluginError::from(error))),
