@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_e2e::{
     Hub, assert_contains, assert_contains_any, bin_path, process_group, processes_with_marker,
-    record, run_to_completion, wait_until, zombie_children,
+    record, run_to_completion, wait_until, zombies_left,
 };
 use switchyard_wire::handshake::{MAGIC_COOKIE_KEY, NOT_LAUNCHED_BY_HUB_MESSAGE};
 
@@ -71,7 +71,7 @@ fn assert_failed_start(hub: &Hub, name: &str, mode: &str, expected: &[&str]) -> 
         processes_with_marker(&marker)
     );
     assert_eq!(
-        zombie_children(hub.pid()),
+        zombies_left(hub.pid()),
         Vec::<i32>::new(),
         "the hub left zombie children"
     );
@@ -415,7 +415,7 @@ exit_on_configure = 7
             || hub.plugin("crashy")["state"] == "running"),
         "the crashed plugin's process is still alive"
     );
-    assert_eq!(zombie_children(hub.pid()), Vec::<i32>::new());
+    assert_eq!(zombies_left(hub.pid()), Vec::<i32>::new());
     assert_eq!(hub.get("/healthz").status, 200);
 }
 
@@ -538,6 +538,6 @@ window = "5m"
         .is_empty()),
         "a failed plugin has no process left"
     );
-    assert_eq!(zombie_children(hub.pid()), Vec::<i32>::new());
+    assert_eq!(zombies_left(hub.pid()), Vec::<i32>::new());
     assert_hub_carries_on(&hub, &["flappy"]);
 }

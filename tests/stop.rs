@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use switchyard_e2e::{
     Hub, is_alive, process_group, process_state, processes_with_marker, wait_for, wait_until,
-    zombie_children,
+    zombies_left,
 };
 
 /// Generous bound for a plugin to reach a state on a busy 2-core machine.
@@ -216,7 +216,7 @@ fn a_start_timeout_kills_the_whole_process_group() {
         None,
         "the hub should have reaped the plugin"
     );
-    assert_eq!(zombie_children(hub.pid()), Vec::<i32>::new());
+    assert_eq!(zombies_left(hub.pid()), Vec::<i32>::new());
     assert_eq!(hub.get("/healthz").status, 200);
 }
 
@@ -283,7 +283,7 @@ fn a_plugin_killed_from_outside_is_reaped_and_reported() {
         pids[0],
         process_state(pids[0])
     );
-    assert_eq!(zombie_children(hub.pid()), Vec::<i32>::new());
+    assert_eq!(zombies_left(hub.pid()), Vec::<i32>::new());
     // The other plugin is untouched.
     assert_eq!(hub.plugin("mood")["state"], "running");
     assert_eq!(hub.plugin("mood")["pid"], pids[1]);

@@ -43,7 +43,7 @@ pub use command::{Outcome, run_to_completion};
 pub use hub::{Hub, HubBuilder, JsonResponse, strip_ansi};
 pub use procs::{
     MARKER_ENV, is_alive, is_zombie, parent_pid, process_group, process_state,
-    processes_with_marker, zombie_children,
+    processes_with_marker, zombie_children, zombies_left,
 };
 pub use upstream::{Upstream, serve as serve_upstream};
 pub use wait::{wait_for, wait_until};

@@ -83,6 +83,22 @@ pub fn is_alive(pid: i32) -> bool {
 
 /// The zombie children of `parent`: processes it started, that died, and that
 /// it has not reaped.
+/// The zombie children of `parent` still there after waiting up to 5 s for
+/// them to be reaped: empty unless the parent really leaves zombies. (A
+/// child that exited a moment ago is a zombie until its parent reaps it, so
+/// "none at this instant" would fail on a busy machine.)
+pub fn zombies_left(parent: i32) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let zombies = zombie_children(parent);
+        if zombies.is_empty() || std::time::Instant::now() >= deadline {
+            return zombies;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The zombie children of `parent` at this instant.
 pub fn zombie_children(parent: i32) -> Vec<i32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
