@@ -21,8 +21,7 @@ mod fake_receiver;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_formbricks::FakeFormbricks;
 use fake_openai::FakeOpenAi;
@@ -121,78 +120,13 @@ fn at<'a>(payload: &'a Value, dotted: &str) -> &'a Value {
 }
 
 /// A running `switchyard run` (child process), stopped on drop.
-struct Hub {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
-}
+type Hub = common::HubProcess;
 
 impl Hub {
     /// Writes `config` as `plugins.toml` in `dir`, runs the hub on it with
     /// `env` as its whole environment (besides `PATH`), waits for `/readyz`.
     async fn start(dir: tempfile::TempDir, config: &str, port: u16, env: &[(&str, &str)]) -> Hub {
-        let path = dir.path().join("plugins.toml");
-        std::fs::write(&path, config).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("hub.stderr")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SWITCHYARD_LOG", "info")
-            .env("NO_COLOR", "1");
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let hub = Hub {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            dir,
-        };
-        hub.wait("the hub to be ready", || async {
-            let response = hub.http.get(format!("{}/readyz", hub.base)).send().await;
-            response.is_ok_and(|r| r.status() == 200).then_some(())
-        })
-        .await;
-        hub
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("hub.stderr")).unwrap_or_default()
-    }
-
-    /// Polls `probe` until it returns `Some`, for up to [`WAIT`].
-    async fn wait<T, F, Fut>(&self, what: &str, mut probe: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; hub log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        Hub::spawn(dir, config, port, env, "/readyz", WAIT).await
     }
 
     /// Every record stored from `source`, by source id (latest version).
@@ -216,24 +150,6 @@ impl Hub {
                 None => return records,
             }
         }
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -13,8 +13,7 @@ mod common;
 mod fake_formbricks;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_formbricks::{FakeFormbricks, response};
 use serde_json::Value;
@@ -28,13 +27,8 @@ fn plugin_bin() -> std::path::PathBuf {
     common::built(&["-p", "formbricks"], "formbricks")
 }
 
-/// A running `switchyard run` (child process), killed on drop.
-struct Hub {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
-}
+/// A running `switchyard run` (child process), stopped on drop.
+type Hub = common::HubProcess;
 
 impl Hub {
     /// Starts the hub on `plugins` (`@FORMBRICKS@` replaced by the binary),
@@ -56,66 +50,8 @@ impl Hub {
             dir.path().join("hub.db").display(),
             plugins.replace("@FORMBRICKS@", &plugin_bin().display().to_string())
         );
-        std::fs::write(dir.path().join("plugins.toml"), &config).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("hub.stderr")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("run")
-            .arg("--config")
-            .arg(dir.path().join("plugins.toml"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SWITCHYARD_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("FB_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let hub = Hub {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            dir,
-        };
-        hub.wait("the hub to be ready", || async {
-            let response = hub
-                .http
-                .get(format!("{}{ready_path}", hub.base))
-                .send()
-                .await;
-            response.is_ok_and(|r| r.status() == 200).then_some(())
-        })
-        .await;
-        hub
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("hub.stderr")).unwrap_or_default()
-    }
-
-    /// Polls `probe` until it returns `Some`, for up to [`WAIT`].
-    async fn wait<T, F, Fut>(&self, what: &str, mut probe: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; hub log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let env = [("FB_WEBHOOK_SECRET", WEBHOOK_SECRET)];
+        Hub::spawn(dir, &config, port, &env, ready_path, WAIT).await
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -162,24 +98,6 @@ impl Hub {
             request = request.header(name.as_str(), value.as_str());
         }
         request.send().await.unwrap().status().as_u16()
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

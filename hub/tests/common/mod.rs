@@ -319,3 +319,120 @@ pub fn keyword_tagger() -> Option<PathBuf> {
     );
     None
 }
+
+/// A running `switchyard run` child process (the real binary) on
+/// `DIR/plugins.toml`, its stderr in `DIR/hub.stderr`; asked to stop with
+/// SIGTERM, then killed, when dropped.
+pub struct HubProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A client for the hub's HTTP API (no proxy, 30 s timeout).
+    pub http: reqwest::Client,
+    dir: tempfile::TempDir,
+    wait_limit: Duration,
+}
+
+impl HubProcess {
+    /// Writes `config` (whose `[hub] listen` is `127.0.0.1:{port}`) as
+    /// `plugins.toml` in `dir`, runs the hub on it with `env` as its whole
+    /// environment besides `PATH`, `SWITCHYARD_LOG=info` and `NO_COLOR`, and
+    /// waits until `ready_path` answers 200. [`HubProcess::wait`] then waits
+    /// up to `wait_limit` for each condition.
+    pub async fn spawn(
+        dir: tempfile::TempDir,
+        config: &str,
+        port: u16,
+        env: &[(&str, &str)],
+        ready_path: &str,
+        wait_limit: Duration,
+    ) -> HubProcess {
+        let path = dir.path().join("plugins.toml");
+        std::fs::write(&path, config).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("hub.stderr")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SWITCHYARD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let hub = HubProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            dir,
+            wait_limit,
+        };
+        hub.wait("the hub to be ready", || async {
+            let response = hub
+                .http
+                .get(format!("{}{ready_path}", hub.base))
+                .send()
+                .await;
+            response.is_ok_and(|r| r.status() == 200).then_some(())
+        })
+        .await;
+        hub
+    }
+
+    /// The hub's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hub.stderr")).unwrap_or_default()
+    }
+
+    /// The directory holding its `plugins.toml` and `hub.stderr`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Polls `probe` until it returns `Some`, for up to the `wait_limit`
+    /// given to [`HubProcess::spawn`]; fails with the hub's log.
+    pub async fn wait<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = std::time::Instant::now() + self.wait_limit;
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; hub log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
