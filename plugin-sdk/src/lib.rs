@@ -86,6 +86,7 @@ mod error;
 mod health;
 pub mod http;
 pub mod log;
+pub mod payload_path;
 mod plugin;
 mod role;
 mod serve;

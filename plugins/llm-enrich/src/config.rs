@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use switchyard_plugin_sdk::http::{AuthConfig, Client, HttpConfig, RateLimitConfig, RetryConfig};
 use switchyard_plugin_sdk::{ConfigError, ConfigErrors};
 
-use crate::{fields, schema};
+use crate::schema;
+use switchyard_plugin_sdk::payload_path;
 
 /// The default system prompt, for the default (sentiment) schema.
 const DEFAULT_PROMPT: &str = "You classify the sentiment of the user's text. \
@@ -112,7 +113,7 @@ impl LlmEnrichConfig {
         }
         let mut text_fields = Vec::new();
         for (index, field) in self.text_fields.iter().enumerate() {
-            match fields::split_path(field) {
+            match payload_path::split_path(field) {
                 Some(keys) => text_fields.push((field.clone(), keys)),
                 None => errors.push(
                     format!("text_fields.{index}"),
@@ -120,7 +121,7 @@ impl LlmEnrichConfig {
                 ),
             }
         }
-        let output = fields::split_path(&self.output_field).unwrap_or_else(|| {
+        let output = payload_path::split_path(&self.output_field).unwrap_or_else(|| {
             errors.push(
                 "output_field",
                 format!(

@@ -5,13 +5,13 @@
 
 pub mod chat;
 mod config;
-pub mod fields;
 pub mod schema;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use switchyard_plugin_sdk::http::{Client, HttpError, StatusCode};
+use switchyard_plugin_sdk::payload_path;
 use switchyard_plugin_sdk::{ConfigErrors, Enricher, Plugin, PluginError, Record};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
@@ -120,7 +120,7 @@ impl LlmEnrich {
     fn text(&self, payload: &Value, id: &str) -> Result<String, PluginError> {
         let mut parts = Vec::new();
         for (name, keys) in &self.text_fields {
-            match fields::lookup(payload, keys) {
+            match payload_path::lookup(payload, keys) {
                 None | Some(Value::Null) => {}
                 Some(Value::String(text)) => parts.push((name, text.as_str())),
                 Some(_) => {
@@ -225,7 +225,7 @@ impl Enricher for LlmEnrich {
         }
         .instrument(span)
         .await?;
-        fields::set_path(&mut payload, &self.output, answer).map_err(|at| {
+        payload_path::set_path(&mut payload, &self.output, answer).map_err(|at| {
             PluginError::permanent(format!(
                 "cannot write `{}` into record {:?}: `{at}` is not an object",
                 self.output.join("."),

@@ -7,6 +7,7 @@ pub mod score;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
+use switchyard_plugin_sdk::payload_path::{lookup, set_path, split_path};
 use switchyard_plugin_sdk::{ConfigErrors, Enricher, Plugin, PluginError, Record};
 
 pub use score::{Score, score_text};
@@ -35,11 +36,6 @@ fn default_output_field() -> String {
 pub struct Sentiment {
     text_fields: Vec<(String, Vec<String>)>,
     output: Vec<String>,
-}
-
-fn split_path(path: &str) -> Option<Vec<String>> {
-    let keys: Vec<String> = path.split('.').map(str::to_owned).collect();
-    (!keys.iter().any(String::is_empty)).then_some(keys)
 }
 
 impl Sentiment {
@@ -130,31 +126,6 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-fn lookup<'a>(value: &'a Value, keys: &[String]) -> Option<&'a Value> {
-    keys.iter()
-        .try_fold(value, |value, key| value.as_object()?.get(key))
-}
-
-/// Sets `keys` in `value`, creating objects on the way; on failure returns the
-/// dotted prefix that exists but is not an object.
-fn set_path(value: &mut Value, keys: &[String], new: Value) -> Result<(), String> {
-    let Some((last, parents)) = keys.split_last() else {
-        return Err(String::new());
-    };
-    let mut current = value;
-    for (depth, key) in parents.iter().enumerate() {
-        let map = current
-            .as_object_mut()
-            .ok_or_else(|| keys[..depth].join("."))?;
-        current = map
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    }
-    let map = current.as_object_mut().ok_or_else(|| parents.join("."))?;
-    map.insert(last.clone(), new);
-    Ok(())
 }
 
 /// The plugin definition.

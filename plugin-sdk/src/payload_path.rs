@@ -1,5 +1,5 @@
-//! Dotted paths into a record's JSON payload (`body.text`): reading the text
-//! fields and writing the answer.
+//! Dotted paths into a record's JSON payload (`body.text`): what enrichers
+//! name in their config to read a field and to write their answer.
 
 use serde_json::Value;
 
