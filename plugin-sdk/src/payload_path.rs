@@ -35,6 +35,18 @@ pub fn set_path(value: &mut Value, keys: &[String], new: Value) -> Result<(), St
     Ok(())
 }
 
+/// What a payload value is, for error messages: "a string", "an object"…
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -3,6 +3,7 @@
 //! answer against the schema's top level.
 
 use serde_json::{Value, json};
+use switchyard_plugin_sdk::payload_path;
 
 /// The default schema: `{"label": "positive" | "negative" | "neutral",
 /// "score": number}`, both required, nothing else (strict mode needs
@@ -85,7 +86,7 @@ fn check_value(schema: &Value, value: &Value, what: &str) -> Result<(), String> 
     if !allowed.is_empty() && !allowed.iter().any(|kind| has_type(value, kind)) {
         return Err(format!(
             "{what} is {} but the schema wants {}",
-            type_name(value),
+            payload_path::kind(value),
             allowed.join(" or ")
         ));
     }
@@ -111,17 +112,6 @@ fn has_type(value: &Value, kind: &str) -> bool {
         "boolean" => value.is_boolean(),
         "null" => value.is_null(),
         _ => true,
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -7,7 +7,7 @@ pub mod score;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use switchyard_plugin_sdk::payload_path::{lookup, set_path, split_path};
+use switchyard_plugin_sdk::payload_path::{kind, lookup, set_path, split_path};
 use switchyard_plugin_sdk::{ConfigErrors, Enricher, Plugin, PluginError, Record};
 
 pub use score::{Score, score_text};
@@ -114,17 +114,6 @@ impl Sentiment {
             ))
             .with_code("output_not_object")
         })
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
