@@ -16,21 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-
-/// Every check, in report order.
-const CHECKS: &[&str] = &[
-    "cookie",
-    "handshake",
-    "health",
-    "metadata",
-    "configure-bad",
-    "configure",
-    "shutdown",
-    "poll-determinism",
-    "enrich",
-    "output-acks",
-    "webhook",
-];
+use switchyard_hub::conformance::CHECKS;
 
 fn switchyard() -> PathBuf {
     common::built(
