@@ -11,7 +11,7 @@ use crate::http::{self, AppState, CALL_TIMEOUT};
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 use crate::supervisor::socket_dir::SocketDir;
-use crate::supervisor::{Spawner, Supervisor};
+use crate::supervisor::{Registry, Spawner, Supervisor};
 use crate::webhook::Webhooks;
 
 /// How long in-flight HTTP requests may take to finish at shutdown.
@@ -67,7 +67,7 @@ pub async fn run_with_listener(
     .await
     .context("cannot read the webhook inbox")?;
     let state = AppState {
-        plugins: supervisor.plugins().to_vec().into(),
+        plugins: Registry::new(supervisor.plugins().to_vec()),
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks),
         ingest: Some(pipeline.ingest().clone()),

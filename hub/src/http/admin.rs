@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// once, else 503 naming the plugins still waited for.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let waiting_for: Vec<String> = state
-        .plugins
+        .plugin_list()
         .iter()
         .map(|plugin| plugin.status())
         .filter(|status| !status.ever_ready)
@@ -37,7 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /api/v1/plugins`: every plugin, in config order.
 pub async fn list_plugins(State(state): State<AppState>) -> Json<Vec<PluginStatusJson>> {
-    Json(state.plugins.iter().map(PluginStatusJson::of).collect())
+    Json(state.plugin_list().iter().map(PluginStatusJson::of).collect())
 }
 
 /// `GET /api/v1/plugins/NAME`: one plugin, or 404.
@@ -45,5 +45,5 @@ pub async fn get_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginStatusJson>, ApiError> {
-    Ok(Json(PluginStatusJson::of(state.plugin(&name)?)))
+    Ok(Json(PluginStatusJson::of(&state.plugin(&name)?)))
 }

@@ -43,7 +43,7 @@ where
     Fut: Future<Output = Result<T, CallError>>,
 {
     let plugin = state.plugin(name)?;
-    retry::call(plugin, rpc, attempt)
+    retry::call(&plugin, rpc, attempt)
         .await
         .map_err(|give_up| ApiError::from_give_up(name, give_up))
 }

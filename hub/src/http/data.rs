@@ -271,10 +271,7 @@ pub async fn replay_dead_letter(
     let letter = find_dead_letter(ingest, &id).await?;
     match (letter.stage, letter.event) {
         (Stage::Output, Some((event_id, _))) => {
-            let serves_output = state
-                .plugins
-                .iter()
-                .any(|plugin| plugin.name() == letter.plugin);
+            let serves_output = state.plugin(&letter.plugin).is_ok();
             if !serves_output {
                 return Err(ApiError::OutputGone(letter.plugin));
             }
@@ -366,6 +363,7 @@ mod tests {
     use crate::domain::Record;
     use crate::pipeline::{Chain, metrics};
     use crate::store::{NewDeadLetter, Store, testing};
+    use crate::supervisor::Registry;
 
     async fn state(dir: &std::path::Path) -> AppState {
         let store = Store::open(&testing::sqlite_url(dir)).await.unwrap();
@@ -377,7 +375,7 @@ mod tests {
             CancellationToken::new(),
         );
         AppState {
-            plugins: Arc::from(Vec::new()),
+            plugins: Registry::default(),
             call_timeout: std::time::Duration::from_secs(5),
             webhooks: None,
             ingest: Some(Ingest {

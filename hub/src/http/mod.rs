@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 
-use crate::supervisor::PluginHandle;
+use crate::supervisor::{PluginHandle, Registry};
 
 /// How long a call made through the API may take before it answers 504.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,8 +41,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// What every handler can see.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// Every plugin, in config order.
-    pub plugins: Arc<[PluginHandle]>,
+    /// The plugins the hub runs now (a reload changes them): reach them
+    /// through [`AppState::plugin`] and [`AppState::plugin_list`].
+    pub plugins: Registry,
     /// The per-call timeout.
     pub call_timeout: Duration,
     /// The webhook endpoints (`POST /webhooks/NAME`); `None` answers 404.
@@ -54,11 +55,15 @@ pub struct AppState {
 
 impl AppState {
     /// The plugin named `name`, or a 404.
-    pub fn plugin(&self, name: &str) -> Result<&PluginHandle, ApiError> {
+    pub fn plugin(&self, name: &str) -> Result<PluginHandle, ApiError> {
         self.plugins
-            .iter()
-            .find(|plugin| plugin.name() == name)
+            .get(name)
             .ok_or_else(|| ApiError::UnknownPlugin(name.to_owned()))
+    }
+
+    /// Every plugin the hub runs now, in config order.
+    pub fn plugin_list(&self) -> Arc<[PluginHandle]> {
+        self.plugins.snapshot()
     }
 }
 

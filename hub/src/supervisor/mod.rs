@@ -12,6 +12,7 @@
 //! * [`liveness`]: the periodic health probe.
 //! * [`socket_dir`]: the private directory for plugin sockets.
 //! * [`metrics`]: the supervisor's Prometheus metrics.
+//! * [`registry`]: the set of plugins running now, which a reload changes.
 //!
 //! Architecture invariants: only this module spawns, signals or kills
 //! processes; a plugin's actor is the only writer of its status; a plugin's
@@ -21,6 +22,7 @@ pub mod actor;
 pub mod handshake;
 pub mod liveness;
 pub mod metrics;
+pub mod registry;
 pub mod restart;
 pub mod socket_dir;
 pub mod spawn;
@@ -41,6 +43,7 @@ use crate::config::{PluginConfig, RetryConfig};
 use crate::domain::PluginMetadata;
 use crate::rpc::plugin::PluginClient;
 use crate::rpc::roles::RoleClient;
+pub use registry::Registry;
 pub use spawn::Spawner;
 pub use state::{LastExit, PluginState, PluginStatus};
 
