@@ -9,10 +9,11 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::http::{self, AppState, CALL_TIMEOUT};
 use crate::pipeline::Pipeline;
+use crate::reload::{self, Plan, ReloadError, Reloader};
 use crate::store::Store;
 use crate::supervisor::socket_dir::SocketDir;
 use crate::supervisor::{Registry, Spawner, Supervisor};
-use crate::webhook::Webhooks;
+use crate::webhook::{Webhooks, Workers};
 
 /// How long in-flight HTTP requests may take to finish at shutdown.
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -58,7 +59,8 @@ pub async fn run_with_listener(
         .with_context(|| format!("cannot open the database {:?}", config.hub.database))?;
     tracing::info!(database = ?config.hub.database, "Store ready.");
     let supervisor = Supervisor::start(&config.plugins, spawner, socket_dir.path().to_path_buf());
-    let pipeline = Pipeline::start(&config, store.clone(), supervisor.plugins());
+    let registry = Registry::new(supervisor.plugins().to_vec());
+    let pipeline = Pipeline::start(&config, store.clone(), registry.clone());
     let (webhooks, webhook_workers) = Webhooks::start(
         &config.plugins,
         supervisor.plugins(),
@@ -66,33 +68,64 @@ pub async fn run_with_listener(
     )
     .await
     .context("cannot read the webhook inbox")?;
+    let (reloader, mut reloads) = Reloader::channel();
     let state = AppState {
-        plugins: Registry::new(supervisor.plugins().to_vec()),
+        plugins: registry.clone(),
         call_timeout: CALL_TIMEOUT,
-        webhooks: Some(webhooks),
+        webhooks: Some(webhooks.clone()),
         ingest: Some(pipeline.ingest().clone()),
+        reloader: Some(reloader),
+    };
+    let mut running = Running {
+        config,
+        supervisor,
+        pipeline,
+        webhooks,
+        webhook_workers,
+        registry,
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(http::serve(listener, state, async move {
         let _ = http_stopped.await;
     }));
+    let mut hangups = hangup_signals();
 
     let mut server_result = None;
-    tokio::select! {
-        () = shutdown => tracing::info!("Shutting down: stopping every plugin."),
-        result = &mut server => {
-            tracing::error!("The HTTP server stopped unexpectedly; shutting down.");
-            server_result = Some(result);
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("Shutting down: stopping every plugin.");
+                break;
+            }
+            result = &mut server => {
+                tracing::error!("The HTTP server stopped unexpectedly; shutting down.");
+                server_result = Some(result);
+                break;
+            }
+            Some(request) = reloads.recv() => {
+                let outcome = running.reload().await;
+                let _ = request.reply.send(outcome);
+            }
+            Some(()) = next_hangup(&mut hangups) => {
+                tracing::info!("Received SIGHUP: reloading the config file.");
+                // The outcome is logged by `reload`.
+                let _ = running.reload().await;
+            }
         }
     }
     let _ = stop_http.send(());
-    // Pollers and deliveries stop first (what they had not committed is
-    // fetched or delivered again next run), then the plugins.
+    // Refuse reloads from now on (a request already queued gets
+    // "shutting down").
+    drop(reloads);
     // Webhook workers stop first: a delivery in hand stays pending and is
-    // handed to the plugin again next run.
-    webhook_workers.stop().await;
-    pipeline.stop().await;
-    supervisor.stop_all().await;
+    // handed to the plugin again next run. Then pollers and deliveries
+    // (what they had not committed is fetched or delivered again next run),
+    // then the plugins.
+    running.webhook_workers.stop().await;
+    running.pipeline.stop().await;
+    running.supervisor.stop_all().await;
     let server_result = match server_result {
         Some(result) => result,
         None => match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
@@ -109,4 +142,105 @@ pub async fn run_with_listener(
     server_result
         .context("the HTTP server task failed")?
         .context("the HTTP server failed")
+}
+
+/// SIGHUP, if the hub can listen for it (it logs why not otherwise).
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(stream) => Some(stream),
+        Err(err) => {
+            tracing::warn!(error = %err, "Cannot listen for SIGHUP; reload through POST /api/v1/reload.");
+            None
+        }
+    }
+}
+
+/// The next SIGHUP; never completes without a signal stream.
+async fn next_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangups {
+        Some(stream) => stream.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The running hub's parts that a reload changes, and the config they run.
+struct Running {
+    config: Config,
+    supervisor: Supervisor,
+    pipeline: Pipeline,
+    webhooks: Webhooks,
+    webhook_workers: Workers,
+    registry: Registry,
+}
+
+impl Running {
+    /// Re-reads the config file and applies the difference (see
+    /// [`crate::reload`]); logs the outcome.
+    async fn reload(&mut self) -> Result<Plan, ReloadError> {
+        let outcome = match crate::config::load(&self.config.path) {
+            Err(errors) => Err(ReloadError::Invalid(errors)),
+            Ok(new) => match reload::plan(&self.config, &new) {
+                Ok(plan) => {
+                    self.apply(&plan, new).await;
+                    Ok(plan)
+                }
+                Err(err) => Err(err),
+            },
+        };
+        match &outcome {
+            Ok(plan) => tracing::info!(
+                started = ?plan.started,
+                restarted = ?plan.restarted,
+                stopped = ?plan.stopped,
+                unchanged = plan.unchanged.len(),
+                pipeline_changed = plan.pipeline_changed,
+                "Config reloaded."
+            ),
+            Err(err) => tracing::error!(error = %err, "Reload refused; nothing changed."),
+        }
+        outcome
+    }
+
+    /// Stops what the plan stops or restarts, then starts what it starts or
+    /// restarts with its new section, then swaps the `[pipeline]` table.
+    async fn apply(&mut self, plan: &Plan, new: Config) {
+        for name in &plan.stopped {
+            self.webhooks.close(&mut self.webhook_workers, name).await;
+            self.pipeline.stop_plugin(name).await;
+            self.supervisor.remove(name).await;
+        }
+        for name in &plan.restarted {
+            // The endpoint stays open meanwhile: deliveries go on being
+            // committed to the inbox and wait there for the new process.
+            self.webhook_workers.stop_one(name).await;
+            self.pipeline.stop_plugin(name).await;
+            self.supervisor.remove(name).await;
+        }
+        register_metrics(&new);
+        let mut launched = Vec::new();
+        for plugin in &new.plugins {
+            if plan.started.contains(&plugin.name) || plan.restarted.contains(&plugin.name) {
+                launched.push((plugin, self.supervisor.launch(plugin)));
+            }
+        }
+        self.registry.replace(
+            new.plugins
+                .iter()
+                .filter_map(|plugin| self.supervisor.plugin(&plugin.name).cloned())
+                .collect(),
+        );
+        self.pipeline.set_config(&new);
+        for (plugin, handle) in launched {
+            self.pipeline.start_plugin(plugin, &handle);
+            if let Err(err) = self
+                .webhooks
+                .open(&mut self.webhook_workers, plugin, &handle)
+                .await
+            {
+                tracing::error!(plugin = %plugin.name, error = %err, "Cannot open the plugin's webhook endpoint: its inbox cannot be read.");
+            }
+        }
+        self.config = new;
+    }
 }

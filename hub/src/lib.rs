@@ -19,6 +19,7 @@
 //!   retry policy, deadlines, call metrics).
 //! * [`store`]: the durable store (the only module that runs SQL).
 //! * [`pipeline`]: polling, enrichment and delivery to outputs.
+//! * [`reload`]: hot reload of the config file (the diff, the handle).
 //! * [`telemetry`]: tracing setup.
 //! * [`webhook`]: `POST /webhooks/NAME`, the inbox worker, signature checks.
 
@@ -32,6 +33,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod retry;
 pub mod rpc;
 pub mod scaffold;

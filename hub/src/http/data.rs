@@ -370,7 +370,7 @@ mod tests {
         let metrics = metrics::global().clone();
         let chain = Chain::new(
             PipelineConfig::default(),
-            &[],
+            Registry::default(),
             metrics.clone(),
             CancellationToken::new(),
         );
@@ -383,6 +383,7 @@ mod tests {
                 chain: Arc::new(chain),
                 metrics,
             }),
+            reloader: None,
         }
     }
 

@@ -70,6 +70,14 @@ pub enum ErrorCode {
     /// 500 (or 503 on webhooks): the hub failed (a store error); the hub's
     /// log has the details.
     Internal,
+    /// 400: a reload found the config file invalid (nothing changed); the
+    /// body's `errors` lists each problem with its file:line:column.
+    InvalidConfig,
+    /// 409: a reload would change a `[hub]` key that only a restart can
+    /// change (nothing changed).
+    RestartRequired,
+    /// 503: the hub is shutting down.
+    ShuttingDown,
 }
 
 impl ErrorCode {
@@ -96,6 +104,9 @@ impl ErrorCode {
             ErrorCode::InboxFull => "inbox_full",
             ErrorCode::BadPluginReply => "bad_plugin_reply",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::RestartRequired => "restart_required",
+            ErrorCode::ShuttingDown => "shutting_down",
         }
     }
 
@@ -129,11 +140,22 @@ pub struct PluginReply;
 /// The one function that builds an error answer: `status` with
 /// `{"error": message, "code": code}`.
 pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let mut response = (
-        status,
-        Json(serde_json::json!({ "error": message, "code": code.as_str() })),
-    )
-        .into_response();
+    error_response_listing(status, code, message, &[])
+}
+
+/// [`error_response`] with an `errors` array of one sentence per problem
+/// when `problems` is not empty (an invalid config file's errors).
+pub fn error_response_listing(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    problems: &[String],
+) -> Response {
+    let mut body = serde_json::json!({ "error": message, "code": code.as_str() });
+    if !problems.is_empty() {
+        body["errors"] = serde_json::json!(problems);
+    }
+    let mut response = (status, Json(body)).into_response();
     response.extensions_mut().insert(ErrorBody);
     response
 }

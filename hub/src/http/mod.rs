@@ -11,6 +11,7 @@
 //!   answer that shape.
 //! * [`json`]: the JSON shapes (the record's in one place, [`json::RecordJson`]).
 //! * [`metrics_text`]: `/metrics` in the classic Prometheus text format.
+//! * [`reload`]: `POST /api/v1/reload`.
 //! * [`webhooks`]: `POST /webhooks/NAME`.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod data;
 pub mod error;
 pub mod json;
 pub mod metrics_text;
+pub mod reload;
 pub mod webhooks;
 
 use std::future::Future;
@@ -51,6 +53,9 @@ pub struct AppState {
     /// The ingest path (and the store behind it) of the records and
     /// dead-letter endpoints; `None` answers 503.
     pub ingest: Option<crate::pipeline::Ingest>,
+    /// Asks the hub to reload its config file (`POST /api/v1/reload`);
+    /// `None` answers 503.
+    pub reloader: Option<crate::reload::Reloader>,
 }
 
 impl AppState {
@@ -81,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/plugins/{name}/restart", post(control::restart))
         .route("/api/v1/plugins/{name}/stop", post(control::stop))
         .route("/api/v1/plugins/{name}/start", post(control::start))
+        .route("/api/v1/reload", post(reload::reload))
         .route("/metrics", get(control::metrics))
         .route("/webhooks/{name}", post(webhooks::receive))
         .route("/api/v1/records", get(data::list_records))

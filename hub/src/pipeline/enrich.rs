@@ -9,8 +9,7 @@
 //! when retries give up the whole batch fails, so the caller keeps it (an
 //! uncommitted poll is fetched again; a webhook stays in its inbox).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +19,7 @@ use crate::config::{OnError, PipelineConfig};
 use crate::domain::{EnrichOutcome, Record};
 use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{NewDeadLetter, Stage};
-use crate::supervisor::PluginHandle;
+use crate::supervisor::Registry;
 
 /// What the chain made of a batch.
 #[derive(Debug, Default)]
@@ -48,38 +47,50 @@ impl EnrichFailure {
     }
 }
 
-/// The configured chains and the enricher plugins they call.
-#[derive(Debug, Clone)]
+/// The configured chains and the enricher plugins they call. A reload
+/// swaps the `[pipeline]` table ([`Chain::set_config`]) and the plugin set
+/// (the [`Registry`]); a batch already in the chain finishes under the
+/// table it started with.
+#[derive(Debug)]
 pub struct Chain {
-    config: PipelineConfig,
-    plugins: HashMap<String, PluginHandle>,
+    config: RwLock<Arc<PipelineConfig>>,
+    plugins: Registry,
     metrics: Arc<PipelineMetrics>,
     cancel: CancellationToken,
 }
 
 impl Chain {
-    /// A chain over `plugins` (every configured plugin; the enrichers are
-    /// looked up by name).
+    /// A chain over the plugins of `plugins` (the enrichers are looked up
+    /// by name at each call, so a restarted enricher is found).
     pub fn new(
         config: PipelineConfig,
-        plugins: &[PluginHandle],
+        plugins: Registry,
         metrics: Arc<PipelineMetrics>,
         cancel: CancellationToken,
     ) -> Self {
         Chain {
-            config,
-            plugins: plugins
-                .iter()
-                .map(|plugin| (plugin.name().to_owned(), plugin.clone()))
-                .collect(),
+            config: RwLock::new(Arc::new(config)),
+            plugins,
             metrics,
             cancel,
         }
     }
 
-    /// The enrichers records from `source` pass through, in order.
-    pub fn chain_for(&self, source: &str) -> &[String] {
-        self.config.chain_for(source)
+    /// The `[pipeline]` table now.
+    pub fn config(&self) -> Arc<PipelineConfig> {
+        match self.config.read() {
+            Ok(config) => config.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the `[pipeline]` table (a reload): the next batch uses it.
+    pub fn set_config(&self, config: PipelineConfig) {
+        let config = Arc::new(config);
+        match self.config.write() {
+            Ok(mut current) => *current = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
     }
 
     /// Runs `records` through their source's chain. Records with an empty
@@ -94,10 +105,11 @@ impl Chain {
                 record.source = default_source.to_owned();
             }
         }
+        let config = self.config();
         // Group by chain, keeping each record's position.
         let mut groups: Vec<(&[String], Vec<usize>)> = Vec::new();
         for (index, record) in records.iter().enumerate() {
-            let chain = self.chain_for(&record.source);
+            let chain = config.chain_for(&record.source);
             match groups.iter_mut().find(|(known, _)| *known == chain) {
                 Some((_, indexes)) => indexes.push(index),
                 None => groups.push((chain, vec![index])),
@@ -124,7 +136,7 @@ impl Chain {
                             self.metrics.enriched(enricher);
                             alive[k] = Some(record);
                         }
-                        Err((message, attempts)) => match self.config.on_error(enricher) {
+                        Err((message, attempts)) => match config.on_error(enricher) {
                             OnError::Skip => {
                                 self.metrics.enrich_failed(enricher);
                                 tracing::warn!(plugin = %enricher, record = %originals[k].id, error = %message, "An enricher failed a record; storing it without this enricher's changes.");
@@ -193,7 +205,7 @@ impl Chain {
             }
             let batch: Arc<Vec<Record>> =
                 Arc::new(pending.iter().map(|&i| records[i].clone()).collect());
-            let outcomes = Call::new(plugin, Rpc::Enrich)
+            let outcomes = Call::new(&plugin, Rpc::Enrich)
                 .cancel(&self.cancel)
                 .run(|running| {
                     let batch = batch.clone();

@@ -22,17 +22,18 @@ pub mod metrics;
 pub mod output;
 pub mod poller;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use futures_util::future::BoxFuture;
 
-use crate::config::Config;
+use crate::config::{Config, PluginConfig};
 use crate::domain::Record;
 use crate::store::{Pending, Store, StoreError, StoreTx, Upserted, WriteJob};
-use crate::supervisor::PluginHandle;
+use crate::supervisor::{PluginHandle, Registry};
 pub use enrich::{Chain, ChainOutput, EnrichFailure};
 pub use metrics::PipelineMetrics;
 
@@ -172,12 +173,17 @@ impl WriteJob for IngestJob {
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Deletes outbox events every configured output has finished, every
-/// [`PRUNE_EVERY`], until `cancel` fires.
-async fn prune_outbox(store: Store, outputs: Vec<String>, cancel: CancellationToken) {
+/// [`PRUNE_EVERY`], until `cancel` fires. `outputs` is the set configured
+/// now (a reload changes it).
+async fn prune_outbox(store: Store, outputs: Arc<RwLock<Vec<String>>>, cancel: CancellationToken) {
     loop {
         if !crate::retry::sleep(PRUNE_EVERY, Some(&cancel)).await {
             return;
         }
+        let outputs = match outputs.read() {
+            Ok(outputs) => outputs.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         match store.prune_outbox(&outputs).await {
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(deleted, "Pruned finished events from the outbox."),
@@ -188,20 +194,43 @@ async fn prune_outbox(store: Store, outputs: Vec<String>, cancel: CancellationTo
     }
 }
 
-/// The running data path: its pollers and output workers.
+/// The data-path tasks of one plugin: its poller and its delivery loop.
 #[derive(Debug)]
-pub struct Pipeline {
-    ingest: Ingest,
+struct PluginWork {
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl PluginWork {
+    async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "A pipeline task ended abnormally.");
+            }
+        }
+    }
+}
+
+/// The running data path: the ingest path, and each plugin's poller and
+/// output worker, which a reload starts and stops plugin by plugin.
+#[derive(Debug)]
+pub struct Pipeline {
+    ingest: Ingest,
+    cancel: CancellationToken,
+    work: HashMap<String, PluginWork>,
+    outputs: Arc<RwLock<Vec<String>>>,
+    prune: JoinHandle<()>,
+}
+
 impl Pipeline {
     /// Starts a poller for every plugin with `[plugins.NAME.poll]` and a
-    /// delivery loop for every plugin with `[plugins.NAME.output]`.
-    pub fn start(config: &Config, store: Store, plugins: &[PluginHandle]) -> Pipeline {
+    /// delivery loop for every plugin with `[plugins.NAME.output]`;
+    /// enrichers are looked up in `plugins` by name.
+    pub fn start(config: &Config, store: Store, plugins: Registry) -> Pipeline {
         let cancel = CancellationToken::new();
         let metrics = metrics::global().clone();
+        let handles = plugins.snapshot();
         let chain = Arc::new(Chain::new(
             config.pipeline.clone(),
             plugins,
@@ -211,43 +240,72 @@ impl Pipeline {
         let ingest = Ingest {
             store: store.clone(),
             chain,
-            metrics: metrics.clone(),
+            metrics,
         };
-        let mut tasks = Vec::new();
-        for plugin_config in &config.plugins {
-            let Some(plugin) = plugins.iter().find(|p| p.name() == plugin_config.name) else {
-                continue;
-            };
-            if let Some(poll) = &plugin_config.poll {
-                tasks.push(tokio::spawn(poller::run(
-                    plugin.clone(),
-                    poll.clone(),
-                    ingest.clone(),
-                    cancel.clone(),
-                )));
-            }
-            if let Some(output) = &plugin_config.output {
-                let worker = output::OutputWorker {
-                    plugin: plugin.clone(),
-                    config: output.clone(),
-                    store: store.clone(),
-                    metrics: metrics.clone(),
-                    cancel: cancel.clone(),
-                };
-                tasks.push(tokio::spawn(worker.run()));
-            }
-        }
-        let outputs: Vec<String> = config
-            .plugins
-            .iter()
-            .filter(|plugin| plugin.output.is_some())
-            .map(|plugin| plugin.name.clone())
-            .collect();
-        tasks.push(tokio::spawn(prune_outbox(store, outputs, cancel.clone())));
-        Pipeline {
+        let outputs = Arc::new(RwLock::new(output_names(config)));
+        let prune = tokio::spawn(prune_outbox(store, outputs.clone(), cancel.clone()));
+        let mut pipeline = Pipeline {
             ingest,
             cancel,
-            tasks,
+            work: HashMap::new(),
+            outputs,
+            prune,
+        };
+        for plugin_config in &config.plugins {
+            if let Some(plugin) = handles.iter().find(|p| p.name() == plugin_config.name) {
+                pipeline.start_plugin(plugin_config, plugin);
+            }
+        }
+        pipeline
+    }
+
+    /// Starts the poller and the delivery loop of one plugin (whichever of
+    /// `[poll]` and `[output]` it has), replacing none: stop the old ones
+    /// first with [`Pipeline::stop_plugin`].
+    pub fn start_plugin(&mut self, config: &PluginConfig, plugin: &PluginHandle) {
+        let cancel = self.cancel.child_token();
+        let mut tasks = Vec::new();
+        if let Some(poll) = &config.poll {
+            tasks.push(tokio::spawn(poller::run(
+                plugin.clone(),
+                poll.clone(),
+                self.ingest.clone(),
+                cancel.clone(),
+            )));
+        }
+        if let Some(output) = &config.output {
+            let worker = output::OutputWorker {
+                plugin: plugin.clone(),
+                config: output.clone(),
+                store: self.ingest.store.clone(),
+                metrics: self.ingest.metrics.clone(),
+                cancel: cancel.clone(),
+            };
+            tasks.push(tokio::spawn(worker.run()));
+        }
+        if !tasks.is_empty() {
+            self.work
+                .insert(config.name.clone(), PluginWork { cancel, tasks });
+        }
+    }
+
+    /// Stops the poller and delivery loop of plugin `name` (if it has them)
+    /// and waits for them; what they had not committed is fetched or
+    /// delivered again when they start again.
+    pub async fn stop_plugin(&mut self, name: &str) {
+        if let Some(work) = self.work.remove(name) {
+            work.stop().await;
+        }
+    }
+
+    /// Applies a reloaded file's `[pipeline]` table (the next batch uses
+    /// it) and its set of outputs (for pruning the outbox).
+    pub fn set_config(&self, config: &Config) {
+        self.ingest.chain.set_config(config.pipeline.clone());
+        let names = output_names(config);
+        match self.outputs.write() {
+            Ok(mut outputs) => *outputs = names,
+            Err(poisoned) => *poisoned.into_inner() = names,
         }
     }
 
@@ -260,10 +318,21 @@ impl Pipeline {
     /// committed is dropped; it is fetched or delivered again next time.
     pub async fn stop(self) {
         self.cancel.cancel();
-        for task in self.tasks {
-            if let Err(err) = task.await {
-                tracing::error!(error = %err, "A pipeline task ended abnormally.");
-            }
+        for (_, work) in self.work {
+            work.stop().await;
+        }
+        if let Err(err) = self.prune.await {
+            tracing::error!(error = %err, "The outbox pruner ended abnormally.");
         }
     }
+}
+
+/// The names of the plugins with an `[output]` section.
+fn output_names(config: &Config) -> Vec<String> {
+    config
+        .plugins
+        .iter()
+        .filter(|plugin| plugin.output.is_some())
+        .map(|plugin| plugin.name.clone())
+        .collect()
 }

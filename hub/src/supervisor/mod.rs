@@ -178,57 +178,84 @@ impl PluginHandle {
 /// Owns every plugin's actor.
 #[derive(Debug)]
 pub struct Supervisor {
+    /// The handles, in launch order; `actors[i]` runs `plugins[i]`.
     plugins: Vec<PluginHandle>,
     actors: Vec<JoinHandle<()>>,
     // Kept alive until every plugin is stopped: its thread spawned them, and
     // PDEATHSIG fires when that thread ends.
     spawner: Arc<Spawner>,
+    socket_dir: PathBuf,
 }
 
 impl Supervisor {
     /// Starts every configured plugin, each in its own actor task (in
     /// parallel). Failures are reported through each plugin's status.
     pub fn start(plugins: &[PluginConfig], spawner: Arc<Spawner>, socket_dir: PathBuf) -> Self {
-        let mut handles = Vec::with_capacity(plugins.len());
-        let mut actors = Vec::with_capacity(plugins.len());
-        for plugin in plugins {
-            let (status_tx, status_rx) = watch::channel(PluginStatus::new(&plugin.name));
-            let (running_tx, running_rx) = watch::channel(None);
-            let (commands_tx, commands_rx) = mpsc::channel(8);
-            let retry = Arc::new(plugin.supervision.retry.clone());
-            let breaker = Arc::new(Mutex::new(Breaker::new(
-                retry.breaker_failures,
-                retry.breaker_cooldown,
-            )));
-            let call_timeouts = Arc::new(AtomicU32::new(0));
-            let actor = actor::PluginActor {
-                config: plugin.clone(),
-                spawner: spawner.clone(),
-                socket_dir: socket_dir.clone(),
-                status: status_tx,
-                running: running_tx,
-                commands: commands_rx,
-                call_timeouts: call_timeouts.clone(),
-            };
-            actors.push(tokio::spawn(actor.run()));
-            handles.push(PluginHandle {
-                name: Arc::from(plugin.name.as_str()),
-                status: status_rx,
-                running: running_rx,
-                commands: commands_tx,
-                retry,
-                breaker,
-                call_timeouts,
-            });
-        }
-        Supervisor {
-            plugins: handles,
-            actors,
+        let mut supervisor = Supervisor {
+            plugins: Vec::with_capacity(plugins.len()),
+            actors: Vec::with_capacity(plugins.len()),
             spawner,
+            socket_dir,
+        };
+        for plugin in plugins {
+            supervisor.launch(plugin);
         }
+        supervisor
     }
 
-    /// Every plugin, in config order.
+    /// Starts one more plugin in its own actor task and returns its handle
+    /// (a reload adding or restarting a plugin; stop one of the same name
+    /// first with [`Supervisor::remove`]).
+    pub fn launch(&mut self, plugin: &PluginConfig) -> PluginHandle {
+        let (status_tx, status_rx) = watch::channel(PluginStatus::new(&plugin.name));
+        let (running_tx, running_rx) = watch::channel(None);
+        let (commands_tx, commands_rx) = mpsc::channel(8);
+        let retry = Arc::new(plugin.supervision.retry.clone());
+        let breaker = Arc::new(Mutex::new(Breaker::new(
+            retry.breaker_failures,
+            retry.breaker_cooldown,
+        )));
+        let call_timeouts = Arc::new(AtomicU32::new(0));
+        let actor = actor::PluginActor {
+            config: plugin.clone(),
+            spawner: self.spawner.clone(),
+            socket_dir: self.socket_dir.clone(),
+            status: status_tx,
+            running: running_tx,
+            commands: commands_rx,
+            call_timeouts: call_timeouts.clone(),
+        };
+        self.actors.push(tokio::spawn(actor.run()));
+        let handle = PluginHandle {
+            name: Arc::from(plugin.name.as_str()),
+            status: status_rx,
+            running: running_rx,
+            commands: commands_tx,
+            retry,
+            breaker,
+            call_timeouts,
+        };
+        self.plugins.push(handle.clone());
+        handle
+    }
+
+    /// Stops plugin `name` for good (full escalation) and waits until its
+    /// process is gone and its actor has ended. Returns false when no such
+    /// plugin runs.
+    pub async fn remove(&mut self, name: &str) -> bool {
+        let Some(index) = self.plugins.iter().position(|plugin| plugin.name() == name) else {
+            return false;
+        };
+        let plugin = self.plugins.remove(index);
+        let actor = self.actors.remove(index);
+        plugin.shutdown().await;
+        if let Err(err) = actor.await {
+            tracing::error!(plugin = %name, error = %err, "A plugin actor ended abnormally.");
+        }
+        true
+    }
+
+    /// Every plugin, in launch order.
     pub fn plugins(&self) -> &[PluginHandle] {
         &self.plugins
     }

@@ -24,8 +24,8 @@ pub mod verify;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -132,27 +132,56 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// Every webhook endpoint of the hub, and its workers. Cheap to clone.
+/// Every webhook endpoint of the hub. Cheap to clone. A reload opens and
+/// closes endpoints one plugin at a time ([`Webhooks::open`],
+/// [`Webhooks::close`]).
 #[derive(Debug, Clone)]
 pub struct Webhooks {
-    endpoints: Arc<HashMap<String, Arc<Endpoint>>>,
+    endpoints: Arc<RwLock<HashMap<String, Arc<Endpoint>>>>,
     ingest: Ingest,
 }
 
-/// The running workers; [`Workers::stop`] ends them.
+/// One endpoint's running worker.
 #[derive(Debug)]
-pub struct Workers {
+struct Worker {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// The worker finishes (or abandons, leaving it pending) the delivery in
+    /// hand, then exits.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The running workers, one per endpoint; [`Workers::stop`] ends them.
+#[derive(Debug, Default)]
+pub struct Workers {
+    workers: HashMap<String, Worker>,
 }
 
 impl Workers {
-    /// Stops every worker: each finishes (or abandons, leaving it pending)
-    /// the delivery in hand, then exits.
+    /// Stops every worker (in parallel): each finishes (or abandons, leaving
+    /// it pending) the delivery in hand, then exits.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        let stops: Vec<_> = self
+            .workers
+            .into_values()
+            .map(|worker| tokio::spawn(worker.stop()))
+            .collect();
+        for stop in stops {
+            let _ = stop.await;
+        }
+    }
+
+    /// Stops the worker of plugin `name`, if it has one; its endpoint keeps
+    /// accepting deliveries into the inbox.
+    pub async fn stop_one(&mut self, name: &str) {
+        if let Some(worker) = self.workers.remove(name) {
+            worker.stop().await;
         }
     }
 }
@@ -168,56 +197,80 @@ impl Webhooks {
         handles: &[PluginHandle],
         ingest: Ingest,
     ) -> Result<(Webhooks, Workers), StoreError> {
-        let store = &ingest.store;
-        let mut endpoints = HashMap::new();
+        let webhooks = Webhooks {
+            endpoints: Arc::default(),
+            ingest,
+        };
+        let mut workers = Workers::default();
         for plugin in plugins {
-            let Some(config) = &plugin.webhook else {
-                continue;
-            };
-            let Some(handle) = handles.iter().find(|handle| handle.name() == plugin.name) else {
-                continue;
-            };
-            let endpoint = Arc::new(Endpoint {
-                name: plugin.name.clone(),
-                verifier: verify::Verifier::new(config),
-                config: config.clone(),
-                plugin: handle.clone(),
-                pending: AtomicU64::new(0),
-                wake: Notify::new(),
-            });
-            endpoint.set_pending(store.count_pending_inbox(&plugin.name).await?);
-            tracing::info!(
-                plugin = %plugin.name,
-                auth = %config.auth,
-                pending = endpoint.pending(),
-                "Webhook endpoint ready at /webhooks/{}.",
-                plugin.name
-            );
-            endpoints.insert(plugin.name.clone(), endpoint);
+            if let Some(handle) = handles.iter().find(|handle| handle.name() == plugin.name) {
+                webhooks.open(&mut workers, plugin, handle).await?;
+            }
         }
+        Ok((webhooks, workers))
+    }
+
+    /// Opens (or replaces) the endpoint of `plugin` if it has a
+    /// `[plugins.NAME.webhook]` section, or closes it if it has none, and
+    /// starts its worker. Stop the plugin's previous worker first
+    /// ([`Workers::stop_one`]): two workers on one inbox would hand a
+    /// delivery over twice.
+    pub async fn open(
+        &self,
+        workers: &mut Workers,
+        plugin: &PluginConfig,
+        handle: &PluginHandle,
+    ) -> Result<(), StoreError> {
+        let Some(config) = &plugin.webhook else {
+            self.close(workers, &plugin.name).await;
+            return Ok(());
+        };
+        let endpoint = Arc::new(Endpoint {
+            name: plugin.name.clone(),
+            verifier: verify::Verifier::new(config),
+            config: config.clone(),
+            plugin: handle.clone(),
+            pending: AtomicU64::new(0),
+            wake: Notify::new(),
+        });
+        endpoint.set_pending(self.ingest.store.count_pending_inbox(&plugin.name).await?);
+        tracing::info!(
+            plugin = %plugin.name,
+            auth = %config.auth,
+            pending = endpoint.pending(),
+            "Webhook endpoint ready at /webhooks/{}.",
+            plugin.name
+        );
+        match self.endpoints.write() {
+            Ok(mut endpoints) => endpoints.insert(plugin.name.clone(), endpoint.clone()),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .insert(plugin.name.clone(), endpoint.clone()),
+        };
         let (stop, stopped) = watch::channel(false);
-        let tasks = endpoints
-            .values()
-            .map(|endpoint| {
-                tokio::spawn(worker::run(
-                    endpoint.clone(),
-                    ingest.clone(),
-                    stopped.clone(),
-                ))
-            })
-            .collect();
-        Ok((
-            Webhooks {
-                endpoints: Arc::new(endpoints),
-                ingest,
-            },
-            Workers { stop, tasks },
-        ))
+        let task = tokio::spawn(worker::run(endpoint, self.ingest.clone(), stopped));
+        workers
+            .workers
+            .insert(plugin.name.clone(), Worker { stop, task });
+        Ok(())
+    }
+
+    /// Stops the worker of plugin `name` and removes its endpoint
+    /// (`/webhooks/NAME` then answers 404); its inbox stays in the store.
+    pub async fn close(&self, workers: &mut Workers, name: &str) {
+        workers.stop_one(name).await;
+        match self.endpoints.write() {
+            Ok(mut endpoints) => endpoints.remove(name),
+            Err(poisoned) => poisoned.into_inner().remove(name),
+        };
     }
 
     /// The endpoint of plugin `name`, if it has a webhook section.
-    pub fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
-        self.endpoints.get(name)
+    pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
+        match self.endpoints.read() {
+            Ok(endpoints) => endpoints.get(name).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(name).cloned(),
+        }
     }
 
     /// Replays a dead letter of the `webhook` stage: its delivery goes back
@@ -257,7 +310,7 @@ impl Webhooks {
         let endpoint = self
             .endpoint(name)
             .ok_or_else(|| WebhookError::UnknownPlugin(name.to_owned()))?;
-        let result = ingest::receive(endpoint, &self.ingest, incoming).await;
+        let result = ingest::receive(&endpoint, &self.ingest, incoming).await;
         metrics::request(name, &result);
         result
     }

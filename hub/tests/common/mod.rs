@@ -387,6 +387,11 @@ impl HubProcess {
         hub
     }
 
+    /// The hub process's pid (to signal it).
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap())
+    }
+
     /// The hub's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("hub.stderr")).unwrap_or_default()
