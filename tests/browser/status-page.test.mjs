@@ -173,6 +173,10 @@ describe("the status page in headless Chromium", () => {
       assert.equal(asset.status, 200, path);
       assert.equal(asset.headers.get("content-type"), type, path);
     }
+    // The page asks for the newest records; a wrong order is the usual 400.
+    const bad = await fetch(`${base}/api/v1/records?order=sideways`);
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json()).code, "bad_request");
   }));
 
   test("shows every plugin of the example config, and stop and start work", withHubLog(async () => {
