@@ -199,6 +199,7 @@ describe("the status page in headless Chromium", () => {
     await archive.locator("button.action-stop").click();
     await stateCell(page, "archive").filter({ hasText: /^stopped$/ }).waitFor({ timeout: TIMEOUT_MS });
     assert.equal(await archive.locator("td.col-pid").textContent(), "—");
+    assert.ok(await archive.locator("button.action-stop").isDisabled(), "no stop for a stopped plugin");
     const api = await (await fetch(`${base}/api/v1/plugins/archive`)).json();
     assert.equal(api.state, "stopped", "the hub, not only the page, has it stopped");
 

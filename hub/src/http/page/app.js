@@ -60,14 +60,18 @@
   }
 
   async function api(method, path, accept = "application/json") {
+    const sent = token;
     const headers = { Accept: accept };
-    if (token) headers.Authorization = `Bearer ${token}`;
+    if (sent) headers.Authorization = `Bearer ${sent}`;
     const response = await fetch(path, { method, headers, cache: "no-store" });
     if (response.status === 401) {
-      const refused = Boolean(token);
-      token = null;
-      sessionStorage.removeItem(TOKEN_KEY);
-      askForToken(refused);
+      // A call sent before the operator typed a new token says nothing
+      // about the new one.
+      if (token === sent) {
+        token = null;
+        sessionStorage.removeItem(TOKEN_KEY);
+        askForToken(Boolean(sent));
+      }
       throw new NeedsToken("the hub needs the admin token");
     }
     if (response.status === 204) return null;
@@ -152,7 +156,9 @@
   let knownPlugins = [];
 
   async function control(name, action, button) {
-    const buttons = pluginRows.get(name).buttons;
+    const row = pluginRows.get(name);
+    const buttons = row.buttons;
+    row.busy = true;
     for (const b of buttons) b.disabled = true;
     showMessage("action-message", `${action} ${name}…`);
     try {
@@ -162,7 +168,8 @@
     } catch (error) {
       if (!(error instanceof NeedsToken)) showMessage("action-message", `${name}: ${action} failed: ${describe(error)}`, true);
     } finally {
-      for (const b of buttons) b.disabled = false;
+      row.busy = false;
+      enableButtons(row);
       button.blur();
     }
   }
@@ -187,13 +194,24 @@
       return button;
     });
     cells.actions.append(...buttons);
-    row = { tr, cells, buttons };
+    row = { tr, cells, buttons, busy: false, state: null };
     pluginRows.set(name, row);
     return row;
   }
 
+  // Stop makes sense unless it is stopped already; start unless it runs.
+  function enableButtons(row) {
+    const [stop, start, restart] = row.buttons;
+    stop.disabled = row.busy || ["stopped", "failed"].includes(row.state);
+    start.disabled = row.busy || ["running", "starting", "stopping"].includes(row.state);
+    restart.disabled = row.busy;
+  }
+
   function renderPlugin(status, lag) {
-    const { cells } = pluginRow(status.name);
+    const row = pluginRow(status.name);
+    const { cells } = row;
+    row.state = status.state;
+    enableButtons(row);
     setCell(cells.roles, status.roles.join(", ") || "—");
     setCell(cells.state, badge(status.state, status.state));
     setCell(cells.pid, status.pid === null ? "—" : String(status.pid));
