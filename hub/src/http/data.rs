@@ -137,6 +137,16 @@ pub struct RecordsQuery {
     until: Option<DateTime<Utc>>,
     limit: Option<u32>,
     cursor: Option<String>,
+    order: Option<RecordOrder>,
+}
+
+/// The `order` of `GET /api/v1/records`: `oldest` (the default) or `newest`
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RecordOrder {
+    Oldest,
+    Newest,
 }
 
 /// `GET /api/v1/records`: stored records, oldest first, one page at a time.
@@ -151,6 +161,7 @@ pub async fn list_records(
         record_type: query.record_type,
         since: query.since,
         until: query.until,
+        newest_first: query.order == Some(RecordOrder::Newest),
     };
     let page = ingest
         .store

@@ -12,6 +12,7 @@
 //! * [`json`]: the JSON shapes (the record's in one place, [`json::RecordJson`]).
 //! * [`metrics_text`]: `/metrics` in the classic Prometheus text format.
 //! * [`reload`]: `POST /api/v1/reload`.
+//! * [`page`]: the status page, `GET /` and its embedded assets.
 //! * [`webhooks`]: `POST /webhooks/NAME`.
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod json;
 pub mod metrics_text;
 pub mod reload;
+pub mod page;
 pub mod webhooks;
 
 use std::future::Future;
@@ -100,6 +102,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/dead-letters/{id}/replay",
             post(data::replay_dead_letter),
         )
+        // The status page holds no data: it needs no admin token.
+        .merge(page::routes::<AppState>())
         // After every route: it applies to the routes registered before it.
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::no_route)

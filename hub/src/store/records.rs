@@ -82,9 +82,13 @@ pub struct RecordFilter {
     pub since: Option<DateTime<Utc>>,
     /// Only records created before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Newest first: a page holds the records just before the cursor (the
+    /// newest ones for cursor 0) instead of those just after it.
+    pub newest_first: bool,
 }
 
-/// One page of records, oldest first.
+/// One page of records, oldest first (newest first with
+/// [`RecordFilter::newest_first`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordPage {
     /// The records.
@@ -410,7 +414,9 @@ impl Store {
     }
 
     /// Up to `limit` records matching `filter` with a hub id greater than
-    /// `after`, in id order (cursor pagination: pass `next_after` back).
+    /// `after`, in id order (cursor pagination: pass `next_after` back); with
+    /// [`RecordFilter::newest_first`], those with an id less than `after`
+    /// (any id for 0), newest first.
     pub async fn list_records(
         &self,
         filter: &RecordFilter,
@@ -418,11 +424,16 @@ impl Store {
         limit: u32,
     ) -> Result<RecordPage, StoreError> {
         let limit = i64::from(limit.max(1));
+        let (position, order) = if filter.newest_first {
+            ("($1 = 0 OR id < $1)", "DESC")
+        } else {
+            ("id > $1", "ASC")
+        };
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE id > $1 \
+            "SELECT {RECORD_COLUMNS} FROM records WHERE {position} \
              AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR record_type = $3) \
              AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
-             ORDER BY id LIMIT $6"
+             ORDER BY id {order} LIMIT $6"
         )))
         .bind(after)
         .bind(filter.source.as_deref())

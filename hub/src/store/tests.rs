@@ -225,6 +225,21 @@ async fn records_are_listed_with_filters_and_cursors() {
         assert_eq!(page3.records.len(), 1);
         assert_eq!(page3.next_after, None);
 
+        let newest = RecordFilter {
+            newest_first: true,
+            ..RecordFilter::default()
+        };
+        let page = store.list_records(&newest, 0, 3).await.unwrap();
+        let ids: Vec<&str> = page.records.iter().map(|r| r.record.id.as_str()).collect();
+        assert_eq!(ids, ["4", "3", "2"]);
+        let page = store
+            .list_records(&newest, page.next_after.unwrap(), 3)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.records.iter().map(|r| r.record.id.as_str()).collect();
+        assert_eq!(ids, ["1", "0"]);
+        assert_eq!(page.next_after, None);
+
         let typed = RecordFilter {
             record_type: Some("other".to_owned()),
             ..RecordFilter::default()
