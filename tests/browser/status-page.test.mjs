@@ -69,6 +69,7 @@ let hub;
 let hubLog = "";
 let base;
 let plugins;
+let configText;
 let browser;
 
 /** Runs a test body; on failure, the error carries the hub's log. */
@@ -114,6 +115,7 @@ describe("the status page in headless Chromium", () => {
     dir = mkdtempSync(join(tmpdir(), "switchyard-page-"));
     const example = exampleConfig(dir);
     plugins = example.plugins;
+    configText = example.config;
     writeFileSync(join(dir, "plugins.toml"), example.config);
     hub = spawn(HUB_BIN, ["run", "--config", join(dir, "plugins.toml")], {
       cwd: dir,
@@ -238,7 +240,7 @@ describe("the status page in headless Chromium", () => {
     await context.close();
   }));
 
-  test("a dead letter shows up, is replayed, then deleted", withHubLog(async () => {
+  test("a dead letter shows up; once the config is fixed and reloaded, replay stores it; another is deleted", withHubLog(async () => {
     // `text` must be a string: the sentiment enricher fails the record
     // permanently, and with on_error = "dead-letter" the hub parks it.
     await postWebhook({ id: "bad-1", type: "review", text: 42 });
@@ -257,18 +259,35 @@ describe("the status page in headless Chromium", () => {
     const screenshot = process.env.SWITCHYARD_SCREENSHOT || join(dir, "status-page.png");
     await page.screenshot({ path: screenshot, fullPage: true });
 
-    // Replaying runs the record through the chain again: it fails again, so
-    // the hub replaces this dead letter with a new one.
+    // The operator fixes the cause: the enricher reads only `filler` from
+    // now on, so the number in `text` no longer matters. A reload restarts
+    // only the enricher; then replaying the dead letter stores the record.
+    const fixed = configText.replace(/^text_fields = .*$/m, 'text_fields = ["filler"]');
+    assert.notEqual(fixed, configText, "examples/plugins.toml has no text_fields line");
+    writeFileSync(join(dir, "plugins.toml"), fixed);
+    const reload = await fetch(`${base}/api/v1/reload`, { method: "POST" });
+    const plan = await reload.json();
+    assert.equal(reload.status, 200, JSON.stringify(plan));
+    assert.deepEqual(plan.restarted, ["sentiment"]);
+    assert.deepEqual(plan.unchanged, plugins.filter((name) => name !== "sentiment"));
+    await stateCell(page, "sentiment").filter({ hasText: /^running$/ }).waitFor({ timeout: TIMEOUT_MS });
     await letter.locator("button.action-replay").click();
-    await page.locator("#dead-message", { hasText: `Dead letter ${firstId} replayed: failed again` }).waitFor({ timeout: TIMEOUT_MS });
+    await page.locator("#dead-message", { hasText: `Dead letter ${firstId} replayed: stored as record` }).waitFor({ timeout: TIMEOUT_MS });
     await page.locator(`#dead-letters tr[data-dead-letter="${firstId}"]`).waitFor({ state: "detached", timeout: TIMEOUT_MS });
-    const replaced = page.locator("#dead-letters tbody tr", { hasText: "webhooks/bad-1" });
-    await replaced.waitFor({ timeout: TIMEOUT_MS });
-    assert.notEqual(await replaced.getAttribute("data-dead-letter"), firstId);
+    await page.locator("#dead-empty").waitFor({ state: "visible", timeout: TIMEOUT_MS });
     let listed = await (await fetch(`${base}/api/v1/dead-letters`)).json();
-    assert.deepEqual(listed.dead_letters.map((l) => String(l.id)), [await replaced.getAttribute("data-dead-letter")]);
+    assert.deepEqual(listed.dead_letters, [], "replayed in the hub too");
+    const stored = await eventually("the replayed record to be stored", async () => {
+      const page = await (await fetch(`${base}/api/v1/records?source=webhooks&limit=1000`)).json();
+      return page.records.find((record) => record.source_id === "bad-1");
+    });
+    assert.equal(typeof stored.payload.sentiment?.label, "string", JSON.stringify(stored));
 
-    await replaced.locator("button.action-delete").click();
+    // A record that fails under the new config is parked too; delete it.
+    await postWebhook({ id: "bad-2", type: "review", filler: 7 });
+    const second = page.locator("#dead-letters tbody tr", { hasText: "webhooks/bad-2" });
+    await second.waitFor({ timeout: TIMEOUT_MS });
+    await second.locator("button.action-delete").click();
     await page.locator("#dead-empty").waitFor({ state: "visible", timeout: TIMEOUT_MS });
     listed = await (await fetch(`${base}/api/v1/dead-letters`)).json();
     assert.deepEqual(listed.dead_letters, [], "deleted in the hub too");
