@@ -32,6 +32,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 /// plugin at zero, so `/metrics` lists each family with its HELP and TYPE
 /// from the start, before its first sample. Idempotent.
 pub fn register_metrics(config: &Config) {
+    crate::build_info::register();
     crate::supervisor::metrics::register();
     crate::retry::metrics::register();
     crate::pipeline::metrics::init(config);
@@ -47,6 +48,15 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     register_metrics(&config);
+    let systemd = crate::systemd::Notifier::from_env().map(Arc::new);
+    let webhook_listener = match config.hub.access.webhook_listen {
+        Some(address) => Some(
+            http::bind_webhooks(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (`webhook_listen`)"))?,
+        ),
+        None => None,
+    };
     let socket_dir = SocketDir::create(config.hub.socket_dir.as_deref())
         .context("cannot create the plugin socket directory")?;
     tracing::debug!(socket_dir = %socket_dir.path().display(), "Socket directory ready.");
@@ -71,11 +81,26 @@ pub async fn run_with_listener(
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks),
         ingest: Some(pipeline.ingest().clone()),
+        admin_token: config.hub.access.admin_token.as_ref().map(http::AdminToken::new),
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(http::serve(listener, state, async move {
-        let _ = http_stopped.await;
-    }));
+    let mut server = tokio::spawn(http::serve_all(
+        listener,
+        webhook_listener,
+        state,
+        async move {
+            let _ = http_stopped.await;
+        },
+    ));
+    // Ready: the store is open, the listeners are bound and served, every
+    // plugin is launched (`crate::systemd`).
+    let stop_watchdog = tokio_util::sync::CancellationToken::new();
+    if let Some(notifier) = &systemd {
+        notifier.ready();
+        let notifier = notifier.clone();
+        let cancel = stop_watchdog.clone();
+        tokio::spawn(async move { notifier.watchdog(cancel).await });
+    }
 
     let mut server_result = None;
     tokio::select! {
@@ -84,6 +109,9 @@ pub async fn run_with_listener(
             tracing::error!("The HTTP server stopped unexpectedly; shutting down.");
             server_result = Some(result);
         }
+    }
+    if let Some(notifier) = &systemd {
+        notifier.stopping();
     }
     let _ = stop_http.send(());
     // Pollers and deliveries stop first (what they had not committed is
@@ -105,6 +133,8 @@ pub async fn run_with_listener(
     };
     store.close().await;
     drop(socket_dir);
+    // Pings until the end: stopping every plugin may take a while.
+    stop_watchdog.cancel();
     tracing::info!("Hub stopped.");
     server_result
         .context("the HTTP server task failed")?

@@ -378,6 +378,7 @@ mod tests {
             plugins: Registry::default(),
             call_timeout: std::time::Duration::from_secs(5),
             webhooks: None,
+            admin_token: None,
             ingest: Some(Ingest {
                 store,
                 chain: Arc::new(chain),
