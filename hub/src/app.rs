@@ -81,7 +81,12 @@ pub async fn run_with_listener(
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks),
         ingest: Some(pipeline.ingest().clone()),
-        admin_token: config.hub.access.admin_token.as_ref().map(http::AdminToken::new),
+        admin_token: config
+            .hub
+            .access
+            .admin_token
+            .as_ref()
+            .map(http::AdminToken::new),
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(http::serve_all(

@@ -52,6 +52,9 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("} 1"), "{line}");
-        assert!(text.contains("# TYPE switchyard_build_info gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE switchyard_build_info gauge"),
+            "{text}"
+        );
     }
 }

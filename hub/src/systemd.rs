@@ -98,7 +98,10 @@ impl Notifier {
         let Some(interval) = self.watchdog else {
             return;
         };
-        tracing::debug!(interval_ms = interval.as_millis(), "Pinging systemd's watchdog.");
+        tracing::debug!(
+            interval_ms = interval.as_millis(),
+            "Pinging systemd's watchdog."
+        );
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -161,17 +164,29 @@ mod tests {
     #[test]
     fn the_watchdog_interval_is_half_of_watchdog_usec_for_our_pid_only() {
         let half = Some(Duration::from_millis(100));
-        assert_eq!(watchdog_interval(&env(&[("WATCHDOG_USEC", "200000")]), 7), half);
         assert_eq!(
-            watchdog_interval(&env(&[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "7")]), 7),
+            watchdog_interval(&env(&[("WATCHDOG_USEC", "200000")]), 7),
             half
         );
         assert_eq!(
-            watchdog_interval(&env(&[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "8")]), 7),
+            watchdog_interval(
+                &env(&[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "7")]),
+                7
+            ),
+            half
+        );
+        assert_eq!(
+            watchdog_interval(
+                &env(&[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "8")]),
+                7
+            ),
             None
         );
         assert_eq!(watchdog_interval(&env(&[("WATCHDOG_USEC", "0")]), 7), None);
-        assert_eq!(watchdog_interval(&env(&[("WATCHDOG_USEC", "soon")]), 7), None);
+        assert_eq!(
+            watchdog_interval(&env(&[("WATCHDOG_USEC", "soon")]), 7),
+            None
+        );
         assert_eq!(watchdog_interval(&env(&[]), 7), None);
     }
 

@@ -158,12 +158,12 @@ mod tests {
             &[("ADMIN", "  s3cr3t-t0ken \n")],
         )
         .unwrap();
-        assert_eq!(access.admin_token.as_ref().unwrap().expose(), b"s3cr3t-t0ken");
-        assert_eq!(access.admin_token_env.as_deref(), Some("ADMIN"));
         assert_eq!(
-            access.webhook_listen,
-            Some("0.0.0.0:8080".parse().unwrap())
+            access.admin_token.as_ref().unwrap().expose(),
+            b"s3cr3t-t0ken"
         );
+        assert_eq!(access.admin_token_env.as_deref(), Some("ADMIN"));
+        assert_eq!(access.webhook_listen, Some("0.0.0.0:8080".parse().unwrap()));
         assert!(!format!("{access:?}").contains("s3cr3t"));
     }
 
@@ -192,8 +192,7 @@ mod tests {
                 "plugins.toml:2:19: the environment variable `ADMIN` named by `admin_token_env` in [hub] is empty"
             ]
         );
-        let errors =
-            read_text(text, "127.0.0.1:7300", &[("ADMIN", "two words")]).unwrap_err();
+        let errors = read_text(text, "127.0.0.1:7300", &[("ADMIN", "two words")]).unwrap_err();
         assert!(errors[0].contains("visible ASCII"), "{errors:?}");
         assert!(!errors[0].contains("two words"), "{errors:?}");
     }

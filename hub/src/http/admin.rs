@@ -37,7 +37,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /api/v1/plugins`: every plugin, in config order.
 pub async fn list_plugins(State(state): State<AppState>) -> Json<Vec<PluginStatusJson>> {
-    Json(state.plugin_list().iter().map(PluginStatusJson::of).collect())
+    Json(
+        state
+            .plugin_list()
+            .iter()
+            .map(PluginStatusJson::of)
+            .collect(),
+    )
 }
 
 /// `GET /api/v1/plugins/NAME`: one plugin, or 404.

@@ -94,8 +94,11 @@ pub async fn require_token(
         Err(refusal) => {
             // The method and path only: never the header's value.
             tracing::info!(method = %request.method(), path = request.uri().path(), reason = ?refusal, "Admin request refused: no valid admin token.");
-            let mut response =
-                error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, refusal.message());
+            let mut response = error_response(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                refusal.message(),
+            );
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"switchyard\""),
@@ -130,7 +133,10 @@ mod tests {
             check(&token, &headers(Some("Basic czNjcmV0"))),
             Err(Refusal::NotBearer)
         );
-        assert_eq!(check(&token, &headers(Some("Bearer"))), Err(Refusal::NotBearer));
+        assert_eq!(
+            check(&token, &headers(Some("Bearer"))),
+            Err(Refusal::NotBearer)
+        );
         assert_eq!(
             check(&token, &headers(Some("Bearer s3cre"))),
             Err(Refusal::Wrong)
@@ -139,7 +145,10 @@ mod tests {
             check(&token, &headers(Some("Bearer s3crett"))),
             Err(Refusal::Wrong)
         );
-        assert_eq!(check(&token, &headers(Some("Bearer "))), Err(Refusal::Wrong));
+        assert_eq!(
+            check(&token, &headers(Some("Bearer "))),
+            Err(Refusal::Wrong)
+        );
         assert_eq!(format!("{token:?}"), "AdminToken(redacted)");
     }
 }

@@ -84,9 +84,14 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for route in routes::routes() {
         let endpoint = match (&token, route.spec.access) {
-            (Some(token), Access::Admin) => route.endpoint.route_layer(
-                axum::middleware::from_fn_with_state(token.clone(), auth::require_token),
-            ),
+            (Some(token), Access::Admin) => {
+                route
+                    .endpoint
+                    .route_layer(axum::middleware::from_fn_with_state(
+                        token.clone(),
+                        auth::require_token,
+                    ))
+            }
             _ => route.endpoint,
         };
         router = router.route(route.spec.path, endpoint);
