@@ -79,18 +79,13 @@ async fn the_hub_notifies_ready_watchdog_and_stopping() {
     let status = hub.terminate(Duration::from_secs(20));
     // Pings may still come while it stops; STOPPING=1 must come.
     let mut stopping = false;
-    while let Ok(Ok(length)) = tokio::time::timeout(Duration::from_millis(500), async {
-        let mut buffer = vec![0_u8; 4096];
-        socket.recv(&mut buffer).await.map(|length| {
-            stopping |= String::from_utf8_lossy(&buffer[..length])
-                .lines()
-                .any(|line| line == "STOPPING=1");
-            length
-        })
-    })
-    .await
+    while let Ok(received) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buffer)).await
     {
-        assert!(length > 0);
+        let length = received.unwrap();
+        stopping |= String::from_utf8_lossy(&buffer[..length])
+            .lines()
+            .any(|line| line == "STOPPING=1");
     }
     assert!(stopping, "no STOPPING=1; hub log:\n{}", hub.log());
     assert!(
