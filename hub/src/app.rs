@@ -32,12 +32,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 /// plugin at zero, so `/metrics` lists each family with its HELP and TYPE
 /// from the start, before its first sample. Idempotent.
 pub fn register_metrics(config: &Config) {
-    crate::build_info::register();
     crate::supervisor::metrics::register();
     crate::retry::metrics::register();
     crate::pipeline::metrics::init(config);
     crate::webhook::metrics::init(config);
     crate::store::metrics::init();
+    crate::build_info::register();
 }
 
 /// [`run`] with the HTTP listener already bound (tests bind port 0 first to
