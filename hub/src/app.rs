@@ -98,7 +98,7 @@ pub async fn run_with_listener(
         },
     ));
     // Ready: the store is open, the listeners are bound and served, every
-    // plugin is launched (`crate::systemd`).
+    // plugin's start is under way (`crate::systemd`).
     let stop_watchdog = tokio_util::sync::CancellationToken::new();
     if let Some(notifier) = &systemd {
         notifier.ready();

@@ -3,8 +3,8 @@
 //! `WATCHDOG=1` every half `WATCHDOG_USEC` while the hub's runtime runs.
 //!
 //! Ready means: the store is open, both HTTP listeners are bound and
-//! served, and every plugin has been launched (not necessarily finished its
-//! handshake: `/readyz` answers for the plugins).
+//! served, and every plugin's start is under way (not necessarily finished:
+//! `/readyz` answers for the plugins' handshakes).
 //!
 //! The protocol is one datagram of `KEY=VALUE` lines sent to the Unix
 //! socket named by `NOTIFY_SOCKET` (a path, or an abstract name written

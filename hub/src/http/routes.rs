@@ -16,8 +16,9 @@ use super::{AppState, admin, calls, control, data, webhooks};
 pub enum Access {
     /// `/healthz` and `/readyz`: open, on both listeners.
     Probe,
-    /// `/metrics`: open, on the main listener only.
-    Metrics,
+    /// Open, on the main listener only: `/metrics` (and whatever else may be
+    /// read without the token, such as static assets).
+    Open,
     /// `POST /webhooks/NAME`: open (webhooks carry their own authentication),
     /// on both listeners.
     Webhook,
@@ -100,12 +101,12 @@ where
 
 /// Every route the hub serves, with its handler.
 pub fn routes() -> Vec<Route> {
-    use Access::{Admin, Metrics, Probe, Webhook};
+    use Access::{Admin, Open, Probe, Webhook};
     use Verb::{Delete, Get, Post};
     vec![
         route(Probe, Get, "/healthz", admin::healthz),
         route(Probe, Get, "/readyz", admin::readyz),
-        route(Metrics, Get, "/metrics", control::metrics),
+        route(Open, Get, "/metrics", control::metrics),
         route(Webhook, Post, "/webhooks/{name}", webhooks::receive),
         route(Admin, Get, "/api/v1/plugins", admin::list_plugins),
         route(Admin, Get, "/api/v1/plugins/{name}", admin::get_plugin),
