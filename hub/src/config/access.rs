@@ -49,6 +49,12 @@ pub(crate) fn read_with_env(
     let mut access = AccessConfig::default();
     if let Some((text, span)) = section.string(context, "webhook_listen") {
         match text.parse::<SocketAddr>() {
+            Ok(address) if address == listen && address.port() != 0 => context.error(
+                span,
+                format!(
+                    "`webhook_listen` in [hub] is {address}, the same address as `listen`; give the webhook listener its own port, or remove `webhook_listen` (webhooks are served on `listen` too)"
+                ),
+            ),
             Ok(address) => access.webhook_listen = Some(address),
             Err(_) => context.error(
                 span,
@@ -208,6 +214,20 @@ mod tests {
         );
         let with_token = "[hub]\nlisten = \"0.0.0.0:7300\"\nadmin_token_env = \"ADMIN\"\n";
         assert!(read_text(with_token, "0.0.0.0:7300", &[("ADMIN", "t")]).is_ok());
+    }
+
+    #[test]
+    fn webhook_listen_must_differ_from_listen() {
+        let errors = read_text(
+            "[hub]\nwebhook_listen = \"127.0.0.1:7300\"\n",
+            "127.0.0.1:7300",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].starts_with("plugins.toml:2:18: `webhook_listen` in [hub] is 127.0.0.1:7300, the same address as `listen`"),
+            "{errors:?}"
+        );
     }
 
     #[test]
