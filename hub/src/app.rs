@@ -38,6 +38,7 @@ pub fn register_metrics(config: &Config) {
     crate::pipeline::metrics::init(config);
     crate::webhook::metrics::init(config);
     crate::store::metrics::init();
+    crate::build_info::register();
 }
 
 /// [`run`] with the HTTP listener already bound (tests bind port 0 first to
@@ -48,6 +49,15 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     register_metrics(&config);
+    let systemd = crate::systemd::Notifier::from_env().map(Arc::new);
+    let webhook_listener = match config.hub.access.webhook_listen {
+        Some(address) => Some(
+            http::bind_webhooks(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (`webhook_listen`)"))?,
+        ),
+        None => None,
+    };
     let socket_dir = SocketDir::create(config.hub.socket_dir.as_deref())
         .context("cannot create the plugin socket directory")?;
     tracing::debug!(socket_dir = %socket_dir.path().display(), "Socket directory ready.");
@@ -75,6 +85,12 @@ pub async fn run_with_listener(
         webhooks: Some(webhooks.clone()),
         ingest: Some(pipeline.ingest().clone()),
         reloader: Some(reloader),
+        admin_token: config
+            .hub
+            .access
+            .admin_token
+            .as_ref()
+            .map(http::AdminToken::new),
     };
     let mut running = Running {
         config,
@@ -85,10 +101,24 @@ pub async fn run_with_listener(
         registry,
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(http::serve(listener, state, async move {
-        let _ = http_stopped.await;
-    }));
+    let mut server = tokio::spawn(http::serve_all(
+        listener,
+        webhook_listener,
+        state,
+        async move {
+            let _ = http_stopped.await;
+        },
+    ));
     let mut hangups = hangup_signals();
+    // Ready: the store is open, the listeners are bound and served, every
+    // plugin's start is under way (`crate::systemd`).
+    let stop_watchdog = tokio_util::sync::CancellationToken::new();
+    if let Some(notifier) = &systemd {
+        notifier.ready();
+        let notifier = notifier.clone();
+        let cancel = stop_watchdog.clone();
+        tokio::spawn(async move { notifier.watchdog(cancel).await });
+    }
 
     let mut server_result = None;
     let shutdown = std::pin::pin!(shutdown);
@@ -115,6 +145,9 @@ pub async fn run_with_listener(
             }
         }
     }
+    if let Some(notifier) = &systemd {
+        notifier.stopping();
+    }
     let _ = stop_http.send(());
     // Refuse reloads from now on (a request already queued gets
     // "shutting down").
@@ -138,6 +171,8 @@ pub async fn run_with_listener(
     };
     store.close().await;
     drop(socket_dir);
+    // Pings until the end: stopping every plugin may take a while.
+    stop_watchdog.cancel();
     tracing::info!("Hub stopped.");
     server_result
         .context("the HTTP server task failed")?

@@ -6,6 +6,7 @@
 //! * [`app`]: the running hub, wiring everything together.
 //! * [`backoff`]: the exponential backoff curve with jitter (pure), for
 //!   restarts and retries.
+//! * [`build_info`]: the `switchyard_build_info` metric.
 //! * [`breaker`]: the per-plugin circuit breaker state machine (pure).
 //! * [`cli`]: the `switchyard run|check` commands.
 //! * [`config`]: `plugins.toml` -> a validated [`config::Config`].
@@ -20,12 +21,14 @@
 //! * [`store`]: the durable store (the only module that runs SQL).
 //! * [`pipeline`]: polling, enrichment and delivery to outputs.
 //! * [`reload`]: hot reload of the config file (the diff, the handle).
+//! * [`systemd`]: `sd_notify` readiness, stopping and watchdog pings.
 //! * [`telemetry`]: tracing setup.
 //! * [`webhook`]: `POST /webhooks/NAME`, the inbox worker, signature checks.
 
 pub mod app;
 pub mod backoff;
 pub mod breaker;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod conformance;
@@ -39,5 +42,6 @@ pub mod rpc;
 pub mod scaffold;
 pub mod store;
 pub mod supervisor;
+pub mod systemd;
 pub mod telemetry;
 pub mod webhook;

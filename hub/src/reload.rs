@@ -71,6 +71,12 @@ pub fn changed_hub_keys(old: &HubConfig, new: &HubConfig) -> Vec<&'static str> {
     if old.socket_dir != new.socket_dir {
         keys.push("socket_dir");
     }
+    if old.access.webhook_listen != new.access.webhook_listen {
+        keys.push("webhook_listen");
+    }
+    if old.access.admin_token_env != new.access.admin_token_env {
+        keys.push("admin_token_env");
+    }
     if keys.is_empty() && old != new {
         // A key added to [hub] later and not named above.
         keys.push("[hub]");

@@ -175,6 +175,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("switchyard_records_stored_total", "counter"),
     ("switchyard_events_delivered_total", "counter"),
     ("switchyard_output_lag_seconds", "gauge"),
+    ("switchyard_output_lag_alert", "gauge"),
+    ("switchyard_build_info", "gauge"),
     ("switchyard_dead_letters_total", "counter"),
     ("switchyard_webhook_requests_total", "counter"),
     ("switchyard_webhook_inbox_pending", "gauge"),
@@ -279,6 +281,20 @@ async fn promtool_finds_no_problem_in_the_classic_answer() {
     let (content_type, text) = scrape(&hub, None).await;
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     hub.shut_down().await;
+    // The build info: one series, 1, its version that of the crate.
+    let build_info: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("switchyard_build_info{"))
+        .collect();
+    assert_eq!(build_info.len(), 1, "{text}");
+    assert!(
+        build_info[0].starts_with(&format!(
+            "switchyard_build_info{{version=\"{}\"",
+            env!("CARGO_PKG_VERSION")
+        )) && build_info[0].ends_with("} 1"),
+        "{}",
+        build_info[0]
+    );
 
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])

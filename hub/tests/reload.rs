@@ -196,7 +196,11 @@ async fn a_reload_applies_the_difference_and_keeps_unchanged_plugins() {
 
     // SIGHUP with V2.
     std::fs::write(&config_path, render(port, hub.dir(), V2)).unwrap();
-    nix::sys::signal::kill(hub.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(hub.pid()).unwrap()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
     hub.wait("`more` to be started by the reload", || async {
         let (status, _) = get(&hub, "/api/v1/plugins/more").await;
         (status == 200).then_some(())

@@ -13,6 +13,7 @@
 //! position of a missing key). Unknown keys are errors everywhere except
 //! inside a plugin's `config` table, which belongs to the plugin.
 
+pub mod access;
 mod error;
 pub mod pipeline;
 mod reader;
@@ -26,6 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
+
+pub use access::AccessConfig;
 
 pub use error::{ConfigError, ConfigErrors, ConfigLocation, Position};
 pub use pipeline::{OnError, OutputConfig, PipelineConfig, PollConfig};
@@ -57,6 +60,8 @@ const HUB_KEYS: &[&str] = &[
     "socket_dir",
     "stop_grace",
     "kill_grace",
+    "webhook_listen",
+    "admin_token_env",
 ];
 const PLUGIN_KEYS: &[&str] = &[
     "command",
@@ -166,6 +171,9 @@ pub struct HubConfig {
     pub stop_grace: Duration,
     /// The grace period between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// `webhook_listen` and `admin_token_env`: the webhook-only listener
+    /// and the admin API's bearer token.
+    pub access: AccessConfig,
 }
 
 impl HubConfig {
@@ -180,6 +188,7 @@ impl HubConfig {
             socket_dir: None,
             stop_grace: DEFAULT_STOP_GRACE,
             kill_grace: DEFAULT_KILL_GRACE,
+            access: AccessConfig::default(),
         }
     }
 }
@@ -389,6 +398,7 @@ fn read_hub(context: &mut Context<'_>, section: &Section<'_, '_>, base_dir: &Pat
     if let Some(duration) = section.duration(context, "kill_grace") {
         hub.kill_grace = duration;
     }
+    hub.access = access::read(context, section, hub.listen);
     hub
 }
 

@@ -27,6 +27,7 @@ const OUTPUT_KEYS: &[&str] = &[
     "batch",
     "max_in_flight",
     "ordered",
+    "lag_alert",
 ];
 const PIPELINE_KEYS: &[&str] = &["enrich", "on_error", "sources"];
 const SOURCE_KEYS: &[&str] = &["enrich"];
@@ -60,6 +61,9 @@ pub struct OutputConfig {
     pub max_in_flight: u32,
     /// Deliver strictly in outbox order.
     pub ordered: bool,
+    /// `lag_alert`: the output is reported lagging (status, metric, log)
+    /// while its oldest unfinished event is older than this; `None`: never.
+    pub lag_alert: Option<Duration>,
 }
 
 impl Default for OutputConfig {
@@ -71,6 +75,7 @@ impl Default for OutputConfig {
             batch: DEFAULT_OUTPUT_BATCH,
             max_in_flight: 1,
             ordered: true,
+            lag_alert: None,
         }
     }
 }
@@ -245,6 +250,7 @@ pub(crate) fn read_output(
         }
         output.max_in_flight = max_in_flight;
     }
+    output.lag_alert = section.duration(context, "lag_alert");
     (context.errors.len() == errors_before).then_some(output)
 }
 

@@ -627,3 +627,41 @@ fn a_plugin_knows_where_its_config_table_is() {
         ]
     );
 }
+
+#[test]
+fn a_non_loopback_listen_without_a_token_is_refused_at_its_line() {
+    let errors = Fixture::new().errors("[hub]\nstop_grace = \"1s\"\nlisten = \"[::]:7300\"\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "plugins.toml:3:10: `listen` in [hub] is [::]:7300, which is not a loopback address, and no `admin_token_env` is set"
+        ),
+        "{errors:?}"
+    );
+    let config = Fixture::new()
+        .parse("[hub]\nlisten = \"[::1]:7300\"\nwebhook_listen = \"0.0.0.0:8080\"\n")
+        .unwrap();
+    assert_eq!(
+        config.hub.access.webhook_listen,
+        Some("0.0.0.0:8080".parse().unwrap())
+    );
+    assert_eq!(config.hub.access.admin_token, None);
+}
+
+#[test]
+fn lag_alert_is_a_duration_greater_than_zero() {
+    let fixture = Fixture::new();
+    let config = fixture
+        .parse("[plugins.out]\ncommand = \"plugin\"\n[plugins.out.output]\nlag_alert = \"5m\"\n")
+        .unwrap();
+    let output = config.plugins[0].output.as_ref().unwrap();
+    assert_eq!(output.lag_alert, Some(Duration::from_secs(300)));
+    let errors = fixture
+        .errors("[plugins.out]\ncommand = \"plugin\"\n[plugins.out.output]\nlag_alert = \"0s\"\n");
+    assert_eq!(
+        errors,
+        vec![
+            "plugins.toml:4:13: invalid duration \"0s\" for `lag_alert` in [plugins.out.output]: it must be greater than zero"
+        ]
+    );
+}

@@ -389,6 +389,7 @@ mod tests {
             plugins: Registry::default(),
             call_timeout: std::time::Duration::from_secs(5),
             webhooks: None,
+            admin_token: None,
             ingest: Some(Ingest {
                 store,
                 chain: Arc::new(chain),

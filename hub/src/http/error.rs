@@ -61,7 +61,8 @@ pub enum ErrorCode {
     /// 409: a dead letter cannot be replayed (its output is gone, the
     /// delivery is no longer held, or its stage cannot be replayed).
     NotReplayable,
-    /// 401: a webhook's key or signature is missing or wrong.
+    /// 401: the admin token (`[hub] admin_token_env`), or a webhook's key
+    /// or signature, is missing or wrong.
     Unauthorized,
     /// 429: a webhook plugin's inbox is full.
     InboxFull,

@@ -159,6 +159,9 @@ pub struct PluginStatusJson {
     pub healthy: bool,
     /// The circuit breaker: `closed`, `open` or `half-open`.
     pub circuit_breaker: &'static str,
+    /// For an output: whether its lag is past its `lag_alert` (always
+    /// false without one); null for other plugins.
+    pub lagging: Option<bool>,
 }
 
 /// How a plugin's last process ended, as the API shows it.
@@ -175,6 +178,7 @@ impl PluginStatusJson {
     pub fn of(plugin: &PluginHandle) -> Self {
         PluginStatusJson {
             circuit_breaker: plugin.breaker_state().as_str(),
+            lagging: crate::pipeline::lag_alert::global().lagging(plugin.name()),
             ..PluginStatusJson::from(plugin.status())
         }
     }
@@ -204,6 +208,7 @@ impl From<PluginStatus> for PluginStatusJson {
                 .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true)),
             healthy: status.healthy,
             circuit_breaker: "closed",
+            lagging: None,
         }
     }
 }

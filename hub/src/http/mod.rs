@@ -14,16 +14,21 @@
 //! * [`reload`]: `POST /api/v1/reload`.
 //! * [`page`]: the status page, `GET /` and its embedded assets.
 //! * [`webhooks`]: `POST /webhooks/NAME`.
+//! * [`routes`]: the one list of routes and who may call each; both
+//!   routers are built from it.
+//! * [`auth`]: the admin token middleware (`[hub] admin_token_env`).
 
 pub mod admin;
+pub mod auth;
 pub mod calls;
 pub mod control;
 pub mod data;
 pub mod error;
 pub mod json;
 pub mod metrics_text;
-pub mod reload;
 pub mod page;
+pub mod reload;
+pub mod routes;
 pub mod webhooks;
 
 use std::future::Future;
@@ -32,10 +37,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+pub use auth::AdminToken;
 pub use error::ApiError;
+use routes::Access;
 
 use crate::supervisor::{PluginHandle, Registry};
 
@@ -58,6 +65,9 @@ pub struct AppState {
     /// Asks the hub to reload its config file (`POST /api/v1/reload`);
     /// `None` answers 503.
     pub reloader: Option<crate::reload::Reloader>,
+    /// The admin API's bearer token (`[hub] admin_token_env`), or `None`
+    /// for an open admin API.
+    pub admin_token: Option<AdminToken>,
 }
 
 impl AppState {
@@ -74,36 +84,46 @@ impl AppState {
     }
 }
 
-/// Builds the router.
+/// Builds the main listener's router: every route of [`routes::routes`],
+/// the admin routes behind the admin token when one is configured.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(admin::healthz))
-        .route("/readyz", get(admin::readyz))
-        .route("/api/v1/plugins", get(admin::list_plugins))
-        .route("/api/v1/plugins/{name}", get(admin::get_plugin))
-        .route("/api/v1/plugins/{name}/call/poll", post(calls::poll))
-        .route("/api/v1/plugins/{name}/call/webhook", post(calls::webhook))
-        .route("/api/v1/plugins/{name}/call/enrich", post(calls::enrich))
-        .route("/api/v1/plugins/{name}/call/events", post(calls::events))
-        .route("/api/v1/plugins/{name}/restart", post(control::restart))
-        .route("/api/v1/plugins/{name}/stop", post(control::stop))
-        .route("/api/v1/plugins/{name}/start", post(control::start))
-        .route("/api/v1/reload", post(reload::reload))
-        .route("/metrics", get(control::metrics))
-        .route("/webhooks/{name}", post(webhooks::receive))
-        .route("/api/v1/records", get(data::list_records))
-        .route("/api/v1/records/{id}", get(data::get_record))
-        .route("/api/v1/dead-letters", get(data::list_dead_letters))
-        .route(
-            "/api/v1/dead-letters/{id}",
-            get(data::get_dead_letter).delete(data::delete_dead_letter),
-        )
-        .route(
-            "/api/v1/dead-letters/{id}/replay",
-            post(data::replay_dead_letter),
-        )
-        // The status page holds no data: it needs no admin token.
-        .merge(page::routes::<AppState>())
+    let token = state.admin_token.clone();
+    let mut router = Router::new();
+    for route in routes::routes() {
+        let endpoint = match (&token, route.spec.access) {
+            (Some(token), Access::Admin) => {
+                route
+                    .endpoint
+                    .route_layer(axum::middleware::from_fn_with_state(
+                        token.clone(),
+                        auth::require_token,
+                    ))
+            }
+            _ => route.endpoint,
+        };
+        router = router.route(route.spec.path, endpoint);
+    }
+    // The status page holds no data: it needs no admin token.
+    finish(router.merge(page::routes::<AppState>()), state)
+}
+
+/// Builds the webhook listener's router (`[hub] webhook_listen`): only
+/// `POST /webhooks/NAME`, `/healthz` and `/readyz`; every other path is a
+/// 404 in the JSON error shape.
+pub fn webhook_router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in routes::routes() {
+        if route.spec.access.on_webhook_listener() {
+            router = router.route(route.spec.path, route.endpoint);
+        }
+    }
+    finish(router, state)
+}
+
+/// The JSON 404 and 405 fallbacks and the error-shape middleware, after
+/// every route.
+fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
         // After every route: it applies to the routes registered before it.
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::no_route)
@@ -120,6 +140,14 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
+/// Binds `[hub] webhook_listen`; logs the address actually bound.
+pub async fn bind_webhooks(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(addr = %addr, "Webhook listener listening (webhooks, /healthz and /readyz only)");
+    Ok(listener)
+}
+
 /// Serves until `shutdown` completes, then stops accepting and lets
 /// in-flight requests finish.
 pub async fn serve(
@@ -130,4 +158,34 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves the main listener and, when given, the webhook listener, until
+/// `shutdown` completes; stops both when either fails.
+pub async fn serve_all(
+    listener: TcpListener,
+    webhook_listener: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(webhook_listener) = webhook_listener else {
+        return serve(listener, state, shutdown).await;
+    };
+    let stop = CancellationToken::new();
+    let webhook_app = webhook_router(state.clone());
+    let main = serve(listener, state, stop.clone().cancelled_owned());
+    let webhooks_stop = stop.clone().cancelled_owned();
+    let webhooks = async move {
+        axum::serve(webhook_listener, webhook_app)
+            .with_graceful_shutdown(webhooks_stop)
+            .await
+    };
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    // Either server failing stops the other (and the hub, in `app`).
+    let _cancel_on_exit = stop.drop_guard();
+    tokio::try_join!(main, webhooks).map(|_| ())
 }

@@ -14,6 +14,8 @@
 //!   output has not finished (0 when caught up).
 //! * `switchyard_dead_letters_total{plugin,stage}`: records or events
 //!   moved to the dead letters.
+//! * `switchyard_output_lag_alert{plugin}`: 1 while the output lags past
+//!   its `lag_alert` (kept by [`super::lag_alert`]).
 //!
 //! Recording allocates nothing once a plugin has been seen: each series'
 //! handle is looked up in the family once per plugin and kept
@@ -125,6 +127,7 @@ pub struct PipelineMetrics {
 /// a family with no series out of the answer, as the Go client does. The
 /// hub calls it at start; calling it again only adds missing series.
 pub fn init(config: &Config) {
+    super::lag_alert::init(config);
     let metrics = global();
     for plugin in &config.plugins {
         let name = plugin.name.as_str();
@@ -240,9 +243,14 @@ impl PipelineMetrics {
         self.delivered_counter(plugin).inc_by(count as u64);
     }
 
-    /// Output `plugin`'s oldest unfinished event is `seconds` old.
+    /// Output `plugin`'s oldest unfinished event is `seconds` old (its
+    /// `lag_alert` is assessed too, [`super::lag_alert`]).
     pub fn lag(&self, plugin: &str, seconds: f64) {
         self.lag_gauge(plugin).set(seconds);
+        super::lag_alert::global().observe(
+            plugin,
+            std::time::Duration::try_from_secs_f64(seconds).unwrap_or_default(),
+        );
     }
 
     /// One record or event of `plugin` went to the dead letters.

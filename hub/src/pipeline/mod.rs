@@ -6,6 +6,7 @@
 //! * [`enrich`]: the `[pipeline]` enrichment chains.
 //! * [`output`]: one delivery loop per `[plugins.NAME.output]`.
 //! * [`metrics`]: the per-stage Prometheus metrics.
+//! * [`lag_alert`]: `lag_alert`, whether an output lags past its threshold.
 //!
 //! Every call to a plugin goes through [`crate::retry::Call`], the hub's one
 //! call path.
@@ -18,6 +19,7 @@
 //! [`Ingest::write`] inside their own write job).
 
 pub mod enrich;
+pub mod lag_alert;
 pub mod metrics;
 pub mod output;
 pub mod poller;
