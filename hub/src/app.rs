@@ -71,6 +71,7 @@ pub async fn run_with_listener(
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks),
         ingest: Some(pipeline.ingest().clone()),
+        polls: pipeline.polls().clone(),
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(http::serve(listener, state, async move {

@@ -37,7 +37,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /api/v1/plugins`: every plugin, in config order.
 pub async fn list_plugins(State(state): State<AppState>) -> Json<Vec<PluginStatusJson>> {
-    Json(state.plugin_list().iter().map(PluginStatusJson::of).collect())
+    Json(
+        state
+            .plugin_list()
+            .iter()
+            .map(|plugin| state.status_json(plugin))
+            .collect(),
+    )
 }
 
 /// `GET /api/v1/plugins/NAME`: one plugin, or 404.
@@ -45,5 +51,5 @@ pub async fn get_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginStatusJson>, ApiError> {
-    Ok(Json(PluginStatusJson::of(&state.plugin(&name)?)))
+    Ok(Json(state.status_json(&state.plugin(&name)?)))
 }

@@ -383,6 +383,7 @@ mod tests {
                 chain: Arc::new(chain),
                 metrics,
             }),
+            polls: Default::default(),
         }
     }
 

@@ -70,6 +70,11 @@ pub enum ErrorCode {
     /// 500 (or 503 on webhooks): the hub failed (a store error); the hub's
     /// log has the details.
     Internal,
+    /// 404: the plugin has no `[plugins.NAME.poll]` (no poller, no
+    /// checkpoint).
+    NotPolled,
+    /// 503: a poll of the plugin is still running; try again.
+    PollInProgress,
 }
 
 impl ErrorCode {
@@ -96,6 +101,8 @@ impl ErrorCode {
             ErrorCode::InboxFull => "inbox_full",
             ErrorCode::BadPluginReply => "bad_plugin_reply",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotPolled => "not_polled",
+            ErrorCode::PollInProgress => "poll_in_progress",
         }
     }
 
@@ -265,14 +272,34 @@ pub enum ApiError {
         /// The status it sent.
         status: u16,
     },
+    /// The plugin is not polled (no `[plugins.NAME.poll]`).
+    #[error(
+        "plugin `{0}` is not polled (it has no [plugins.{0}.poll] table), so it has no checkpoint"
+    )]
+    NotPolled(String),
+    /// A poll of the plugin did not end within the wait.
+    #[error("a poll of plugin `{name}` is still running after {seconds}s; try again once it ended")]
+    PollInProgress {
+        /// The instance name.
+        name: String,
+        /// How long the request waited, in seconds.
+        seconds: u64,
+    },
+    /// The plugin's poller is gone (the hub is stopping).
+    #[error("plugin `{0}`: its poller is not running (the hub is stopping)")]
+    PollerGone(String),
 }
 
 impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NoRoute { .. } | ApiError::UnknownPlugin(_) | ApiError::NotFound(_) => {
-                StatusCode::NOT_FOUND
+            ApiError::NoRoute { .. }
+            | ApiError::UnknownPlugin(_)
+            | ApiError::NotFound(_)
+            | ApiError::NotPolled(_) => StatusCode::NOT_FOUND,
+            ApiError::PollInProgress { .. } | ApiError::PollerGone(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotRunning { .. }
@@ -329,6 +356,9 @@ impl ApiError {
             | ApiError::NotReplayable(_) => ErrorCode::NotReplayable,
             ApiError::Webhook(error) => webhook_code(error),
             ApiError::BadPluginReply { .. } => ErrorCode::BadPluginReply,
+            ApiError::NotPolled(_) => ErrorCode::NotPolled,
+            ApiError::PollInProgress { .. } => ErrorCode::PollInProgress,
+            ApiError::PollerGone(_) => ErrorCode::PluginUnavailable,
         }
     }
 

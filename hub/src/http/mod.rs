@@ -6,6 +6,8 @@
 //! * [`calls`]: the call endpoints, `/api/v1/plugins/NAME/call/...`.
 //! * [`control`]: `/api/v1/plugins/NAME/{restart,stop,start}` and `/metrics`.
 //! * [`data`]: `/api/v1/records[/ID]` and `/api/v1/dead-letters[/ID[/replay]]`.
+//! * [`sync`]: `/api/v1/plugins/NAME/checkpoint` (GET, PUT, DELETE) and
+//!   `POST /api/v1/plugins/NAME/poll`.
 //! * [`error`]: [`ApiError`] -> status code + `{"error": ..., "code": ...}`,
 //!   the 404/405 fallbacks, and the middleware that gives every other error
 //!   answer that shape.
@@ -20,6 +22,7 @@ pub mod data;
 pub mod error;
 pub mod json;
 pub mod metrics_text;
+pub mod sync;
 pub mod webhooks;
 
 use std::future::Future;
@@ -33,7 +36,9 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 
+use crate::pipeline::PollControl;
 use crate::supervisor::{PluginHandle, Registry};
+use json::PluginStatusJson;
 
 /// How long a call made through the API may take before it answers 504.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,6 +56,9 @@ pub struct AppState {
     /// The ingest path (and the store behind it) of the records and
     /// dead-letter endpoints; `None` answers 503.
     pub ingest: Option<crate::pipeline::Ingest>,
+    /// The pollers' controls, by plugin name (checkpoint endpoints, poll
+    /// now, `last_poll_*`): reach one through [`AppState::poller`].
+    pub polls: crate::pipeline::PollControls,
 }
 
 impl AppState {
@@ -64,6 +72,23 @@ impl AppState {
     /// Every plugin the hub runs now, in config order.
     pub fn plugin_list(&self) -> Arc<[PluginHandle]> {
         self.plugins.snapshot()
+    }
+
+    /// The poller of plugin `name`: 404 if there is no such plugin, or if
+    /// it has no `[plugins.NAME.poll]`.
+    pub fn poller(&self, name: &str) -> Result<(PluginHandle, PollControl), ApiError> {
+        let plugin = self.plugin(name)?;
+        let control = self
+            .polls
+            .get(name)
+            .ok_or_else(|| ApiError::NotPolled(name.to_owned()))?;
+        Ok((plugin, control))
+    }
+
+    /// The status of `plugin` as the API shows it, with its last poll.
+    pub fn status_json(&self, plugin: &PluginHandle) -> PluginStatusJson {
+        PluginStatusJson::of(plugin)
+            .with_last_poll(self.polls.get(plugin.name()).and_then(|c| c.last_poll()))
     }
 }
 
@@ -81,6 +106,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/plugins/{name}/restart", post(control::restart))
         .route("/api/v1/plugins/{name}/stop", post(control::stop))
         .route("/api/v1/plugins/{name}/start", post(control::start))
+        .route(
+            "/api/v1/plugins/{name}/checkpoint",
+            get(sync::get_checkpoint)
+                .put(sync::put_checkpoint)
+                .delete(sync::delete_checkpoint),
+        )
+        .route("/api/v1/plugins/{name}/poll", post(sync::poll_now))
         .route("/metrics", get(control::metrics))
         .route("/webhooks/{name}", post(webhooks::receive))
         .route("/api/v1/records", get(data::list_records))

@@ -3,6 +3,8 @@
 //! plugins, each at its own durable position.
 //!
 //! * [`poller`]: one loop per `[plugins.NAME.poll]`.
+//! * [`poll_control`]: what the admin API can do to a poller (lock it, poll
+//!   now, read its last poll).
 //! * [`enrich`]: the `[pipeline]` enrichment chains.
 //! * [`output`]: one delivery loop per `[plugins.NAME.output]`.
 //! * [`metrics`]: the per-stage Prometheus metrics.
@@ -20,6 +22,7 @@
 pub mod enrich;
 pub mod metrics;
 pub mod output;
+pub mod poll_control;
 pub mod poller;
 
 use std::sync::Arc;
@@ -35,6 +38,7 @@ use crate::store::{Pending, Store, StoreError, StoreTx, Upserted, WriteJob};
 use crate::supervisor::PluginHandle;
 pub use enrich::{Chain, ChainOutput, EnrichFailure};
 pub use metrics::PipelineMetrics;
+pub use poll_control::{PollControl, PollControls};
 
 /// Why records could not be ingested (nothing was committed).
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +196,7 @@ async fn prune_outbox(store: Store, outputs: Vec<String>, cancel: CancellationTo
 #[derive(Debug)]
 pub struct Pipeline {
     ingest: Ingest,
+    polls: PollControls,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -214,15 +219,20 @@ impl Pipeline {
             metrics: metrics.clone(),
         };
         let mut tasks = Vec::new();
+        let polls = PollControls::default();
         for plugin_config in &config.plugins {
             let Some(plugin) = plugins.iter().find(|p| p.name() == plugin_config.name) else {
                 continue;
             };
             if let Some(poll) = &plugin_config.poll {
+                let (control, triggers) = PollControl::new();
+                polls.insert(plugin.name(), control.clone());
                 tasks.push(tokio::spawn(poller::run(
                     plugin.clone(),
                     poll.clone(),
                     ingest.clone(),
+                    control,
+                    triggers,
                     cancel.clone(),
                 )));
             }
@@ -246,6 +256,7 @@ impl Pipeline {
         tasks.push(tokio::spawn(prune_outbox(store, outputs, cancel.clone())));
         Pipeline {
             ingest,
+            polls,
             cancel,
             tasks,
         }
@@ -254,6 +265,11 @@ impl Pipeline {
     /// The ingest path, for the HTTP API and webhook deliveries.
     pub fn ingest(&self) -> &Ingest {
         &self.ingest
+    }
+
+    /// The controls of the pollers, by plugin name, for the HTTP API.
+    pub fn polls(&self) -> &PollControls {
+        &self.polls
     }
 
     /// Stops every poller and output worker and waits for them. Work not
