@@ -25,6 +25,7 @@
 pub mod app;
 pub mod backoff;
 pub mod breaker;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod conformance;

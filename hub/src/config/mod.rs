@@ -16,6 +16,7 @@
 mod error;
 pub mod pipeline;
 mod reader;
+pub mod spans;
 pub mod supervision;
 pub mod webhook;
 
