@@ -364,7 +364,7 @@ impl<'s> Validator<'s> {
         }
         let decoded: String = pointer
             .split('/')
-            .map(|token| percent_decode(token))
+            .map(percent_decode)
             .collect::<Vec<_>>()
             .join("/");
         root.pointer(&decoded)
@@ -576,8 +576,9 @@ fn show_str(text: &str) -> String {
     show(&Value::String(text.to_owned()))
 }
 
-/// Decodes `%XX` escapes and the JSON pointer escapes are left to
-/// [`Value::pointer`].
+/// Decodes the `%XX` escapes of a `$ref` token (the JSON pointer escapes
+/// `~0` and `~1` are left to
+/// [`Value::pointer`]).
 fn percent_decode(token: &str) -> String {
     let bytes = token.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
