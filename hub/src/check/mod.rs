@@ -48,7 +48,9 @@ pub async fn check_plugins(config: &Config) -> Result<Vec<PluginReport>, String>
     let source = std::fs::read_to_string(&config.path)
         .map_err(|err| format!("cannot read {}: {err}", config.path.display()))?;
     let spans = ConfigSpans::parse(&config.path, &source);
-    let socket_dir = SocketDir::create(config.hub.socket_dir.as_deref())
+    // A private directory, even when `[hub] socket_dir` names one: a hub
+    // running on the same file keeps its own sockets to itself.
+    let socket_dir = SocketDir::create(None)
         .map_err(|err| format!("cannot create the plugin socket directory: {err}"))?;
     let spawner = Spawner::start(tokio::runtime::Handle::current())
         .map_err(|err| format!("cannot start the spawner: {err}"))?;
