@@ -1,5 +1,5 @@
 //! `switchyard check --plugins` on the real binary with real plugins
-//! (`formbricks`, `generator`): each `config` table is validated against the
+//! (`formbricks`, `generator`, `rest-poll`): each `config` table is validated against the
 //! JSON Schema the plugin publishes, errors point at the offending key's
 //! line, a plugin that cannot start is named, and no plugin process is left
 //! behind.
@@ -68,9 +68,21 @@ bogus = true
 
 [plugins.broken]
 command = "/bin/false"
+
+[plugins.api]
+command = "{rest_poll}"
+
+[plugins.api.config]
+url = "http://127.0.0.1:9/items"
+type = "item"
+
+[plugins.api.config.auth]
+kind = "bearr"
+token_env = "T"
 "#,
         formbricks = formbricks.display(),
-        generator = generator.display()
+        generator = generator.display(),
+        rest_poll = common::built(&["-p", "rest-poll"], "rest-poll").display()
     );
     std::fs::write(dir.path().join("plugins.toml"), config).unwrap();
     let output = check(dir.path());
@@ -81,13 +93,16 @@ command = "/bin/false"
         Some(1),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("plugins.toml: OK (3 plugins)"), "{stdout}");
+    assert!(stdout.contains("plugins.toml: OK (4 plugins)"), "{stdout}");
     for expected in [
         r#"error: plugins.toml:4: [plugins.formbricks.config] is missing the required key "api_key_env""#,
         r#"error: plugins.toml:6: [plugins.formbricks.config] page_size: "ten" is not of type "integer""#,
         r#"error: plugins.toml:9: [plugins.formbricks.config] survey_ids[1]: 3 is not of type "string""#,
         "error: plugins.toml:17: [plugins.gen.config] bogus: is not an allowed key",
         "error: plugins.toml:19: [plugins.broken] plugin `broken` could not be launched",
+        // A tagged union (the SDK's `auth` tables): its tag says which
+        // alternative is meant.
+        r#"error: plugins.toml:30: [plugins.api.config] auth.kind: "bearr" is not one of ["api_key","bearer","basic","#,
     ] {
         assert!(
             stderr.contains(expected),

@@ -49,14 +49,30 @@ impl fmt::Display for InstancePath {
 }
 
 /// One way the table breaks the schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
     /// The offending value (for a missing key: the table that lacks it).
     pub path: InstancePath,
     /// What is wrong with it.
     pub message: String,
-    /// Whether this is a missing required key (`message` names the key).
-    pub missing_key: bool,
+    /// What kind of violation this is.
+    pub kind: ViolationKind,
+}
+
+/// The kinds of [`Violation`] that explaining alternatives (`anyOf`,
+/// `oneOf`) needs to tell apart.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViolationKind {
+    /// The value has the wrong type.
+    WrongType,
+    /// The value is not the one (`const`) or one of those (`enum`) allowed,
+    /// listed here: in a tagged union, the tag says which alternative is
+    /// meant.
+    NotAllowed(Vec<Value>),
+    /// A required key is missing (`message` names it).
+    MissingKey,
+    /// Anything else.
+    Other,
 }
 
 /// Every violation of `schema` by `instance`, in schema order.
@@ -111,32 +127,25 @@ impl<'s> Validator<'s> {
         if let Some(types) = object.get("type")
             && !type_matches(types, value)
         {
-            out.push(violation(
-                at,
-                format!("{} is not of type {}", show(value), show(types)),
-            ));
+            out.push(Violation {
+                kind: ViolationKind::WrongType,
+                ..violation(
+                    at,
+                    format!("{} is not of type {}", show(value), show(types)),
+                )
+            });
             // The other keywords would only repeat the mismatch.
             return;
         }
         if let Some(Value::Array(allowed)) = object.get("enum")
             && !allowed.iter().any(|candidate| equal(candidate, value))
         {
-            out.push(violation(
-                at,
-                format!(
-                    "{} is not one of {}",
-                    show(value),
-                    show(&Value::Array(allowed.clone()))
-                ),
-            ));
+            out.push(not_allowed(at, value, allowed.clone()));
         }
         if let Some(constant) = object.get("const")
             && !equal(constant, value)
         {
-            out.push(violation(
-                at,
-                format!("{} is not {}", show(value), show(constant)),
-            ));
+            out.push(not_allowed(at, value, vec![constant.clone()]));
         }
         match value {
             Value::Object(members) => self.check_object(object, members, at, out),
@@ -161,7 +170,7 @@ impl<'s> Validator<'s> {
                     out.push(Violation {
                         path: at.clone(),
                         message: format!("is missing the required key {}", show_str(name)),
-                        missing_key: true,
+                        kind: ViolationKind::MissingKey,
                     });
                 }
             }
@@ -371,32 +380,111 @@ impl<'s> Validator<'s> {
     }
 }
 
-/// When no alternative matched: if exactly one alternative has the value's
-/// type (its violations are all deeper, or about its content), its
-/// violations say the most; otherwise one line for the value.
+/// When no alternative matched, what to say. An alternative is ruled out
+/// by a violation that shows it is not the one meant: the value's type, or
+/// the value (or, in a tagged union, one of its keys: the tag) being other
+/// than what the alternative allows. If exactly one alternative is left,
+/// its violations say the most. If every one was ruled out by the same key,
+/// that key's value is not any of those allowed. Otherwise, one line for
+/// the value.
 fn explain_alternatives(
     outcomes: Vec<Vec<Violation>>,
     value: &Value,
     at: &InstancePath,
     keyword: &str,
 ) -> Vec<Violation> {
-    let typed: Vec<Vec<Violation>> = outcomes
-        .into_iter()
-        .filter(|found| {
-            !found.iter().any(|violation| {
-                violation.path == *at && violation.message.contains(" is not of type ")
-            })
-        })
+    let rules_out = |violation: &Violation| match &violation.kind {
+        ViolationKind::WrongType => violation.path == *at,
+        ViolationKind::NotAllowed(_) => {
+            violation.path == *at
+                || (violation.path.0.len() == at.0.len() + 1 && violation.path.0.starts_with(&at.0))
+        }
+        ViolationKind::MissingKey | ViolationKind::Other => false,
+    };
+    let left: Vec<&Vec<Violation>> = outcomes
+        .iter()
+        .filter(|found| !found.iter().any(rules_out))
         .collect();
-    match <[Vec<Violation>; 1]>::try_from(typed) {
-        Ok([only]) => only,
-        Err(_) => vec![violation(
-            at,
-            format!(
-                "{} is not valid under any of the schemas in `{keyword}`",
-                show(value)
-            ),
-        )],
+    if let [only] = left.as_slice() {
+        return (*only).clone();
+    }
+    // Only one alternative has the value's type: it is the one meant.
+    let wrong_type =
+        |violation: &Violation| violation.kind == ViolationKind::WrongType && violation.path == *at;
+    let typed: Vec<&Vec<Violation>> = outcomes
+        .iter()
+        .filter(|found| !found.iter().any(wrong_type))
+        .collect();
+    if let [only] = typed.as_slice() {
+        return (*only).clone();
+    }
+    if left.is_empty() && !typed.is_empty() {
+        // The same key (or the value itself) ruled every alternative of the
+        // right type out: gather what they allow there.
+        let tags: Vec<&Violation> = typed
+            .iter()
+            .filter_map(|found| {
+                found.iter().find(|violation| {
+                    matches!(violation.kind, ViolationKind::NotAllowed(_)) && rules_out(violation)
+                })
+            })
+            .collect();
+        if tags.len() == typed.len()
+            && let Some(first) = tags.first()
+            && tags.iter().all(|tag| tag.path == first.path)
+        {
+            let mut allowed: Vec<Value> = Vec::new();
+            for tag in &tags {
+                if let ViolationKind::NotAllowed(values) = &tag.kind {
+                    for candidate in values {
+                        if !allowed.iter().any(|known| equal(known, candidate)) {
+                            allowed.push(candidate.clone());
+                        }
+                    }
+                }
+            }
+            let found = lookup(value, &first.path.0[at.0.len()..]);
+            return vec![not_allowed(&first.path, &found, allowed)];
+        }
+    }
+    vec![violation(
+        at,
+        format!(
+            "{} is not valid under any of the schemas in `{keyword}`",
+            show(value)
+        ),
+    )]
+}
+
+/// The value at `steps` below `value` (`null` if there is none).
+fn lookup(value: &Value, steps: &[Step]) -> Value {
+    let mut current = value;
+    for step in steps {
+        let next = match step {
+            Step::Key(key) => current.get(key.as_str()),
+            Step::Index(index) => current.get(*index),
+        };
+        match next {
+            Some(next) => current = next,
+            None => return Value::Null,
+        }
+    }
+    current.clone()
+}
+
+fn not_allowed(at: &InstancePath, value: &Value, allowed: Vec<Value>) -> Violation {
+    let message = match allowed.as_slice() {
+        [only] => format!("{} is not {}", show(value), show(only)),
+        _ => format!(
+            "{} is not one of [{}]",
+            show(value),
+            allowed.iter().map(show).collect::<Vec<_>>().join(",")
+        ),
+    };
+    Violation {
+        path: at.clone(),
+        message,
+        kind: ViolationKind::NotAllowed(allowed),
     }
 }
 
@@ -509,7 +597,7 @@ fn violation(at: &InstancePath, message: String) -> Violation {
     Violation {
         path: at.clone(),
         message,
-        missing_key: false,
+        kind: ViolationKind::Other,
     }
 }
 
@@ -692,6 +780,38 @@ mod tests {
                 json!({"auth": {"kind": "bearer", "token_env": "T"}, "mode": "fast"})
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_tagged_union_is_explained_by_its_tag() {
+        // What schemars writes for `#[serde(tag = "kind")]` enums.
+        let variant = |tag: &str, key: &str| {
+            json!({"type": "object",
+                   "properties": {"kind": {"type": "string", "const": tag}, key: {"type": "string"}},
+                   "required": ["kind", key], "additionalProperties": false})
+        };
+        let schema = json!({"properties": {"auth": {"oneOf": [variant("bearer", "token_env"), variant("basic", "user")]}}});
+        assert_eq!(
+            messages(
+                schema.clone(),
+                json!({"auth": {"kind": "bearer", "token": "x"}})
+            ),
+            vec![
+                "auth.token: is not an allowed key (the schema allows no other keys here)",
+                "auth: is missing the required key \"token_env\"",
+            ]
+        );
+        assert_eq!(
+            messages(
+                schema.clone(),
+                json!({"auth": {"kind": "bearr", "user": "u"}})
+            ),
+            vec!["auth.kind: \"bearr\" is not one of [\"bearer\",\"basic\"]"]
+        );
+        assert_eq!(
+            messages(schema, json!({"auth": "token"})),
+            vec!["auth: \"token\" is not valid under any of the schemas in `oneOf`"]
         );
     }
 
