@@ -319,4 +319,49 @@ interval = "1h"
         6
     );
     assert_eq!(record_ids(&hub, "kit").await, (0..6).collect::<Vec<_>>());
+
+    // Two polls asked for at once never overlap: the second starts from
+    // where the first ended.
+    let pause_path = pause_path_again(&hub);
+    let poll = |hub: &HubProcess| {
+        let client = hub.http.clone();
+        let url = format!("{}/api/v1/plugins/kit/poll", hub.base);
+        tokio::spawn(async move {
+            let response = client.post(url).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        })
+    };
+    let first = poll(&hub);
+    hub.wait("the first poll's first batch", || async {
+        let checkpoint = get(&hub, "/api/v1/plugins/kit/checkpoint").await;
+        (checkpoint["checkpoint"] == 9).then_some(())
+    })
+    .await;
+    let second = poll(&hub);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!first.is_finished() && !second.is_finished());
+    std::fs::remove_file(&pause_path).unwrap();
+    let expected = json!({"plugin": "kit", "records": 6, "commits": 2});
+    assert_eq!(first.await.unwrap(), (200, expected.clone()));
+    assert_eq!(second.await.unwrap(), (200, expected));
+    assert_eq!(
+        get(&hub, "/api/v1/plugins/kit/checkpoint").await["checkpoint"],
+        18
+    );
+    assert_eq!(record_ids(&hub, "kit").await, (0..18).collect::<Vec<_>>());
+}
+
+/// Creates the pause file again (its path is in the hub's config).
+fn pause_path_again(hub: &HubProcess) -> std::path::PathBuf {
+    let config = std::fs::read_to_string(hub.dir().join("plugins.toml")).unwrap();
+    let line = config
+        .lines()
+        .find(|line| line.starts_with("poll_pause_while_exists"))
+        .unwrap();
+    let path = std::path::PathBuf::from(line.split('"').nth(1).unwrap());
+    std::fs::write(&path, b"").unwrap();
+    path
 }
