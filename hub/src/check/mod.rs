@@ -1,5 +1,5 @@
 //! `switchyard check --plugins`: after the config file itself checked out,
-//! launch each configured plugin once as the hub would (the supervisor's
+//! launch each configured plugin once (all at once) as the hub would (the supervisor's
 //! spawn and handshake, through [`crate::conformance::launch::Session`]),
 //! read the JSON Schema its metadata publishes for its `config` table, stop
 //! it (the hub's stop escalation, always reaped), and validate the table
@@ -41,7 +41,7 @@ pub struct PluginReport {
     pub verdict: PluginVerdict,
 }
 
-/// Launches every plugin of `config` in turn and checks its `config` table
+/// Launches every plugin of `config` (in parallel) and checks its `config` table
 /// against its schema. `Err` only when plugins cannot be launched at all
 /// (no socket directory, no spawner).
 pub async fn check_plugins(config: &Config) -> Result<Vec<PluginReport>, String> {
@@ -54,14 +54,24 @@ pub async fn check_plugins(config: &Config) -> Result<Vec<PluginReport>, String>
         .map_err(|err| format!("cannot create the plugin socket directory: {err}"))?;
     let spawner = Spawner::start(tokio::runtime::Handle::current())
         .map_err(|err| format!("cannot start the spawner: {err}"))?;
-    let mut reports = Vec::with_capacity(config.plugins.len());
-    for plugin in &config.plugins {
-        let verdict = check_one(plugin, &spawner, socket_dir.path(), spans.as_ref()).await;
-        reports.push(PluginReport {
+    // All at once, as the hub starts them: a slow starter does not hold
+    // up the others.
+    let verdicts = futures_util::future::join_all(
+        config
+            .plugins
+            .iter()
+            .map(|plugin| check_one(plugin, &spawner, socket_dir.path(), spans.as_ref())),
+    )
+    .await;
+    let reports = config
+        .plugins
+        .iter()
+        .zip(verdicts)
+        .map(|(plugin, verdict)| PluginReport {
             name: plugin.name.clone(),
             verdict,
-        });
-    }
+        })
+        .collect();
     // Every plugin is stopped and reaped by now; the spawner's thread (their
     // parent-death signal's thread) may end.
     drop(spawner);
