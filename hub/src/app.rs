@@ -84,6 +84,7 @@ pub async fn run_with_listener(
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks.clone()),
         ingest: Some(pipeline.ingest().clone()),
+        polls: pipeline.polls().clone(),
         reloader: Some(reloader),
         admin_token: config
             .hub

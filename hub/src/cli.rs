@@ -40,6 +40,9 @@ pub enum Command {
         /// The config file.
         #[arg(long, short, default_value = "plugins.toml")]
         config: PathBuf,
+        /// Also launch each plugin once and validate its `config` table against the JSON Schema it publishes.
+        #[arg(long)]
+        plugins: bool,
     },
     /// Write a new plugin project (code, a test, a README, a plugins.toml) that builds and runs as is.
     New(NewArgs),
@@ -143,7 +146,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::New(args) => new_plugin(args),
         Command::Conformance(args) => conformance(args),
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config, plugins } => match config::load(&config) {
             Ok(loaded) => {
                 println!(
                     "{}: OK ({} plugin{})",
@@ -151,7 +154,11 @@ pub fn main() -> ExitCode {
                     loaded.plugins.len(),
                     if loaded.plugins.len() == 1 { "" } else { "s" }
                 );
-                ExitCode::SUCCESS
+                if plugins {
+                    check_plugins(&loaded)
+                } else {
+                    ExitCode::SUCCESS
+                }
             }
             Err(errors) => {
                 eprintln!("{errors}");
@@ -181,6 +188,50 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `switchyard check --plugins`: launches each plugin, validates its
+/// `config` table against its schema, prints one line per plugin (problems
+/// on stderr); exits 1 on any problem.
+fn check_plugins(config: &crate::config::Config) -> ExitCode {
+    use crate::check::PluginVerdict;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reports = match runtime.block_on(crate::check::check_plugins(config)) {
+        Ok(reports) => reports,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    for report in reports {
+        match report.verdict {
+            PluginVerdict::Valid => {
+                println!("plugin `{}`: config OK against its schema", report.name);
+            }
+            PluginVerdict::NoSchema => println!(
+                "plugin `{}`: publishes no config schema; its config was not checked",
+                report.name
+            ),
+            PluginVerdict::Invalid(problems) => {
+                failed = true;
+                for problem in problems {
+                    eprintln!("error: {problem}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

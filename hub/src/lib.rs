@@ -29,6 +29,7 @@ pub mod app;
 pub mod backoff;
 pub mod breaker;
 pub mod build_info;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod conformance;

@@ -17,6 +17,7 @@ pub mod access;
 mod error;
 pub mod pipeline;
 mod reader;
+pub mod spans;
 pub mod supervision;
 pub mod webhook;
 

@@ -41,7 +41,7 @@ pub async fn list_plugins(State(state): State<AppState>) -> Json<Vec<PluginStatu
         state
             .plugin_list()
             .iter()
-            .map(PluginStatusJson::of)
+            .map(|plugin| state.status_json(plugin))
             .collect(),
     )
 }
@@ -51,5 +51,5 @@ pub async fn get_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginStatusJson>, ApiError> {
-    Ok(Json(PluginStatusJson::of(&state.plugin(&name)?)))
+    Ok(Json(state.status_json(&state.plugin(&name)?)))
 }

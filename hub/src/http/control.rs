@@ -20,7 +20,7 @@ pub async fn restart(
     let plugin = state.plugin(&name)?;
     tracing::info!(plugin = %name, "Restart requested through the API.");
     plugin.restart().await;
-    Ok(Json(PluginStatusJson::of(&plugin)))
+    Ok(Json(state.status_json(&plugin)))
 }
 
 /// `stop`: stops the plugin (Shutdown, then signals) and keeps it stopped,
@@ -32,7 +32,7 @@ pub async fn stop(
     let plugin = state.plugin(&name)?;
     tracing::info!(plugin = %name, "Stop requested through the API.");
     plugin.stop().await;
-    Ok(Json(PluginStatusJson::of(&plugin)))
+    Ok(Json(state.status_json(&plugin)))
 }
 
 /// `start`: starts a stopped, failed or backing-off plugin at once (a
@@ -44,7 +44,7 @@ pub async fn start(
     let plugin = state.plugin(&name)?;
     tracing::info!(plugin = %name, "Start requested through the API.");
     plugin.start().await;
-    Ok(Json(PluginStatusJson::of(&plugin)))
+    Ok(Json(state.status_json(&plugin)))
 }
 
 /// `GET /metrics`: every metric, in OpenMetrics when the `Accept` header

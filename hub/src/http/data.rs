@@ -396,6 +396,7 @@ mod tests {
                 metrics,
             }),
             reloader: None,
+            polls: Default::default(),
         }
     }
 

@@ -79,6 +79,11 @@ pub enum ErrorCode {
     RestartRequired,
     /// 503: the hub is shutting down.
     ShuttingDown,
+    /// 404: the plugin has no `[plugins.NAME.poll]` (no poller, no
+    /// checkpoint).
+    NotPolled,
+    /// 503: a poll of the plugin is still running; try again.
+    PollInProgress,
 }
 
 impl ErrorCode {
@@ -108,6 +113,8 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::RestartRequired => "restart_required",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::NotPolled => "not_polled",
+            ErrorCode::PollInProgress => "poll_in_progress",
         }
     }
 
@@ -288,14 +295,34 @@ pub enum ApiError {
         /// The status it sent.
         status: u16,
     },
+    /// The plugin is not polled (no `[plugins.NAME.poll]`).
+    #[error(
+        "plugin `{0}` is not polled (it has no [plugins.{0}.poll] table), so it has no checkpoint"
+    )]
+    NotPolled(String),
+    /// A poll of the plugin did not end within the wait.
+    #[error("a poll of plugin `{name}` is still running after {seconds}s; try again once it ended")]
+    PollInProgress {
+        /// The instance name.
+        name: String,
+        /// How long the request waited, in seconds.
+        seconds: u64,
+    },
+    /// The plugin's poller is gone (the hub is stopping).
+    #[error("plugin `{0}`: its poller is not running (the hub is stopping)")]
+    PollerGone(String),
 }
 
 impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NoRoute { .. } | ApiError::UnknownPlugin(_) | ApiError::NotFound(_) => {
-                StatusCode::NOT_FOUND
+            ApiError::NoRoute { .. }
+            | ApiError::UnknownPlugin(_)
+            | ApiError::NotFound(_)
+            | ApiError::NotPolled(_) => StatusCode::NOT_FOUND,
+            ApiError::PollInProgress { .. } | ApiError::PollerGone(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotRunning { .. }
@@ -352,6 +379,9 @@ impl ApiError {
             | ApiError::NotReplayable(_) => ErrorCode::NotReplayable,
             ApiError::Webhook(error) => webhook_code(error),
             ApiError::BadPluginReply { .. } => ErrorCode::BadPluginReply,
+            ApiError::NotPolled(_) => ErrorCode::NotPolled,
+            ApiError::PollInProgress { .. } => ErrorCode::PollInProgress,
+            ApiError::PollerGone(_) => ErrorCode::PluginUnavailable,
         }
     }
 

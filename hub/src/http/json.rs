@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Failure, HttpReply, PollBatch, Record, Role, WebhookDelivery};
+use crate::pipeline::poll_control::LastPoll;
 use crate::supervisor::{PluginHandle, PluginStatus};
 
 /// Every field of a record but its id, with their JSON names and types:
@@ -162,6 +163,19 @@ pub struct PluginStatusJson {
     /// For an output: whether its lag is past its `lag_alert` (always
     /// false without one); null for other plugins.
     pub lagging: Option<bool>,
+    /// What the plugin does (from its metadata), or null before it first
+    /// started or when it says nothing.
+    pub description: Option<String>,
+    /// The JSON Schema of its `config` table (from its metadata), or null
+    /// when it publishes none (or one that is not JSON).
+    pub config_schema: Option<serde_json::Value>,
+    /// Polling inputs: when the last poll ended (RFC 3339), or null.
+    pub last_poll_at: Option<String>,
+    /// Polling inputs: records the last poll committed, or null.
+    pub last_poll_records: Option<usize>,
+    /// Polling inputs: why the last poll failed, or null when it succeeded
+    /// (or none ran yet).
+    pub last_poll_error: Option<String>,
 }
 
 /// How a plugin's last process ended, as the API shows it.
@@ -181,6 +195,16 @@ impl PluginStatusJson {
             lagging: crate::pipeline::lag_alert::global().lagging(plugin.name()),
             ..PluginStatusJson::from(plugin.status())
         }
+    }
+
+    /// This status with the facts of the plugin's last poll, if any.
+    pub fn with_last_poll(mut self, last: Option<LastPoll>) -> Self {
+        if let Some(last) = last {
+            self.last_poll_at = Some(last.at.to_rfc3339_opts(SecondsFormat::Millis, true));
+            self.last_poll_records = Some(last.records);
+            self.last_poll_error = last.error;
+        }
+        self
     }
 }
 
@@ -209,6 +233,13 @@ impl From<PluginStatus> for PluginStatusJson {
             healthy: status.healthy,
             circuit_breaker: "closed",
             lagging: None,
+            description: status.description.filter(|text| !text.is_empty()),
+            config_schema: status
+                .config_schema
+                .and_then(|text| serde_json::from_str(&text).ok()),
+            last_poll_at: None,
+            last_poll_records: None,
+            last_poll_error: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! * [`calls`]: the call endpoints, `/api/v1/plugins/NAME/call/...`.
 //! * [`control`]: `/api/v1/plugins/NAME/{restart,stop,start}` and `/metrics`.
 //! * [`data`]: `/api/v1/records[/ID]` and `/api/v1/dead-letters[/ID[/replay]]`.
+//! * [`sync`]: `/api/v1/plugins/NAME/checkpoint` (GET, PUT, DELETE) and
+//!   `POST /api/v1/plugins/NAME/poll`.
 //! * [`error`]: [`ApiError`] -> status code + `{"error": ..., "code": ...}`,
 //!   the 404/405 fallbacks, and the middleware that gives every other error
 //!   answer that shape.
@@ -29,6 +31,7 @@ pub mod metrics_text;
 pub mod page;
 pub mod reload;
 pub mod routes;
+pub mod sync;
 pub mod webhooks;
 
 use std::future::Future;
@@ -44,7 +47,9 @@ pub use auth::AdminToken;
 pub use error::ApiError;
 use routes::Access;
 
+use crate::pipeline::PollControl;
 use crate::supervisor::{PluginHandle, Registry};
+use json::PluginStatusJson;
 
 /// How long a call made through the API may take before it answers 504.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +73,9 @@ pub struct AppState {
     /// The admin API's bearer token (`[hub] admin_token_env`), or `None`
     /// for an open admin API.
     pub admin_token: Option<AdminToken>,
+    /// The pollers' controls, by plugin name (checkpoint endpoints, poll
+    /// now, `last_poll_*`): reach one through [`AppState::poller`].
+    pub polls: crate::pipeline::PollControls,
 }
 
 impl AppState {
@@ -81,6 +89,23 @@ impl AppState {
     /// Every plugin the hub runs now, in config order.
     pub fn plugin_list(&self) -> Arc<[PluginHandle]> {
         self.plugins.snapshot()
+    }
+
+    /// The poller of plugin `name`: 404 if there is no such plugin, or if
+    /// it has no `[plugins.NAME.poll]`.
+    pub fn poller(&self, name: &str) -> Result<(PluginHandle, PollControl), ApiError> {
+        let plugin = self.plugin(name)?;
+        let control = self
+            .polls
+            .get(name)
+            .ok_or_else(|| ApiError::NotPolled(name.to_owned()))?;
+        Ok((plugin, control))
+    }
+
+    /// The status of `plugin` as the API shows it, with its last poll.
+    pub fn status_json(&self, plugin: &PluginHandle) -> PluginStatusJson {
+        PluginStatusJson::of(plugin)
+            .with_last_poll(self.polls.get(plugin.name()).and_then(|c| c.last_poll()))
     }
 }
 

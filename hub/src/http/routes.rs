@@ -9,7 +9,7 @@
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, admin, calls, control, data, reload, webhooks};
+use super::{AppState, admin, calls, control, data, reload, sync, webhooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,7 @@ where
 /// Every route the hub serves, with its handler.
 pub fn routes() -> Vec<Route> {
     use Access::{Admin, Open, Probe, Webhook};
-    use Verb::{Delete, Get, Post};
+    use Verb::{Delete, Get, Post, Put};
     vec![
         route(Probe, Get, "/healthz", admin::healthz),
         route(Probe, Get, "/readyz", admin::readyz),
@@ -137,6 +137,25 @@ pub fn routes() -> Vec<Route> {
         ),
         route(Admin, Post, "/api/v1/plugins/{name}/stop", control::stop),
         route(Admin, Post, "/api/v1/plugins/{name}/start", control::start),
+        route(
+            Admin,
+            Get,
+            "/api/v1/plugins/{name}/checkpoint",
+            sync::get_checkpoint,
+        ),
+        route(
+            Admin,
+            Put,
+            "/api/v1/plugins/{name}/checkpoint",
+            sync::put_checkpoint,
+        ),
+        route(
+            Admin,
+            Delete,
+            "/api/v1/plugins/{name}/checkpoint",
+            sync::delete_checkpoint,
+        ),
+        route(Admin, Post, "/api/v1/plugins/{name}/poll", sync::poll_now),
         route(Admin, Post, "/api/v1/reload", reload::reload),
         route(Admin, Get, "/api/v1/records", data::list_records),
         route(Admin, Get, "/api/v1/records/{id}", data::get_record),

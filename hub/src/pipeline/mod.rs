@@ -3,6 +3,8 @@
 //! plugins, each at its own durable position.
 //!
 //! * [`poller`]: one loop per `[plugins.NAME.poll]`.
+//! * [`poll_control`]: what the admin API can do to a poller (lock it, poll
+//!   now, read its last poll).
 //! * [`enrich`]: the `[pipeline]` enrichment chains.
 //! * [`output`]: one delivery loop per `[plugins.NAME.output]`.
 //! * [`metrics`]: the per-stage Prometheus metrics.
@@ -22,6 +24,7 @@ pub mod enrich;
 pub mod lag_alert;
 pub mod metrics;
 pub mod output;
+pub mod poll_control;
 pub mod poller;
 
 use std::collections::HashMap;
@@ -38,6 +41,7 @@ use crate::store::{Pending, Store, StoreError, StoreTx, Upserted, WriteJob};
 use crate::supervisor::{PluginHandle, Registry};
 pub use enrich::{Chain, ChainOutput, EnrichFailure};
 pub use metrics::PipelineMetrics;
+pub use poll_control::{PollControl, PollControls};
 
 /// Why records could not be ingested (nothing was committed).
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +223,7 @@ impl PluginWork {
 #[derive(Debug)]
 pub struct Pipeline {
     ingest: Ingest,
+    polls: PollControls,
     cancel: CancellationToken,
     work: HashMap<String, PluginWork>,
     outputs: Arc<RwLock<Vec<String>>>,
@@ -248,6 +253,7 @@ impl Pipeline {
         let prune = tokio::spawn(prune_outbox(store, outputs.clone(), cancel.clone()));
         let mut pipeline = Pipeline {
             ingest,
+            polls: PollControls::default(),
             cancel,
             work: HashMap::new(),
             outputs,
@@ -268,10 +274,14 @@ impl Pipeline {
         let cancel = self.cancel.child_token();
         let mut tasks = Vec::new();
         if let Some(poll) = &config.poll {
+            let (control, triggers) = PollControl::new();
+            self.polls.insert(plugin.name(), control.clone());
             tasks.push(tokio::spawn(poller::run(
                 plugin.clone(),
                 poll.clone(),
                 self.ingest.clone(),
+                control,
+                triggers,
                 cancel.clone(),
             )));
         }
@@ -295,6 +305,7 @@ impl Pipeline {
     /// and waits for them; what they had not committed is fetched or
     /// delivered again when they start again.
     pub async fn stop_plugin(&mut self, name: &str) {
+        self.polls.remove(name);
         if let Some(work) = self.work.remove(name) {
             work.stop().await;
         }
@@ -314,6 +325,11 @@ impl Pipeline {
     /// The ingest path, for the HTTP API and webhook deliveries.
     pub fn ingest(&self) -> &Ingest {
         &self.ingest
+    }
+
+    /// The controls of the pollers, by plugin name, for the HTTP API.
+    pub fn polls(&self) -> &PollControls {
+        &self.polls
     }
 
     /// Stops every poller and output worker and waits for them. Work not

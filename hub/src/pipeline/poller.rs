@@ -7,13 +7,20 @@
 //! enriched, and queued only once the previous one committed). Records after the last checkpoint of a failed poll are
 //! not committed, so the retry (or the next poll) fetches them again; a
 //! re-fetched record is an upsert, never a duplicate.
+//!
+//! Each poll holds its plugin's [`PollControl`] lock from start to last
+//! commit, so an operator's checkpoint change waits for it; the loop also
+//! polls at once when asked through the control (`POST
+//! /api/v1/plugins/NAME/poll`), then waits a full interval again.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::poll_control::{PollControl, PollResult, PollSummary, Trigger};
 use super::{Ingest, IngestError};
 use crate::config::PollConfig;
 use crate::domain::{PollRequest, Record};
@@ -21,28 +28,50 @@ use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{Pending, Upserted};
 use crate::supervisor::{PluginHandle, RunningPlugin};
 
-/// What a successful poll did.
-#[derive(Debug, Default)]
-struct PollSummary {
-    records: usize,
-    commits: usize,
-}
-
-/// Polls `plugin` until `cancel` fires.
+/// Polls `plugin` until `cancel` fires: at start, then `interval` (+
+/// jitter) after each poll, or at once when `control` is asked to poll now
+/// (the interval then counts from that poll). Every poll runs under
+/// `control`'s lock, and its outcome is recorded there.
 pub(crate) async fn run(
     plugin: PluginHandle,
     poll: PollConfig,
     ingest: Ingest,
+    control: PollControl,
+    mut triggers: mpsc::Receiver<Trigger>,
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("poller", plugin = %plugin.name());
     async move {
+        let mut asked: Option<Trigger> = None;
+        let mut triggers_open = true;
         loop {
-            let asked_to_wait = poll_once(&plugin, &poll, &ingest, &cancel).await;
+            let (result, asked_to_wait) = {
+                let _exclusive = control.hold().await;
+                poll_once(&plugin, &poll, &ingest, &control, &cancel).await
+            };
+            if let Some(reply) = asked.take() {
+                let _ = reply.send(result);
+            }
             let delay =
                 (poll.interval + jitter(poll.jitter)).max(asked_to_wait.unwrap_or_default());
-            if !retry::sleep(delay, Some(&cancel)).await {
-                break;
+            tokio::select! {
+                slept = retry::sleep(delay, Some(&cancel)) => {
+                    if !slept {
+                        break;
+                    }
+                }
+                trigger = triggers.recv(), if triggers_open => match trigger {
+                    Some(reply) => {
+                        tracing::info!("Polling now, as asked through the API.");
+                        asked = Some(reply);
+                    }
+                    None => {
+                        triggers_open = false;
+                        if !retry::sleep(delay, Some(&cancel)).await {
+                            break;
+                        }
+                    }
+                },
             }
         }
         tracing::debug!("Poller stopped.");
@@ -59,22 +88,38 @@ fn jitter(max: Duration) -> Duration {
     }
 }
 
-/// A commit queued for the group-commit writer, not yet confirmed, shared
-/// between the attempts of one poll: whatever happened to an attempt, the
-/// commit it queued finishes before the next attempt reads the checkpoint
-/// back.
-type InFlight = Arc<Mutex<Option<Pending<Vec<Upserted>>>>>;
+/// What one poll has in hand, shared between its attempts: the commit
+/// queued for the group-commit writer and not yet confirmed (whatever
+/// happened to an attempt, it finishes before the next attempt reads the
+/// checkpoint back), with how many records it carries, and what the poll
+/// has committed so far.
+#[derive(Debug, Default)]
+struct Progress {
+    queued: Option<(Pending<Vec<Upserted>>, usize)>,
+    committed: PollSummary,
+}
+
+type InFlight = Arc<Mutex<Progress>>;
+
+fn progress(in_flight: &InFlight) -> std::sync::MutexGuard<'_, Progress> {
+    match in_flight.lock() {
+        Ok(progress) => progress,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
 
 /// One poll through the call path (retried under the plugin's retry
 /// policy, bounded per attempt by the poll's `timeout`); a poll that still
-/// fails is logged and tried again at the next interval. Returns how long
-/// the plugin asked to be left alone, if it did.
+/// fails is logged and tried again at the next interval. Records how it
+/// ended in `control` and returns it, with how long the plugin asked to be
+/// left alone, if it did.
 async fn poll_once(
     plugin: &PluginHandle,
     poll: &PollConfig,
     ingest: &Ingest,
+    control: &PollControl,
     cancel: &CancellationToken,
-) -> Option<Duration> {
+) -> (PollResult, Option<Duration>) {
     let in_flight: InFlight = Arc::default();
     let result = Call::new(plugin, Rpc::Poll)
         .timeout(poll.timeout)
@@ -89,36 +134,50 @@ async fn poll_once(
             )
         })
         .await;
-    if let Err(err) = finish(ingest, plugin.name(), &in_flight).await {
-        tracing::error!(error = %err, "The poll's last commit failed; its records are fetched again.");
-    }
-    match result {
+    let last_commit = finish(ingest, plugin.name(), &in_flight).await;
+    let committed = progress(&in_flight).committed;
+    let result = match (result, last_commit) {
+        (Ok(()), Ok(())) => Ok(committed),
+        (Ok(()), Err(err)) => {
+            tracing::error!(error = %err, "The poll's last commit failed; its records are fetched again.");
+            Err(GiveUp::Local(Arc::new(err)))
+        }
+        (Err(reason), last_commit) => {
+            if let Err(err) = last_commit {
+                tracing::error!(error = %err, "The poll's last commit failed; its records are fetched again.");
+            }
+            Err(reason)
+        }
+    };
+    control.record(&result, committed.records);
+    match &result {
         Ok(summary) => {
             tracing::debug!(
                 records = summary.records,
                 commits = summary.commits,
                 "Poll finished."
             );
-            None
+            (result, None)
         }
-        Err(GiveUp::Cancelled) => None,
+        Err(GiveUp::Cancelled) => (result, None),
         Err(reason) => {
             let next_poll_in = poll.interval.max(reason.retry_after().unwrap_or_default());
             tracing::error!(error = %reason, next_poll_in = ?next_poll_in, "Poll failed; giving up until the next interval.");
-            reason.retry_after()
+            let asked_to_wait = reason.retry_after();
+            (result, asked_to_wait)
         }
     }
 }
 
 /// Waits for the queued commit, if any, and counts its records.
 async fn finish(ingest: &Ingest, name: &str, in_flight: &InFlight) -> Result<(), IngestError> {
-    let pending = match in_flight.lock() {
-        Ok(mut slot) => slot.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
-    };
-    if let Some(pending) = pending {
+    let queued = progress(in_flight).queued.take();
+    if let Some((pending, records)) = queued {
         let outcomes = pending.wait().await?;
         ingest.count(name, &outcomes);
+        let mut progress = progress(in_flight);
+        progress.committed.records += records;
+        progress.committed.commits += 1;
     }
     Ok(())
 }
@@ -139,7 +198,7 @@ async fn read_and_commit(
     max_records: u32,
     ingest: Ingest,
     in_flight: InFlight,
-) -> Result<PollSummary, AttemptError> {
+) -> Result<(), AttemptError> {
     // Left over from an attempt that timed out: finish it before reading
     // the checkpoint back.
     finish(&ingest, &name, &in_flight).await.map_err(local)?;
@@ -150,34 +209,29 @@ async fn read_and_commit(
     };
     let mut stream = running.roles.poll_stream(request).await?;
     let mut pending: Vec<Record> = Vec::new();
-    let mut summary = PollSummary::default();
     loop {
         let (records, checkpoint, last) = match stream.next().await? {
             Some(batch) => {
                 ingest.metrics.records_in(&name, batch.records.len());
-                summary.records += batch.records.len();
                 pending.extend(batch.records);
                 match batch.checkpoint {
                     Some(checkpoint) => (std::mem::take(&mut pending), Some(checkpoint), false),
                     None => continue,
                 }
             }
-            None if pending.is_empty() => return Ok(summary),
+            None if pending.is_empty() => return Ok(()),
             None => (std::mem::take(&mut pending), None, true),
         };
+        let count = records.len();
         let prepared = ingest.prepare(&name, records).await.map_err(local)?;
         finish(&ingest, &name, &in_flight).await.map_err(local)?;
         let queued = ingest
             .submit(&name, prepared, checkpoint)
             .await
             .map_err(local)?;
-        match in_flight.lock() {
-            Ok(mut slot) => *slot = Some(queued),
-            Err(poisoned) => *poisoned.into_inner() = Some(queued),
-        }
-        summary.commits += 1;
+        progress(&in_flight).queued = Some((queued, count));
         if last {
-            return Ok(summary);
+            return Ok(());
         }
     }
 }

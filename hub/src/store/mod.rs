@@ -47,6 +47,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor as _, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
+pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use group::{Pending, WriteJob};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus};

@@ -384,6 +384,8 @@ impl PluginActor {
             status.roles.clear();
             status.plugin_name = None;
             status.version = None;
+            status.description = None;
+            status.config_schema = None;
             status.protocol_version = None;
         });
         self.set_state(PluginState::Starting);
@@ -498,6 +500,8 @@ impl PluginActor {
             status.roles = metadata.roles.clone();
             status.plugin_name = Some(metadata.name.clone());
             status.version = Some(metadata.version.clone());
+            status.description = Some(metadata.description.clone());
+            status.config_schema = Some(metadata.config_schema.clone());
             status.protocol_version = Some(line.app_version);
             status.ever_ready = true;
         });

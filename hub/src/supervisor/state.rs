@@ -76,6 +76,11 @@ pub struct PluginStatus {
     pub plugin_name: Option<String>,
     /// The plugin's version from its metadata.
     pub version: Option<String>,
+    /// What the plugin does, from its metadata (may be empty).
+    pub description: Option<String>,
+    /// The JSON Schema of its `config` table, from its metadata, as text
+    /// (may be empty).
+    pub config_schema: Option<String>,
     /// The negotiated app protocol version.
     pub protocol_version: Option<u32>,
     /// How many times the hub restarted the plugin (automatic restarts and
@@ -106,6 +111,8 @@ impl PluginStatus {
             roles: Vec::new(),
             plugin_name: None,
             version: None,
+            description: None,
+            config_schema: None,
             protocol_version: None,
             restarts: 0,
             last_exit: None,

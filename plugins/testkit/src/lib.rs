@@ -56,6 +56,10 @@ pub struct TestkitConfig {
     /// upstream cannot be reached at start would.
     #[serde(default)]
     pub unavailable_while_exists: Option<PathBuf>,
+    /// After emitting its first batch, Poll waits while this file exists
+    /// (checked every 20 ms), so a test can act while a poll is under way.
+    #[serde(default)]
+    pub poll_pause_while_exists: Option<PathBuf>,
 }
 
 fn default_tag() -> String {
@@ -179,7 +183,14 @@ impl PollingInput for Testkit {
                     ))
                 })?,
         };
-        for _ in 0..self.config.poll_batches {
+        for batch in 0..self.config.poll_batches {
+            if batch == 1
+                && let Some(path) = &self.config.poll_pause_while_exists
+            {
+                while path.exists() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
             let records = (next..next + u64::from(self.config.records_per_batch))
                 .map(|n| {
                     Record::new(n.to_string(), "testkit.poll")
