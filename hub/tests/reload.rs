@@ -224,6 +224,12 @@ async fn a_reload_applies_the_difference_and_keeps_unchanged_plugins() {
     assert!(more > 0);
     let (status, body) = get(&hub, "/api/v1/plugins/sink").await;
     assert_eq!(status, 404, "removed: no longer listed: {body}");
+    // The sync-state endpoints follow: the new poller is reachable.
+    let (status, body) = post(&hub, "/api/v1/plugins/more/poll", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&hub, "/api/v1/plugins/more/checkpoint").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checkpoint"], json!(2), "{body}");
     hub.wait("the removed sink's process to be gone", || async {
         (!process_exists(sink)).then_some(())
     })

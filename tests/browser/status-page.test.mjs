@@ -12,6 +12,7 @@
 // It never sleeps for a fixed time: every step waits for a condition, with
 // a deadline, and a failure prints the hub's log.
 
+import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -26,14 +27,25 @@ const HUB_BIN = join(ROOT, "target/debug/switchyard");
 const EXAMPLE = join(ROOT, "examples/plugins.toml");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT_MS = 30_000;
+// The hub runs with an admin token (`[hub] admin_token_env`): the API
+// answers 401 without it, as in production.
+const TOKEN = randomBytes(18).toString("base64url");
 
-/** The example config, made to run here: a free port, a temp database and
- * events file, the debug binaries, dead letters instead of skipping a
+/** `fetch` of the admin API, with the token. */
+function adminFetch(path, init = {}) {
+  return fetch(`${base}${path}`, {
+    ...init,
+    headers: { ...(init.headers ?? {}), authorization: `Bearer ${TOKEN}` },
+  });
+}
+
+/** The example config, made to run here: a free port, an admin token, a
+ * temp database and events file, the debug binaries, dead letters instead of skipping a
  * record an enricher fails, and a faster poll. Everything else as written. */
 function exampleConfig(dir) {
   const text = readFileSync(EXAMPLE, "utf8");
   const rewrites = [
-    [/^listen = .*$/m, 'listen = "127.0.0.1:0"'],
+    [/^listen = .*$/m, 'listen = "127.0.0.1:0"\nadmin_token_env = "SWITCHYARD_ADMIN_TOKEN"'],
     [/^database = .*$/m, `database = "sqlite://${join(dir, "hub.db")}"`],
     [/^path = "events\.jsonl"$/m, `path = "${join(dir, "events.jsonl")}"`],
     [/^on_error = .*$/m, 'on_error = "dead-letter"'],
@@ -95,7 +107,7 @@ async function postWebhook(body) {
 
 /** A new page that fails the test on any console error or page error (a
  * CSP violation, an exception in the page's script). */
-async function openPage(context, path = "/") {
+async function openPage(context, path = `/#token=${TOKEN}`) {
   const page = await context.newPage();
   const problems = [];
   page.on("console", (message) => {
@@ -119,7 +131,7 @@ describe("the status page in headless Chromium", () => {
     writeFileSync(join(dir, "plugins.toml"), example.config);
     hub = spawn(HUB_BIN, ["run", "--config", join(dir, "plugins.toml")], {
       cwd: dir,
-      env: { ...process.env, SWITCHYARD_LOG: "info", NO_COLOR: "1" },
+      env: { ...process.env, SWITCHYARD_LOG: "info", NO_COLOR: "1", SWITCHYARD_ADMIN_TOKEN: TOKEN },
       stdio: ["ignore", "pipe", "pipe"],
     });
     hub.stdout.on("data", (chunk) => (hubLog += chunk));
@@ -176,7 +188,7 @@ describe("the status page in headless Chromium", () => {
       assert.equal(asset.headers.get("content-type"), type, path);
     }
     // The page asks for the newest records; a wrong order is the usual 400.
-    const bad = await fetch(`${base}/api/v1/records?order=sideways`);
+    const bad = await adminFetch("/api/v1/records?order=sideways");
     assert.equal(bad.status, 400);
     assert.equal((await bad.json()).code, "bad_request");
   }));
@@ -202,7 +214,7 @@ describe("the status page in headless Chromium", () => {
     await stateCell(page, "archive").filter({ hasText: /^stopped$/ }).waitFor({ timeout: TIMEOUT_MS });
     assert.equal(await archive.locator("td.col-pid").textContent(), "—");
     assert.ok(await archive.locator("button.action-stop").isDisabled(), "no stop for a stopped plugin");
-    const api = await (await fetch(`${base}/api/v1/plugins/archive`)).json();
+    const api = await (await adminFetch("/api/v1/plugins/archive")).json();
     assert.equal(api.state, "stopped", "the hub, not only the page, has it stopped");
 
     await archive.locator("button.action-start").click();
@@ -265,7 +277,7 @@ describe("the status page in headless Chromium", () => {
     const fixed = configText.replace(/^text_fields = .*$/m, 'text_fields = ["filler"]');
     assert.notEqual(fixed, configText, "examples/plugins.toml has no text_fields line");
     writeFileSync(join(dir, "plugins.toml"), fixed);
-    const reload = await fetch(`${base}/api/v1/reload`, { method: "POST" });
+    const reload = await adminFetch("/api/v1/reload", { method: "POST" });
     const plan = await reload.json();
     assert.equal(reload.status, 200, JSON.stringify(plan));
     assert.deepEqual(plan.restarted, ["sentiment"]);
@@ -275,10 +287,10 @@ describe("the status page in headless Chromium", () => {
     await page.locator("#dead-message", { hasText: `Dead letter ${firstId} replayed: stored as record` }).waitFor({ timeout: TIMEOUT_MS });
     await page.locator(`#dead-letters tr[data-dead-letter="${firstId}"]`).waitFor({ state: "detached", timeout: TIMEOUT_MS });
     await page.locator("#dead-empty").waitFor({ state: "visible", timeout: TIMEOUT_MS });
-    let listed = await (await fetch(`${base}/api/v1/dead-letters`)).json();
+    let listed = await (await adminFetch("/api/v1/dead-letters")).json();
     assert.deepEqual(listed.dead_letters, [], "replayed in the hub too");
     const stored = await eventually("the replayed record to be stored", async () => {
-      const page = await (await fetch(`${base}/api/v1/records?source=webhooks&limit=1000`)).json();
+      const page = await (await adminFetch("/api/v1/records?source=webhooks&limit=1000")).json();
       return page.records.find((record) => record.source_id === "bad-1");
     });
     assert.equal(typeof stored.payload.sentiment?.label, "string", JSON.stringify(stored));
@@ -289,28 +301,27 @@ describe("the status page in headless Chromium", () => {
     await second.waitFor({ timeout: TIMEOUT_MS });
     await second.locator("button.action-delete").click();
     await page.locator("#dead-empty").waitFor({ state: "visible", timeout: TIMEOUT_MS });
-    listed = await (await fetch(`${base}/api/v1/dead-letters`)).json();
+    listed = await (await adminFetch("/api/v1/dead-letters")).json();
     assert.deepEqual(listed.dead_letters, [], "deleted in the hub too");
     assert.deepEqual(page.problems, []);
     await context.close();
   }));
 
-  // The hub on this branch has no admin token; a stub in front of the API
-  // (Playwright's request routing, in this browser context only) answers
-  // 401 without `Authorization: Bearer s3cret`, as the hub does when
-  // `[hub] admin_token_env` is set, and passes the rest to the real hub.
+  // The hub requires its admin token: the API answers 401 without it,
+  // while the page itself (it holds no data) is served to anyone.
   test("with an admin token: the page asks once, keeps it in sessionStorage, takes #token=", withHubLog(async () => {
+    const open = await fetch(`${base}/`);
+    assert.equal(open.status, 200, "the page needs no token");
+    const refused = await fetch(`${base}/api/v1/plugins`);
+    assert.equal(refused.status, 401);
+    assert.equal((await refused.json()).code, "unauthorized");
+
     const context = await browser.newContext();
     const seen = [];
-    await context.route(/\/(api\/v1\/|metrics)/, async (route) => {
-      const header = route.request().headers().authorization;
-      seen.push(header ?? null);
-      if (header === "Bearer s3cret") return route.continue();
-      return route.fulfill({
-        status: 401,
-        contentType: "application/json",
-        body: JSON.stringify({ error: "this endpoint needs the admin token", code: "unauthorized" }),
-      });
+    context.on("request", (request) => {
+      if (new URL(request.url()).pathname.startsWith("/api/v1/")) {
+        seen.push(request.headers().authorization ?? null);
+      }
     });
     const page = await context.newPage();
     await page.goto(`${base}/`);
@@ -322,21 +333,21 @@ describe("the status page in headless Chromium", () => {
     await page.click("#token-form button[type=submit]");
     await page.locator("#token-error", { hasText: "refused" }).waitFor({ timeout: TIMEOUT_MS });
 
-    await page.fill("#token-input", "s3cret");
+    await page.fill("#token-input", TOKEN);
     await page.click("#token-form button[type=submit]");
     await form.waitFor({ state: "hidden", timeout: TIMEOUT_MS });
     await stateCell(page, "archive").filter({ hasText: /^running$/ }).waitFor({ timeout: TIMEOUT_MS });
-    assert.equal(await page.evaluate(() => sessionStorage.getItem("switchyard.admin_token")), "s3cret");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("switchyard.admin_token")), TOKEN);
     seen.length = 0;
     await page.reload();
     await stateCell(page, "archive").filter({ hasText: /^running$/ }).waitFor({ timeout: TIMEOUT_MS });
     assert.ok(await form.isHidden(), "not asked again after a reload");
-    assert.ok(seen.length > 0 && seen.every((h) => h === "Bearer s3cret"), `headers sent: ${seen}`);
+    assert.ok(seen.length > 0 && seen.every((h) => h === `Bearer ${TOKEN}`), `headers sent: ${seen}`);
 
     // A new tab has its own sessionStorage: #token= fills it in, then the
     // token leaves the address bar.
     const tab = await context.newPage();
-    await tab.goto(`${base}/#token=s3cret`);
+    await tab.goto(`${base}/#token=${TOKEN}`);
     await stateCell(tab, "archive").filter({ hasText: /^running$/ }).waitFor({ timeout: TIMEOUT_MS });
     assert.equal(new URL(tab.url()).hash, "");
     assert.ok(await tab.locator("#token-form").isHidden());
