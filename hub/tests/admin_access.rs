@@ -21,14 +21,6 @@ use switchyard_hub::http::routes::{self, Access, Verb};
 /// The admin token of these tests; the log must never show it.
 const TOKEN: &str = "tok-7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A config with the fake plugin as webhook input and output; `hub_extra`
 /// goes into `[hub]`.
 fn config(port: u16, hub_extra: &str) -> String {
@@ -84,8 +76,8 @@ fn assert_unauthorized(status: u16, body: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_every_admin_route_needs_it_and_the_rest_stays_open() {
-    let port = free_port();
-    let webhook_port = free_port();
+    let port = common::free_port();
+    let webhook_port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let hub = HubProcess::spawn(
         dir,
@@ -292,7 +284,7 @@ fn run_binary(
 #[test]
 fn a_non_loopback_listen_without_a_token_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let text = config(port, "").replace("127.0.0.1:", "0.0.0.0:");
     for subcommand in ["run", "check"] {
         let (ok, stderr) = run_binary(dir.path(), subcommand, &text, &[]);

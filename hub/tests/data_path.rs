@@ -38,14 +38,6 @@ async fn databases(dir: &Path, test: &str) -> Vec<String> {
     urls
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `switchyard run` process.
 struct Hub {
     child: Child,
@@ -72,7 +64,7 @@ impl Hub {
     /// Starts the hub and waits only until it answers `/healthz` (some
     /// plugins may never become ready).
     async fn start_unready(dir: &Path, database: &str, plugins: &str) -> Hub {
-        let port = free_port();
+        let port = common::free_port();
         let text = format!(
             "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"{database}\"\nstop_grace = \"3s\"\nkill_grace = \"1s\"\n\n{}",
             plugins

@@ -14,14 +14,6 @@ use std::time::Duration;
 use common::HubProcess;
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn get_json(hub: &HubProcess, path: &str) -> Value {
     hub.http
         .get(format!("{}{path}", hub.base))
@@ -63,7 +55,7 @@ async fn alert_gauge(hub: &HubProcess) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_output_lags_past_its_alert_and_recovers_once_started() {
-    let port = free_port();
+    let port = common::free_port();
     let fake = common::fake_plugin();
     let config = format!(
         "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://hub.db\"\nstop_grace = \"3s\"\nkill_grace = \"1s\"\n\

@@ -14,19 +14,11 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs the hub on `plugins` (the `[plugins.*]` tables), with its database in
 /// the temp dir.
 async fn hub(plugins: &str) -> HubProcess {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let config = format!(
         "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://{}\"\nstop_grace = \"3s\"\nkill_grace = \"1s\"\n\n{plugins}",
         dir.path().join("hub.db").display()
@@ -34,22 +26,8 @@ async fn hub(plugins: &str) -> HubProcess {
     HubProcess::spawn(dir, &config, port, &[], "/readyz", WAIT).await
 }
 
-async fn send(hub: &HubProcess, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = hub.http.request(method, format!("{}{path}", hub.base));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|err| panic!("{path} answered {status} with non-JSON {text:?}: {err}"));
-    (status, body)
-}
-
 async fn get(hub: &HubProcess, path: &str) -> Value {
-    let (status, body) = send(hub, "GET", path, None).await;
+    let (status, body) = hub.send("GET", path, None).await;
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
@@ -116,7 +94,7 @@ command = "{generator}"
 
     // Poll now, although the interval is an hour: stored at once.
     let before = status["last_poll_at"].as_str().unwrap().to_owned();
-    let (code, answer) = send(&hub, "POST", "/api/v1/plugins/gen/poll", None).await;
+    let (code, answer) = hub.send("POST", "/api/v1/plugins/gen/poll", None).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer, json!({"plugin": "gen", "records": 5, "commits": 1}));
     assert_eq!(record_ids(&hub, "gen").await, (0..10).collect::<Vec<_>>());
@@ -130,7 +108,9 @@ command = "{generator}"
 
     // Reset: the next poll starts from nothing and fetches 0..5 again,
     // upserted rather than duplicated.
-    let (code, answer) = send(&hub, "DELETE", "/api/v1/plugins/gen/checkpoint", None).await;
+    let (code, answer) = hub
+        .send("DELETE", "/api/v1/plugins/gen/checkpoint", None)
+        .await;
     assert_eq!(
         (code, answer),
         (200, json!({"plugin": "gen", "deleted": true}))
@@ -138,7 +118,7 @@ command = "{generator}"
     let checkpoint = get(&hub, "/api/v1/plugins/gen/checkpoint").await;
     assert_eq!(checkpoint["checkpoint"], Value::Null);
     assert_eq!(checkpoint["checkpoint_base64"], Value::Null);
-    let (code, answer) = send(&hub, "POST", "/api/v1/plugins/gen/poll", None).await;
+    let (code, answer) = hub.send("POST", "/api/v1/plugins/gen/poll", None).await;
     assert_eq!((code, answer["records"].clone()), (200, json!(5)));
     assert_eq!(record_ids(&hub, "gen").await, (0..10).collect::<Vec<_>>());
     assert_eq!(
@@ -147,33 +127,32 @@ command = "{generator}"
     );
 
     // Set: as JSON, then as base64; the next poll starts there.
-    let (code, answer) = send(
-        &hub,
-        "PUT",
-        "/api/v1/plugins/gen/checkpoint",
-        Some(json!({"checkpoint": 100})),
-    )
-    .await;
+    let (code, answer) = hub
+        .send(
+            "PUT",
+            "/api/v1/plugins/gen/checkpoint",
+            Some(json!({"checkpoint": 100})),
+        )
+        .await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["checkpoint"], 100);
     assert_eq!(answer["checkpoint_base64"], "MTAw");
-    send(&hub, "POST", "/api/v1/plugins/gen/poll", None).await;
+    hub.send("POST", "/api/v1/plugins/gen/poll", None).await;
     let ids = record_ids(&hub, "gen").await;
     assert_eq!(ids.len(), 15, "{ids:?}");
     assert_eq!(ids[10..], [100, 101, 102, 103, 104]);
-    let (code, answer) = send(
-        &hub,
-        "PUT",
-        "/api/v1/plugins/gen/checkpoint",
-        Some(json!({"checkpoint_base64": "MjAw"})),
-    )
-    .await;
+    let (code, answer) = hub
+        .send(
+            "PUT",
+            "/api/v1/plugins/gen/checkpoint",
+            Some(json!({"checkpoint_base64": "MjAw"})),
+        )
+        .await;
     assert_eq!((code, answer["checkpoint"].clone()), (200, json!(200)));
 
     // A checkpoint the plugin cannot read: the poll fails, the answer and
     // the status say why, and nothing is stored.
-    send(
-        &hub,
+    hub.send(
         "PUT",
         "/api/v1/plugins/gen/checkpoint",
         Some(json!({"checkpoint": "not a number"})),
@@ -183,7 +162,7 @@ command = "{generator}"
         get(&hub, "/api/v1/plugins/gen/checkpoint").await["checkpoint"],
         "not a number"
     );
-    let (code, answer) = send(&hub, "POST", "/api/v1/plugins/gen/poll", None).await;
+    let (code, answer) = hub.send("POST", "/api/v1/plugins/gen/poll", None).await;
     assert_eq!(code, 400, "{answer}");
     assert_eq!(answer["code"], "rejected", "{answer}");
     assert!(
@@ -214,13 +193,9 @@ command = "{generator}"
         json!({"checkpoint_base64": "%%%"}),
         json!({"cursor": 1}),
     ] {
-        let (code, answer) = send(
-            &hub,
-            "PUT",
-            "/api/v1/plugins/gen/checkpoint",
-            Some(body.clone()),
-        )
-        .await;
+        let (code, answer) = hub
+            .send("PUT", "/api/v1/plugins/gen/checkpoint", Some(body.clone()))
+            .await;
         assert_eq!(
             (code, answer["code"].as_str()),
             (400, Some("bad_request")),
@@ -232,19 +207,21 @@ command = "{generator}"
         ("DELETE", "/api/v1/plugins/quiet/checkpoint"),
         ("POST", "/api/v1/plugins/quiet/poll"),
     ] {
-        let (code, answer) = send(&hub, method, path, None).await;
+        let (code, answer) = hub.send(method, path, None).await;
         assert_eq!(
             (code, answer["code"].as_str()),
             (404, Some("not_polled")),
             "{answer}"
         );
     }
-    let (code, answer) = send(&hub, "GET", "/api/v1/plugins/nope/checkpoint", None).await;
+    let (code, answer) = hub
+        .send("GET", "/api/v1/plugins/nope/checkpoint", None)
+        .await;
     assert_eq!(
         (code, answer["code"].as_str()),
         (404, Some("unknown_plugin"))
     );
-    let (code, answer) = send(&hub, "POST", "/api/v1/plugins/nope/poll", None).await;
+    let (code, answer) = hub.send("POST", "/api/v1/plugins/nope/poll", None).await;
     assert_eq!(
         (code, answer["code"].as_str()),
         (404, Some("unknown_plugin"))
@@ -311,7 +288,7 @@ interval = "1h"
     );
 
     // The next poll starts from nothing again.
-    let (code, answer) = send(&hub, "POST", "/api/v1/plugins/kit/poll", None).await;
+    let (code, answer) = hub.send("POST", "/api/v1/plugins/kit/poll", None).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer, json!({"plugin": "kit", "records": 6, "commits": 2}));
     assert_eq!(

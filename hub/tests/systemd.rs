@@ -13,14 +13,6 @@ use std::time::Duration;
 
 use common::HubProcess;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Receives the next notification, or panics after `limit`.
 async fn next(socket: &tokio::net::UnixDatagram, limit: Duration) -> String {
     let mut buffer = vec![0_u8; 4096];
@@ -36,7 +28,7 @@ async fn the_hub_notifies_ready_watchdog_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let hub_dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://hub.db\"\n\

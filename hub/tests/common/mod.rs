@@ -12,6 +12,16 @@ use serde_json::Value;
 use switchyard_hub::config::{self, Config};
 use switchyard_hub::supervisor::{PluginHandle, PluginStatus, Spawner, Supervisor};
 
+/// A TCP port free on 127.0.0.1 now (for a hub child process's `listen`,
+/// which must be known before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Writes an executable shell script.
 pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
@@ -385,6 +395,22 @@ impl HubProcess {
         })
         .await;
         hub
+    }
+
+    /// Sends `METHOD path` (with `body` as JSON, if any) and returns the
+    /// status and the JSON answer; fails if the answer is not JSON.
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("{path} answered {status} with non-JSON {text:?}: {err}"));
+        (status, body)
     }
 
     /// The hub's stderr so far.
