@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::http::{self, AppState, CALL_TIMEOUT};
 use crate::pipeline::Pipeline;
 use crate::reload::{self, Plan, ReloadError, Reloader};
 use crate::store::Store;
+use crate::store::hub_lock::HubLock;
 use crate::supervisor::socket_dir::SocketDir;
 use crate::supervisor::{Registry, Spawner, Supervisor};
 use crate::webhook::{Webhooks, Workers};
@@ -64,6 +65,12 @@ pub async fn run_with_listener(
     let spawner = Arc::new(
         Spawner::start(tokio::runtime::Handle::current()).context("cannot start the spawner")?,
     );
+    // SQLite serves one hub: held until this function returns (or the
+    // process ends, however it ends).
+    let _hub_lock = match &config.hub.database {
+        Database::Sqlite { path, .. } => Some(HubLock::acquire(path)?),
+        Database::Postgres(_) => None,
+    };
     let store = Store::open(&config.hub.database.url())
         .await
         .with_context(|| format!("cannot open the database {:?}", config.hub.database))?;

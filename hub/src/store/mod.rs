@@ -5,6 +5,7 @@
 //!
 //! Use:
 //! * [`Store::open`] connects and runs the migrations; [`Store::close`] at exit.
+//! * [`hub_lock`]: one hub per SQLite database (a second one is refused).
 //! * Every write goes through a [`StoreTx`] from [`Store::begin`]: upsert
 //!   records ([`StoreTx::upsert_records`], which writes their outbox events in
 //!   the same transaction), save a checkpoint, add dead letters, then
@@ -31,6 +32,7 @@
 pub mod checkpoints;
 pub mod dead_letters;
 pub mod group;
+pub mod hub_lock;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
