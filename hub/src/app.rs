@@ -49,6 +49,8 @@ pub async fn run_with_listener(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Listen for SIGHUP first: its default action would end the hub.
+    let mut hangups = hangup_signals();
     register_metrics(&config);
     let systemd = crate::systemd::Notifier::from_env().map(Arc::new);
     let webhook_listener = match config.hub.access.webhook_listen {
@@ -117,7 +119,6 @@ pub async fn run_with_listener(
             let _ = http_stopped.await;
         },
     ));
-    let mut hangups = hangup_signals();
     // Ready: the store is open, the listeners are bound and served, every
     // plugin's start is under way (`crate::systemd`).
     let stop_watchdog = tokio_util::sync::CancellationToken::new();

@@ -180,7 +180,14 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(crate::app::run(loaded, shutdown_signal())) {
+            // The signal handlers are installed now, before anything starts:
+            // a SIGTERM that arrives while plugins are still starting is a
+            // clean shutdown, not the default action (death).
+            let shutdown = {
+                let _inside = runtime.enter();
+                shutdown_signal()
+            };
+            match runtime.block_on(crate::app::run(loaded, shutdown)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = format!("{err:#}"), "The hub failed.");
@@ -321,19 +328,34 @@ fn new_plugin(args: NewArgs) -> ExitCode {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers at once (inside the runtime)
+/// and returns a future that completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(err) => {
-            tracing::error!(error = %err, "Cannot listen for SIGTERM; only SIGINT will stop the hub.");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => tracing::info!("Received SIGTERM."),
+                    _ = interrupt.recv() => tracing::info!("Received SIGINT."),
+                }
+            }
+            (terminate, interrupt) => {
+                if let Err(err) = &terminate {
+                    tracing::error!(error = %err, "Cannot listen for SIGTERM.");
+                }
+                if let Err(err) = &interrupt {
+                    tracing::error!(error = %err, "Cannot listen for SIGINT.");
+                }
+                match (terminate, interrupt) {
+                    (Ok(mut stream), Err(_)) | (Err(_), Ok(mut stream)) => {
+                        stream.recv().await;
+                    }
+                    _ => std::future::pending::<()>().await,
+                }
+            }
         }
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("Received SIGTERM."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT."),
     }
 }

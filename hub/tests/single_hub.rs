@@ -58,10 +58,7 @@ async fn a_second_hub_on_the_same_sqlite_file_is_refused() {
         )),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("run several hubs on PostgreSQL"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("SQLite serves one hub only"), "{stderr}");
     // The first hub is unharmed.
     let (status, _) = first.send("GET", "/readyz", None).await;
     assert_eq!(status, 200);
