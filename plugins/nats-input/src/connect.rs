@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchyard_plugin_sdk::{ConfigErrors, PluginError};
+use switchyard_plugin_sdk::{ConfigErrors, Health, PluginError};
 
 /// How to reach the NATS server: the `url`, `token_env`, `user` and
 /// `password_env` keys of the plugin's `config` table.
@@ -20,19 +20,42 @@ pub struct ConnectConfig {
 }
 
 impl ConnectConfig {
-    /// Checks the keys and connects.
+    /// Checks the keys and connects. While the connection is down (the
+    /// client reconnects on its own) `health` says NOT_SERVING, so the hub
+    /// sends no work instead of failing it.
     ///
     /// # Errors
     /// Bad keys or unset secrets as config errors; a server that cannot be
     /// reached as a retryable start failure ([`ConfigErrors::unavailable`]).
-    pub async fn connect(&self, name: &str) -> Result<async_nats::Client, ConfigErrors> {
+    pub async fn connect(
+        &self,
+        name: &str,
+        health: &Health,
+    ) -> Result<async_nats::Client, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         if self.url.trim().is_empty() {
             errors.push("url", "must name a NATS server, like nats://127.0.0.1:4222");
         }
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
-            .connection_timeout(Duration::from_secs(5));
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback({
+                let health = health.clone();
+                let url = self.url.clone();
+                move |event| {
+                    let health = health.clone();
+                    let url = url.clone();
+                    async move {
+                        match event {
+                            async_nats::Event::Disconnected => {
+                                health.set_not_serving(format!("disconnected from NATS at {url}"));
+                            }
+                            async_nats::Event::Connected => health.set_serving(),
+                            other => tracing::info!(event = %other, "NATS connection event."),
+                        }
+                    }
+                }
+            });
         if let Some(var) = &self.token_env {
             match secret(var) {
                 Some(token) => options = options.token(token),

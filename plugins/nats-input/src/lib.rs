@@ -18,7 +18,7 @@ use futures_util::StreamExt as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use switchyard_plugin_sdk::{
-    ConfigErrors, Emitter, Plugin, PluginError, PollRequest, PollingInput,
+    ConfigErrors, Emitter, Health, Plugin, PluginError, PollRequest, PollingInput,
 };
 use tokio::sync::Mutex;
 
@@ -105,12 +105,12 @@ pub struct NatsInput {
 
 impl NatsInput {
     /// Validates the configuration, connects, and gets or creates the
-    /// durable consumer.
+    /// durable consumer; `health` follows the connection.
     ///
     /// # Errors
     /// Every bad key; an unreachable server or a missing stream as a
     /// retryable start failure.
-    pub async fn start(config: NatsInputConfig) -> Result<Self, ConfigErrors> {
+    pub async fn start(config: NatsInputConfig, health: Health) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         if config.stream.is_empty() || config.stream.contains(['.', '*', '>', ' ']) {
             errors.push(
@@ -140,7 +140,7 @@ impl NatsInput {
             user: config.user.clone(),
             password_env: config.password_env.clone(),
         };
-        let client = connect.connect("nats-input").await?;
+        let client = connect.connect("nats-input", &health).await?;
         let jetstream = async_nats::jetstream::new(client.clone());
         let stream = jetstream.get_stream(&config.stream).await.map_err(|err| {
             ConfigErrors::unavailable(PluginError::retryable(format!(
@@ -223,11 +223,16 @@ fn unreachable_error(what: &str, err: &dyn std::fmt::Display) -> PluginError {
 
 /// The plugin definition.
 pub fn plugin() -> Plugin<NatsInput> {
+    let health = Health::new();
     Plugin::new("nats-input", env!("CARGO_PKG_VERSION"))
         .description(
             "Consumes a NATS JetStream stream with a durable pull consumer, acking after commit",
         )
-        .polling_input(|config: NatsInputConfig| async move { NatsInput::start(config).await })
+        .health(health.clone())
+        .polling_input(move |config: NatsInputConfig| {
+            let health = health.clone();
+            async move { NatsInput::start(config, health).await }
+        })
 }
 
 impl PollingInput for NatsInput {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
-use switchyard_plugin_sdk::{ConfigErrors, Output, Plugin, PluginError, RecordEvent};
+use switchyard_plugin_sdk::{ConfigErrors, Health, Output, Plugin, PluginError, RecordEvent};
 
 pub use body::body;
 pub use connect::ConnectConfig;
@@ -73,11 +73,11 @@ pub struct NatsOutput {
 }
 
 impl NatsOutput {
-    /// Validates the configuration and connects.
+    /// Validates the configuration and connects; `health` follows the connection.
     ///
     /// # Errors
     /// Every bad key; an unreachable server as a retryable start failure.
-    pub async fn start(config: NatsOutputConfig) -> Result<Self, ConfigErrors> {
+    pub async fn start(config: NatsOutputConfig, health: Health) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         if let Some(why) = subject::check_template(&config.subject) {
             errors.push("subject", why);
@@ -95,7 +95,7 @@ impl NatsOutput {
             user: config.user,
             password_env: config.password_env,
         };
-        let client = connect.connect("nats-output").await?;
+        let client = connect.connect("nats-output", &health).await?;
         let jetstream = async_nats::jetstream::new(client);
         Ok(NatsOutput {
             jetstream,
@@ -165,9 +165,14 @@ fn failure(subject: &str, err: &dyn std::fmt::Display) -> PluginError {
 
 /// The plugin definition.
 pub fn plugin() -> Plugin<NatsOutput> {
+    let health = Health::new();
     Plugin::new("nats-output", env!("CARGO_PKG_VERSION"))
         .description("Publishes events to NATS JetStream, deduplicated by Nats-Msg-Id")
-        .output(|config: NatsOutputConfig| async move { NatsOutput::start(config).await })
+        .health(health.clone())
+        .output(move |config: NatsOutputConfig| {
+            let health = health.clone();
+            async move { NatsOutput::start(config, health).await }
+        })
 }
 
 impl Output for NatsOutput {
