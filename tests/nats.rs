@@ -2,7 +2,8 @@
 //! `nats-server -js` (Debian's package, started by the test on a free port
 //! with its store in a temp dir): every event is published with
 //! `Nats-Msg-Id` = its delivery id, and every message is stored exactly
-//! once, across a SIGKILL of the hub and a restart of the server.
+//! once, across a SIGKILL of the hub and a restart of the server; and both
+//! pass `switchyard conformance` against the server.
 
 #![allow(clippy::unwrap_used)]
 
@@ -363,4 +364,82 @@ record_type = "order"
         )
     });
     assert_eq!(stored(&second).len(), TOTAL, "no record after the last ack");
+}
+
+/// `switchyard conformance --format json` on `plugin` with `config`; the
+/// checks as `(name, status, detail)`.
+fn conformance(plugin: &str, config: &str) -> Vec<(String, String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let run = switchyard_e2e::run_to_completion(
+        std::process::Command::new(switchyard_e2e::bin_path("switchyard"))
+            .args(["conformance", "--format", "json", "--config"])
+            .arg(&path)
+            .arg("--")
+            .arg(switchyard_e2e::bin_path(plugin)),
+        LIMIT,
+    );
+    let report: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|err| panic!("no JSON report ({err}):\n{}\n{}", run.stdout, run.stderr));
+    assert!(
+        run.status.success(),
+        "{plugin} failed conformance:\n{report:#}\n{}",
+        run.stderr
+    );
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            let field = |name: &str| check[name].as_str().unwrap().to_owned();
+            (field("check"), field("status"), field("detail"))
+        })
+        .collect()
+}
+
+#[test]
+fn both_connectors_pass_switchyard_conformance_against_a_real_server() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = Js::connect(&server.url());
+    js.create_stream("EVENTS", &["switchyard.>"]);
+    js.create_stream("CONF", &["conf.>"]);
+    for n in 0..5 {
+        js.publish(&format!("conf.{n}"), &format!("conf-{n}"), &json!({"n": n}));
+    }
+
+    let output = conformance("nats-output", &format!("url = \"{}\"\n", server.url()));
+    let acks = output
+        .iter()
+        .find(|(check, _, _)| check == "output-acks")
+        .unwrap();
+    assert_eq!(acks.1, "PASS", "{output:?}");
+    assert!(
+        acks.2.ends_with(", 0 nacked)"),
+        "every event stored: {acks:?}"
+    );
+    assert!(
+        js.messages("EVENTS")
+            .is_some_and(|messages| !messages.is_empty()),
+        "conformance events reached the stream"
+    );
+
+    let input = conformance(
+        "nats-input",
+        &format!(
+            "url = \"{}\"\nstream = \"CONF\"\nconsumer = \"conformance\"\nfetch_wait = \"200ms\"\n",
+            server.url()
+        ),
+    );
+    let determinism = input
+        .iter()
+        .find(|(check, _, _)| check == "poll-determinism")
+        .unwrap();
+    assert_eq!(determinism.1, "PASS", "{input:?}");
+    assert!(
+        input.iter().all(|(_, status, _)| status != "FAIL"),
+        "{input:?}"
+    );
 }
