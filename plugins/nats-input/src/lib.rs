@@ -89,6 +89,9 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     })
 }
 
+/// How much longer than `fetch_wait` a fetch, or the flush of acks, may take.
+pub const FETCH_GRACE: Duration = Duration::from_secs(5);
+
 /// The largest `batch`.
 pub const MAX_BATCH: usize = 10_000;
 
@@ -183,8 +186,16 @@ impl NatsInput {
         }
         let count = held.len();
         let failed = held.settle(committed).send().await;
-        if let Err(err) = self.client.flush().await {
-            tracing::warn!(error = %err, "Could not flush acks; JetStream will redeliver those messages.");
+        match tokio::time::timeout(FETCH_GRACE, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "Could not flush acks; JetStream will redeliver those messages.");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Acks not flushed in time; JetStream will redeliver those messages."
+                );
+            }
         }
         tracing::debug!(
             messages = count,
@@ -194,24 +205,36 @@ impl NatsInput {
         );
     }
 
-    /// Fetches one batch: up to `batch` messages, waiting at most `fetch_wait`.
+    /// Fetches one batch: up to `batch` messages, waiting at most
+    /// `fetch_wait` for the server and [`FETCH_GRACE`] more for its answer
+    /// (a connection lost mid-fetch fails the poll instead of hanging it).
     async fn fetch(
         &self,
         limit: usize,
     ) -> Result<Vec<async_nats::jetstream::Message>, PluginError> {
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(limit)
-            .expires(self.fetch_wait)
-            .messages()
+        let fetch = async {
+            let mut batch = self
+                .consumer
+                .batch()
+                .max_messages(limit)
+                .expires(self.fetch_wait)
+                .messages()
+                .await
+                .map_err(|err| unreachable_error("fetching", &err))?;
+            let mut messages = Vec::with_capacity(limit);
+            while let Some(message) = batch.next().await {
+                messages.push(message.map_err(|err| unreachable_error("fetching", &err))?);
+            }
+            Ok(messages)
+        };
+        tokio::time::timeout(self.fetch_wait + FETCH_GRACE, fetch)
             .await
-            .map_err(|err| unreachable_error("fetching", &err))?;
-        let mut messages = Vec::with_capacity(limit);
-        while let Some(message) = batch.next().await {
-            messages.push(message.map_err(|err| unreachable_error("fetching", &err))?);
-        }
-        Ok(messages)
+            .map_err(|_| {
+                unreachable_error(
+                    "fetching",
+                    &format!("no answer within fetch_wait + {}s", FETCH_GRACE.as_secs()),
+                )
+            })?
     }
 }
 
