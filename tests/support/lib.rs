@@ -34,6 +34,7 @@
 mod bins;
 mod command;
 mod hub;
+mod nats;
 mod procs;
 mod upstream;
 mod wait;
@@ -41,6 +42,7 @@ mod wait;
 pub use bins::{bin_path, profile_dir};
 pub use command::{Outcome, run_to_completion};
 pub use hub::{Hub, HubBuilder, JsonResponse, strip_ansi};
+pub use nats::{NatsServer, nats_server_path};
 pub use procs::{
     MARKER_ENV, is_alive, is_zombie, parent_pid, process_group, process_state,
     processes_with_marker, zombie_children, zombies_left,
