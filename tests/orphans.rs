@@ -1,6 +1,7 @@
-//! No orphans, even of a plugin's own children: a plugin that forks a child
-//! and a double-forked grandchild (orphaned at once, still in the plugin's
-//! process group), then the hub is SIGKILLed. The parent-death signal kills
+//! No orphans, even of a plugin's own children: a plugin that forks a child,
+//! a double-forked grandchild (orphaned at once, still in the plugin's
+//! process group) and a daemon (`setsid` and a double fork: its own session
+//! and group), then the hub is SIGKILLed. The parent-death signal kills
 //! the plugin; the hub's orphan guard must kill the rest. A clean stop must
 //! leave nothing either.
 
@@ -20,16 +21,19 @@ const KILL_BOUND: Duration = Duration::from_secs(10);
 /// A clean stop: default `stop_grace` and `kill_grace` plus a wide margin.
 const STOP_BOUND: Duration = Duration::from_secs(20);
 
-/// A shell that starts `sleep` twice before it becomes the testkit plugin:
-/// once as its child, once from a subshell that exits at once (a double
-/// fork: that `sleep` is orphaned and reparented away from the plugin from
-/// the start). Both inherit the plugin's marker in their environment.
+/// A shell that starts `sleep` three times before it becomes the testkit
+/// plugin: once as its child; once from a subshell that exits at once (a
+/// double fork: that `sleep` is orphaned from the start, but stays in the
+/// plugin's process group); and once as a daemon does it, in a new session
+/// (`setsid`) from a shell that exits at once, so it leaves the plugin's
+/// group and is orphaned. All inherit the plugin's marker in their
+/// environment.
 const FAMILY: &str = r#"
 [plugins.family]
 command = "/bin/sh"
 args = [
   "-c",
-  'sleep 3600 & echo $! > {dir}/child.pid; (sleep 3600 & echo $! > {dir}/grandchild.pid); exec "$0" --e2e-marker {marker}.family',
+  'sleep 3600 & echo $! > {dir}/child.pid; (sleep 3600 & echo $! > {dir}/grandchild.pid); setsid sh -c "sleep 3600 & echo \$! > {dir}/daemon.pid" < /dev/null > /dev/null 2>&1; exec "$0" --e2e-marker {marker}.family',
   "{bin:testkit}",
 ]
 env = { E2E_MARKER = "{marker}.family", PATH = "/usr/bin:/bin" }
@@ -44,9 +48,12 @@ fn pid_in(file: &Path) -> i32 {
 }
 
 /// Starts the hub with the family plugin running; returns the hub and the
-/// pids of the plugin, its child and its double-forked grandchild.
-fn family() -> (Hub, [i32; 3]) {
-    let hub = Hub::start(FAMILY);
+/// pids of the plugin, its child, its double-forked grandchild and the
+/// daemon, once the hub has adopted the daemon.
+fn family() -> (Hub, [i32; 4]) {
+    let hub = Hub::builder(FAMILY)
+        .rust_log("info,switchyard_hub::supervisor::spawn=debug")
+        .start();
     let plugin = hub.wait_for_state("family", "running", STATE_TIMEOUT);
     let plugin = plugin["pid"]
         .as_i64()
@@ -67,7 +74,29 @@ fn family() -> (Hub, [i32; 3]) {
         Some(plugin),
         "the grandchild was orphaned by its subshell"
     );
-    (hub, [plugin, child, grandchild])
+    let daemon = pid_in(&hub.dir().join("daemon.pid"));
+    assert!(is_alive(daemon), "the daemon {daemon} should be running");
+    assert_ne!(
+        process_group(daemon),
+        Some(plugin),
+        "the daemon left the plugin's group"
+    );
+    // Orphaned, it is reparented to the hub (a child subreaper), which
+    // adopts it: announces it to the guard.
+    let adopted = format!("pid={daemon}");
+    let announced = wait_until(STATE_TIMEOUT, || {
+        hub.log()
+            .lines()
+            .any(|line| line.contains("Adopted an orphan") && line.contains(&adopted))
+    });
+    assert!(
+        announced,
+        "the hub did not adopt the daemon {daemon} (parent {:?}):\n{}",
+        switchyard_e2e::parent_pid(daemon),
+        hub.log()
+    );
+    assert_eq!(switchyard_e2e::parent_pid(daemon), Some(hub.pid()));
+    (hub, [plugin, child, grandchild, daemon])
 }
 
 /// The orphan guard the hub started: its child running `__orphan-guard`.
@@ -106,7 +135,7 @@ fn a_sigkilled_hub_leaves_no_process_its_plugins_started() {
     });
     assert!(
         gone,
-        "still alive {KILL_BOUND:?} after the hub was SIGKILLed: {:?} (plugin, child, grandchild: {pids:?}); guard {guard} {:?}\n{}",
+        "still alive {KILL_BOUND:?} after the hub was SIGKILLed: {:?} (plugin, child, grandchild, daemon: {pids:?}); guard {guard} {:?}\n{}",
         hub.marked_processes(),
         process_state(guard),
         hub.log()

@@ -39,6 +39,7 @@
 
 #![allow(unsafe_code)]
 
+mod adopt;
 mod child;
 pub mod guard;
 
@@ -216,8 +217,26 @@ impl Spawner {
                         })
                         .ok()
                 });
-                // Runs until every Spawner handle is dropped.
-                while let Ok(request) = receiver.recv() {
+                let mut adopted = guard
+                    .as_ref()
+                    .map(|(pid, link)| adopt::Adopted::start(Arc::clone(link), *pid));
+                // Runs until every Spawner handle is dropped; with a guard,
+                // sweeps for adopted orphans between requests.
+                loop {
+                    let request = match &mut adopted {
+                        None => receiver.recv().ok(),
+                        Some(adopted) => {
+                            match receiver.recv_timeout(adopt::SWEEP_INTERVAL) {
+                                Ok(request) => Some(request),
+                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                                    adopted.sweep();
+                                    continue;
+                                }
+                                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                            }
+                        }
+                    };
+                    let Some(request) = request else { break };
                     let mut result = spawn_now(&request.spec);
                     if let (Ok(child), Some((_, link))) = (&mut result, &guard) {
                         child.guard_with(Arc::clone(link));
@@ -229,10 +248,14 @@ impl Spawner {
                         let _ = child.start_kill();
                     }
                 }
-                // Closing the pipe tells the guard to finish (every plugin
-                // has been stopped by now); reap it.
+                // Every plugin has been stopped by now: what they left
+                // outside their groups goes too. Then closing the pipe tells
+                // the guard to finish; reap it.
+                if let Some(mut adopted) = adopted {
+                    adopted.kill_all();
+                }
                 if let Some((pid, link)) = guard {
-                    drop(link);
+                    link.close();
                     reap_blocking(pid);
                 }
             })

@@ -98,7 +98,7 @@ impl Child {
     /// Puts its process group (it leads one) under the orphan guard's watch
     /// until this handle is dropped after the reap.
     pub(super) fn guard_with(&mut self, guard: Arc<super::GuardLink>) {
-        guard.watch(self.pid);
+        guard.watch_plugin(self.pid);
         self.guard = Some(guard);
     }
 
@@ -157,7 +157,7 @@ impl Drop for Child {
         let guard = self.guard.take();
         let release = move || {
             if let Some(guard) = guard {
-                guard.release(pid);
+                guard.release_plugin(pid);
             }
         };
         if self.exit.is_some() || matches!(self.try_wait(), Ok(Some(_))) {

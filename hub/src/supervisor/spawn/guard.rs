@@ -27,7 +27,7 @@ use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use nix::sys::signal::{SigSet, Signal, killpg};
+use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::unistd::Pid;
 
 /// The hub's end of the pipe to its guard, shared by the spawner thread
@@ -35,42 +35,79 @@ use nix::unistd::Pid;
 /// withdraws it once reaped).
 #[derive(Debug)]
 pub(crate) struct GuardLink {
-    pipe: Mutex<std::io::PipeWriter>,
+    /// `None` once closed.
+    pipe: Mutex<Option<std::io::PipeWriter>>,
+    /// The plugins' pids (their groups) now watched, so the adoption sweep
+    /// can tell a plugin from an adopted orphan.
+    plugins: Mutex<BTreeSet<libc::pid_t>>,
 }
 
 impl GuardLink {
     /// Wraps the write end of the guard's pipe.
     pub(super) fn new(pipe: std::io::PipeWriter) -> Self {
         GuardLink {
-            pipe: Mutex::new(pipe),
+            pipe: Mutex::new(Some(pipe)),
+            plugins: Mutex::new(BTreeSet::new()),
         }
     }
 
-    /// Tells the guard to kill process group `pgid` if the hub dies.
-    pub(super) fn watch(&self, pgid: libc::pid_t) {
-        self.send(&Message::Watch(pgid));
+    /// Tells the guard to kill plugin process group `pgid` if the hub dies.
+    pub(super) fn watch_plugin(&self, pgid: libc::pid_t) {
+        lock(&self.plugins).insert(pgid);
+        self.watch(pgid);
     }
 
-    /// Tells the guard that process group `pgid` is gone (its leader reaped,
-    /// its group killed), so the number may be reused by someone else.
-    pub(super) fn release(&self, pgid: libc::pid_t) {
-        self.send(&Message::Release(pgid));
+    /// Tells the guard that plugin process group `pgid` is gone (its leader
+    /// reaped, its group killed), so the number may be reused.
+    pub(super) fn release_plugin(&self, pgid: libc::pid_t) {
+        lock(&self.plugins).remove(&pgid);
+        self.release(pgid);
+    }
+
+    /// Whether `pid` is a plugin the hub started (and has not yet released).
+    pub(super) fn is_plugin(&self, pid: libc::pid_t) -> bool {
+        lock(&self.plugins).contains(&pid)
+    }
+
+    /// Tells the guard to kill process `pid` and the group it leads, if the
+    /// hub dies.
+    pub(super) fn watch(&self, pid: libc::pid_t) {
+        self.send(&Message::Watch(pid));
+    }
+
+    /// Tells the guard that `pid` is gone, so the number may be reused.
+    pub(super) fn release(&self, pid: libc::pid_t) {
+        self.send(&Message::Release(pid));
+    }
+
+    /// Closes the hub's end: the guard kills what is still watched and
+    /// exits (what the hub's death does, done on purpose when the spawner
+    /// stops).
+    pub(super) fn close(&self) {
+        lock(&self.pipe).take();
     }
 
     fn send(&self, message: &Message) {
         // One short write (under PIPE_BUF, so atomic); the guard reads all
         // the time, so it does not block.
         let line = format!("{message}\n");
-        let mut pipe = match self.pipe.lock() {
-            Ok(pipe) => pipe,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut pipe = lock(&self.pipe);
+        let Some(pipe) = pipe.as_mut() else { return };
         if let Err(error) = pipe.write_all(line.as_bytes()) {
             tracing::error!(
                 error = %error,
                 "Cannot reach the orphan guard; a plugin's own children will outlive a hub that is killed."
             );
         }
+    }
+}
+
+/// Locks `mutex`, poisoned or not (its data stays consistent: each update
+/// is one call).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -143,9 +180,11 @@ pub fn run() -> ExitCode {
             Err(_) => break,
         }
     }
-    for pgid in groups {
-        // ESRCH: the group is already empty.
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    for pid in groups {
+        // A plugin's group (its leader already died with the hub), or an
+        // orphan the hub adopted and the group it may lead. ESRCH: gone.
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     ExitCode::SUCCESS
 }
