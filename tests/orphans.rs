@@ -1,7 +1,8 @@
 //! No orphans, even of a plugin's own children: a plugin that forks a child,
 //! a double-forked grandchild (orphaned at once, still in the plugin's
-//! process group) and a daemon (`setsid` and a double fork: its own session
-//! and group), then the hub is SIGKILLed. The parent-death signal kills
+//! process group), a daemon (`setsid` and a double fork: its own session
+//! and group) and a detached child (`setsid`, still its child), then the
+//! hub is SIGKILLed. The parent-death signal kills
 //! the plugin; the hub's orphan guard must kill the rest. A clean stop must
 //! leave nothing either.
 
@@ -26,14 +27,14 @@ const STOP_BOUND: Duration = Duration::from_secs(20);
 /// double fork: that `sleep` is orphaned from the start, but stays in the
 /// plugin's process group); and once as a daemon does it, in a new session
 /// (`setsid`) from a shell that exits at once, so it leaves the plugin's
-/// group and is orphaned. All inherit the plugin's marker in their
-/// environment.
+/// group and is orphaned; and once in a new session but still its child.
+/// All inherit the plugin's marker in their environment.
 const FAMILY: &str = r#"
 [plugins.family]
 command = "/bin/sh"
 args = [
   "-c",
-  'sleep 3600 & echo $! > {dir}/child.pid; (sleep 3600 & echo $! > {dir}/grandchild.pid); setsid sh -c "sleep 3600 & echo \$! > {dir}/daemon.pid" < /dev/null > /dev/null 2>&1; exec "$0" --e2e-marker {marker}.family',
+  'sleep 3600 & echo $! > {dir}/child.pid; (sleep 3600 & echo $! > {dir}/grandchild.pid); setsid sh -c "sleep 3600 & echo \$! > {dir}/daemon.pid" < /dev/null > /dev/null 2>&1; setsid sleep 3600 & echo $! > {dir}/detached.pid; exec "$0" --e2e-marker {marker}.family',
   "{bin:testkit}",
 ]
 env = { E2E_MARKER = "{marker}.family", PATH = "/usr/bin:/bin" }
@@ -48,9 +49,10 @@ fn pid_in(file: &Path) -> i32 {
 }
 
 /// Starts the hub with the family plugin running; returns the hub and the
-/// pids of the plugin, its child, its double-forked grandchild and the
-/// daemon, once the hub has adopted the daemon.
-fn family() -> (Hub, [i32; 4]) {
+/// pids of the plugin, its child, its double-forked grandchild, the daemon
+/// and the detached child, once the hub has told the guard about the last
+/// two.
+fn family() -> (Hub, [i32; 5]) {
     let hub = Hub::builder(FAMILY)
         .rust_log("info,switchyard_hub::supervisor::spawn=debug")
         .start();
@@ -81,22 +83,28 @@ fn family() -> (Hub, [i32; 4]) {
         Some(plugin),
         "the daemon left the plugin's group"
     );
-    // Orphaned, it is reparented to the hub (a child subreaper), which
-    // adopts it: announces it to the guard.
-    let adopted = format!("pid={daemon}");
-    let announced = wait_until(STATE_TIMEOUT, || {
-        hub.log()
-            .lines()
-            .any(|line| line.contains("Adopted an orphan") && line.contains(&adopted))
-    });
-    assert!(
-        announced,
-        "the hub did not adopt the daemon {daemon} (parent {:?}):\n{}",
-        switchyard_e2e::parent_pid(daemon),
-        hub.log()
-    );
+    let detached = pid_in(&hub.dir().join("detached.pid"));
+    assert_eq!(process_group(detached), Some(detached), "its own group");
+    assert_eq!(switchyard_e2e::parent_pid(detached), Some(plugin));
+    // Orphaned, the daemon is reparented to the hub (a child subreaper);
+    // the hub tells the guard about both.
+    for pid in [daemon, detached] {
+        let field = format!("pid={pid}");
+        let announced = wait_until(STATE_TIMEOUT, || {
+            hub.log().lines().any(|line| {
+                line.contains("Watching a process")
+                    && line.split_whitespace().any(|word| word == field)
+            })
+        });
+        assert!(
+            announced,
+            "the hub did not tell the guard about {pid} (parent {:?}):\n{}",
+            switchyard_e2e::parent_pid(pid),
+            hub.log()
+        );
+    }
     assert_eq!(switchyard_e2e::parent_pid(daemon), Some(hub.pid()));
-    (hub, [plugin, child, grandchild, daemon])
+    (hub, [plugin, child, grandchild, daemon, detached])
 }
 
 /// The orphan guard the hub started: its child running `__orphan-guard`.
@@ -135,7 +143,7 @@ fn a_sigkilled_hub_leaves_no_process_its_plugins_started() {
     });
     assert!(
         gone,
-        "still alive {KILL_BOUND:?} after the hub was SIGKILLed: {:?} (plugin, child, grandchild, daemon: {pids:?}); guard {guard} {:?}\n{}",
+        "still alive {KILL_BOUND:?} after the hub was SIGKILLed: {:?} (plugin, child, grandchild, daemon, detached: {pids:?}); guard {guard} {:?}\n{}",
         hub.marked_processes(),
         process_state(guard),
         hub.log()

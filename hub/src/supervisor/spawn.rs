@@ -219,7 +219,7 @@ impl Spawner {
                 });
                 let mut adopted = guard
                     .as_ref()
-                    .map(|(pid, link)| adopt::Adopted::start(Arc::clone(link), *pid));
+                    .map(|(pid, link)| adopt::Strays::start(Arc::clone(link), *pid));
                 // Runs until every Spawner handle is dropped; with a guard,
                 // sweeps for adopted orphans between requests.
                 loop {
