@@ -1,6 +1,8 @@
 //! Strays: the descendants of plugins that the orphan guard's kill of the
 //! plugins' process groups would miss, because they left their plugin's
-//! group (`setsid`, `setpgid`), whether or not they were orphaned.
+//! group (`setsid`, `setpgid`), whether or not they were orphaned. The
+//! sweep walks down the hub's process tree through `/proc`'s `children`
+//! files (a full scan of `/proc` where the kernel lacks them).
 //!
 //! With the guard on, the hub is a child subreaper (`PR_SET_CHILD_SUBREAPER`),
 //! so a plugin's orphaned descendant (a daemon's double fork) is reparented
@@ -79,7 +81,7 @@ impl Strays {
     pub(super) fn sweep(&mut self) -> &BTreeSet<libc::pid_t> {
         self.adopted
             .retain(|&pid| matches!(super::try_reap(pid), Ok(None)));
-        let processes = scan();
+        let processes = subtree(self.hub_pid).unwrap_or_else(scan);
         let is_plugin = |pid| self.guard.is_plugin(pid);
         let (adopted, wanted) = strays(&processes, self.hub_pid, self.guard_pid, is_plugin);
         for &pid in adopted.difference(&self.adopted) {
@@ -179,6 +181,43 @@ fn strays(
         }
     }
     (adopted, wanted)
+}
+
+/// The hub's descendants, walked down through each thread's `children`
+/// file (a few reads per descendant, where a full [`scan`] reads every
+/// process on the machine); `None` when the kernel has no such files.
+fn subtree(hub: libc::pid_t) -> Option<Vec<Process>> {
+    let mut found = Vec::new();
+    let mut stack = vec![hub];
+    let mut seen = BTreeSet::new();
+    while let Some(parent) = stack.pop() {
+        if !seen.insert(parent) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            // It exited meanwhile (or /proc is missing: then the scan).
+            if parent == hub {
+                return None;
+            }
+            continue;
+        };
+        for task in tasks.flatten() {
+            let text = match std::fs::read_to_string(task.path().join("children")) {
+                Ok(text) => text,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+                // The task exited meanwhile.
+                Err(_) => continue,
+            };
+            for pid in text.split_whitespace().filter_map(|pid| pid.parse().ok()) {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                if let Some(process) = stat.ok().and_then(|stat| parse_stat(pid, &stat)) {
+                    found.push(process);
+                    stack.push(pid);
+                }
+            }
+        }
+    }
+    Some(found)
 }
 
 /// Every process now, from `/proc/PID/stat`.
