@@ -31,7 +31,10 @@
 //! (`spawn/guard.rs`, the `switchyard` binary itself) and tells it the
 //! process group of every plugin it starts; when the hub dies, however it
 //! dies, the guard kills those groups, so a plugin's own children (which
-//! the parent-death signal does not reach) die too.
+//! the parent-death signal does not reach) die too. The hub is then also a
+//! child subreaper, and the spawner thread sweeps its process tree for what
+//! plugins started outside their groups (`spawn/adopt.rs`), which it
+//! announces to the guard too.
 //!
 //! `unsafe` is confined to this file: the `clone`, the system calls the
 //! child makes before `execve`, and the pidfd, `waitpid` and `kill` calls
@@ -217,22 +220,30 @@ impl Spawner {
                         })
                         .ok()
                 });
-                let mut adopted = guard
+                let mut strays = guard
                     .as_ref()
                     .map(|(pid, link)| adopt::Strays::start(Arc::clone(link), *pid));
+                let mut next_sweep = std::time::Instant::now() + adopt::SWEEP_INTERVAL;
                 // Runs until every Spawner handle is dropped; with a guard,
-                // sweeps for adopted orphans between requests.
+                // sweeps for strays every SWEEP_INTERVAL, between requests.
                 loop {
-                    let request = match &mut adopted {
+                    let request = match &mut strays {
                         None => receiver.recv().ok(),
-                        Some(adopted) => {
-                            match receiver.recv_timeout(adopt::SWEEP_INTERVAL) {
-                                Ok(request) => Some(request),
-                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                                    adopted.sweep();
-                                    continue;
-                                }
+                        Some(strays) => {
+                            let wait = next_sweep.saturating_duration_since(std::time::Instant::now());
+                            let request = match receiver.recv_timeout(wait) {
+                                Ok(request) => Some(Some(request)),
+                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Some(None),
                                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                            };
+                            if std::time::Instant::now() >= next_sweep {
+                                strays.sweep();
+                                next_sweep = std::time::Instant::now() + adopt::SWEEP_INTERVAL;
+                            }
+                            match request {
+                                Some(Some(request)) => Some(request),
+                                Some(None) => continue,
+                                None => None,
                             }
                         }
                     };
@@ -251,8 +262,8 @@ impl Spawner {
                 // Every plugin has been stopped by now: what they left
                 // outside their groups goes too. Then closing the pipe tells
                 // the guard to finish; reap it.
-                if let Some(mut adopted) = adopted {
-                    adopted.kill_all();
+                if let Some(mut strays) = strays {
+                    strays.kill_all();
                 }
                 if let Some((pid, link)) = guard {
                     link.close();
