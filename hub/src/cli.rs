@@ -49,6 +49,10 @@ pub enum Command {
     /// Launch a plugin binary (any language) as the hub would and check it against the protocol,
     /// role by role; print a pass/fail table and exit 1 if any check fails.
     Conformance(ConformanceArgs),
+    /// Internal: the orphan guard a running hub starts (see
+    /// `supervisor/spawn/guard.rs`); not for operators.
+    #[command(name = "__orphan-guard", hide = true)]
+    OrphanGuard,
 }
 
 /// How `switchyard conformance` prints its report.
@@ -142,6 +146,10 @@ pub struct NewArgs {
 /// Runs the command line; the process exits with the returned code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::OrphanGuard = cli.command {
+        // No logging setup and no runtime: it only reads a pipe.
+        return crate::supervisor::spawn::guard::run();
+    }
     telemetry::init(cli.log_format);
     match cli.command {
         Command::New(args) => new_plugin(args),
@@ -165,6 +173,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::OrphanGuard => crate::supervisor::spawn::guard::run(),
         Command::Run { config } => {
             let loaded = match config::load(&config) {
                 Ok(loaded) => loaded,
@@ -173,6 +182,9 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // The guard is this very binary (even if it has been replaced on
+            // disk since it started).
+            crate::supervisor::spawn::enable_orphan_guard(PathBuf::from("/proc/self/exe"));
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(err) => {

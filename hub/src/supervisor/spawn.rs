@@ -26,20 +26,33 @@
 //! `clone(CLONE_VM | CLONE_VFORK)`, not with `fork`: see [`start_process`]
 //! for why (it is most of a plugin's launch time otherwise).
 //!
+//! With the orphan guard on ([`enable_orphan_guard`], which `switchyard
+//! run` does), the spawner thread first starts one guard process per hub
+//! (`spawn/guard.rs`, the `switchyard` binary itself) and tells it the
+//! process group of every plugin it starts; when the hub dies, however it
+//! dies, the guard kills those groups, so a plugin's own children (which
+//! the parent-death signal does not reach) die too. The hub is then also a
+//! child subreaper, and the spawner thread sweeps its process tree for what
+//! plugins started outside their groups (`spawn/adopt.rs`), which it
+//! announces to the guard too.
+//!
 //! `unsafe` is confined to this file: the `clone`, the system calls the
 //! child makes before `execve`, and the pidfd, `waitpid` and `kill` calls
 //! [`Child`] (in `spawn/child.rs`) makes through small wrappers.
 
 #![allow(unsafe_code)]
 
+mod adopt;
 mod child;
+pub mod guard;
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::io::Read as _;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use switchyard_wire::handshake::{
     APP_PROTOCOL_VERSIONS, DEFAULT_MAX_PORT, DEFAULT_MIN_PORT, ENV_CLIENT_CERT, ENV_MAX_PORT,
@@ -49,6 +62,7 @@ use switchyard_wire::handshake::{
 use tokio::sync::oneshot;
 
 pub use child::Child;
+use guard::GuardLink;
 
 use crate::config::{LimitsConfig, PluginConfig};
 use crate::telemetry::LOG_FILTER_ENV;
@@ -160,6 +174,22 @@ pub enum SpawnError {
     },
 }
 
+/// The program the spawner runs as the orphan guard, once enabled.
+static GUARD_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// The argument that makes the `switchyard` binary run as the orphan guard
+/// (a hidden subcommand; see `spawn/guard.rs`).
+pub const GUARD_SUBCOMMAND: &str = "__orphan-guard";
+
+/// Makes every [`Spawner`] started afterwards in this process start an
+/// orphan guard: `program` (the `switchyard` binary, normally
+/// `/proc/self/exe`) run with [`GUARD_SUBCOMMAND`]. Only the `switchyard`
+/// binary calls this; a hub run as a library (tests) has no guard. The first
+/// call wins.
+pub fn enable_orphan_guard(program: PathBuf) {
+    let _ = GUARD_PROGRAM.set(program);
+}
+
 struct SpawnRequest {
     spec: SpawnSpec,
     reply: oneshot::Sender<Result<Child, SpawnError>>,
@@ -180,15 +210,64 @@ impl Spawner {
             .name("switchyard-spawner".to_owned())
             .spawn(move || {
                 let _runtime = runtime.enter();
-                // Runs until every Spawner handle is dropped.
-                while let Ok(request) = receiver.recv() {
-                    let result = spawn_now(&request.spec);
+                let guard = GUARD_PROGRAM.get().and_then(|program| {
+                    start_guard(program)
+                        .inspect_err(|error| {
+                            tracing::error!(
+                                error = %error,
+                                "Cannot start the orphan guard; a plugin's own children will outlive a hub that is killed."
+                            );
+                        })
+                        .ok()
+                });
+                let mut strays = guard
+                    .as_ref()
+                    .map(|(pid, link)| adopt::Strays::start(Arc::clone(link), *pid));
+                let mut next_sweep = std::time::Instant::now() + adopt::SWEEP_INTERVAL;
+                // Runs until every Spawner handle is dropped; with a guard,
+                // sweeps for strays every SWEEP_INTERVAL, between requests.
+                loop {
+                    let request = match &mut strays {
+                        None => receiver.recv().ok(),
+                        Some(strays) => {
+                            let wait = next_sweep.saturating_duration_since(std::time::Instant::now());
+                            let request = match receiver.recv_timeout(wait) {
+                                Ok(request) => Some(Some(request)),
+                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Some(None),
+                                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                            };
+                            if std::time::Instant::now() >= next_sweep {
+                                strays.sweep();
+                                next_sweep = std::time::Instant::now() + adopt::SWEEP_INTERVAL;
+                            }
+                            match request {
+                                Some(Some(request)) => Some(request),
+                                Some(None) => continue,
+                                None => None,
+                            }
+                        }
+                    };
+                    let Some(request) = request else { break };
+                    let mut result = spawn_now(&request.spec);
+                    if let (Ok(child), Some((_, link))) = (&mut result, &guard) {
+                        child.guard_with(Arc::clone(link));
+                    }
                     // The requester may have given up (its start timed out):
                     // then kill what was just started instead of leaking it.
                     if let Err(Ok(mut child)) = request.reply.send(result) {
                         kill_group_of(&child);
                         let _ = child.start_kill();
                     }
+                }
+                // Every plugin has been stopped by now: what they left
+                // outside their groups goes too. Then closing the pipe tells
+                // the guard to finish; reap it.
+                if let Some(mut strays) = strays {
+                    strays.kill_all();
+                }
+                if let Some((pid, link)) = guard {
+                    link.close();
+                    reap_blocking(pid);
                 }
             })
             .map_err(SpawnError::Thread)?;
@@ -282,6 +361,9 @@ struct ChildPlan {
     working_dir: CString,
     limits: Vec<Rlimit>,
     hub_pid: libc::pid_t,
+    /// Whether the child dies with the spawner thread (plugins: yes; the
+    /// orphan guard: no, it must outlive the hub to clean up after it).
+    dies_with_hub: bool,
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
@@ -323,9 +405,56 @@ fn environment(env: &[(OsString, OsString)]) -> std::io::Result<Vec<CString>> {
         .collect()
 }
 
-/// Starts the process on the current (spawner) thread. Returns its pid and
-/// the parent's ends of its stdout and stderr pipes; the process has
+/// The child's standard streams (its ends).
+struct Stdio {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Starts a plugin process on the current (spawner) thread. Returns its pid
+/// and the parent's ends of its stdout and stderr pipes; the process has
 /// successfully exec'd its program when this returns.
+fn start_process(spec: &SpawnSpec) -> std::io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
+    let (stdout_read, stdout_write) = std::io::pipe()?;
+    let (stderr_read, stderr_write) = std::io::pipe()?;
+    let stdio = Stdio {
+        stdin: OwnedFd::from(std::fs::File::open("/dev/null")?),
+        stdout: OwnedFd::from(stdout_write),
+        stderr: OwnedFd::from(stderr_write),
+    };
+    let pid = clone_and_exec(spec, stdio, true)?;
+    Ok((pid, OwnedFd::from(stdout_read), OwnedFd::from(stderr_read)))
+}
+
+/// Starts the orphan guard: `program GUARD_SUBCOMMAND`, with the read end of
+/// a pipe as its stdin, stdout on /dev/null, the hub's own stderr (so its
+/// rare messages reach the operator), in its own process group, without the
+/// parent-death signal and with an empty environment. Returns its pid and
+/// the write end, which only the hub holds (close-on-exec, so no plugin
+/// inherits it): the guard sees EOF exactly when the hub is gone.
+fn start_guard(program: &std::path::Path) -> std::io::Result<(libc::pid_t, Arc<GuardLink>)> {
+    let (read, write) = std::io::pipe()?;
+    let spec = SpawnSpec {
+        program: program.to_path_buf(),
+        args: vec![GUARD_SUBCOMMAND.into()],
+        env: Vec::new(),
+        working_dir: PathBuf::from("/"),
+        limits: LimitsConfig::default(),
+    };
+    let stdio = Stdio {
+        stdin: OwnedFd::from(read),
+        stdout: OwnedFd::from(std::fs::File::create("/dev/null")?),
+        stderr: std::io::stderr().as_fd().try_clone_to_owned()?,
+    };
+    let pid = clone_and_exec(&spec, stdio, false)?;
+    tracing::debug!(pid, "Orphan guard started.");
+    Ok((pid, Arc::new(GuardLink::new(write))))
+}
+
+/// Starts the process on the current (spawner) thread with the given
+/// standard streams; `dies_with_hub` sets the parent-death signal. Returns
+/// its pid once it has successfully exec'd its program.
 ///
 /// Like glibc's `posix_spawn`, this uses `clone(CLONE_VM | CLONE_VFORK)`:
 /// the child borrows the hub's memory and this thread sleeps until the
@@ -334,15 +463,17 @@ fn environment(env: &[(OsString, OsString)]) -> std::io::Result<Vec<CString>> {
 /// makes every hub thread fault on its next writes, which costs a large
 /// share of a plugin's launch. `posix_spawn` itself cannot set the
 /// parent-death signal or resource limits, hence this.
-fn start_process(spec: &SpawnSpec) -> std::io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
+fn clone_and_exec(
+    spec: &SpawnSpec,
+    stdio: Stdio,
+    dies_with_hub: bool,
+) -> std::io::Result<libc::pid_t> {
     let program = c_string(spec.program.as_os_str().as_bytes(), "the command")?;
     let mut arguments = vec![program.clone()];
     for arg in &spec.args {
         arguments.push(c_string(arg.as_bytes(), "an argument")?);
     }
     let variables = environment(&spec.env)?;
-    let (stdout_read, stdout_write) = std::io::pipe()?;
-    let (stderr_read, stderr_write) = std::io::pipe()?;
     let (mut error_read, error_write) = std::io::pipe()?;
     let plan = ChildPlan {
         argv: nul_terminated(&arguments),
@@ -357,9 +488,10 @@ fn start_process(spec: &SpawnSpec) -> std::io::Result<(libc::pid_t, OwnedFd, Own
         limits: rlimits(&spec.limits),
         hub_pid: libc::pid_t::try_from(std::process::id())
             .map_err(|_| std::io::Error::other("the hub's pid is out of range"))?,
-        stdin: OwnedFd::from(std::fs::File::open("/dev/null")?),
-        stdout: OwnedFd::from(stdout_write),
-        stderr: OwnedFd::from(stderr_write),
+        dies_with_hub,
+        stdin: stdio.stdin,
+        stdout: stdio.stdout,
+        stderr: stdio.stderr,
         error: OwnedFd::from(error_write),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
@@ -417,7 +549,7 @@ fn start_process(spec: &SpawnSpec) -> std::io::Result<(libc::pid_t, OwnedFd, Own
         reap_blocking(pid);
         return Err(std::io::Error::from_raw_os_error(errno));
     }
-    Ok((pid, OwnedFd::from(stdout_read), OwnedFd::from(stderr_read)))
+    Ok(pid)
 }
 
 /// `rt_sigprocmask(SIG_SETMASK, ..)` as the kernel sees it (all 64 signals).
@@ -498,20 +630,22 @@ extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
             fail(plan);
         }
         // Dies with the hub (with the spawner thread, precisely).
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) == -1
-        {
-            fail(plan);
-        }
-        // The hub may have died before prctl; then the signal will never
-        // come, so leave now.
-        if libc::getppid() != plan.hub_pid {
-            libc::_exit(1);
+        if plan.dies_with_hub {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
+                fail(plan);
+            }
+            // The hub may have died before prctl; then the signal will never
+            // come, so leave now.
+            if libc::getppid() != plan.hub_pid {
+                libc::_exit(1);
+            }
         }
         for limit in &plan.limits {
             if libc::setrlimit(limit.resource, &limit.value) == -1 {

@@ -17,6 +17,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::process::ExitStatus;
+use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 use tokio::process::{ChildStderr, ChildStdout};
@@ -70,6 +71,8 @@ pub struct Child {
     pub stdout: Option<ChildStdout>,
     /// Its stderr (drained into the log), until taken.
     pub stderr: Option<ChildStderr>,
+    /// The orphan guard watching its process group, if the hub has one.
+    guard: Option<Arc<super::GuardLink>>,
 }
 
 impl Child {
@@ -88,7 +91,15 @@ impl Child {
             notifier: Some(notifier),
             stdout: Some(ChildStdout::from_std(stdout)?),
             stderr: Some(ChildStderr::from_std(stderr)?),
+            guard: None,
         })
+    }
+
+    /// Puts its process group (it leads one) under the orphan guard's watch
+    /// until this handle is dropped after the reap.
+    pub(super) fn guard_with(&mut self, guard: Arc<super::GuardLink>) {
+        guard.watch_plugin(self.pid);
+        self.guard = Some(guard);
     }
 
     /// Its pid, until it has been reaped (then `None`, as with tokio's
@@ -140,20 +151,30 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        // The supervisor has killed what was left of the group by the time
+        // it drops a reaped child: the guard can forget the group.
+        let pid = self.pid;
+        let guard = self.guard.take();
+        let release = move || {
+            if let Some(guard) = guard {
+                guard.release_plugin(pid);
+            }
+        };
         if self.exit.is_some() || matches!(self.try_wait(), Ok(Some(_))) {
+            release();
             return;
         }
         let _ = self.start_kill();
-        let pid = self.pid;
         let notifier = self.notifier.take();
-        // Reap it in the background so it does not stay a zombie.
+        // Reap it in the background so it does not stay a zombie; the guard
+        // watches its group until then.
         match (tokio::runtime::Handle::try_current(), notifier) {
             (Ok(runtime), Some(mut notifier)) => {
                 runtime.spawn(async move {
                     loop {
                         match super::try_reap(pid) {
                             Ok(None) => {}
-                            Ok(Some(_)) | Err(_) => return,
+                            Ok(Some(_)) | Err(_) => return release(),
                         }
                         if notifier.changed().await.is_err() {
                             return;
@@ -164,7 +185,10 @@ impl Drop for Child {
             _ => {
                 let _ = std::thread::Builder::new()
                     .name("switchyard-reaper".to_owned())
-                    .spawn(move || super::reap_blocking(pid));
+                    .spawn(move || {
+                        super::reap_blocking(pid);
+                        release();
+                    });
             }
         }
     }
