@@ -14,6 +14,10 @@
 //!   job queued at that moment in one transaction and commits once (group
 //!   commit, [`group`]), then answers each caller.
 //! * Reads (the API, output workers) go straight to the [`Store`].
+//! * [`Store::health`] says whether the database takes writes now: an
+//!   outage (server gone, disk full) marks it down, and while it is down
+//!   writes fail at once with [`StoreError::Unavailable`] until its probe
+//!   commits again ([`health`]).
 //!
 //! Architecture invariants:
 //! * Write transactions are serialized (an in-process lock, plus
@@ -31,6 +35,7 @@
 pub mod checkpoints;
 pub mod dead_letters;
 pub mod group;
+pub mod health;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
@@ -50,6 +55,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use group::{Pending, WriteJob};
+pub use health::{Availability, Health, Outage};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus};
 pub use outbox::{OutboxEvent, OutputFilter};
 pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
@@ -91,6 +97,19 @@ pub enum StoreError {
     /// The store's writer task is gone (the store was closed).
     #[error("the store is closed")]
     WriterGone,
+    /// The database is unreachable or full ([`health`]): the write was not
+    /// tried; retry once it is back.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether this error says the database is unavailable (down,
+    /// unreachable, shutting down or out of space) rather than that the
+    /// operation itself was wrong: callers answer 503 and retry later.
+    pub fn is_unavailable(&self) -> bool {
+        health::is_unavailable(self)
+    }
 }
 
 impl StoreError {
@@ -141,6 +160,8 @@ pub struct Store {
     events: Arc<watch::Sender<u64>>,
     /// The group-commit writer's queue (`None` in the writer's own handle).
     group: Option<group::GroupCommit>,
+    /// Whether the database takes writes now.
+    health: Health,
 }
 
 impl Store {
@@ -197,9 +218,12 @@ impl Store {
             writer: Arc::new(Mutex::new(())),
             events: Arc::new(watch::channel(0).0),
             group: None,
+            health: Health::new(backend),
         };
         store.migrate().await?;
-        store.group = Some(group::GroupCommit::start(store.clone()));
+        let group = group::GroupCommit::start(store.clone());
+        health::spawn_probe(store.clone(), group.liveness());
+        store.group = Some(group);
         match store.durability().await {
             Ok(durability) if durability.durable => {
                 tracing::info!(backend = ?backend, settings = %durability, "Store opened.");
@@ -282,6 +306,11 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the database takes writes now ([`health`]).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Starts a write transaction. Writers are serialized: this waits for
