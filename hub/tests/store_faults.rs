@@ -415,3 +415,126 @@ async fn a_postgres_restart_under_load_loses_nothing_acknowledged() {
         "the outage and the recovery are logged:\n{log}"
     );
 }
+
+/// A tmpfs of `size` mounted by the test (needs root, or CAP_SYS_ADMIN);
+/// lazily unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`16m`) on `path`, or `None` (with the
+    /// reason printed) when mounting is not permitted here and
+    /// `SWITCHYARD_REQUIRE_ALL` is unset.
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let output = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .output();
+        let refusal = match output {
+            Ok(output) if output.status.success() => {
+                return Some(Tmpfs {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(output) => format!(
+                "mount -t tmpfs failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            Err(err) => format!("cannot run mount: {err}"),
+        };
+        assert!(
+            std::env::var_os("SWITCHYARD_REQUIRE_ALL").is_none(),
+            "{refusal} (the full-disk test mounts a small tmpfs and needs root; SWITCHYARD_REQUIRE_ALL is set)"
+        );
+        eprintln!("SKIPPED: {refusal} (the full-disk test mounts a small tmpfs and needs root)");
+        None
+    }
+
+    /// Writes a file until the filesystem is full; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.path.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) if err.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(err) => panic!("cannot fill {}: {err}", path.display()),
+            }
+        }
+        // The last bytes that fit, a page at a time.
+        loop {
+            match file.write(&chunk[..4096]) {
+                Ok(written) if written > 0 => {}
+                _ => break,
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_under_sqlite_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tmpfs) = Tmpfs::mount(&dir.path().join("db"), "16m") else {
+        return;
+    };
+    let database = format!("sqlite://{}/hub.db", tmpfs.path.display());
+    let port = common::free_port();
+    let text = config(port, &database, dir.path());
+    let hub =
+        Arc::new(Hub::spawn(dir, &text, port, &[], "/readyz", Duration::from_secs(120)).await);
+    let load = Load::start(&hub);
+    wait_for_progress(&hub, 100).await;
+
+    let filler = tmpfs.fill();
+    let outage_ids = check_outage_answers(&hub, "sqlite").await;
+    hub.wait("a poll to fail while the disk is full", || async {
+        let (_, status) = hub.send("GET", "/api/v1/plugins/gen", None).await;
+        status["last_poll_error"].is_string().then_some(())
+    })
+    .await;
+    std::fs::remove_file(&filler).unwrap();
+
+    hub.wait("/readyz to be 200 again", || async {
+        (status_of(&hub, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    wait_for_progress(&hub, 200).await;
+    let answers = load.finish().await;
+    assert!(
+        answers.iter().any(|answer| answer.status == 503),
+        "the senders saw the full disk: {:?}",
+        tally(&answers)
+    );
+    check_nothing_lost(&hub, &answers, &outage_ids).await;
+    let log = hub.log();
+    assert!(
+        log.contains("The database is unavailable")
+            && log.contains("The database is available again"),
+        "the outage and the recovery are logged:\n{log}"
+    );
+    // The hub lets go of the database before the tmpfs is unmounted.
+    drop(hub);
+    drop(tmpfs);
+}
