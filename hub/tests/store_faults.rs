@@ -227,8 +227,7 @@ async fn status_of(hub: &Hub, path: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Waits until the load has made progress: `accepted` webhooks answered
-/// 202 and `generated` generator records stored.
+/// Waits until the generator has stored at least `generated` records.
 async fn wait_for_progress(hub: &Hub, generated: usize) {
     hub.wait("the generator to store some records", || async {
         (records(hub, "gen").await.len() >= generated).then_some(())

@@ -292,6 +292,7 @@ async fn probe_write(store: &Store) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

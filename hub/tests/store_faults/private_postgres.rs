@@ -223,11 +223,6 @@ impl PrivatePostgres {
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.log()).unwrap_or_default()
     }
-
-    /// Where its files are.
-    pub fn dir(&self) -> &Path {
-        self.base.path()
-    }
 }
 
 impl Drop for PrivatePostgres {
