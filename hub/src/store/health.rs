@@ -8,8 +8,10 @@
 //! a write again.
 //!
 //! The probe is one task per store ([`spawn_probe`]): while the store is up
-//! it pings PostgreSQL every [`UP_INTERVAL`] (SQLite has no server to lose;
-//! a full disk shows on the next write), and while it is down it commits a
+//! it pings PostgreSQL every [`UP_INTERVAL`] on a connection of its own,
+//! outside the pool, so that a busy pool never looks like an outage (SQLite
+//! has no server to lose; a full disk shows on the next write), and while it
+//! is down it commits a
 //! one-row write (`store_probe`) with backoff, from [`DOWN_FIRST`] up to
 //! [`DOWN_MAX`], each attempt bounded by [`PROBE_TIMEOUT`]. sqlx's pool
 //! reconnects on its own (it drops broken connections and opens new ones);
@@ -25,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, Connection as _};
 use tokio::sync::watch;
 
 use super::{Backend, Store, StoreError, now_ms};
@@ -211,23 +215,33 @@ fn unavailable_code(kind: CodeKind, code: &str) -> bool {
 }
 
 /// Starts the probe of `store`: it runs until the pool is closed or
-/// `alive` says the store's last writer handle is dropped.
-pub(crate) fn spawn_probe(store: Store, alive: impl Fn() -> bool + Send + 'static) {
+/// `alive` says the store's last writer handle is dropped. PostgreSQL is
+/// pinged on a connection of the probe's own (made from `options`), so a
+/// pool busy with real work never looks like an outage.
+pub(crate) fn spawn_probe(
+    store: Store,
+    options: AnyConnectOptions,
+    alive: impl Fn() -> bool + Send + 'static,
+) {
     tokio::spawn(async move {
         let health = store.health.clone();
         let mut changes = health.subscribe();
         let mut failures: u32 = 0;
+        let mut pinged: Option<AnyConnection> = None;
         loop {
             if store.pool.is_closed() || !alive() {
-                return;
+                break;
             }
             if health.is_down() {
+                // The ping connection died with the server, or will be
+                // checked again once writes succeed.
+                pinged = None;
                 let wait = DOWN_FIRST
                     .saturating_mul(2_u32.saturating_pow(failures.min(8)))
                     .min(DOWN_MAX);
                 tokio::time::sleep(wait).await;
                 if store.pool.is_closed() {
-                    return;
+                    break;
                 }
                 match bounded(probe_write(&store)).await {
                     Ok(()) => {
@@ -247,7 +261,8 @@ pub(crate) fn spawn_probe(store: Store, alive: impl Fn() -> bool + Send + 'stati
                 if store.backend() != Backend::Postgres || store.pool.is_closed() {
                     continue;
                 }
-                if let Err(error) = bounded(ping(&store)).await {
+                if let Err(error) = bounded(ping(&mut pinged, &options)).await {
+                    pinged = None;
                     // Only an outage marks it down: a bad answer is not one.
                     if !health.report(&error) {
                         tracing::warn!(error = %error, "The database's health ping failed.");
@@ -255,7 +270,25 @@ pub(crate) fn spawn_probe(store: Store, alive: impl Fn() -> bool + Send + 'stati
                 }
             }
         }
+        if let Some(connection) = pinged {
+            let _ = connection.close().await;
+        }
     });
+}
+
+/// A round trip to the server on the probe's own connection (connecting
+/// first if it has none).
+async fn ping(
+    connection: &mut Option<AnyConnection>,
+    options: &AnyConnectOptions,
+) -> Result<(), StoreError> {
+    if connection.is_none() {
+        *connection = Some(AnyConnection::connect_with(options).await?);
+    }
+    if let Some(connection) = connection {
+        connection.ping().await?;
+    }
+    Ok(())
 }
 
 /// `work`, or [`StoreError::Unavailable`] if it takes longer than
@@ -269,12 +302,6 @@ async fn bounded(
             "no answer within {PROBE_TIMEOUT:?}"
         ))),
     }
-}
-
-/// A round trip to the server.
-async fn ping(store: &Store) -> Result<(), StoreError> {
-    sqlx::query("SELECT 1").execute(&store.pool).await?;
-    Ok(())
 }
 
 /// A committed one-row write, through the store's writer lock like every

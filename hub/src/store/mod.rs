@@ -210,7 +210,7 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let mut store = Store {
             pool,
@@ -222,7 +222,7 @@ impl Store {
         };
         store.migrate().await?;
         let group = group::GroupCommit::start(store.clone());
-        health::spawn_probe(store.clone(), group.liveness());
+        health::spawn_probe(store.clone(), options, group.liveness());
         store.group = Some(group);
         match store.durability().await {
             Ok(durability) if durability.durable => {
