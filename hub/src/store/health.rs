@@ -11,9 +11,9 @@
 //! it pings PostgreSQL every [`UP_INTERVAL`] on a connection of its own,
 //! outside the pool, so that a busy pool never looks like an outage (SQLite
 //! has no server to lose; a full disk shows on the next write), and while it
-//! is down it commits a
-//! one-row write (`store_probe`) with backoff, from [`DOWN_FIRST`] up to
-//! [`DOWN_MAX`], each attempt bounded by [`PROBE_TIMEOUT`]. sqlx's pool
+//! is down it commits a one-row write (`store_probe`) with backoff, from
+//! [`DOWN_FIRST`] up to [`DOWN_MAX`], each attempt bounded by
+//! [`PROBE_TIMEOUT`]. sqlx's pool
 //! reconnects on its own (it drops broken connections and opens new ones);
 //! the probe only decides when writes are worth trying again.
 //!
