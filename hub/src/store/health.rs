@@ -111,8 +111,10 @@ impl Health {
 
     /// Marks the store down if `error` says the database is unavailable;
     /// returns whether it does.
+    /// A pool that timed out is busy, not down (the probe's own ping
+    /// tells a PostgreSQL outage), so it does not mark the store down.
     pub(crate) fn report(&self, error: &StoreError) -> bool {
-        if !is_unavailable(error) {
+        if !is_unavailable(error) || is_pool_timeout(error) {
             return false;
         }
         self.mark_down(error.to_string());
@@ -156,6 +158,15 @@ pub fn is_unavailable(error: &StoreError) -> bool {
         StoreError::Unavailable(_) => true,
         StoreError::Database(error) => sqlx_unavailable(error),
         StoreError::Batch(inner) => is_unavailable(inner),
+        _ => false,
+    }
+}
+
+/// Whether `error` is only the pool's wait for a connection running out.
+fn is_pool_timeout(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+        StoreError::Batch(inner) => is_pool_timeout(inner),
         _ => false,
     }
 }
@@ -386,6 +397,7 @@ mod tests {
         health.mark_up();
         assert!(!health.is_down());
         assert!(!health.report(&StoreError::WriterGone));
+        assert!(!health.report(&StoreError::Database(sqlx::Error::PoolTimedOut)));
         assert!(!health.is_down());
     }
 }

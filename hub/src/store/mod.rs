@@ -64,6 +64,10 @@ pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 /// Connections in the pool.
 const MAX_CONNECTIONS: u32 = 8;
+/// How long an operation waits for a pool connection (sqlx reconnects with
+/// backoff meanwhile) before it fails: while the database is down, reads
+/// (writes fail at once, [`health`]) fail after this and their callers retry.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The PostgreSQL advisory lock key that serializes writers ("SY").
 const WRITER_LOCK_KEY: i64 = 0x5359;
 
@@ -189,7 +193,7 @@ impl Store {
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Postgres {
