@@ -228,12 +228,13 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
         // While the database is down nothing waits for a connection: every
         // write fails at once (the health probe says when to try again).
         let begun = match store.health.outage() {
-            Some(outage) => Err(StoreError::Unavailable(outage.error)),
+            Some(outage) => Err(outage.refusal()),
             None => tokio::select! {
                 begun = store.begin() => begun,
-                () = store.health.went_down() => Err(StoreError::Unavailable(
-                    store.health.outage().map(|outage| outage.error).unwrap_or_default(),
-                )),
+                () = store.health.went_down() => Err(store
+                    .health
+                    .outage()
+                    .map_or_else(|| StoreError::Unavailable("down".to_owned()), |outage| outage.refusal())),
             },
         };
         let mut tx = match begun {

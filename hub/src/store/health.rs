@@ -52,6 +52,17 @@ pub struct Outage {
     pub error: String,
 }
 
+impl Outage {
+    /// The error a write refused during this outage gets.
+    pub(crate) fn refusal(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "down since {}",
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ))
+    }
+}
+
 /// Whether the database takes writes now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
@@ -381,6 +392,50 @@ mod tests {
         assert!(!is_unavailable(&StoreError::Database(
             sqlx::Error::RowNotFound
         )));
+    }
+
+    struct SaveCheckpoint;
+
+    impl super::super::WriteJob for SaveCheckpoint {
+        type Output = ();
+        fn run<'a>(
+            &'a self,
+            tx: &'a mut super::super::StoreTx,
+        ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(tx.save_checkpoint("gen", b"7"))
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_fail_at_once_while_down_and_resume_when_the_probe_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::testing::sqlite_url(dir.path()))
+            .await
+            .unwrap();
+        let mut changes = store.health().subscribe();
+        // Holding the writer lock keeps the probe's write from committing
+        // until the refusal is checked.
+        let writer = store.writer.clone().lock_owned().await;
+        store
+            .health()
+            .report(&StoreError::Unavailable("disk full".into()));
+        let refused = store.write(SaveCheckpoint).await.unwrap_err();
+        assert!(refused.is_unavailable(), "{refused}");
+        assert!(store.health().is_down());
+        drop(writer);
+        assert_eq!(store.checkpoint("gen").await.unwrap(), None);
+        // The probe's write commits (the disk is not really full) and
+        // writes resume.
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|state| *state == Availability::Up),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        store.write(SaveCheckpoint).await.unwrap();
+        assert_eq!(store.checkpoint("gen").await.unwrap(), Some(b"7".to_vec()));
+        store.close().await;
     }
 
     #[tokio::test]
