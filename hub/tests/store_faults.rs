@@ -276,7 +276,25 @@ async fn check_outage_answers(hub: &Hub, backend: &str) -> Vec<String> {
     );
     let (status, _) = status_of(hub, "/healthz").await;
     assert_eq!(status, 200, "/healthz stays 200 during a database outage");
+    wait_for_metric(hub, "switchyard_store_available 0").await;
     posted
+}
+
+/// Waits until `/metrics` has the line `line`.
+async fn wait_for_metric(hub: &Hub, line: &str) {
+    hub.wait(&format!("/metrics to show `{line}`"), || async {
+        let text = hub
+            .http
+            .get(format!("{}/metrics", hub.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|metric| metric == line).then_some(())
+    })
+    .await;
 }
 
 /// After recovery: posts `ids` again until each is accepted, waits for the
@@ -346,6 +364,7 @@ async fn check_nothing_lost(hub: &Hub, answers: &[Answer], outage_ids: &[String]
     .await;
     let (_, dead) = hub.send("GET", "/api/v1/dead-letters", None).await;
     assert_eq!(dead["dead_letters"], json!([]), "{dead}");
+    wait_for_metric(hub, "switchyard_store_available 1").await;
 }
 
 /// Every answer's status, counted (for failure messages).

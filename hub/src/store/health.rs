@@ -141,6 +141,7 @@ impl Health {
                     since: Utc::now(),
                     error,
                 });
+                super::metrics::global().availability(false);
                 true
             }
             Availability::Down(_) => false,
@@ -154,6 +155,7 @@ impl Health {
                 let seconds = (Utc::now() - outage.since).num_milliseconds() as f64 / 1000.0;
                 tracing::info!(backend = ?backend, down_for_seconds = seconds, "The database is available again; writes resume.");
                 *state = Availability::Up;
+                super::metrics::global().availability(true);
                 true
             }
             Availability::Up => false,
