@@ -188,6 +188,8 @@ const FAMILIES: &[(&str, &str)] = &[
         "switchyard_store_group_commit_duration_seconds",
         "histogram",
     ),
+    ("switchyard_store_available", "gauge"),
+    ("switchyard_store_outages_total", "counter"),
 ];
 
 async fn scrape(hub: &Hub, accept: Option<&str>) -> (String, String) {

@@ -15,8 +15,32 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: 200 once every plugin has completed its handshake at least
-/// once, else 503 naming the plugins still waited for.
+/// once and the database takes writes; else 503 naming the plugins still
+/// waited for, or saying the database is unavailable (since when; its error
+/// stays in the hub's log).
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(outage) = state
+        .ingest
+        .as_ref()
+        .and_then(|ingest| ingest.store.health().outage())
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "database_unavailable",
+                "reason": "the database is unavailable: webhooks are refused and polls and deliveries are paused until it is back",
+                "database": {
+                    "backend": match state.ingest.as_ref().map(|ingest| ingest.store.backend()) {
+                        Some(crate::store::Backend::Postgres) => "postgres",
+                        _ => "sqlite",
+                    },
+                    "available": false,
+                    "since": outage.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                },
+            })),
+        )
+            .into_response();
+    }
     let waiting_for: Vec<String> = state
         .plugin_list()
         .iter()

@@ -135,6 +135,11 @@ impl ErrorCode {
 /// The sentence answered for a store error (the error itself is logged).
 pub const INTERNAL_MESSAGE: &str = "internal error, see the hub's log";
 
+/// The sentence answered while the database is unavailable (its error is
+/// in the hub's log, logged once per outage).
+pub const UNAVAILABLE_MESSAGE: &str =
+    "the database is unavailable; nothing was stored, retry later";
+
 /// Marks a response whose body is already an error body, so the
 /// [`json_errors`] middleware leaves it alone.
 #[derive(Debug, Clone, Copy)]
@@ -345,6 +350,7 @@ impl ApiError {
                 | AttemptFailure::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(error) if error.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Webhook(error) => webhook_status(error),
         }
@@ -372,6 +378,7 @@ impl ApiError {
             ApiError::Timeout { .. } | ApiError::ChainTimeout { .. } => ErrorCode::Timeout,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::StoreUnavailable => ErrorCode::StoreUnavailable,
+            ApiError::Store(error) if error.is_unavailable() => ErrorCode::StoreUnavailable,
             ApiError::Store(_) => ErrorCode::Internal,
             ApiError::Enrichment(_) => ErrorCode::EnrichmentFailed,
             ApiError::OutputGone(_)
@@ -389,6 +396,11 @@ impl ApiError {
     /// store errors, whose details (SQL, table names) stay in the log.
     fn public_message(&self) -> String {
         match self {
+            ApiError::Store(error) | ApiError::Webhook(WebhookError::Store { error, .. })
+                if error.is_unavailable() =>
+            {
+                UNAVAILABLE_MESSAGE.to_owned()
+            }
             ApiError::Store(_) | ApiError::Webhook(WebhookError::Store { .. }) => {
                 INTERNAL_MESSAGE.to_owned()
             }
@@ -479,6 +491,7 @@ fn webhook_code(error: &WebhookError) -> ErrorCode {
         WebhookError::CallFailed { .. } => ErrorCode::CallFailed,
         WebhookError::Timeout { .. } => ErrorCode::Timeout,
         WebhookError::Enrichment { .. } => ErrorCode::EnrichmentFailed,
+        WebhookError::Store { error, .. } if error.is_unavailable() => ErrorCode::StoreUnavailable,
         WebhookError::Store { .. } => ErrorCode::Internal,
     }
 }
@@ -488,6 +501,12 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let code = self.code();
         match &self {
+            ApiError::Store(error) | ApiError::Webhook(WebhookError::Store { error, .. })
+                if error.is_unavailable() =>
+            {
+                // The outage is logged once, by the store's health.
+                tracing::debug!(status = status.as_u16(), code = code.as_str(), error = %self, "API request refused: the database is unavailable.");
+            }
             ApiError::Store(_) | ApiError::Webhook(WebhookError::Store { .. }) => {
                 // The full error, SQL included, for the operator only.
                 tracing::error!(status = status.as_u16(), code = code.as_str(), error = %self, "API request failed: store error.");
@@ -503,7 +522,7 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = error_response(status, code, &self.public_message());
-        if matches!(self, ApiError::Webhook(_))
+        if matches!(self, ApiError::Webhook(_) | ApiError::Store(_))
             && (status == StatusCode::TOO_MANY_REQUESTS
                 || status == StatusCode::SERVICE_UNAVAILABLE)
         {

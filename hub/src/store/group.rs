@@ -143,6 +143,13 @@ impl GroupCommit {
         tokio::spawn(writer(store, jobs));
         GroupCommit { queue }
     }
+
+    /// A test of whether any handle of this queue is left (the store's
+    /// health probe stops when none is).
+    pub(crate) fn liveness(&self) -> impl Fn() -> bool + Send + 'static {
+        let weak = self.queue.downgrade();
+        move || weak.upgrade().is_some()
+    }
 }
 
 /// A job queued with [`Store::submit`]: await [`Pending::wait`] for its
@@ -218,9 +225,22 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
         if batch.is_empty() {
             return true;
         }
-        let mut tx = match store.begin().await {
+        // While the database is down nothing waits for a connection: every
+        // write fails at once (the health probe says when to try again).
+        let begun = match store.health.outage() {
+            Some(outage) => Err(outage.refusal()),
+            None => tokio::select! {
+                begun = store.begin() => begun,
+                () = store.health.went_down() => Err(store
+                    .health
+                    .outage()
+                    .map_or_else(|| StoreError::Unavailable("down".to_owned()), |outage| outage.refusal())),
+            },
+        };
+        let mut tx = match begun {
             Ok(tx) => tx,
             Err(err) => {
+                store.health.report(&err);
                 fail_all(batch, err);
                 return false;
             }
@@ -233,6 +253,7 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
                 Ok(Err(err)) => err,
                 Err(_) => StoreError::JobPanicked,
             };
+            store.health.report(&error);
             failed = Some((index, error));
             break;
         }
@@ -253,6 +274,7 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
                         true
                     }
                     Err(err) => {
+                        store.health.report(&err);
                         fail_all(batch, err);
                         false
                     }
@@ -264,7 +286,12 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
 
 /// Gives every job of `batch` the error `err` (none of them committed).
 fn fail_all(batch: Vec<Box<dyn Queued>>, err: StoreError) {
-    tracing::error!(error = %err, jobs = batch.len(), "A group commit failed; none of its writes is acknowledged.");
+    if matches!(err, StoreError::Unavailable(_)) {
+        // The outage itself is logged once, by the store's health.
+        tracing::debug!(error = %err, jobs = batch.len(), "Writes refused while the database is unavailable.");
+    } else {
+        tracing::error!(error = %err, jobs = batch.len(), "A group commit failed; none of its writes is acknowledged.");
+    }
     let shared = Arc::new(err);
     for job in batch {
         job.finish(Err(StoreError::Batch(shared.clone())));

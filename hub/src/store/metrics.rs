@@ -7,7 +7,10 @@
 //! * `switchyard_store_group_commit_rows`: rows, roughly, per group commit
 //!   (a histogram; the writes' own estimate of their size);
 //! * `switchyard_store_group_commit_duration_seconds`: from a group
-//!   commit's begin to its commit (a histogram).
+//!   commit's begin to its commit (a histogram);
+//! * `switchyard_store_available`: 1 while the database takes writes, 0
+//!   during an outage (`health.rs`);
+//! * `switchyard_store_outages_total`: outages begun.
 //!
 //! Both outcome counters are looked up once, at registration.
 
@@ -17,6 +20,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
@@ -32,9 +36,20 @@ pub(crate) struct StoreMetrics {
     jobs: Histogram,
     rows: Histogram,
     seconds: Histogram,
+    available: Gauge,
+    outages: Counter,
 }
 
 impl StoreMetrics {
+    /// Records that the database became unavailable (`false`) or
+    /// available again (`true`).
+    pub(crate) fn availability(&self, available: bool) {
+        self.available.set(i64::from(available));
+        if !available {
+            self.outages.inc();
+        }
+    }
+
     /// Counts one group commit of `jobs` writes weighing `weight` (rows,
     /// roughly) that took `elapsed`.
     pub(crate) fn batch(&self, jobs: usize, weight: usize, committed: bool, elapsed: Duration) {
@@ -77,7 +92,11 @@ pub(crate) fn global() -> &'static StoreMetrics {
             jobs: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             rows: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            available: Gauge::default(),
+            outages: Counter::default(),
         };
+        // Every store starts up.
+        metrics.available.set(1);
         crate::metrics::register(|registry| {
             registry.register(
                 "switchyard_store_group_commits",
@@ -99,6 +118,16 @@ pub(crate) fn global() -> &'static StoreMetrics {
                 "Time from a group commit's begin to its commit",
                 Unit::Seconds,
                 metrics.seconds.clone(),
+            );
+            registry.register(
+                "switchyard_store_available",
+                "1 while the database takes writes, 0 while it is unavailable (down, unreachable or full)",
+                metrics.available.clone(),
+            );
+            registry.register(
+                "switchyard_store_outages",
+                "Database outages begun (the store marked unavailable)",
+                metrics.outages.clone(),
             );
         });
         metrics

@@ -15,6 +15,10 @@
 //!   job queued at that moment in one transaction and commits once (group
 //!   commit, [`group`]), then answers each caller.
 //! * Reads (the API, output workers) go straight to the [`Store`].
+//! * [`Store::health`] says whether the database takes writes now: an
+//!   outage (server gone, disk full) marks it down, and while it is down
+//!   writes fail at once with [`StoreError::Unavailable`] until its probe
+//!   commits again ([`health`]).
 //!
 //! Architecture invariants:
 //! * Write transactions are serialized (an in-process lock, plus
@@ -32,6 +36,7 @@
 pub mod checkpoints;
 pub mod dead_letters;
 pub mod group;
+pub mod health;
 pub mod hub_lock;
 pub mod inbox;
 pub mod metrics;
@@ -52,6 +57,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use group::{Pending, WriteJob};
+pub use health::{Availability, Health, Outage};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus};
 pub use outbox::{OutboxEvent, OutputFilter};
 pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
@@ -60,6 +66,10 @@ pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 /// Connections in the pool.
 const MAX_CONNECTIONS: u32 = 8;
+/// How long an operation waits for a pool connection (sqlx reconnects with
+/// backoff meanwhile) before it fails: while the database is down, reads
+/// (writes fail at once, [`health`]) fail after this and their callers retry.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The PostgreSQL advisory lock key that serializes writers ("SY").
 const WRITER_LOCK_KEY: i64 = 0x5359;
 
@@ -93,6 +103,19 @@ pub enum StoreError {
     /// The store's writer task is gone (the store was closed).
     #[error("the store is closed")]
     WriterGone,
+    /// The database is unreachable or full ([`health`]): the write was not
+    /// tried; retry once it is back.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether this error says the database is unavailable (down,
+    /// unreachable, shutting down or out of space) rather than that the
+    /// operation itself was wrong: callers answer 503 and retry later.
+    pub fn is_unavailable(&self) -> bool {
+        health::is_unavailable(self)
+    }
 }
 
 impl StoreError {
@@ -143,6 +166,8 @@ pub struct Store {
     events: Arc<watch::Sender<u64>>,
     /// The group-commit writer's queue (`None` in the writer's own handle).
     group: Option<group::GroupCommit>,
+    /// Whether the database takes writes now.
+    health: Health,
 }
 
 impl Store {
@@ -170,7 +195,7 @@ impl Store {
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Postgres {
@@ -191,7 +216,7 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let mut store = Store {
             pool,
@@ -199,9 +224,12 @@ impl Store {
             writer: Arc::new(Mutex::new(())),
             events: Arc::new(watch::channel(0).0),
             group: None,
+            health: Health::new(backend),
         };
         store.migrate().await?;
-        store.group = Some(group::GroupCommit::start(store.clone()));
+        let group = group::GroupCommit::start(store.clone());
+        health::spawn_probe(store.clone(), options, group.liveness());
+        store.group = Some(group);
         match store.durability().await {
             Ok(durability) if durability.durable => {
                 tracing::info!(backend = ?backend, settings = %durability, "Store opened.");
@@ -284,6 +312,11 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the database takes writes now ([`health`]).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Starts a write transaction. Writers are serialized: this waits for
