@@ -7,7 +7,6 @@
 //! redelivery is an upsert, never a duplicate. See README.md.
 
 pub mod checkpoint;
-mod connect;
 mod held;
 pub mod message;
 
@@ -23,8 +22,8 @@ use switchyard_plugin_sdk::{
 use tokio::sync::Mutex;
 
 pub use checkpoint::Checkpoint;
-pub use connect::ConnectConfig;
 use held::Held;
+pub use nats_connect::ConnectConfig;
 
 /// The `config` table.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -5,7 +5,6 @@
 //! PubAck (the message is stored). See README.md.
 
 mod body;
-mod connect;
 pub mod subject;
 
 use std::time::Duration;
@@ -15,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 use switchyard_plugin_sdk::{ConfigErrors, Health, Output, Plugin, PluginError, RecordEvent};
 
 pub use body::body;
-pub use connect::ConnectConfig;
+pub use nats_connect::ConnectConfig;
 
 /// The `config` table.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

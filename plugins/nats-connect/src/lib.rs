@@ -1,5 +1,7 @@
-//! The connection to NATS: the server URL and optional credentials, each
-//! secret read from the environment variable its `*_env` key names.
+//! The connection to NATS shared by the `nats-input` and `nats-output`
+//! plugins: the server URL and optional credentials, each secret read from
+//! the environment variable its `*_env` key names, and the plugin's health
+//! following the connection.
 
 use std::time::Duration;
 
