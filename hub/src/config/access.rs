@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use super::DEFAULT_LISTEN;
 use super::reader::{Context, Section};
-use super::webhook::Secret;
+use super::webhook::{Secret, read_secret_text};
 
 /// What `[hub] webhook_listen` and `[hub] admin_token_env` configure.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,17 +95,7 @@ pub(crate) fn read_with_env(
 
 /// Reads the token in `variable`; the reason never includes the value.
 fn load_token(variable: &str, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Secret, String> {
-    if variable.is_empty() || variable.contains('=') || variable.contains('\0') {
-        return Err("is not a valid variable name".to_owned());
-    }
-    let value = env(variable).ok_or_else(|| "is not set".to_owned())?;
-    let text = value
-        .into_string()
-        .map_err(|_| "is not valid UTF-8".to_owned())?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("is empty".to_owned());
-    }
+    let text = read_secret_text(variable, env)?;
     if text.bytes().any(|byte| !(0x21..=0x7e).contains(&byte)) {
         // RFC 6750's b64token is a subset of visible ASCII; a token with
         // spaces or control characters could never be sent in a header.

@@ -242,13 +242,14 @@ pub(crate) fn read_with_env(
     })
 }
 
-/// Reads and checks the secret in `variable`; the reason never includes
-/// the value.
-fn load_secret(
-    auth: WebhookAuth,
+/// The value of the environment variable `variable` named by a `*_env`
+/// key (`secret_env`, `admin_token_env`), trimmed: an invalid name, an
+/// unset, non-UTF-8 or empty variable is an error whose reason (to follow
+/// "the environment variable `X` named by …") never includes the value.
+pub(super) fn read_secret_text(
     variable: &str,
     env: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<Secret, String> {
+) -> Result<String, String> {
     if variable.is_empty() || variable.contains('=') || variable.contains('\0') {
         return Err("is not a valid variable name".to_owned());
     }
@@ -260,6 +261,18 @@ fn load_secret(
     if text.is_empty() {
         return Err("is empty".to_owned());
     }
+    Ok(text.to_owned())
+}
+
+/// Reads and checks the secret in `variable`; the reason never includes
+/// the value.
+fn load_secret(
+    auth: WebhookAuth,
+    variable: &str,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Secret, String> {
+    let text = read_secret_text(variable, env)?;
+    let text = text.as_str();
     match auth {
         WebhookAuth::StandardWebhooks => {
             let encoded = text.strip_prefix("whsec_").unwrap_or(text);
