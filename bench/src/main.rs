@@ -18,6 +18,7 @@
 //! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
 //! * [`report`]: targets, ratios, JSON and markdown.
 
+mod cluster;
 mod floor;
 mod footprint;
 mod goplugin;

@@ -267,7 +267,7 @@ async fn postgres_main_pid(url: &str) -> anyhow::Result<Pid> {
 /// Watches the output file until it holds `total` lines; returns the rate
 /// between 10% and 90% and the CPU per record of each process over that
 /// window.
-async fn wait_for_lines(
+pub(crate) async fn wait_for_lines(
     output: &Path,
     total: u64,
     hub: Pid,

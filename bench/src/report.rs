@@ -12,7 +12,9 @@ use crate::goplugin::{Peer, Versions};
 use crate::machine::{self, MachineInfo};
 use crate::rig::{self, Rig};
 use crate::settings::{Counts, RunArgs, selected};
-use crate::{footprint, latency, launch, payload, pipeline, rest_poll, restart, stream, webhooks};
+use crate::{
+    cluster, footprint, latency, launch, payload, pipeline, rest_poll, restart, stream, webhooks,
+};
 
 /// The unit of a row's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -339,6 +341,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         .await;
         take("pipeline", result, &mut rows);
+    }
+    if selected(&args, "cluster") {
+        let result = async {
+            let binaries = pipeline::Binaries {
+                hub: hub.clone(),
+                generator: rig::binary(&args.generator_bin, "cargo build --release -p generator")?,
+                testkit: testkit.clone(),
+                jsonl_output: rig::binary(
+                    &args.jsonl_output_bin,
+                    "cargo build --release -p jsonl-output",
+                )?,
+            };
+            cluster::measure(&binaries, &counts).await
+        }
+        .await;
+        take("cluster", result, &mut rows);
     }
     if selected(&args, "webhooks") {
         take(

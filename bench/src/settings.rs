@@ -35,7 +35,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Run only these measurements (comma-separated: latency, stream, launch,
-    /// restart, pipeline, webhooks, rest-poll, footprint).
+    /// restart, pipeline, cluster, webhooks, rest-poll, footprint).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Items per streamed message (overrides the default, 64, the hub's own batch size).
@@ -74,6 +74,8 @@ pub struct Counts {
     pub rest_poll_records: u64,
     /// SIGKILLs in the restart measurement.
     pub restarts: usize,
+    /// SIGKILLed lease owners in the cluster measurement.
+    pub takeovers: usize,
     /// Webhooks offered per second.
     pub webhook_rate: u64,
     /// How long webhooks are offered.
@@ -103,6 +105,7 @@ impl Counts {
                 stream_window: 4096,
                 launches_per_round: 2,
                 restarts: 3,
+                takeovers: 3,
                 pipeline_records: 20_000,
                 rest_poll_records: 5_000,
                 webhook_rate: 500,
@@ -122,6 +125,7 @@ impl Counts {
                 stream_window: 4096,
                 launches_per_round: 5,
                 restarts: 20,
+                takeovers: 10,
                 pipeline_records: 200_000,
                 rest_poll_records: 50_000,
                 webhook_rate: 10_000,

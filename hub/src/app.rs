@@ -1,11 +1,13 @@
 //! The running hub: wires the config, the socket directory, the supervisor
 //! and the HTTP server together, and shuts them all down in order.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::cluster::{Cluster, Demand};
 use crate::config::{Config, Database};
 use crate::http::{self, AppState, CALL_TIMEOUT};
 use crate::pipeline::Pipeline;
@@ -39,6 +41,7 @@ pub fn register_metrics(config: &Config) {
     crate::pipeline::metrics::init(config);
     crate::webhook::metrics::init(config);
     crate::store::metrics::init();
+    crate::cluster::metrics::init();
     crate::build_info::register();
 }
 
@@ -77,13 +80,39 @@ pub async fn run_with_listener(
         .await
         .with_context(|| format!("cannot open the database {:?}", config.hub.database))?;
     tracing::info!(database = ?config.hub.database, "Store ready.");
-    let supervisor = Supervisor::start(&config.plugins, spawner, socket_dir.path().to_path_buf());
+    // PostgreSQL may be shared by many hubs: leased work, and the plugins
+    // only that work needs started on demand (`crate::cluster`).
+    let hub_id = config.hub.cluster.hub_id();
+    let cluster = match &config.hub.database {
+        Database::Sqlite { .. } => Cluster::solo(&hub_id),
+        Database::Postgres(_) => Cluster::join(
+            store.clone(),
+            &hub_id,
+            config.hub.listen.to_string(),
+            config.hub.cluster.lease_ttl,
+        ),
+    };
+    let standby = standby_plugins(&config, &cluster);
+    let supervisor = Supervisor::start_with_standby(
+        &config.plugins,
+        spawner,
+        socket_dir.path().to_path_buf(),
+        standby.clone(),
+    );
     let registry = Registry::new(supervisor.plugins().to_vec());
-    let pipeline = Pipeline::start(&config, store.clone(), registry.clone());
+    let demand = Demand::new(registry.clone(), standby);
+    let pipeline = Pipeline::start(
+        &config,
+        store.clone(),
+        registry.clone(),
+        cluster.clone(),
+        demand.clone(),
+    );
     let (webhooks, webhook_workers) = Webhooks::start(
         &config.plugins,
         supervisor.plugins(),
         pipeline.ingest().clone(),
+        cluster.clone(),
     )
     .await
     .context("cannot read the webhook inbox")?;
@@ -101,6 +130,7 @@ pub async fn run_with_listener(
             .admin_token
             .as_ref()
             .map(http::AdminToken::new),
+        cluster: Some(cluster.clone()),
     };
     let mut running = Running {
         config,
@@ -109,6 +139,8 @@ pub async fn run_with_listener(
         webhooks,
         webhook_workers,
         registry,
+        cluster: cluster.clone(),
+        demand,
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(http::serve_all(
@@ -167,6 +199,9 @@ pub async fn run_with_listener(
     // then the plugins.
     running.webhook_workers.stop().await;
     running.pipeline.stop().await;
+    // The leased work has stopped: give its leases up so the other hubs
+    // take it over at once.
+    cluster.leave().await;
     running.supervisor.stop_all().await;
     let server_result = match server_result {
         Some(result) => result,
@@ -186,6 +221,16 @@ pub async fn run_with_listener(
     server_result
         .context("the HTTP server task failed")?
         .context("the HTTP server failed")
+}
+
+/// The plugins that start stopped and run only while this hub holds their
+/// work: none for a hub alone.
+fn standby_plugins(config: &Config, cluster: &Cluster) -> BTreeSet<String> {
+    if cluster.is_shared() {
+        crate::cluster::demand::on_demand_plugins(config)
+    } else {
+        BTreeSet::new()
+    }
 }
 
 /// SIGHUP, if the hub can listen for it (it logs why not otherwise).
@@ -216,6 +261,8 @@ struct Running {
     webhooks: Webhooks,
     webhook_workers: Workers,
     registry: Registry,
+    cluster: Cluster,
+    demand: Demand,
 }
 
 impl Running {
@@ -262,6 +309,9 @@ impl Running {
             self.supervisor.remove(name).await;
         }
         register_metrics(&new);
+        let standby = standby_plugins(&new, &self.cluster);
+        self.supervisor.set_standby(standby.clone());
+        self.demand.set_on_demand(standby);
         let mut launched = Vec::new();
         for plugin in &new.plugins {
             if plan.started.contains(&plugin.name) || plan.restarted.contains(&plugin.name) {

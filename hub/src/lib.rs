@@ -31,6 +31,7 @@ pub mod breaker;
 pub mod build_info;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod conformance;
 pub mod domain;

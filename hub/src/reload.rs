@@ -77,6 +77,12 @@ pub fn changed_hub_keys(old: &HubConfig, new: &HubConfig) -> Vec<&'static str> {
     if old.access.admin_token_env != new.access.admin_token_env {
         keys.push("admin_token_env");
     }
+    if old.cluster.id != new.cluster.id {
+        keys.push("id");
+    }
+    if old.cluster.lease_ttl != new.cluster.lease_ttl {
+        keys.push("lease_ttl");
+    }
     if keys.is_empty() && old != new {
         // A key added to [hub] later and not named above.
         keys.push("[hub]");

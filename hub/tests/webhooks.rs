@@ -788,15 +788,20 @@ async fn a_replayed_webhook_dead_letter_goes_back_to_the_plugin() {
     let spawner = std::sync::Arc::new(Spawner::start(tokio::runtime::Handle::current()).unwrap());
     let sockets = tempfile::tempdir().unwrap();
     let supervisor = Supervisor::start(&config.plugins, spawner, sockets.path().to_path_buf());
+    let registry = switchyard_hub::supervisor::Registry::new(supervisor.plugins().to_vec());
+    let cluster = switchyard_hub::cluster::Cluster::solo("test");
     let pipeline = Pipeline::start(
         &config,
         store.clone(),
-        switchyard_hub::supervisor::Registry::new(supervisor.plugins().to_vec()),
+        registry.clone(),
+        cluster.clone(),
+        switchyard_hub::cluster::Demand::new(registry, Default::default()),
     );
     let (webhooks, workers) = Webhooks::start(
         &config.plugins,
         supervisor.plugins(),
         pipeline.ingest().clone(),
+        cluster,
     )
     .await
     .unwrap();

@@ -14,6 +14,7 @@
 //! inside a plugin's `config` table, which belongs to the plugin.
 
 pub mod access;
+pub mod cluster;
 mod error;
 pub mod pipeline;
 mod reader;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 pub use access::AccessConfig;
+pub use cluster::ClusterConfig;
 
 pub use error::{ConfigError, ConfigErrors, ConfigLocation, Position};
 pub use pipeline::{OnError, OutputConfig, PipelineConfig, PollConfig};
@@ -63,6 +65,8 @@ const HUB_KEYS: &[&str] = &[
     "kill_grace",
     "webhook_listen",
     "admin_token_env",
+    "id",
+    "lease_ttl",
 ];
 const PLUGIN_KEYS: &[&str] = &[
     "command",
@@ -175,6 +179,9 @@ pub struct HubConfig {
     /// `webhook_listen` and `admin_token_env`: the webhook-only listener
     /// and the admin API's bearer token.
     pub access: AccessConfig,
+    /// `id` and `lease_ttl`: this hub among the hubs sharing a PostgreSQL
+    /// database.
+    pub cluster: ClusterConfig,
 }
 
 impl HubConfig {
@@ -190,6 +197,7 @@ impl HubConfig {
             stop_grace: DEFAULT_STOP_GRACE,
             kill_grace: DEFAULT_KILL_GRACE,
             access: AccessConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -400,6 +408,7 @@ fn read_hub(context: &mut Context<'_>, section: &Section<'_, '_>, base_dir: &Pat
         hub.kill_grace = duration;
     }
     hub.access = access::read(context, section, hub.listen);
+    hub.cluster = cluster::read(context, section);
     hub
 }
 

@@ -237,12 +237,23 @@ impl<'a, 'i> Section<'a, 'i> {
     /// period (see [`Section::duration_or_zero`] for the exceptions).
     pub fn duration(&self, context: &mut Context<'_>, key: &str) -> Option<Duration> {
         self.parse_duration(context, key, false)
+            .map(|(duration, _)| duration)
+    }
+
+    /// [`Section::duration`] with the span of its value, for range checks.
+    pub fn duration_with_span(
+        &self,
+        context: &mut Context<'_>,
+        key: &str,
+    ) -> Option<(Duration, Range<usize>)> {
+        self.parse_duration(context, key, false)
     }
 
     /// Like [`Section::duration`], but `"0s"` is allowed: for backoff delays,
     /// where zero means "at once".
     pub fn duration_or_zero(&self, context: &mut Context<'_>, key: &str) -> Option<Duration> {
         self.parse_duration(context, key, true)
+            .map(|(duration, _)| duration)
     }
 
     fn parse_duration(
@@ -250,7 +261,7 @@ impl<'a, 'i> Section<'a, 'i> {
         context: &mut Context<'_>,
         key: &str,
         zero_allowed: bool,
-    ) -> Option<Duration> {
+    ) -> Option<(Duration, Range<usize>)> {
         let (text, span) = self.string(context, key)?;
         match humantime::parse_duration(&text) {
             Ok(duration) if duration.is_zero() && !zero_allowed => {
@@ -263,7 +274,7 @@ impl<'a, 'i> Section<'a, 'i> {
                 );
                 None
             }
-            Ok(duration) => Some(duration),
+            Ok(duration) => Some((duration, span)),
             Err(err) => {
                 context.error(
                     span,

@@ -665,3 +665,26 @@ fn lag_alert_is_a_duration_greater_than_zero() {
         ]
     );
 }
+
+#[test]
+fn the_hub_id_and_lease_ttl_are_read_and_checked_at_their_line() {
+    let fixture = Fixture::new();
+    let config = fixture
+        .parse("[hub]\nid = \"hub-a\"\nlease_ttl = \"3s\"\n")
+        .unwrap();
+    assert_eq!(config.hub.cluster.id.as_deref(), Some("hub-a"));
+    assert_eq!(config.hub.cluster.hub_id(), "hub-a");
+    assert_eq!(config.hub.cluster.lease_ttl, Duration::from_secs(3));
+    let defaults = fixture.parse("").unwrap();
+    assert_eq!(defaults.hub.cluster.id, None);
+    assert_eq!(defaults.hub.cluster.lease_ttl, Duration::from_secs(10));
+
+    let errors = fixture.errors("[hub]\nid = \"hub a\"\nlease_ttl = \"500ms\"\n");
+    assert_eq!(
+        errors,
+        [
+            "plugins.toml:2:6: invalid hub id \"hub a\" for `id` in [hub]: ' ' is not allowed (use letters, digits, `-`, `_`, `.` and `:`)",
+            "plugins.toml:3:13: `lease_ttl` in [hub] must be between 1s and 10m",
+        ]
+    );
+}

@@ -45,7 +45,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .plugin_list()
         .iter()
         .map(|plugin| plugin.status())
-        .filter(|status| !status.ever_ready)
+        .filter(|status| !status.ever_ready && !status.on_demand)
         .map(|status| status.name)
         .collect();
     if waiting_for.is_empty() {

@@ -397,6 +397,7 @@ mod tests {
             }),
             reloader: None,
             polls: Default::default(),
+            cluster: None,
         }
     }
 

@@ -84,6 +84,8 @@ pub enum ErrorCode {
     NotPolled,
     /// 503: a poll of the plugin is still running; try again.
     PollInProgress,
+    /// 409: another hub sharing the database runs this work now.
+    OwnedElsewhere,
 }
 
 impl ErrorCode {
@@ -115,6 +117,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::NotPolled => "not_polled",
             ErrorCode::PollInProgress => "poll_in_progress",
+            ErrorCode::OwnedElsewhere => "owned_elsewhere",
         }
     }
 
@@ -316,6 +319,11 @@ pub enum ApiError {
     /// The plugin's poller is gone (the hub is stopping).
     #[error("plugin `{0}`: its poller is not running (the hub is stopping)")]
     PollerGone(String),
+    /// Another hub holds the plugin's polling lease now.
+    #[error(
+        "plugin `{0}` is polled by another hub sharing the database now; ask that hub (see GET /api/v1/cluster)"
+    )]
+    PolledElsewhere(String),
 }
 
 impl ApiError {
@@ -329,6 +337,7 @@ impl ApiError {
             ApiError::PollInProgress { .. } | ApiError::PollerGone(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::PolledElsewhere(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotRunning { .. }
             | ApiError::RoleNotServed { .. }
@@ -389,6 +398,7 @@ impl ApiError {
             ApiError::NotPolled(_) => ErrorCode::NotPolled,
             ApiError::PollInProgress { .. } => ErrorCode::PollInProgress,
             ApiError::PollerGone(_) => ErrorCode::PluginUnavailable,
+            ApiError::PolledElsewhere(_) => ErrorCode::OwnedElsewhere,
         }
     }
 

@@ -158,6 +158,9 @@ pub struct PluginStatusJson {
     pub next_restart_at: Option<String>,
     /// Running, and its last health check said SERVING.
     pub healthy: bool,
+    /// Runs only while this hub holds its leased work (hubs sharing a
+    /// PostgreSQL database): `stopped` then means another hub does it.
+    pub on_demand: bool,
     /// The circuit breaker: `closed`, `open` or `half-open`.
     pub circuit_breaker: &'static str,
     /// For an output: whether its lag is past its `lag_alert` (always
@@ -231,6 +234,7 @@ impl From<PluginStatus> for PluginStatusJson {
                 .next_restart_at
                 .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true)),
             healthy: status.healthy,
+            on_demand: status.on_demand,
             circuit_breaker: "closed",
             lagging: None,
             description: status.description.filter(|text| !text.is_empty()),

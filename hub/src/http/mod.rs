@@ -4,6 +4,8 @@
 //!
 //! * [`admin`]: `/healthz`, `/readyz`, `/api/v1/plugins[/NAME]`.
 //! * [`calls`]: the call endpoints, `/api/v1/plugins/NAME/call/...`.
+//! * [`cluster`]: `GET /api/v1/cluster`, the hubs sharing the database and
+//!   what each owns.
 //! * [`control`]: `/api/v1/plugins/NAME/{restart,stop,start}` and `/metrics`.
 //! * [`data`]: `/api/v1/records[/ID]` and `/api/v1/dead-letters[/ID[/replay]]`.
 //! * [`sync`]: `/api/v1/plugins/NAME/checkpoint` (GET, PUT, DELETE) and
@@ -23,6 +25,7 @@
 pub mod admin;
 pub mod auth;
 pub mod calls;
+pub mod cluster;
 pub mod control;
 pub mod data;
 pub mod error;
@@ -76,6 +79,9 @@ pub struct AppState {
     /// The pollers' controls, by plugin name (checkpoint endpoints, poll
     /// now, `last_poll_*`): reach one through [`AppState::poller`].
     pub polls: crate::pipeline::PollControls,
+    /// This hub among the hubs sharing its database (`GET
+    /// /api/v1/cluster`); `None` answers 503.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl AppState {
@@ -99,6 +105,16 @@ impl AppState {
             .polls
             .get(name)
             .ok_or_else(|| ApiError::NotPolled(name.to_owned()))?;
+        Ok((plugin, control))
+    }
+
+    /// [`AppState::poller`], when this hub runs the poller now (a 409
+    /// while another hub sharing the database holds its lease).
+    pub fn active_poller(&self, name: &str) -> Result<(PluginHandle, PollControl), ApiError> {
+        let (plugin, control) = self.poller(name)?;
+        if !control.is_active() {
+            return Err(ApiError::PolledElsewhere(name.to_owned()));
+        }
         Ok((plugin, control))
     }
 

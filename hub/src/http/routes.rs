@@ -9,7 +9,7 @@
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, admin, calls, control, data, reload, sync, webhooks};
+use super::{AppState, admin, calls, cluster, control, data, reload, sync, webhooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +157,7 @@ pub fn routes() -> Vec<Route> {
         ),
         route(Admin, Post, "/api/v1/plugins/{name}/poll", sync::poll_now),
         route(Admin, Post, "/api/v1/reload", reload::reload),
+        route(Admin, Get, "/api/v1/cluster", cluster::cluster),
         route(Admin, Get, "/api/v1/records", data::list_records),
         route(Admin, Get, "/api/v1/records/{id}", data::get_record),
         route(Admin, Get, "/api/v1/dead-letters", data::list_dead_letters),

@@ -127,7 +127,7 @@ pub async fn put_checkpoint(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<CheckpointJson>, ApiError> {
-    let (_, control) = state.poller(&name)?;
+    let (_, control) = state.active_poller(&name)?;
     let body: PutCheckpointBody =
         serde_json::from_slice(&body).map_err(|err| ApiError::BadRequest(err.to_string()))?;
     let bytes = body.into_bytes()?;
@@ -149,7 +149,7 @@ pub async fn delete_checkpoint(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, control) = state.poller(&name)?;
+    let (_, control) = state.active_poller(&name)?;
     let store = store(&state)?;
     let deleted = with_poller_locked(&state, &name, &control, async || {
         let mut tx = store.begin().await?;
@@ -169,7 +169,7 @@ pub async fn poll_now(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, control) = state.poller(&name)?;
+    let (_, control) = state.active_poller(&name)?;
     tracing::info!(plugin = %name, "Poll requested through the API.");
     let summary = control
         .poll_now()

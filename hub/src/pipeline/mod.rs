@@ -35,9 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 use futures_util::future::BoxFuture;
 
+use crate::cluster::{Cluster, Demand, WorkKind, run_while_owned};
 use crate::config::{Config, PluginConfig};
 use crate::domain::Record;
-use crate::store::{Pending, Store, StoreError, StoreTx, Upserted, WriteJob};
+use crate::store::{Fence, Pending, Store, StoreError, StoreTx, Upserted, WriteJob};
 use crate::supervisor::{PluginHandle, Registry};
 pub use enrich::{Chain, ChainOutput, EnrichFailure};
 pub use metrics::PipelineMetrics;
@@ -122,11 +123,25 @@ impl Ingest {
         prepared: ChainOutput,
         checkpoint: Option<Vec<u8>>,
     ) -> Result<Pending<Vec<Upserted>>, StoreError> {
+        self.submit_fenced(plugin, prepared, checkpoint, None).await
+    }
+
+    /// [`Ingest::submit`] for leased work: the commit fails with
+    /// [`StoreError::Fenced`] (and writes nothing) once `fence` no longer
+    /// holds.
+    pub async fn submit_fenced(
+        &self,
+        plugin: &str,
+        prepared: ChainOutput,
+        checkpoint: Option<Vec<u8>>,
+        fence: Option<Fence>,
+    ) -> Result<Pending<Vec<Upserted>>, StoreError> {
         self.store
             .submit(IngestJob {
                 plugin: plugin.to_owned(),
                 prepared,
                 checkpoint,
+                fence,
             })
             .await
     }
@@ -155,6 +170,9 @@ pub struct IngestJob {
     pub prepared: ChainOutput,
     /// The checkpoint to save with them.
     pub checkpoint: Option<Vec<u8>>,
+    /// The lease the commit must still hold (leased work on a hub sharing
+    /// its database).
+    pub fence: Option<Fence>,
 }
 
 impl WriteJob for IngestJob {
@@ -162,6 +180,9 @@ impl WriteJob for IngestJob {
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
         Box::pin(async move {
+            if let Some(fence) = &self.fence {
+                tx.check_fence(fence).await?;
+            }
             let outcomes = write_prepared(tx, &self.plugin, &self.prepared).await?;
             if let Some(checkpoint) = &self.checkpoint {
                 tx.save_checkpoint(&self.plugin, checkpoint).await?;
@@ -228,13 +249,25 @@ pub struct Pipeline {
     work: HashMap<String, PluginWork>,
     outputs: Arc<RwLock<Vec<String>>>,
     prune: JoinHandle<()>,
+    cluster: Cluster,
+    demand: Demand,
 }
 
 impl Pipeline {
     /// Starts a poller for every plugin with `[plugins.NAME.poll]` and a
     /// delivery loop for every plugin with `[plugins.NAME.output]`;
     /// enrichers are looked up in `plugins` by name.
-    pub fn start(config: &Config, store: Store, plugins: Registry) -> Pipeline {
+    ///
+    /// Each poller and delivery loop runs only while this hub holds its
+    /// lease from `cluster` (at once and for good on a hub alone), and
+    /// `demand` starts the plugin it needs while it runs.
+    pub fn start(
+        config: &Config,
+        store: Store,
+        plugins: Registry,
+        cluster: Cluster,
+        demand: Demand,
+    ) -> Pipeline {
         let cancel = CancellationToken::new();
         let metrics = metrics::global().clone();
         let handles = plugins.snapshot();
@@ -258,6 +291,8 @@ impl Pipeline {
             work: HashMap::new(),
             outputs,
             prune,
+            cluster,
+            demand,
         };
         for plugin_config in &config.plugins {
             if let Some(plugin) = handles.iter().find(|p| p.name() == plugin_config.name) {
@@ -274,26 +309,70 @@ impl Pipeline {
         let cancel = self.cancel.child_token();
         let mut tasks = Vec::new();
         if let Some(poll) = &config.poll {
+            let lease = self.cluster.lease(WorkKind::Poll.work(&config.name));
+            let (plugin, poll, ingest) = (plugin.clone(), poll.clone(), self.ingest.clone());
+            let demand = self.demand.clone();
+            // Registered at once, so the API finds it (and answers 409 while
+            // another hub runs it); active while the lease is held here.
             let (control, triggers) = PollControl::new();
+            // A hub alone runs it from the start: no window of 409s.
+            control.set_active(!self.cluster.is_shared());
             self.polls.insert(plugin.name(), control.clone());
-            tasks.push(tokio::spawn(poller::run(
-                plugin.clone(),
-                poll.clone(),
-                self.ingest.clone(),
-                control,
-                triggers,
+            let triggers = Arc::new(tokio::sync::Mutex::new(triggers));
+            tasks.push(tokio::spawn(run_while_owned(
+                lease,
                 cancel.clone(),
+                move |grant, cancel| {
+                    let (plugin, poll, ingest) = (plugin.clone(), poll.clone(), ingest.clone());
+                    let (control, triggers, demand) =
+                        (control.clone(), triggers.clone(), demand.clone());
+                    async move {
+                        let name = plugin.shared_name().clone();
+                        demand.need(&name).await;
+                        control.set_active(true);
+                        let mut triggers = triggers.lock().await;
+                        poller::run(
+                            plugin,
+                            poll,
+                            ingest,
+                            control.clone(),
+                            &mut triggers,
+                            grant.fence,
+                            cancel,
+                        )
+                        .await;
+                        control.set_active(false);
+                        demand.release(&name);
+                    }
+                },
             )));
         }
         if let Some(output) = &config.output {
-            let worker = output::OutputWorker {
-                plugin: plugin.clone(),
-                config: output.clone(),
-                store: self.ingest.store.clone(),
-                metrics: self.ingest.metrics.clone(),
-                cancel: cancel.clone(),
-            };
-            tasks.push(tokio::spawn(worker.run()));
+            let lease = self.cluster.lease(WorkKind::Output.work(&config.name));
+            let (plugin, output) = (plugin.clone(), output.clone());
+            let (store, metrics) = (self.ingest.store.clone(), self.ingest.metrics.clone());
+            let demand = self.demand.clone();
+            tasks.push(tokio::spawn(run_while_owned(
+                lease,
+                cancel.clone(),
+                move |grant, cancel| {
+                    let worker = output::OutputWorker {
+                        plugin: plugin.clone(),
+                        config: output.clone(),
+                        store: store.clone(),
+                        metrics: metrics.clone(),
+                        cancel,
+                        fence: grant.fence,
+                    };
+                    let demand = demand.clone();
+                    async move {
+                        let name = worker.plugin.shared_name().clone();
+                        demand.need(&name).await;
+                        worker.run().await;
+                        demand.release(&name);
+                    }
+                },
+            )));
         }
         if !tasks.is_empty() {
             self.work

@@ -39,7 +39,7 @@ use crate::config::OutputConfig;
 use crate::domain::{EventAck, RecordEvent};
 use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{
-    NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError, StoreTx, WriteJob,
+    Fence, NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError, StoreTx, WriteJob,
 };
 use crate::supervisor::{PluginHandle, RunningPlugin};
 
@@ -104,6 +104,9 @@ pub(crate) struct OutputWorker {
     pub store: Store,
     pub metrics: Arc<PipelineMetrics>,
     pub cancel: CancellationToken,
+    /// The lease every progress commit must still hold (a hub sharing its
+    /// database), or `None`.
+    pub fence: Option<Fence>,
 }
 
 impl OutputWorker {
@@ -227,6 +230,7 @@ impl OutputWorker {
             ids: finished.unsaved_ids(),
             progress,
             through,
+            fence: self.fence.clone(),
         };
         self.store.write(job).await?;
         self.metrics
@@ -388,6 +392,7 @@ struct ProgressJob {
     ids: Vec<i64>,
     progress: Progress,
     through: Option<i64>,
+    fence: Option<Fence>,
 }
 
 impl WriteJob for ProgressJob {
@@ -395,6 +400,9 @@ impl WriteJob for ProgressJob {
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            if let Some(fence) = &self.fence {
+                tx.check_fence(fence).await?;
+            }
             for letter in &self.dead {
                 tx.add_dead_letter(letter).await?;
             }

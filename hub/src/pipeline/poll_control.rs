@@ -13,6 +13,7 @@
 //!   the actor owns the plugin's status, so these facts live here).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ struct Inner {
     lock: tokio::sync::Mutex<()>,
     triggers: mpsc::Sender<Trigger>,
     last: Mutex<Option<LastPoll>>,
+    /// Whether this hub runs the poller now (it holds the polling lease).
+    active: AtomicBool,
 }
 
 /// How many poll-now requests may wait for one poller.
@@ -80,6 +83,7 @@ impl PollControl {
                 lock: tokio::sync::Mutex::new(()),
                 triggers,
                 last: Mutex::new(None),
+                active: AtomicBool::new(false),
             }),
         };
         (control, receiver)
@@ -109,6 +113,18 @@ impl PollControl {
             .await
             .map_err(|_| PollerGone)?;
         answer.await.map_err(|_| PollerGone)
+    }
+
+    /// Whether this hub runs the poller now: `false` while another hub
+    /// sharing the database holds its polling lease.
+    pub fn is_active(&self) -> bool {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Marks the poller as run here or not (its lease was granted or
+    /// withdrawn).
+    pub(crate) fn set_active(&self, active: bool) {
+        self.inner.active.store(active, Ordering::Release);
     }
 
     /// The last poll's facts, or `None` before the first ended.

@@ -25,7 +25,7 @@ use super::{Ingest, IngestError};
 use crate::config::PollConfig;
 use crate::domain::{PollRequest, Record};
 use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
-use crate::store::{Pending, Upserted};
+use crate::store::{Fence, Pending, Upserted};
 use crate::supervisor::{PluginHandle, RunningPlugin};
 
 /// Polls `plugin` until `cancel` fires: at start, then `interval` (+
@@ -37,7 +37,8 @@ pub(crate) async fn run(
     poll: PollConfig,
     ingest: Ingest,
     control: PollControl,
-    mut triggers: mpsc::Receiver<Trigger>,
+    triggers: &mut mpsc::Receiver<Trigger>,
+    fence: Option<Fence>,
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("poller", plugin = %plugin.name());
@@ -47,7 +48,7 @@ pub(crate) async fn run(
         loop {
             let (result, asked_to_wait) = {
                 let _exclusive = control.hold().await;
-                poll_once(&plugin, &poll, &ingest, &control, &cancel).await
+                poll_once(&plugin, &poll, &ingest, &control, fence.as_ref(), &cancel).await
             };
             if let Some(reply) = asked.take() {
                 let _ = reply.send(result);
@@ -118,6 +119,7 @@ async fn poll_once(
     poll: &PollConfig,
     ingest: &Ingest,
     control: &PollControl,
+    fence: Option<&Fence>,
     cancel: &CancellationToken,
 ) -> (PollResult, Option<Duration>) {
     let in_flight: InFlight = Arc::default();
@@ -131,6 +133,7 @@ async fn poll_once(
                 poll.max_records,
                 ingest.clone(),
                 in_flight.clone(),
+                fence.cloned(),
             )
         })
         .await;
@@ -198,6 +201,7 @@ async fn read_and_commit(
     max_records: u32,
     ingest: Ingest,
     in_flight: InFlight,
+    fence: Option<Fence>,
 ) -> Result<(), AttemptError> {
     // Left over from an attempt that timed out: finish it before reading
     // the checkpoint back.
@@ -226,7 +230,7 @@ async fn read_and_commit(
         let prepared = ingest.prepare(&name, records).await.map_err(local)?;
         finish(&ingest, &name, &in_flight).await.map_err(local)?;
         let queued = ingest
-            .submit(&name, prepared, checkpoint)
+            .submit_fenced(&name, prepared, checkpoint, fence.clone())
             .await
             .map_err(local)?;
         progress(&in_flight).queued = Some((queued, count));

@@ -10,7 +10,9 @@
 //!   commit's begin to its commit (a histogram);
 //! * `switchyard_store_available`: 1 while the database takes writes, 0
 //!   during an outage (`health.rs`);
-//! * `switchyard_store_outages_total`: outages begun.
+//! * `switchyard_store_outages_total`: outages begun;
+//! * `switchyard_store_fenced_writes_total`: writes of leased work refused
+//!   because another hub had taken the lease over (`leases.rs`).
 //!
 //! Both outcome counters are looked up once, at registration.
 
@@ -38,6 +40,7 @@ pub(crate) struct StoreMetrics {
     seconds: Histogram,
     available: Gauge,
     outages: Counter,
+    fenced: Counter,
 }
 
 impl StoreMetrics {
@@ -48,6 +51,11 @@ impl StoreMetrics {
         if !available {
             self.outages.inc();
         }
+    }
+
+    /// Counts one write refused by its fence.
+    pub(crate) fn fenced(&self) {
+        self.fenced.inc();
     }
 
     /// Counts one group commit of `jobs` writes weighing `weight` (rows,
@@ -94,6 +102,7 @@ pub(crate) fn global() -> &'static StoreMetrics {
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             available: Gauge::default(),
             outages: Counter::default(),
+            fenced: Counter::default(),
         };
         // Every store starts up.
         metrics.available.set(1);
@@ -128,6 +137,11 @@ pub(crate) fn global() -> &'static StoreMetrics {
                 "switchyard_store_outages",
                 "Database outages begun (the store marked unavailable)",
                 metrics.outages.clone(),
+            );
+            registry.register(
+                "switchyard_store_fenced_writes",
+                "Writes of leased work refused because another hub had taken the lease over",
+                metrics.fenced.clone(),
             );
         });
         metrics

@@ -29,7 +29,8 @@
 //!   durable has committed.
 //!
 //! Submodules, one table group each: [`records`], [`checkpoints`], [`outbox`],
-//! [`dead_letters`]. The webhook inbox (`inbox.rs`, owned by the webhook
+//! [`dead_letters`], [`leases`] (hubs sharing a PostgreSQL database: their
+//! heartbeats, the work leases, and the fence every leased commit checks). The webhook inbox (`inbox.rs`, owned by the webhook
 //! work) adds its own `impl StoreTx` / `impl Store` blocks the same way;
 //! its migrations are numbered after `0001_data_path.sql`.
 
@@ -39,6 +40,7 @@ pub mod group;
 pub mod health;
 pub mod hub_lock;
 pub mod inbox;
+pub mod leases;
 pub mod metrics;
 pub mod outbox;
 pub mod records;
@@ -59,6 +61,7 @@ pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use group::{Pending, WriteJob};
 pub use health::{Availability, Health, Outage};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus};
+pub use leases::{ClusterView, Fence, HubRow, LeaseRow};
 pub use outbox::{OutboxEvent, OutputFilter};
 pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
 
@@ -107,6 +110,17 @@ pub enum StoreError {
     /// tried; retry once it is back.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The write belongs to leased work whose lease another hub has taken
+    /// over since it was granted (`leases.rs`): nothing of it is committed.
+    #[error(
+        "this hub no longer holds the lease on {work} (epoch {epoch}); another hub took it over"
+    )]
+    Fenced {
+        /// The work.
+        work: String,
+        /// The epoch the write was made under.
+        epoch: i64,
+    },
 }
 
 impl StoreError {

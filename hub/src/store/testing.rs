@@ -185,3 +185,9 @@ mod tests {
         );
     }
 }
+
+/// Runs `sql`, a `SELECT COUNT(*) ...` written by a test, and returns the
+/// count (for tests checking the database's content directly).
+pub async fn count_rows(store: &super::Store, sql: &'static str) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(sql).fetch_one(&store.pool).await?)
+}

@@ -147,6 +147,8 @@ pub struct PluginActor {
     pub(super) running: watch::Sender<Option<RunningPlugin>>,
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) call_timeouts: Arc<AtomicU32>,
+    /// Start stopped, until a `Start` command (an on-demand plugin).
+    pub(super) standby: bool,
 }
 
 impl PluginActor {
@@ -156,7 +158,11 @@ impl PluginActor {
         async move {
             let mut tracker = RestartTracker::new(self.config.supervision.restart);
             let mut generation = 0u64;
-            let mut step = Step::Launch;
+            let mut step = if self.standby {
+                Step::Idle
+            } else {
+                Step::Launch
+            };
             loop {
                 let next = match step {
                     Step::Launch => {

@@ -30,6 +30,7 @@ pub mod state;
 pub mod stdio;
 pub mod stop;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -185,17 +186,38 @@ pub struct Supervisor {
     // PDEATHSIG fires when that thread ends.
     spawner: Arc<Spawner>,
     socket_dir: PathBuf,
+    /// The plugins [`Supervisor::launch`] starts stopped.
+    standby: BTreeSet<String>,
 }
 
 impl Supervisor {
+    /// Replaces the set of plugins [`Supervisor::launch`] starts stopped
+    /// (a reload).
+    pub fn set_standby(&mut self, standby: BTreeSet<String>) {
+        self.standby = standby;
+    }
+
     /// Starts every configured plugin, each in its own actor task (in
     /// parallel). Failures are reported through each plugin's status.
     pub fn start(plugins: &[PluginConfig], spawner: Arc<Spawner>, socket_dir: PathBuf) -> Self {
+        Self::start_with_standby(plugins, spawner, socket_dir, BTreeSet::new())
+    }
+
+    /// [`Supervisor::start`], except that the plugins named in `standby`
+    /// start stopped, until something starts them (on-demand plugins of a
+    /// hub sharing its database, `crate::cluster::demand`).
+    pub fn start_with_standby(
+        plugins: &[PluginConfig],
+        spawner: Arc<Spawner>,
+        socket_dir: PathBuf,
+        standby: BTreeSet<String>,
+    ) -> Self {
         let mut supervisor = Supervisor {
             plugins: Vec::with_capacity(plugins.len()),
             actors: Vec::with_capacity(plugins.len()),
             spawner,
             socket_dir,
+            standby,
         };
         for plugin in plugins {
             supervisor.launch(plugin);
@@ -207,7 +229,13 @@ impl Supervisor {
     /// (a reload adding or restarting a plugin; stop one of the same name
     /// first with [`Supervisor::remove`]).
     pub fn launch(&mut self, plugin: &PluginConfig) -> PluginHandle {
-        let (status_tx, status_rx) = watch::channel(PluginStatus::new(&plugin.name));
+        let standby = self.standby.contains(&plugin.name);
+        let mut status = PluginStatus::new(&plugin.name);
+        if standby {
+            status.state = PluginState::Stopped;
+            status.on_demand = true;
+        }
+        let (status_tx, status_rx) = watch::channel(status);
         let (running_tx, running_rx) = watch::channel(None);
         let (commands_tx, commands_rx) = mpsc::channel(8);
         let retry = Arc::new(plugin.supervision.retry.clone());
@@ -224,6 +252,7 @@ impl Supervisor {
             running: running_tx,
             commands: commands_rx,
             call_timeouts: call_timeouts.clone(),
+            standby,
         };
         self.actors.push(tokio::spawn(actor.run()));
         let handle = PluginHandle {

@@ -99,6 +99,10 @@ pub struct PluginStatus {
     /// Whether the plugin has completed its handshake at least once (for
     /// `/readyz`).
     pub ever_ready: bool,
+    /// Whether it runs only while this hub holds its leased work (a hub
+    /// sharing its database, `crate::cluster::demand`): `stopped` then
+    /// means another hub does its work.
+    pub on_demand: bool,
 }
 
 impl PluginStatus {
@@ -121,6 +125,7 @@ impl PluginStatus {
             started_at: None,
             last_error: None,
             ever_ready: false,
+            on_demand: false,
         }
     }
 }

@@ -229,7 +229,10 @@ pub async fn receive(
         {
             return Ok(answer);
         }
-        let pending = endpoint.pending();
+        let mut pending = endpoint.pending();
+        if pending >= endpoint.config.max_pending && endpoint.recount(store).await {
+            pending = endpoint.pending();
+        }
         if pending >= endpoint.config.max_pending {
             return Err(full(pending));
         }
@@ -238,7 +241,11 @@ pub async fn receive(
 
     // The place is taken before the write, so concurrent requests cannot
     // overshoot `max_pending`; it is given back if nothing is stored.
-    let reservation = match endpoint.reserve() {
+    let mut reserved = endpoint.reserve();
+    if reserved.is_err() && endpoint.recount(store).await {
+        reserved = endpoint.reserve();
+    }
+    let reservation = match reserved {
         Ok(reservation) => reservation,
         Err(pending) => {
             // A replay is answered before the limit: it adds nothing.

@@ -30,9 +30,11 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use ingest::{Answer, Incoming, WebhookError};
 
+use crate::cluster::{Cluster, WorkKind, run_while_owned};
 use crate::config::{PluginConfig, WebhookConfig};
 use crate::pipeline::Ingest;
 use crate::store::{DeadLetter, Stage, StoreError};
@@ -55,6 +57,10 @@ pub struct Endpoint {
     pending: AtomicU64,
     /// Wakes the worker when a delivery is accepted.
     wake: Notify,
+    /// Whether other hubs accept into (and process) the same inbox, so
+    /// `pending` is only this hub's view and is read again from the store
+    /// before a delivery is refused as over the limit.
+    shared: bool,
 }
 
 impl Endpoint {
@@ -71,6 +77,25 @@ impl Endpoint {
     /// Deliveries waiting for the plugin.
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Acquire)
+    }
+
+    /// Reads the inbox's pending count from `store` again (hubs sharing
+    /// the inbox: the others' accepts and completions are not counted
+    /// here); `true` when it did.
+    async fn recount(&self, store: &crate::store::Store) -> bool {
+        if !self.shared {
+            return false;
+        }
+        match store.count_pending_inbox(&self.name).await {
+            Ok(count) => {
+                self.set_pending(count);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(plugin = %self.name, error = %err, "Cannot count the inbox's pending deliveries.");
+                false
+            }
+        }
     }
 
     fn set_pending(&self, value: u64) {
@@ -139,12 +164,13 @@ impl Drop for Reservation<'_> {
 pub struct Webhooks {
     endpoints: Arc<RwLock<HashMap<String, Arc<Endpoint>>>>,
     ingest: Ingest,
+    cluster: Cluster,
 }
 
-/// One endpoint's running worker.
+/// One endpoint's running worker (while this hub holds its inbox's lease).
 #[derive(Debug)]
 struct Worker {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -152,7 +178,7 @@ impl Worker {
     /// The worker finishes (or abandons, leaving it pending) the delivery in
     /// hand, then exits.
     async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.task.await;
     }
 }
@@ -191,15 +217,18 @@ impl Webhooks {
     /// section (`handles` in config order, as the supervisor returns them),
     /// counts what the inbox already holds, and starts one worker per
     /// endpoint. Records go through `ingest` (the enrichment chain, then the
-    /// store).
+    /// store). Each worker runs only while this hub holds its inbox's lease
+    /// from `cluster`; every endpoint accepts deliveries all the time.
     pub async fn start(
         plugins: &[PluginConfig],
         handles: &[PluginHandle],
         ingest: Ingest,
+        cluster: Cluster,
     ) -> Result<(Webhooks, Workers), StoreError> {
         let webhooks = Webhooks {
             endpoints: Arc::default(),
             ingest,
+            cluster,
         };
         let mut workers = Workers::default();
         for plugin in plugins {
@@ -232,6 +261,7 @@ impl Webhooks {
             plugin: handle.clone(),
             pending: AtomicU64::new(0),
             wake: Notify::new(),
+            shared: self.cluster.is_shared(),
         });
         endpoint.set_pending(self.ingest.store.count_pending_inbox(&plugin.name).await?);
         tracing::info!(
@@ -247,8 +277,26 @@ impl Webhooks {
                 .into_inner()
                 .insert(plugin.name.clone(), endpoint.clone()),
         };
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(worker::run(endpoint, self.ingest.clone(), stopped));
+        let stop = CancellationToken::new();
+        let lease = self.cluster.lease(WorkKind::Inbox.work(&plugin.name));
+        let ingest = self.ingest.clone();
+        let task = tokio::spawn(run_while_owned(
+            lease,
+            stop.clone(),
+            move |grant, cancel| {
+                let (endpoint, ingest) = (endpoint.clone(), ingest.clone());
+                async move {
+                    // The recount is the lease holder's view: fresh.
+                    let _ = endpoint.recount(&ingest.store).await;
+                    let (stop, stopped) = watch::channel(false);
+                    let stopper = async move {
+                        cancel.cancelled().await;
+                        let _ = stop.send(true);
+                    };
+                    tokio::join!(worker::run(endpoint, ingest, grant.fence, stopped), stopper);
+                }
+            },
+        ));
         workers
             .workers
             .insert(plugin.name.clone(), Worker { stop, task });

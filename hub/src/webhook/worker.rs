@@ -35,7 +35,7 @@ use crate::domain::Record;
 use crate::pipeline::{ChainOutput, Ingest, write_prepared};
 use crate::retry::{self, AttemptFailure, GiveUp, Rpc};
 use crate::store::{
-    InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
+    Fence, InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
 };
 
 /// How many pending deliveries are read ahead per query (beyond those in
@@ -140,8 +140,14 @@ impl Claims {
 }
 
 /// Runs until `stop` becomes true, then waits for the deliveries in hand to
-/// finish or be abandoned (left pending).
-pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Receiver<bool>) {
+/// finish or be abandoned (left pending). Every commit checks `fence`, if
+/// any (the inbox's lease, on a hub sharing its database).
+pub async fn run(
+    endpoint: Arc<Endpoint>,
+    ingest: Ingest,
+    fence: Option<Fence>,
+    mut stop: watch::Receiver<bool>,
+) {
     let concurrency = endpoint.config().concurrency;
     let span = tracing::info_span!("webhook_worker", plugin = %endpoint.name(), concurrency);
     async move {
@@ -174,7 +180,14 @@ pub async fn run(endpoint: Arc<Endpoint>, ingest: Ingest, mut stop: watch::Recei
                     inbox_id = id
                 );
                 let task = tasks.spawn(
-                    deliver(endpoint.clone(), ingest.clone(), entry, stop.clone()).instrument(span),
+                    deliver(
+                        endpoint.clone(),
+                        ingest.clone(),
+                        entry,
+                        fence.clone(),
+                        stop.clone(),
+                    )
+                    .instrument(span),
                 );
                 holders.insert(task.id(), id);
             }
@@ -252,6 +265,7 @@ async fn deliver(
     endpoint: Arc<Endpoint>,
     ingest: Ingest,
     entry: InboxEntry,
+    fence: Option<Fence>,
     mut stop: watch::Receiver<bool>,
 ) -> Finished {
     let name = endpoint.name();
@@ -283,7 +297,7 @@ async fn deliver(
                     };
                     // Not abandoned when the worker stops: what the plugin
                     // made of the delivery is worth keeping.
-                    return match complete(&endpoint, &ingest, handled).await {
+                    return match complete(&endpoint, &ingest, handled, fence.clone()).await {
                         Ok(()) => {
                             endpoint.remove_pending();
                             Finished::Done
@@ -341,7 +355,16 @@ async fn deliver(
                 continue;
             }
         };
-        return match dead_letter(&endpoint, store, &entry, attempts, &error, first_failed_at).await
+        return match dead_letter(
+            &endpoint,
+            store,
+            &entry,
+            attempts,
+            &error,
+            first_failed_at,
+            fence.as_ref(),
+        )
+        .await
         {
             Ok(()) => {
                 endpoint.remove_pending();
@@ -364,6 +387,7 @@ async fn complete(
     endpoint: &Endpoint,
     ingest: &Ingest,
     handled: Handled,
+    fence: Option<Fence>,
 ) -> Result<(), StoreError> {
     let name = endpoint.name();
     let delivery_id = handled.entry.delivery.delivery_id.clone();
@@ -371,6 +395,7 @@ async fn complete(
     let job = CompleteJob {
         plugin: name.to_owned(),
         handled,
+        fence,
     };
     let upserted = ingest.store.write(job).await?;
     ingest.count(name, &upserted);
@@ -383,6 +408,7 @@ async fn complete(
 struct CompleteJob {
     plugin: String,
     handled: Handled,
+    fence: Option<Fence>,
 }
 
 impl WriteJob for CompleteJob {
@@ -390,6 +416,9 @@ impl WriteJob for CompleteJob {
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
         Box::pin(async move {
+            if let Some(fence) = &self.fence {
+                tx.check_fence(fence).await?;
+            }
             let handled = &self.handled;
             let upserted = write_prepared(tx, &self.plugin, &handled.prepared).await?;
             tx.complete_inbox(handled.entry.id, handled.attempts)
@@ -411,6 +440,7 @@ async fn dead_letter(
     attempts: u32,
     error: &str,
     first_failed_at: chrono::DateTime<chrono::Utc>,
+    fence: Option<&Fence>,
 ) -> Result<(), StoreError> {
     let letter = NewDeadLetter {
         plugin: endpoint.name().to_owned(),
@@ -422,6 +452,9 @@ async fn dead_letter(
         first_failed_at,
     };
     let mut tx = store.begin().await?;
+    if let Some(fence) = fence {
+        tx.check_fence(fence).await?;
+    }
     let id = tx.add_dead_letter(&letter).await?;
     tx.fail_inbox(entry.id, attempts, error).await?;
     tx.commit().await?;
