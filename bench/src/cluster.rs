@@ -3,7 +3,7 @@
 //! database there and drops it afterwards):
 //!
 //! * takeover: two hubs, one polling input; the hub that owns its lease is
-//!   SIGKILLed, and the time until the other hub's `GET /api/v1/cluster`
+//!   SIGKILLed (at a random point within `lease_ttl` after it took it), and the time until the other hub's `GET /api/v1/cluster`
 //!   shows it holding the lease is one sample. The killed hub is started
 //!   again and takes the work back before the next kill.
 //! * throughput: the durable pipeline (three generators -> enricher ->
@@ -283,6 +283,9 @@ async fn takeovers(binaries: &Binaries, url: String, count: usize) -> anyhow::Re
     let mut samples = Vec::new();
     for round in 1..=count {
         wait_owner(&http, &b, "poll:gen", "a").await?;
+        // At a random point of the owner's renewal cycle, not just after
+        // it took the lease.
+        tokio::time::sleep(LEASE_TTL.mul_f64(fastrand::f64())).await;
         let pid = a.pid().context("the hub has no pid")?;
         kill(pid, Signal::SIGKILL)?;
         let killed = Instant::now();

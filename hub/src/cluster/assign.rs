@@ -21,6 +21,7 @@ pub fn owner_of<'a>(work: &str, works: &[String], hubs: &'a [String]) -> Option<
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -85,6 +85,9 @@ pub struct Lease {
     solo: Option<(watch::Sender<Option<Grant>>, SoloWorks)>,
 }
 
+/// The heartbeat task and the token that stops it.
+type Heartbeat = (CancellationToken, JoinHandle<()>);
+
 /// The works a hub alone runs (all it is given), by name, with how many
 /// leases name each.
 type SoloWorks = Arc<Mutex<BTreeMap<String, usize>>>;
@@ -137,7 +140,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Cluster {
     id: Arc<str>,
     shared: Option<Arc<manager::Shared>>,
-    task: Arc<Mutex<Option<(CancellationToken, JoinHandle<()>)>>>,
+    task: Arc<Mutex<Option<Heartbeat>>>,
     solo_works: SoloWorks,
 }
 

@@ -157,6 +157,12 @@ fn with_database(url: &str, name: &str) -> String {
     result
 }
 
+/// Runs `sql`, a `SELECT COUNT(*) ...` written by a test, and returns the
+/// count (for tests checking the database's content directly).
+pub async fn count_rows(store: &super::Store, sql: &'static str) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(sql).fetch_one(&store.pool).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,10 +190,4 @@ mod tests {
             "postgres://u@h:5/x?sslmode=disable"
         );
     }
-}
-
-/// Runs `sql`, a `SELECT COUNT(*) ...` written by a test, and returns the
-/// count (for tests checking the database's content directly).
-pub async fn count_rows(store: &super::Store, sql: &'static str) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(sql).fetch_one(&store.pool).await?)
 }
