@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use serde::Serialize;
-use switchyard_hub::store::testing;
 
 use crate::hub_process::{HubProcess, free_port};
-use crate::pipeline::{Binaries, POSTGRES_ENV, wait_for_lines};
+use crate::pipeline::{Binaries, POSTGRES_ENV, wait_for_lines, with_database};
 use crate::report::{Row, Target, Value};
 use crate::rig::toml_string;
 use crate::settings::Counts;
@@ -63,9 +62,11 @@ pub async fn measure(
         ));
     };
     let mut rows = Vec::new();
-    let mut samples = with_database(&server, |url| takeovers(binaries, url, counts.takeovers))
-        .await
-        .context("takeover")?;
+    let mut samples = with_database(&server, "sy_bench_cluster", |url| {
+        takeovers(binaries, url, counts.takeovers)
+    })
+    .await
+    .context("takeover")?;
     let summary = stats::summarize(&mut samples).context("no takeover was measured")?;
     let takeover_ms: Vec<f64> = samples.iter().map(|ns| *ns as f64 / 1e6).collect();
     rows.push(
@@ -89,7 +90,7 @@ pub async fn measure(
     );
     let mut by_hubs = Vec::new();
     for hubs in HUB_COUNTS {
-        let rate = with_database(&server, |url| {
+        let rate = with_database(&server, "sy_bench_cluster", |url| {
             throughput(binaries, url, hubs, counts.pipeline_records)
         })
         .await
@@ -119,30 +120,6 @@ pub async fn measure(
         records_per_second_by_hubs: by_hubs,
     };
     Ok((rows, serde_json::to_value(details)?))
-}
-
-/// Runs `work` on a new database on `server`, dropped afterwards.
-async fn with_database<T, F, Fut>(server: &str, work: F) -> anyhow::Result<T>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let url = testing::create_database(server, "sy_bench_cluster")
-        .await
-        .with_context(|| {
-            format!(
-                "cannot create a database on {} ({POSTGRES_ENV})",
-                testing::redacted(server)
-            )
-        })?;
-    let result = work(url.clone()).await;
-    if let Err(err) = testing::drop_database(server, &url).await {
-        eprintln!(
-            "cluster: cannot drop the bench database {}: {err}",
-            testing::redacted(&url)
-        );
-    }
-    result
 }
 
 /// A hub's `plugins.toml` for the throughput runs.

@@ -172,29 +172,43 @@ async fn run(
         .prefix("sy-pipe-")
         .tempdir_in("/tmp")
         .context("cannot create a temp dir")?;
-    let (url, server) = match database {
-        Database::Sqlite => (
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
-            None,
-        ),
-        Database::Postgres { server } => {
-            let url = testing::create_database(server, "sy_bench")
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot create a database on {} ({POSTGRES_ENV})",
-                        testing::redacted(server)
-                    )
-                })?;
-            (url, Some(server))
+    match database {
+        Database::Sqlite => {
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            run_on(binaries, counts, dir.path(), &url, None).await
         }
-    };
-    let result = run_on(binaries, counts, dir.path(), &url, server).await;
-    if let Some(server) = server
-        && let Err(err) = testing::drop_database(server, &url).await
-    {
+        Database::Postgres { server } => {
+            with_database(server, "sy_bench", |url| async move {
+                run_on(binaries, counts, dir.path(), &url, Some(server)).await
+            })
+            .await
+        }
+    }
+}
+
+/// Runs `work` on a new database (named `PREFIX_…`) on the PostgreSQL
+/// server `server`, and drops the database afterwards.
+pub(crate) async fn with_database<T, F, Fut>(
+    server: &str,
+    prefix: &str,
+    work: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let url = testing::create_database(server, prefix)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create a database on {} ({POSTGRES_ENV})",
+                testing::redacted(server)
+            )
+        })?;
+    let result = work(url.clone()).await;
+    if let Err(err) = testing::drop_database(server, &url).await {
         eprintln!(
-            "pipeline: cannot drop the bench database {}: {err}",
+            "bench: cannot drop the bench database {}: {err}",
             testing::redacted(&url)
         );
     }

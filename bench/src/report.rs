@@ -328,15 +328,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if selected(&args, "pipeline") {
         let result = async {
-            let binaries = pipeline::Binaries {
-                hub: hub.clone(),
-                generator: rig::binary(&args.generator_bin, "cargo build --release -p generator")?,
-                testkit: testkit.clone(),
-                jsonl_output: rig::binary(
-                    &args.jsonl_output_bin,
-                    "cargo build --release -p jsonl-output",
-                )?,
-            };
+            let binaries = pipeline_binaries(&args, &hub, &testkit)?;
             pipeline::measure(&binaries, &counts).await
         }
         .await;
@@ -344,15 +336,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if selected(&args, "cluster") {
         let result = async {
-            let binaries = pipeline::Binaries {
-                hub: hub.clone(),
-                generator: rig::binary(&args.generator_bin, "cargo build --release -p generator")?,
-                testkit: testkit.clone(),
-                jsonl_output: rig::binary(
-                    &args.jsonl_output_bin,
-                    "cargo build --release -p jsonl-output",
-                )?,
-            };
+            let binaries = pipeline_binaries(&args, &hub, &testkit)?;
             cluster::measure(&binaries, &counts).await
         }
         .await;
@@ -596,4 +580,21 @@ mod tests {
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(1000.0), "1,000");
     }
+}
+
+/// The binaries of the durable pipeline (measurements 5 and 9).
+fn pipeline_binaries(
+    args: &RunArgs,
+    hub: &Path,
+    testkit: &Path,
+) -> anyhow::Result<pipeline::Binaries> {
+    Ok(pipeline::Binaries {
+        hub: hub.to_path_buf(),
+        generator: rig::binary(&args.generator_bin, "cargo build --release -p generator")?,
+        testkit: testkit.to_path_buf(),
+        jsonl_output: rig::binary(
+            &args.jsonl_output_bin,
+            "cargo build --release -p jsonl-output",
+        )?,
+    })
 }

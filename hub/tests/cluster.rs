@@ -213,20 +213,6 @@ async fn all_records(store: &Store) -> Vec<switchyard_hub::store::StoredRecord> 
     }
 }
 
-fn plugin_bin(name: &str) -> PathBuf {
-    common::built(
-        &[
-            "-p",
-            "generator",
-            "-p",
-            "webhook-json",
-            "-p",
-            "jsonl-output",
-        ],
-        name,
-    )
-}
-
 /// One hub's config: the same plugins for every hub, its own `listen` and
 /// `id` (hubs on one machine need their own ports), `marker` in every
 /// plugin's environment so the test can find every process they start.
@@ -270,7 +256,7 @@ fsync = false
     for name in ["generator", "webhook-json", "jsonl-output"] {
         text = text.replace(
             &format!("@{name}@"),
-            &plugin_bin(name).display().to_string(),
+            &common::data_path_plugin(name).display().to_string(),
         );
     }
     text

@@ -35,20 +35,6 @@ const GENERATED: usize = 1500;
 const SENDERS: usize = 3;
 const PER_SENDER: usize = 400;
 
-fn plugin_bin(name: &str) -> PathBuf {
-    common::built(
-        &[
-            "-p",
-            "generator",
-            "-p",
-            "webhook-json",
-            "-p",
-            "jsonl-output",
-        ],
-        name,
-    )
-}
-
 /// The config: a webhook input, a generator polling every 100 ms (10
 /// records a poll, so it takes a while to reach [`GENERATED`]) and a JSON
 /// Lines output of everything.
@@ -86,7 +72,7 @@ fsync = false
     for name in ["generator", "webhook-json", "jsonl-output"] {
         text = text.replace(
             &format!("@{name}@"),
-            &plugin_bin(name).display().to_string(),
+            &common::data_path_plugin(name).display().to_string(),
         );
     }
     text

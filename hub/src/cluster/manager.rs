@@ -174,7 +174,10 @@ impl Shared {
     /// a renewed lease lasts until `started` + the period.
     async fn beat(&self, started: Instant) -> Result<(), crate::store::StoreError> {
         let period = self.period();
-        let alive = self.store.heartbeat(&self.id, &self.listen, period).await?;
+        let alive = self
+            .store
+            .heartbeat(&self.id, &self.listen, period, FORGET_AFTER)
+            .await?;
         metrics().alive(alive.len());
         // Renew.
         let held: Vec<(String, i64)> = self

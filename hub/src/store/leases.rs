@@ -79,7 +79,8 @@ fn millis(duration: std::time::Duration) -> i64 {
 }
 
 impl Store {
-    /// Writes hub `id`'s heartbeat (creating its row) and returns the ids of
+    /// Writes hub `id`'s heartbeat (creating its row), removes the rows of
+    /// hubs silent for longer than `forget_after`, and returns the ids of
     /// the hubs whose last heartbeat is younger than `alive_for`, sorted,
     /// this one included.
     pub async fn heartbeat(
@@ -87,6 +88,7 @@ impl Store {
         id: &str,
         listen: &str,
         alive_for: std::time::Duration,
+        forget_after: std::time::Duration,
     ) -> Result<Vec<String>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO cluster_hubs (id, listen, started_at, heartbeat_at) \
@@ -95,6 +97,12 @@ impl Store {
         )))
         .bind(id)
         .bind(listen)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM cluster_hubs WHERE heartbeat_at < {DB_NOW_MS} - $1"
+        )))
+        .bind(millis(forget_after))
         .execute(&self.pool)
         .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -173,6 +173,22 @@ pub fn built(build_args: &[&str], relative: &str) -> PathBuf {
     path
 }
 
+/// One of the plugins of the data-path fault tests (`generator`,
+/// `webhook-json`, `jsonl-output`), all three built on first use.
+pub fn data_path_plugin(name: &str) -> PathBuf {
+    built(
+        &[
+            "-p",
+            "generator",
+            "-p",
+            "webhook-json",
+            "-p",
+            "jsonl-output",
+        ],
+        name,
+    )
+}
+
 /// The fake plugin binary (`hub/examples/fake_plugin.rs`), built on first use.
 pub fn fake_plugin() -> PathBuf {
     built(
