@@ -73,6 +73,11 @@ const MAX_CONNECTIONS: u32 = 8;
 /// backoff meanwhile) before it fails: while the database is down, reads
 /// (writes fail at once, [`health`]) fail after this and their callers retry.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a PostgreSQL session may sit idle inside a transaction before
+/// the server ends it (`idle_in_transaction_session_timeout`). The hub's
+/// transactions never wait between statements for anything but the hub's
+/// own processing, so only a paused or stalled hub reaches it.
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// The PostgreSQL advisory lock key that serializes writers ("SY").
 const WRITER_LOCK_KEY: i64 = 0x5359;
 
@@ -218,6 +223,17 @@ impl Store {
                         // scans) stays slow as the table grows.
                         connection
                             .execute("SET plan_cache_mode = force_custom_plan")
+                            .await?;
+                        // A hub paused or stalled inside a transaction
+                        // (SIGSTOP, a frozen VM) would hold the writer lock
+                        // and its lease rows, stalling every hub sharing the
+                        // database and any takeover of its work: the server
+                        // ends such a session, rolling it back.
+                        connection
+                            .execute(AssertSqlSafe(format!(
+                                "SET idle_in_transaction_session_timeout = {}",
+                                IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+                            )))
                             .await?;
                     }
                     if backend == Backend::Sqlite {

@@ -213,7 +213,9 @@
     row.state = status.state;
     enableButtons(row);
     setCell(cells.roles, status.roles.join(", ") || "—");
-    setCell(cells.state, badge(status.state, status.state));
+    // An on-demand plugin stopped here runs on the hub that owns its work.
+    const stateText = status.on_demand && status.state === "stopped" ? "on another hub" : status.state;
+    setCell(cells.state, badge(stateText, status.state));
     setCell(cells.pid, status.pid === null ? "—" : String(status.pid));
     setCell(cells.restarts, String(status.restarts));
     setCell(cells.health, status.healthy ? badge("healthy", "healthy") : badge("unhealthy", "unhealthy"));
