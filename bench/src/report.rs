@@ -517,6 +517,23 @@ fn thousands(value: f64) -> String {
     }
 }
 
+/// The binaries of the durable pipeline (measurements 5 and 9).
+fn pipeline_binaries(
+    args: &RunArgs,
+    hub: &Path,
+    testkit: &Path,
+) -> anyhow::Result<pipeline::Binaries> {
+    Ok(pipeline::Binaries {
+        hub: hub.to_path_buf(),
+        generator: rig::binary(&args.generator_bin, "cargo build --release -p generator")?,
+        testkit: testkit.to_path_buf(),
+        jsonl_output: rig::binary(
+            &args.jsonl_output_bin,
+            "cargo build --release -p jsonl-output",
+        )?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,21 +597,4 @@ mod tests {
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(1000.0), "1,000");
     }
-}
-
-/// The binaries of the durable pipeline (measurements 5 and 9).
-fn pipeline_binaries(
-    args: &RunArgs,
-    hub: &Path,
-    testkit: &Path,
-) -> anyhow::Result<pipeline::Binaries> {
-    Ok(pipeline::Binaries {
-        hub: hub.to_path_buf(),
-        generator: rig::binary(&args.generator_bin, "cargo build --release -p generator")?,
-        testkit: testkit.to_path_buf(),
-        jsonl_output: rig::binary(
-            &args.jsonl_output_bin,
-            "cargo build --release -p jsonl-output",
-        )?,
-    })
 }
