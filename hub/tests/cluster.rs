@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use switchyard_hub::domain::Record;
 use switchyard_hub::pipeline::{ChainOutput, IngestJob};
-use switchyard_hub::store::{Fence, Store, StoreError, testing};
+use switchyard_hub::store::{Fence, InboxStatus, Store, StoreError, testing};
 
 use private_postgres::PrivatePostgres;
 
@@ -183,6 +183,75 @@ async fn a_commit_under_a_lease_taken_over_commits_nothing() {
     );
     hub_a.close().await;
     hub_b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_on_one_hub_wakes_the_others_workers() {
+    let Some(postgres) = PrivatePostgres::start() else {
+        return;
+    };
+    let hub_a = Store::open(&postgres.url).await.unwrap();
+    let hub_b = Store::open(&postgres.url).await.unwrap();
+    let mut b_events = hub_b.subscribe_events();
+    let mut b_inbox = hub_b.subscribe_inbox();
+    let a_inbox = hub_a.subscribe_inbox();
+    // Hub B's listener connects in the background: commit until it hears.
+    let deadline = Instant::now() + WAIT;
+    let mut n = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "hub B never heard of hub A's inbox commits"
+        );
+        n += 1;
+        let mut tx = hub_a.begin().await.unwrap();
+        let delivery = switchyard_hub::domain::WebhookDelivery {
+            method: "POST".to_owned(),
+            path: "/webhooks/hooks".to_owned(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+            delivery_id: format!("d{n}"),
+            received_at: chrono::Utc::now(),
+        };
+        tx.insert_inbox("hooks", &delivery, InboxStatus::Pending, None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_millis(200), b_inbox.changed()).await;
+        if heard.is_ok() {
+            break;
+        }
+    }
+    assert!(
+        !b_events.has_changed().unwrap(),
+        "an inbox commit does not wake outputs"
+    );
+    assert!(
+        !a_inbox.has_changed().unwrap(),
+        "a hub ignores the echo of its own commits"
+    );
+    hub_a.write(ingest_job_unfenced("1")).await.unwrap();
+    tokio::time::timeout(WAIT, b_events.changed())
+        .await
+        .expect("hub B hears of hub A's events")
+        .unwrap();
+    hub_a.close().await;
+    hub_b.close().await;
+}
+
+fn ingest_job_unfenced(id: &str) -> IngestJob {
+    IngestJob {
+        fence: None,
+        ..ingest_job(
+            id,
+            &Fence {
+                work: "poll:gen".into(),
+                owner: "nobody".into(),
+                epoch: 0,
+            },
+        )
+    }
 }
 
 /// The stored records' source ids, sorted.

@@ -174,6 +174,9 @@ impl StoreTx {
         .bind(now_ms())
         .fetch_optional(self.conn())
         .await?;
+        if id.is_some() && status == InboxStatus::Pending {
+            self.wrote_inbox = true;
+        }
         Ok(id.map_or(InboxInsert::Duplicate, InboxInsert::Inserted))
     }
 
@@ -221,11 +224,20 @@ impl StoreTx {
         .bind(now_ms())
         .execute(self.conn())
         .await?;
-        Ok(result.rows_affected() == 1)
+        let requeued = result.rows_affected() == 1;
+        self.wrote_inbox |= requeued;
+        Ok(requeued)
     }
 }
 
 impl Store {
+    /// A receiver that changes whenever another hub sharing this
+    /// PostgreSQL database commits pending inbox rows (inbox workers wait
+    /// on it beside their own endpoint's wake-up).
+    pub fn subscribe_inbox(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inbox.subscribe()
+    }
+
     /// The oldest `limit` pending deliveries of `plugin`, in arrival order.
     pub async fn pending_inbox(
         &self,

@@ -42,6 +42,7 @@ pub mod hub_lock;
 pub mod inbox;
 pub mod leases;
 pub mod metrics;
+mod notify;
 pub mod outbox;
 pub mod records;
 pub mod testing;
@@ -55,6 +56,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor as _, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use tokio_util::sync::CancellationToken;
 
 pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
@@ -183,6 +185,13 @@ pub struct Store {
     backend: Backend,
     writer: Arc<Mutex<()>>,
     events: Arc<watch::Sender<u64>>,
+    /// Bumped when another hub sharing the database commits inbox rows.
+    inbox: Arc<watch::Sender<u64>>,
+    /// This store's token in commit notifications (`notify.rs`), to
+    /// recognise its own.
+    token: u64,
+    /// Cancelled by [`Store::close`]: ends the notification listener.
+    closing: CancellationToken,
     /// The group-commit writer's queue (`None` in the writer's own handle).
     group: Option<group::GroupCommit>,
     /// Whether the database takes writes now.
@@ -253,9 +262,21 @@ impl Store {
             backend,
             writer: Arc::new(Mutex::new(())),
             events: Arc::new(watch::channel(0).0),
+            inbox: Arc::new(watch::channel(0).0),
+            token: fastrand::u64(..),
+            closing: CancellationToken::new(),
             group: None,
             health: Health::new(backend),
         };
+        if backend == Backend::Postgres {
+            notify::spawn_listener(
+                url.clone(),
+                store.token,
+                store.events.clone(),
+                store.inbox.clone(),
+                store.closing.clone(),
+            );
+        }
         store.migrate().await?;
         let group = group::GroupCommit::start(store.clone());
         health::spawn_probe(store.clone(), options, group.liveness());
@@ -368,13 +389,16 @@ impl Store {
             tx,
             backend: self.backend,
             wrote_events: false,
+            wrote_inbox: false,
             events: self.events.clone(),
+            token: self.token,
             _writer: guard,
         })
     }
 
     /// Closes every connection (waits for those in use to be returned).
     pub async fn close(&self) {
+        self.closing.cancel();
         self.pool.close().await;
     }
 }
@@ -387,13 +411,24 @@ pub struct StoreTx {
     backend: Backend,
     /// Set when an outbox event was written, to wake output workers on commit.
     pub(crate) wrote_events: bool,
+    /// Set when a pending inbox row was written, to wake the other hubs'
+    /// inbox workers on commit.
+    pub(crate) wrote_inbox: bool,
     events: Arc<watch::Sender<u64>>,
+    token: u64,
     _writer: OwnedMutexGuard<()>,
 }
 
 impl StoreTx {
     /// Makes everything written in this transaction durable.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            let wrote = notify::Wrote {
+                events: self.wrote_events,
+                inbox: self.wrote_inbox,
+            };
+            notify::announce(&mut self.tx, self.token, wrote).await?;
+        }
         self.tx.commit().await?;
         if self.wrote_events {
             self.events.send_modify(|generation| *generation += 1);

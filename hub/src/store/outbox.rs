@@ -335,7 +335,8 @@ impl Store {
     }
 
     /// A receiver that changes whenever a transaction that wrote outbox
-    /// events commits (output workers wait on it instead of polling).
+    /// events commits, on this hub or (PostgreSQL) another hub sharing the
+    /// database (output workers wait on it instead of polling).
     pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
         self.events.subscribe()
     }

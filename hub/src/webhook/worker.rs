@@ -154,6 +154,8 @@ pub async fn run(
         let store = &ingest.store;
         let mut next_prune = tokio::time::Instant::now();
         let mut claims = Claims::new(concurrency);
+        // Deliveries other hubs accepted into this inbox.
+        let mut elsewhere = store.subscribe_inbox();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         // Which task holds which inbox row.
         let mut holders: HashMap<tokio::task::Id, i64> = HashMap::new();
@@ -196,6 +198,7 @@ pub async fn run(
                     end_task(&mut claims, &mut holders, joined);
                 }
                 () = endpoint.wake.notified() => claims.wake(),
+                Ok(()) = elsewhere.changed() => claims.wake(),
                 () = tokio::time::sleep(IDLE_POLL) => claims.wake(),
                 _ = stop.changed() => {}
             }
