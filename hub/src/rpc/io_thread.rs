@@ -60,14 +60,16 @@ impl IoExecutor {
     }
 
     /// Runs `future` on the connection's thread and waits for its result
-    /// (used to open the socket there, so its readiness events reach that
-    /// thread's reactor).
+    /// (to open the socket there, so its readiness events reach that
+    /// thread's reactor, and to run a whole call there). Dropping the
+    /// returned future cancels `future` too, as if it ran in the caller.
     pub async fn run<F>(&self, future: F) -> std::io::Result<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.handle.spawn(future).await.map_err(|error| {
+        let mut task = AbortOnDrop(self.inner.handle.spawn(future));
+        (&mut task.0).await.map_err(|error| {
             std::io::Error::other(format!("the connection thread failed: {error}"))
         })
     }
@@ -84,6 +86,15 @@ where
             future.await;
             drop(keep);
         });
+    }
+}
+
+/// Aborts the task when the caller stops waiting for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -105,6 +116,18 @@ mod tests {
             let _ = done.send(std::thread::current().name().map(str::to_owned));
         });
         assert_eq!(finished.await.unwrap().as_deref(), Some("sy-test-io"));
+        // A call whose caller stops waiting is cancelled on the thread too.
+        let (held, released) = oneshot::channel::<()>();
+        let waiting = executor.run(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), waiting)
+                .await
+                .is_err()
+        );
+        assert!(released.await.is_err(), "the abandoned call was dropped");
         let handle = executor.inner.handle.clone();
         drop(executor);
         // Once the thread has returned, the runtime is gone and spawning fails.
