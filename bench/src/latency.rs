@@ -33,6 +33,7 @@ use crate::stats::{self, Summary};
 struct Series {
     stream: Vec<u64>,
     role_client: Vec<u64>,
+    call_path: Vec<u64>,
     go_plugin: Vec<u64>,
     bare_unary: Vec<u64>,
     bare_stream: Vec<u64>,
@@ -50,7 +51,7 @@ pub async fn measure(
     for round in 0..counts.rounds {
         eprintln!("latency: round {}/{}", round + 1, counts.rounds);
         let launched = rig.launch().await?;
-        let result = switchyard_round(&launched.connection, counts, &mut series).await;
+        let result = switchyard_round(&launched, counts, &mut series).await;
         launched.stop().await;
         result?;
         series.go_plugin.extend(
@@ -80,6 +81,7 @@ pub async fn measure(
     }
     let stream = stats::summarize(&mut series.stream);
     let role_client = stats::summarize(&mut series.role_client);
+    let call_path = stats::summarize(&mut series.call_path);
     let go_plugin = stats::summarize(&mut series.go_plugin);
     let bare_unary = stats::summarize(&mut series.bare_unary);
     let bare_stream = stats::summarize(&mut series.bare_stream);
@@ -141,6 +143,24 @@ pub async fn measure(
             .note("opens one Enrich stream per call (the admin API's path); its bare-tonic figure is the unary Echo, one HTTP/2 stream per call"),
         );
     }
+    for (label, pick) in [
+        ("p50", (|s: &Summary| s.p50_ns) as fn(&Summary) -> u64),
+        ("p99", |s: &Summary| s.p99_ns),
+    ] {
+        rows.push(
+            Row::new(
+                "latency",
+                format!("Call latency {label}: hub call path (retry::Call around RoleClient::enrich)"),
+                Value::micros(call_path.as_ref().map(pick)),
+                Value::micros(go_plugin.as_ref().map(pick)),
+                Value::micros(floor.as_ref().map(pick)),
+                true,
+                None,
+            )
+            .bare_tonic(Value::micros(bare_unary.as_ref().map(pick)))
+            .note("what the pipeline and the admin API pay: the RoleClient call inside the hub's call path (health, breaker, deadline, span, metrics)"),
+        );
+    }
     let per_call_over_stream = |pick: fn(&Summary) -> u64| match (&role_client, &stream) {
         (Some(role), Some(stream)) if pick(stream) > 0 => {
             Some(pick(role) as f64 / pick(stream) as f64)
@@ -177,6 +197,7 @@ pub async fn measure(
         "payload_bytes": message.len(),
         "switchyard_enrich_stream": stream,
         "switchyard_role_client_enrich": role_client,
+        "switchyard_call_path_enrich": call_path,
         "go_plugin_unary_echo": go_plugin,
         "bare_tonic_unary_echo": bare_unary,
         "bare_tonic_enrich_stream": bare_stream,
@@ -187,10 +208,11 @@ pub async fn measure(
 
 /// One Switchyard round: the long-lived stream series, then the RoleClient series.
 async fn switchyard_round(
-    connection: &switchyard_hub::supervisor::RunningPlugin,
+    launched: &crate::rig::Launched,
     counts: &Counts,
     series: &mut Series,
 ) -> anyhow::Result<()> {
+    let connection = &launched.connection;
     let record = payload::record();
     let mut client = pb::enricher_client::EnricherClient::new(connection.client.channel().clone());
     let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
@@ -244,6 +266,32 @@ async fn switchyard_round(
         }
         if call >= counts.latency_warmup {
             series.role_client.push(nanos(elapsed));
+        }
+    }
+    // The same call through the hub's one call path (retry::Call: health and
+    // breaker checks, deadline, span, metrics), to show what it adds.
+    let handle = launched
+        .supervisor
+        .plugin(crate::rig::INSTANCE)
+        .context("the supervisor does not know testkit")?;
+    for call in 0..counts.latency_warmup + counts.latency_calls_per_round {
+        let start = Instant::now();
+        let outcomes = switchyard_hub::retry::call(
+            &handle,
+            switchyard_hub::retry::Rpc::Enrich,
+            |running| async move { running.roles.enrich(records).await },
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("the hub's call path failed: {err}"))?;
+        let elapsed = start.elapsed();
+        if outcomes.len() != 1 {
+            bail!(
+                "the call path answered {} outcomes for 1 record",
+                outcomes.len()
+            );
+        }
+        if call >= counts.latency_warmup {
+            series.call_path.push(nanos(elapsed));
         }
     }
     Ok(())
