@@ -277,7 +277,7 @@ async fn switchyard_round(
     for call in 0..counts.latency_warmup + counts.latency_calls_per_round {
         let start = Instant::now();
         let outcomes = switchyard_hub::retry::call(
-            &handle,
+            handle,
             switchyard_hub::retry::Rpc::Enrich,
             |running| async move { running.roles.enrich(records).await },
         )
