@@ -6,6 +6,11 @@
 //! describes it) on the hub's own channel to the plugin, with one item in
 //! flight. A second series uses the hub's `RoleClient::enrich` API, which
 //! opens a stream per call (what the admin API's `call/enrich` does).
+//!
+//! The bare-tonic series ([`crate::bare_tonic`]) make the same calls between
+//! two minimal tonic processes: a unary Echo of the record (go-plugin's call)
+//! and one-item messages on a long-lived Enrich stream (Switchyard's call), so
+//! the report separates Switchyard's own cost from its transport's.
 
 use std::time::Instant;
 
@@ -14,6 +19,7 @@ use switchyard_wire::pb::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::bare_tonic::BarePeer;
 use crate::floor;
 use crate::goplugin::Peer;
 use crate::payload;
@@ -27,7 +33,10 @@ use crate::stats::{self, Summary};
 struct Series {
     stream: Vec<u64>,
     role_client: Vec<u64>,
+    call_path: Vec<u64>,
     go_plugin: Vec<u64>,
+    bare_unary: Vec<u64>,
+    bare_stream: Vec<u64>,
     floor: Vec<u64>,
 }
 
@@ -42,7 +51,7 @@ pub async fn measure(
     for round in 0..counts.rounds {
         eprintln!("latency: round {}/{}", round + 1, counts.rounds);
         let launched = rig.launch().await?;
-        let result = switchyard_round(&launched.connection, counts, &mut series).await;
+        let result = switchyard_round(&launched, counts, &mut series).await;
         launched.stop().await;
         result?;
         series.go_plugin.extend(
@@ -51,6 +60,18 @@ pub async fn measure(
                 .context("go-plugin latency round")?,
         );
         let (calls, warmup) = (counts.latency_calls_per_round, counts.latency_warmup);
+        let bare = BarePeer::start().await?;
+        series.bare_unary.extend(
+            bare.unary_latency(calls, warmup)
+                .await
+                .context("bare tonic unary round")?,
+        );
+        series.bare_stream.extend(
+            bare.stream_latency(calls, warmup)
+                .await
+                .context("bare tonic stream round")?,
+        );
+        drop(bare);
         let floor_message = message.clone();
         series.floor.extend(
             tokio::task::spawn_blocking(move || floor::round(&floor_message, calls, warmup))
@@ -60,7 +81,10 @@ pub async fn measure(
     }
     let stream = stats::summarize(&mut series.stream);
     let role_client = stats::summarize(&mut series.role_client);
+    let call_path = stats::summarize(&mut series.call_path);
     let go_plugin = stats::summarize(&mut series.go_plugin);
+    let bare_unary = stats::summarize(&mut series.bare_unary);
+    let bare_stream = stats::summarize(&mut series.bare_stream);
     let floor = stats::summarize(&mut series.floor);
     let mut rows = Vec::new();
     for (label, pick, target) in [
@@ -76,16 +100,31 @@ pub async fn measure(
         ),
         ("p999", |s: &Summary| s.p999_ns, None),
     ] {
-        rows.push(Row::new(
-            "latency",
-            format!("Call latency {label}: Enrich, 1 record in flight"),
-            Value::micros(stream.as_ref().map(pick)),
-            Value::micros(go_plugin.as_ref().map(pick)),
-            Value::micros(floor.as_ref().map(pick)),
-            true,
-            target,
-        ));
+        rows.push(
+            Row::new(
+                "latency",
+                format!("Call latency {label}: Enrich, 1 record in flight"),
+                Value::micros(stream.as_ref().map(pick)),
+                Value::micros(go_plugin.as_ref().map(pick)),
+                Value::micros(floor.as_ref().map(pick)),
+                true,
+                target,
+            )
+            .bare_tonic(Value::micros(bare_stream.as_ref().map(pick))),
+        );
     }
+    rows.push(
+        Row::new(
+            "latency",
+            "Call latency p50 ÷ the raw-socket floor: Enrich, 1 record in flight",
+            Value::micros(stream.as_ref().map(|s| s.p50_ns)),
+            Value::none(),
+            Value::micros(floor.as_ref().map(|s| s.p50_ns)),
+            true,
+            Some(Target::RatioToFloorAtMost(15.0)),
+        )
+        .bare_tonic(Value::micros(bare_stream.as_ref().map(|s| s.p50_ns))),
+    );
     for (label, pick) in [
         ("p50", (|s: &Summary| s.p50_ns) as fn(&Summary) -> u64),
         ("p99", |s: &Summary| s.p99_ns),
@@ -100,14 +139,68 @@ pub async fn measure(
                 true,
                 None,
             )
-            .note("opens one Enrich stream per call (the admin API's path)"),
+            .bare_tonic(Value::micros(bare_unary.as_ref().map(pick)))
+            .note("opens one Enrich stream per call (the admin API's path); its bare-tonic figure is the unary Echo, one HTTP/2 stream per call"),
+        );
+    }
+    for (label, pick) in [
+        ("p50", (|s: &Summary| s.p50_ns) as fn(&Summary) -> u64),
+        ("p99", |s: &Summary| s.p99_ns),
+    ] {
+        rows.push(
+            Row::new(
+                "latency",
+                format!("Call latency {label}: hub call path (retry::Call around RoleClient::enrich)"),
+                Value::micros(call_path.as_ref().map(pick)),
+                Value::micros(go_plugin.as_ref().map(pick)),
+                Value::micros(floor.as_ref().map(pick)),
+                true,
+                None,
+            )
+            .bare_tonic(Value::micros(bare_unary.as_ref().map(pick)))
+            .note("what the pipeline and the admin API pay: the RoleClient call inside the hub's call path (health, breaker, deadline, span, metrics)"),
+        );
+    }
+    let per_call_over_stream = |pick: fn(&Summary) -> u64| match (&role_client, &stream) {
+        (Some(role), Some(stream)) if pick(stream) > 0 => {
+            Some(pick(role) as f64 / pick(stream) as f64)
+        }
+        _ => None,
+    };
+    rows.push(Row::new(
+        "latency",
+        "RoleClient::enrich ÷ long-lived stream, p50",
+        Value::ratio(per_call_over_stream(|s| s.p50_ns)),
+        Value::none(),
+        Value::none(),
+        true,
+        Some(Target::AtMost(1.2)),
+    ));
+    for (label, pick) in [
+        ("p50", (|s: &Summary| s.p50_ns) as fn(&Summary) -> u64),
+        ("p99", |s: &Summary| s.p99_ns),
+    ] {
+        rows.push(
+            Row::new(
+                "latency",
+                format!("Call latency {label}: bare tonic, unary Echo (transport only)"),
+                Value::micros(bare_unary.as_ref().map(pick)),
+                Value::micros(go_plugin.as_ref().map(pick)),
+                Value::micros(floor.as_ref().map(pick)),
+                true,
+                None,
+            )
+            .note("not Switchyard: the same unary call as go-plugin's between two minimal tonic processes (current_thread server, the bench's runtime as client); what gRPC over HTTP/2 in Rust costs"),
         );
     }
     let details = serde_json::json!({
         "payload_bytes": message.len(),
         "switchyard_enrich_stream": stream,
         "switchyard_role_client_enrich": role_client,
+        "switchyard_call_path_enrich": call_path,
         "go_plugin_unary_echo": go_plugin,
+        "bare_tonic_unary_echo": bare_unary,
+        "bare_tonic_enrich_stream": bare_stream,
         "floor_unix_socket_ping_pong": floor,
     });
     Ok((rows, details))
@@ -115,10 +208,11 @@ pub async fn measure(
 
 /// One Switchyard round: the long-lived stream series, then the RoleClient series.
 async fn switchyard_round(
-    connection: &switchyard_hub::supervisor::RunningPlugin,
+    launched: &crate::rig::Launched,
     counts: &Counts,
     series: &mut Series,
 ) -> anyhow::Result<()> {
+    let connection = &launched.connection;
     let record = payload::record();
     let mut client = pb::enricher_client::EnricherClient::new(connection.client.channel().clone());
     let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
@@ -172,6 +266,32 @@ async fn switchyard_round(
         }
         if call >= counts.latency_warmup {
             series.role_client.push(nanos(elapsed));
+        }
+    }
+    // The same call through the hub's one call path (retry::Call: health and
+    // breaker checks, deadline, span, metrics), to show what it adds.
+    let handle = launched
+        .supervisor
+        .plugin(crate::rig::INSTANCE)
+        .context("the supervisor does not know testkit")?;
+    for call in 0..counts.latency_warmup + counts.latency_calls_per_round {
+        let start = Instant::now();
+        let outcomes = switchyard_hub::retry::call(
+            handle,
+            switchyard_hub::retry::Rpc::Enrich,
+            |running| async move { running.roles.enrich(records).await },
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("the hub's call path failed: {err}"))?;
+        let elapsed = start.elapsed();
+        if outcomes.len() != 1 {
+            bail!(
+                "the call path answered {} outcomes for 1 record",
+                outcomes.len()
+            );
+        }
+        if call >= counts.latency_warmup {
+            series.call_path.push(nanos(elapsed));
         }
     }
     Ok(())

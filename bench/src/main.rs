@@ -13,12 +13,14 @@
 //! * [`goplugin`]: driving the Go peer's host.
 //! * [`hub_process`]: running the real `switchyard` binary.
 //! * [`floor`]: the raw Unix-socket ping-pong (server and client).
+//! * [`bare_tonic`]: the transport's floor, two minimal tonic processes.
 //! * [`latency`], [`stream`], [`launch`], [`restart`], [`pipeline`],
 //!   [`webhooks`], [`rest_poll`], [`footprint`]: one module per measurement.
 //! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
 //! * [`report`]: targets, ratios, JSON and markdown.
 
 mod cluster;
+mod bare_tonic;
 mod floor;
 mod footprint;
 mod goplugin;
@@ -68,6 +70,14 @@ enum Command {
         #[arg(long)]
         size: usize,
     },
+    /// The bare tonic peer: serves a unary Echo and Enricher on SOCKET
+    /// until stdin closes (started by `run`).
+    #[command(hide = true)]
+    TonicPeer {
+        /// The Unix socket to listen on.
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Offer HTTP POSTs at a fixed rate (open loop) and report accepted/s and
     /// latency percentiles measured from each request's intended send time.
     Loadgen {
@@ -113,6 +123,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::FloorPeer { socket, size } => floor::serve(&socket, size),
+        Command::TonicPeer { socket } => bare_tonic::serve(&socket),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(report::run(args))),
         Command::Loadgen {
             url,

@@ -30,6 +30,8 @@ pub enum Unit {
     Megabytes,
     /// Percent of one core.
     Percent,
+    /// A ratio of two figures of the same run.
+    Ratio,
 }
 
 /// One figure and its unit (absent when not measured).
@@ -79,6 +81,13 @@ impl Value {
             unit: Some(Unit::Megabytes),
         }
     }
+    /// A ratio of two figures of the same run.
+    pub fn ratio(ratio: Option<f64>) -> Self {
+        Value {
+            value: ratio,
+            unit: Some(Unit::Ratio),
+        }
+    }
     /// Percent of one core.
     pub fn percent(percent: Option<f64>) -> Self {
         Value {
@@ -94,6 +103,8 @@ impl Value {
 pub enum Target {
     /// Switchyard ÷ go-plugin must be at most this.
     RatioToGoAtMost(f64),
+    /// Switchyard ÷ the physical floor must be at most this.
+    RatioToFloorAtMost(f64),
     /// Switchyard's figure must be at least this.
     AtLeast(f64),
     /// Switchyard's figure must be at most this.
@@ -113,10 +124,14 @@ pub struct Row {
     pub switchyard: Option<f64>,
     /// go-plugin's figure.
     pub go_plugin: Option<f64>,
+    /// The same call between two minimal tonic processes (the transport's floor).
+    pub bare_tonic: Option<f64>,
     /// The physical floor's figure.
     pub floor: Option<f64>,
     /// Switchyard ÷ go-plugin.
     pub ratio_to_go_plugin: Option<f64>,
+    /// Switchyard ÷ bare tonic.
+    pub ratio_to_bare_tonic: Option<f64>,
     /// Switchyard ÷ floor.
     pub ratio_to_floor: Option<f64>,
     /// Whether smaller figures are better (latency, time, memory).
@@ -150,8 +165,10 @@ impl Row {
             unit: switchyard.unit.or(go_plugin.unit).or(floor.unit),
             switchyard: switchyard.value,
             go_plugin: go_plugin.value,
+            bare_tonic: None,
             floor: floor.value,
             ratio_to_go_plugin: ratio(go_plugin.value),
+            ratio_to_bare_tonic: None,
             ratio_to_floor: ratio(floor.value),
             lower_is_better,
             target,
@@ -160,6 +177,17 @@ impl Row {
         };
         row.status = row.evaluate();
         row
+    }
+
+    /// Adds the bare-tonic figure (the same call between two minimal tonic
+    /// processes) and Switchyard's ratio to it.
+    pub fn bare_tonic(mut self, bare: Value) -> Self {
+        self.bare_tonic = bare.value;
+        self.ratio_to_bare_tonic = match (self.switchyard, bare.value) {
+            (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours / theirs),
+            _ => None,
+        };
+        self
     }
 
     /// Adds a remark.
@@ -209,6 +237,14 @@ impl Row {
                     (ratio / limit - 1.0) * 100.0
                 ),
                 None => "not measured (no go-plugin figure)".to_owned(),
+            },
+            Target::RatioToFloorAtMost(limit) => match self.ratio_to_floor {
+                Some(ratio) if ratio <= limit => "met".to_owned(),
+                Some(ratio) => format!(
+                    "missed: {ratio:.1}× the floor, target ≤ {limit}× ({:.0}% too slow)",
+                    (ratio / limit - 1.0) * 100.0
+                ),
+                None => "not measured (no floor figure)".to_owned(),
             },
             Target::AtLeast(limit) if ours >= limit => "met".to_owned(),
             Target::AtLeast(limit) => format!(
@@ -433,9 +469,9 @@ pub fn markdown(report: &Report) -> String {
         counts.launches_per_round
     );
     out.push_str(
-        "| Measurement | Switchyard | go-plugin | floor | ÷ go-plugin | ÷ floor | Target | Result |\n",
+        "| Measurement | Switchyard | go-plugin | bare tonic | floor | ÷ go-plugin | ÷ bare tonic | ÷ floor | Target | Result |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---|---|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
     let mut notes = Vec::new();
     for row in &report.rows {
         let mut name = row.measurement.clone();
@@ -451,12 +487,14 @@ pub fn markdown(report: &Report) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             name,
             format_value(row.switchyard, row.unit),
             format_value(row.go_plugin, row.unit),
+            format_value(row.bare_tonic, row.unit),
             format_value(row.floor, row.unit),
             format_ratio(row.ratio_to_go_plugin),
+            format_ratio(row.ratio_to_bare_tonic),
             format_ratio(row.ratio_to_floor),
             format_target(row.target, row.unit),
             row.status.replace('|', "\\|").replace('\n', " "),
@@ -464,7 +502,9 @@ pub fn markdown(report: &Report) -> String {
     }
     out.push_str(
         "\nRatios are Switchyard ÷ the other: below 1 is better for times and memory, \
-         above 1 is better for throughput. \"-\" means not measured.\n",
+         above 1 is better for throughput. \"-\" means not measured. \"bare tonic\" is \
+         the same call between two minimal tonic processes over a Unix socket (the \
+         transport's floor; see docs/benchmarks.md).\n",
     );
     for (index, note) in notes.iter().enumerate() {
         let _ = writeln!(out, "\n[{}] {}", index + 1, note);
@@ -483,6 +523,7 @@ fn format_value(value: Option<f64>, unit: Option<Unit>) -> String {
         Some(Unit::Megabytes) if value.abs() < 10.0 => format!("{value:.2} MB"),
         Some(Unit::Megabytes) => format!("{value:.1} MB"),
         Some(Unit::Percent) => format!("{value:.2}%"),
+        Some(Unit::Ratio) => format!("{value:.2}×"),
         None => format!("{value}"),
     }
 }
@@ -495,6 +536,7 @@ fn format_target(target: Option<Target>, unit: Option<Unit>) -> String {
     match target {
         None => String::new(),
         Some(Target::RatioToGoAtMost(limit)) => format!("≤ {limit}× go-plugin"),
+        Some(Target::RatioToFloorAtMost(limit)) => format!("≤ {limit}× floor"),
         Some(Target::AtLeast(limit)) => format!("≥ {}", format_value(Some(limit), unit)),
         Some(Target::AtMost(limit)) => format!("≤ {}", format_value(Some(limit), unit)),
     }

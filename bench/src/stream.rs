@@ -6,6 +6,9 @@
 //!
 //! A second pair of series drives the hub's own `RoleClient::enrich` and
 //! `RoleClient::events` with a window's worth of items per call.
+//!
+//! The floor of the Enrich row is the same bidi stream (same record, batches
+//! and window) between two minimal tonic processes ([`crate::bare_tonic`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +21,7 @@ use switchyard_wire::pb::v1 as pb;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::bare_tonic::BarePeer;
 use crate::footprint::{clock_ticks_per_second, cpu_ticks};
 use crate::goplugin::Peer;
 use crate::payload;
@@ -43,6 +47,7 @@ struct Rates {
     role_client_events: Vec<f64>,
     go_enrich: Vec<f64>,
     go_events: Vec<f64>,
+    bare_tonic_enrich: Vec<f64>,
 }
 
 /// Which stream a round drives.
@@ -109,6 +114,12 @@ pub async fn measure(
                 .await
                 .context("go-plugin HandleEvent round")?,
         );
+        let bare = BarePeer::start().await?;
+        rates.bare_tonic_enrich.push(
+            bare.stream_rate(items, batch, window)
+                .await
+                .context("bare tonic Enrich round")?,
+        );
     }
     let median = |values: &[f64]| stats::median(values);
     let mut rows = vec![
@@ -120,7 +131,18 @@ pub async fn measure(
             Value::none(),
             false,
             Some(Target::AtLeast(1_000_000.0)),
-        ),
+        )
+        .bare_tonic(Value::rate(median(&rates.bare_tonic_enrich))),
+        Row::new(
+            "stream",
+            "Enrich throughput: bare tonic, same bidi stream (records/s)",
+            Value::rate(median(&rates.bare_tonic_enrich)),
+            Value::rate(median(&rates.go_enrich)),
+            Value::none(),
+            false,
+            None,
+        )
+        .note("not Switchyard: the same Enrich stream, batches and window between two minimal tonic processes, answered in place; the transport's floor"),
         Row::new(
             "stream",
             "HandleEvent throughput, every event acked (events/s)",

@@ -21,6 +21,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
 
+use super::io_thread::IoExecutor;
+
 /// Why the hub could not connect to a plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -56,6 +58,9 @@ pub enum ConnectError {
         /// The transport error.
         source: tonic::transport::Error,
     },
+    /// The thread that runs the connection could not be started.
+    #[error("cannot start the thread for its connection: {0}")]
+    Thread(std::io::Error),
     /// The TLS handshake (AutoMTLS) failed, or the plugin ended the TLS
     /// session with an alert (it refused the hub's certificate).
     #[error("the TLS handshake with it on {address} failed: {reason}")]
@@ -108,6 +113,10 @@ impl PluginChannel {
 /// Opens a channel to the plugin. Message size limits are raised to what Go
 /// plugins allow, so large records are not refused by the hub.
 ///
+/// The connection runs on a thread of its own ([`IoExecutor`]): the socket
+/// is opened there and every task of the channel is spawned there, so a
+/// call's bytes never hop between the hub's worker threads.
+///
 /// `tls` is the hub's certificate for this launch when the plugin runs with
 /// `tls = "auto"` (it was sent in `PLUGIN_CLIENT_CERT`); then the plugin must
 /// have printed its certificate, and only that one is accepted.
@@ -140,28 +149,46 @@ pub async fn connect(
         }
     }
     .connect_timeout(Duration::from_secs(5));
+    let io = IoExecutor::start("sy-plugin-io").map_err(ConnectError::Thread)?;
+    let endpoint = endpoint.executor(io.clone());
     let address = line.address.clone();
+    // Each connector opens the socket (and runs the TLS handshake) on the
+    // connection's thread, so the socket's events reach that thread.
     let result = match (line.network, tls_config) {
         (Network::Unix, None) => {
             endpoint
                 .connect_with_connector(tower::service_fn(move |_| {
-                    let path = address.clone();
+                    let (path, io) = (address.clone(), io.clone());
                     async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                        let stream = io.run(UnixStream::connect(path)).await??;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
                     }
                 }))
                 .await
         }
-        (Network::Tcp, None) => endpoint.connect().await,
+        (Network::Tcp, None) => {
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let (address, io) = (address.clone(), io.clone());
+                    async move {
+                        let stream = io.run(tcp_connect(address)).await??;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }))
+                .await
+        }
         (Network::Unix, Some(config)) => {
             let failure = tls_failure.clone();
             endpoint
                 .connect_with_connector(tower::service_fn(move |_| {
-                    let (path, config, failure) =
-                        (address.clone(), config.clone(), failure.clone());
+                    let (path, config, failure, io) =
+                        (address.clone(), config.clone(), failure.clone(), io.clone());
                     async move {
-                        let stream = UnixStream::connect(path).await?;
-                        tls_handshake(stream, config, failure).await
+                        io.run(async move {
+                            let stream = UnixStream::connect(path).await?;
+                            tls_handshake(stream, config, failure).await
+                        })
+                        .await?
                     }
                 }))
                 .await
@@ -170,11 +197,14 @@ pub async fn connect(
             let failure = tls_failure.clone();
             endpoint
                 .connect_with_connector(tower::service_fn(move |_| {
-                    let (address, config, failure) =
-                        (address.clone(), config.clone(), failure.clone());
+                    let (address, config, failure, io) =
+                        (address.clone(), config.clone(), failure.clone(), io.clone());
                     async move {
-                        let stream = TcpStream::connect(address).await?;
-                        tls_handshake(stream, config, failure).await
+                        io.run(async move {
+                            let stream = tcp_connect(address).await?;
+                            tls_handshake(stream, config, failure).await
+                        })
+                        .await?
                     }
                 }))
                 .await
@@ -196,6 +226,14 @@ pub async fn connect(
             },
         }),
     }
+}
+
+/// Connects to a loopback TCP address with Nagle's algorithm off (as
+/// tonic's own connector does).
+async fn tcp_connect(address: String) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Runs the client side of the TLS handshake on a fresh stream.

@@ -3,12 +3,14 @@
 //! hub's domain types.
 //!
 //! * [`channel`]: connect to the address a plugin printed in its handshake.
+//! * [`io_thread`]: the thread each plugin connection runs on.
 //! * [`plugin`]: health, metadata, Configure, Shutdown and the stdio stream.
 //! * [`roles`]: Poll, HandleWebhook, Enrich and HandleEvent.
 //! * [`convert`]: pb <-> domain, validating what plugins send.
 
 pub mod channel;
 pub mod convert;
+pub mod io_thread;
 pub mod plugin;
 pub mod roles;
 

@@ -1,0 +1,374 @@
+//! The transport's floor: the same calls between two minimal tonic
+//! processes over a Unix socket, so the report separates what Switchyard
+//! costs from what gRPC over HTTP/2 in Rust costs.
+//!
+//! The server is this binary re-executed as `tonic-peer`: a current_thread
+//! runtime (the Rust SDK's default), tonic's `Server` with default settings,
+//! serving a unary `benchpeer.v1.Echo/Echo` of a `switchyard.v1.Record` (the
+//! Go peer's call) and `switchyard.v1.Enricher` answering each message in
+//! place (no task, no channel). Each answer carries the record with
+//! `metadata["chain"]` extended, as testkit and the Go peer do. The client is
+//! plain tonic (`Endpoint::connect_with_connector`, a `Channel`) in the
+//! bench's runtime, the same one the Switchyard rows run in. The peer stops
+//! when its stdin closes.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hyper_util::rt::TokioIo;
+use switchyard_wire::pb::v1 as pb;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::codegen::{BoxFuture, Service, StdError, http};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+use tonic_prost::ProstCodec;
+
+use crate::latency::nanos;
+
+/// The unary method the Go peer serves too.
+const ECHO_PATH: &str = "/benchpeer.v1.Echo/Echo";
+/// What the bare peer appends to `metadata["chain"]`.
+const TAG: &str = "tonic";
+
+/// Appends [`TAG`] to the record's `metadata["chain"]`.
+fn tag(record: &mut pb::Record) {
+    let chain = record.metadata.entry("chain".to_owned()).or_default();
+    if !chain.is_empty() {
+        chain.push(',');
+    }
+    chain.push_str(TAG);
+}
+
+/// Serves the bare peer on `socket` until stdin closes (the `tonic-peer` subcommand).
+pub fn serve(socket: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = UnixListener::bind(socket)
+            .with_context(|| format!("cannot listen on {}", socket.display()))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = stop.send(());
+        });
+        tonic::transport::Server::builder()
+            .add_service(EchoServer)
+            .add_service(pb::enricher_server::EnricherServer::new(BareEnricher))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await
+            .context("the bare tonic server failed")
+    })
+}
+
+/// `switchyard.v1.Enricher`, answering each request message as it is read.
+struct BareEnricher;
+
+#[tonic::async_trait]
+impl pb::enricher_server::Enricher for BareEnricher {
+    type EnrichStream = Pin<Box<dyn Stream<Item = Result<pb::EnrichResponse, Status>> + Send>>;
+
+    async fn enrich(
+        &self,
+        request: Request<Streaming<pb::EnrichRequest>>,
+    ) -> Result<Response<Self::EnrichStream>, Status> {
+        let answers = request.into_inner().map(|message| {
+            message.map(|message| pb::EnrichResponse {
+                results: message
+                    .items
+                    .into_iter()
+                    .map(|item| pb::EnrichResult {
+                        sequence: item.sequence,
+                        outcome: Some(match item.record {
+                            Some(mut record) => {
+                                tag(&mut record);
+                                pb::enrich_result::Outcome::Record(record)
+                            }
+                            None => pb::enrich_result::Outcome::Failure(pb::Failure {
+                                message: "no record".to_owned(),
+                                ..Default::default()
+                            }),
+                        }),
+                    })
+                    .collect(),
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+/// `benchpeer.v1.Echo`, written the way tonic's generated servers are (the
+/// bench has no protoc at build time).
+#[derive(Clone)]
+struct EchoServer;
+
+impl tonic::server::NamedService for EchoServer {
+    const NAME: &'static str = "benchpeer.v1.Echo";
+}
+
+/// The unary handler.
+struct EchoCall;
+
+impl tonic::server::UnaryService<pb::Record> for EchoCall {
+    type Response = pb::Record;
+    type Future = BoxFuture<Response<pb::Record>, Status>;
+
+    fn call(&mut self, request: Request<pb::Record>) -> Self::Future {
+        Box::pin(async move {
+            let mut record = request.into_inner();
+            tag(&mut record);
+            Ok(Response::new(record))
+        })
+    }
+}
+
+impl<B> Service<http::Request<B>> for EchoServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() == ECHO_PATH {
+            Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(ProstCodec::default());
+                Ok(grpc.unary(EchoCall, request).await)
+            })
+        } else {
+            Box::pin(async move { Ok(Status::unimplemented("only Echo is served").into_http()) })
+        }
+    }
+}
+
+/// The bare peer's process; killed and reaped if the measurement ends early.
+pub struct BarePeer {
+    child: Child,
+    channel: Channel,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for BarePeer {
+    fn drop(&mut self) {
+        // Closing stdin asks for a graceful stop; kill covers a stuck peer.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BarePeer {
+    /// Starts the peer and connects a plain tonic channel to it.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("sy-tonic-")
+            .tempdir_in("/tmp")
+            .context("cannot create a temp dir")?;
+        let socket = dir.path().join("tonic.sock");
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let mut child = Command::new(exe)
+            .arg("tonic-peer")
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("cannot start the bare tonic peer")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).await.is_err() {
+            if let Some(status) = child.try_wait()? {
+                bail!("the bare tonic peer exited early: {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the bare tonic peer did not listen within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let path = socket.clone();
+        let connected =
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await;
+        let channel = match connected {
+            Ok(channel) => channel,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err).context("cannot connect to the bare tonic peer");
+            }
+        };
+        Ok(BarePeer {
+            child,
+            channel,
+            _dir: dir,
+        })
+    }
+
+    /// Sequential unary Echo calls; the measured latencies.
+    pub async fn unary_latency(&self, calls: usize, warmup: usize) -> anyhow::Result<Vec<u64>> {
+        let record = crate::payload::record();
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let path = http::uri::PathAndQuery::from_static(ECHO_PATH);
+        let mut samples = Vec::with_capacity(calls);
+        for call in 0..warmup + calls {
+            let start = Instant::now();
+            grpc.ready()
+                .await
+                .context("the bare channel is not ready")?;
+            let answer: Response<pb::Record> = grpc
+                .unary(
+                    Request::new(record.clone()),
+                    path.clone(),
+                    ProstCodec::<pb::Record, pb::Record>::default(),
+                )
+                .await
+                .context("bare Echo failed")?;
+            let elapsed = start.elapsed();
+            check_tagged(&answer.into_inner())?;
+            if call >= warmup {
+                samples.push(nanos(elapsed));
+            }
+        }
+        Ok(samples)
+    }
+
+    /// Sequential one-item messages on one long-lived Enrich stream; the
+    /// measured latencies.
+    pub async fn stream_latency(&self, calls: usize, warmup: usize) -> anyhow::Result<Vec<u64>> {
+        let record = crate::payload::record();
+        let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone());
+        let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
+        let mut responses = client
+            .enrich(ReceiverStream::new(receiver))
+            .await
+            .context("cannot open the bare Enrich stream")?
+            .into_inner();
+        let mut samples = Vec::with_capacity(calls);
+        for call in 0..warmup + calls {
+            let sequence = call as u64;
+            let start = Instant::now();
+            requests
+                .send(pb::EnrichRequest {
+                    items: vec![pb::EnrichItem {
+                        sequence,
+                        record: Some(record.clone()),
+                    }],
+                })
+                .await
+                .context("the bare Enrich stream closed")?;
+            let response = responses
+                .message()
+                .await
+                .context("bare Enrich failed")?
+                .context("the bare Enrich stream ended early")?;
+            let elapsed = start.elapsed();
+            match response.results.as_slice() {
+                [result] if result.sequence == sequence => {}
+                _ => bail!("the bare peer answered something other than sequence {sequence}"),
+            }
+            if call >= warmup {
+                samples.push(nanos(elapsed));
+            }
+        }
+        Ok(samples)
+    }
+
+    /// `items` through one Enrich stream, `window` in flight in messages of
+    /// `batch`, every item checked answered once; items per second.
+    pub async fn stream_rate(
+        &self,
+        items: usize,
+        batch: usize,
+        window: usize,
+    ) -> anyhow::Result<f64> {
+        let record = crate::payload::record();
+        let credits = Arc::new(Semaphore::new(window));
+        let sender_credits = credits.clone();
+        let batch_permits = u32::try_from(batch).context("batch too large")?;
+        let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>((window / batch).max(1));
+        let start = Instant::now();
+        let sender = tokio::spawn(async move {
+            for first in (0..items).step_by(batch) {
+                sender_credits.acquire_many(batch_permits).await?.forget();
+                let message = pb::EnrichRequest {
+                    items: (first..(first + batch).min(items))
+                        .map(|sequence| pb::EnrichItem {
+                            sequence: sequence as u64,
+                            record: Some(record.clone()),
+                        })
+                        .collect(),
+                };
+                if requests.send(message).await.is_err() {
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        });
+        let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone());
+        let mut responses = client
+            .enrich(ReceiverStream::new(receiver))
+            .await
+            .context("cannot open the bare Enrich stream")?
+            .into_inner();
+        let mut answered = vec![false; items];
+        let mut done = 0;
+        while done < items {
+            let response = responses
+                .message()
+                .await
+                .context("bare Enrich failed")?
+                .with_context(|| format!("bare Enrich ended with {done} of {items} answered"))?;
+            for result in &response.results {
+                let slot = usize::try_from(result.sequence)
+                    .ok()
+                    .and_then(|index| answered.get_mut(index))
+                    .with_context(|| format!("item {} was never sent", result.sequence))?;
+                if std::mem::replace(slot, true) {
+                    bail!("item {} was answered twice", result.sequence);
+                }
+            }
+            done += response.results.len();
+            credits.add_permits(response.results.len());
+        }
+        let rate = items as f64 / start.elapsed().as_secs_f64();
+        sender.await.context("the sender panicked")??;
+        Ok(rate)
+    }
+}
+
+/// Checks that the echo came back tagged.
+fn check_tagged(record: &pb::Record) -> anyhow::Result<()> {
+    match record.metadata.get("chain") {
+        Some(chain) if chain.ends_with(TAG) => Ok(()),
+        _ => bail!("the bare peer answered a record without its tag"),
+    }
+}
