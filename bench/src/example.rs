@@ -258,7 +258,7 @@ async fn run_hub(
     let (load, loadgen_ticks) = offer(&plan).await;
     let result = async {
         let load = load?;
-        let drained = wait_drained(&hub_process.base_url(), load.accepted).await?;
+        let drained = wait_drained(&hub_process.base_url(), WEBHOOK, load.accepted).await?;
         let after = cpu_snapshot(pid, None);
         Ok::<_, anyhow::Error>((load, drained, after))
     }
@@ -329,7 +329,7 @@ async fn run_floor(bench_exe: &Path, rate: u64, duration: Duration) -> anyhow::R
 
 /// Runs the load generator; returns its outcome and the CPU ticks this
 /// process used meanwhile.
-async fn offer(plan: &Plan) -> (anyhow::Result<Outcome>, u64) {
+pub(crate) async fn offer(plan: &Plan) -> (anyhow::Result<Outcome>, u64) {
     let me = Pid::this();
     let before = cpu_ticks(me).unwrap_or(0);
     let outcome = loadgen::run(plan).await;
@@ -337,21 +337,26 @@ async fn offer(plan: &Plan) -> (anyhow::Result<Outcome>, u64) {
     (outcome, after.saturating_sub(before))
 }
 
-fn ticks_to_us(ticks: u64) -> f64 {
+pub(crate) fn ticks_to_us(ticks: u64) -> f64 {
     ticks as f64 * 1e6 / clock_ticks_per_second()
 }
 
 /// How the wait for the hub's deliveries ended.
-struct Drained {
+pub(crate) struct Drained {
     /// Every accepted delivery was done (or dead-lettered).
-    done: bool,
+    pub(crate) done: bool,
     /// From the end of the load until then.
-    elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
-/// Waits until the hub's webhook plugin has finished `accepted` deliveries
-/// (done or dead-lettered), reading its `/metrics`, at most [`DRAIN_LIMIT`].
-async fn wait_drained(base_url: &str, accepted: u64) -> anyhow::Result<Drained> {
+/// Waits until the hub's webhook plugin `plugin` has finished `accepted`
+/// deliveries (done or dead-lettered), reading its `/metrics`, at most
+/// [`DRAIN_LIMIT`].
+pub(crate) async fn wait_drained(
+    base_url: &str,
+    plugin: &str,
+    accepted: u64,
+) -> anyhow::Result<Drained> {
     let http = reqwest::Client::new();
     let start = Instant::now();
     let url = format!("{base_url}/metrics");
@@ -364,7 +369,7 @@ async fn wait_drained(base_url: &str, accepted: u64) -> anyhow::Result<Drained> 
             .context("cannot read the hub's /metrics")?
             .text()
             .await?;
-        if finished_deliveries(&text) >= accepted {
+        if finished_deliveries(&text, plugin) >= accepted {
             return Ok(Drained {
                 done: true,
                 elapsed: start.elapsed(),
@@ -380,9 +385,9 @@ async fn wait_drained(base_url: &str, accepted: u64) -> anyhow::Result<Drained> 
     }
 }
 
-/// The example webhook plugin's finished deliveries (done and dead) in the
+/// Webhook plugin `plugin`'s finished deliveries (done and dead) in the
 /// hub's metrics text.
-fn finished_deliveries(metrics: &str) -> u64 {
+fn finished_deliveries(metrics: &str, plugin: &str) -> u64 {
     metrics
         .lines()
         .filter(|line| !line.starts_with('#'))
@@ -395,7 +400,7 @@ fn finished_deliveries(metrics: &str) -> u64 {
                 return None;
             }
             let (labels, value) = rest.split_once('}')?;
-            if !labels.contains(&format!("plugin=\"{WEBHOOK}\"")) {
+            if !labels.contains(&format!("plugin=\"{plugin}\"")) {
                 return None;
             }
             value.split_whitespace().next()?.parse::<f64>().ok()
@@ -432,6 +437,6 @@ mod tests {
             switchyard_webhook_deliveries_total{plugin=\"webhooks\",outcome=\"dead\"} 1\n\
             switchyard_webhook_deliveries_total{plugin=\"other\",outcome=\"done\"} 7\n\
             switchyard_webhook_inbox_pending{plugin=\"webhooks\"} 3\n";
-        assert_eq!(finished_deliveries(metrics), 42);
+        assert_eq!(finished_deliveries(metrics, WEBHOOK), 42);
     }
 }
