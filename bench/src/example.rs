@@ -55,7 +55,8 @@ pub struct Side {
     /// The server's CPU per accepted request, in microseconds (for the hub,
     /// until its deliveries were done).
     pub cpu_us_per_request: Option<f64>,
-    /// The server's CPU over the window, in cores.
+    /// The server's CPU over the window (from the first request until the
+    /// hub's deliveries were done), in cores.
     pub cpu_cores: f64,
     /// The load generator's own CPU per offered request, in microseconds.
     pub loadgen_cpu_us_per_request: f64,
@@ -254,18 +255,20 @@ async fn run_hub(
         headers: Vec::new(),
         max_in_flight: 1024,
     };
+    let start = Instant::now();
     let before = cpu_snapshot(pid, None);
     let (load, loadgen_ticks) = offer(&plan).await;
     let result = async {
         let load = load?;
         let drained = wait_drained(&hub_process.base_url(), WEBHOOK, load.accepted).await?;
         let after = cpu_snapshot(pid, None);
-        Ok::<_, anyhow::Error>((load, drained, after))
+        let window_seconds = start.elapsed().as_secs_f64().max(1e-9);
+        Ok::<_, anyhow::Error>((load, drained, after, window_seconds))
     }
     .await;
     let tail = hub_process.log_tail(10);
     hub_process.stop().await?;
-    let (load, drained, after) =
+    let (load, drained, after, window_seconds) =
         result.with_context(|| format!("the hub's last log lines:\n{tail}"))?;
     let window = |name: &str| {
         let start = before
@@ -287,7 +290,7 @@ async fn run_hub(
         .collect();
     Ok(Side {
         cpu_us_per_request: (load.accepted > 0).then(|| per_request(hub_ticks)),
-        cpu_cores: ticks_to_us(hub_ticks) / 1e6 / drained.elapsed.as_secs_f64().max(1e-9),
+        cpu_cores: ticks_to_us(hub_ticks) / 1e6 / window_seconds,
         loadgen_cpu_us_per_request: ticks_to_us(loadgen_ticks) / load.offered.max(1) as f64,
         plugins_cpu_us_per_request: plugins,
         drained: drained.done,
@@ -345,8 +348,6 @@ pub(crate) fn ticks_to_us(ticks: u64) -> f64 {
 pub(crate) struct Drained {
     /// Every accepted delivery was done (or dead-lettered).
     pub(crate) done: bool,
-    /// From the end of the load until then.
-    pub(crate) elapsed: Duration,
 }
 
 /// Waits until the hub's webhook plugin `plugin` has finished `accepted`
@@ -370,16 +371,10 @@ pub(crate) async fn wait_drained(
             .text()
             .await?;
         if finished_deliveries(&text, plugin) >= accepted {
-            return Ok(Drained {
-                done: true,
-                elapsed: start.elapsed(),
-            });
+            return Ok(Drained { done: true });
         }
         if start.elapsed() > DRAIN_LIMIT {
-            return Ok(Drained {
-                done: false,
-                elapsed: start.elapsed(),
-            });
+            return Ok(Drained { done: false });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
