@@ -17,13 +17,18 @@
 //! * [`latency`], [`stream`], [`launch`], [`restart`], [`pipeline`],
 //!   [`webhooks`], [`rest_poll`], [`footprint`]: one module per measurement.
 //! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
+//! * [`example`]: README's example pipeline under webhook load, beside
+//!   [`http_floor`] (a bare axum handler); [`store_floor`]: the durable
+//!   pipeline's rows written by a minimal program (issue #15's floors).
 //! * [`report`]: targets, ratios, JSON and markdown.
 
-mod cluster;
 mod bare_tonic;
+mod cluster;
+mod example;
 mod floor;
 mod footprint;
 mod goplugin;
+mod http_floor;
 mod hub_process;
 mod latency;
 mod launch;
@@ -37,6 +42,7 @@ mod restart;
 mod rig;
 mod settings;
 mod stats;
+mod store_floor;
 mod stream;
 mod webhooks;
 
@@ -77,6 +83,14 @@ enum Command {
         /// The Unix socket to listen on.
         #[arg(long)]
         socket: PathBuf,
+    },
+    /// The webhooks' floor: a bare axum handler answering 202 to
+    /// `POST /webhooks/{name}` on 127.0.0.1:PORT (started by `run`).
+    #[command(hide = true)]
+    HttpFloor {
+        /// The loopback port to listen on.
+        #[arg(long)]
+        port: u16,
     },
     /// Offer HTTP POSTs at a fixed rate (open loop) and report accepted/s and
     /// latency percentiles measured from each request's intended send time.
@@ -124,6 +138,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::FloorPeer { socket, size } => floor::serve(&socket, size),
         Command::TonicPeer { socket } => bare_tonic::serve(&socket),
+        Command::HttpFloor { port } => http_floor::serve(port),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(report::run(args))),
         Command::Loadgen {
             url,

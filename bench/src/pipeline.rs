@@ -330,7 +330,7 @@ pub(crate) async fn wait_for_lines(
 /// CPU ticks so far of the hub, each of its plugins (by instance: the
 /// pipeline runs each binary once, so the command name tells them apart)
 /// and, for PostgreSQL, the server (its main process and every child).
-fn cpu_snapshot(hub: Pid, postmaster: Option<Pid>) -> Vec<(String, u64)> {
+pub(crate) fn cpu_snapshot(hub: Pid, postmaster: Option<Pid>) -> Vec<(String, u64)> {
     let mut snapshot = vec![("hub".to_owned(), cpu_ticks(hub).unwrap_or(0))];
     let processes = processes();
     for (pid, parent, name) in &processes {

@@ -370,6 +370,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await;
         take("pipeline", result, &mut rows);
     }
+    // The durable pipeline's floor (issue #15, item 3), beside its rows.
+    if selected(&args, "store-floor") {
+        take(
+            "store-floor",
+            crate::store_floor::measure(&counts).await,
+            &mut rows,
+        );
+        crate::store_floor::attach(&mut rows);
+    }
     if selected(&args, "cluster") {
         let result = async {
             let binaries = pipeline_binaries(&args, &hub, &testkit)?;
@@ -382,6 +391,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         take(
             "webhooks",
             webhooks::measure(&hub, &testkit, &counts).await,
+            &mut rows,
+        );
+    }
+    // README's example pipeline with the axum floor (issue #15, items 4, 5).
+    if selected(&args, "example") {
+        take(
+            "example",
+            crate::example::measure(&hub, &counts).await,
             &mut rows,
         );
     }
@@ -543,7 +560,7 @@ fn format_target(target: Option<Target>, unit: Option<Unit>) -> String {
 }
 
 /// An integer with thousands separators (`1,234,567`).
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.abs());
     let mut grouped = String::new();
     for (index, digit) in digits.chars().enumerate() {

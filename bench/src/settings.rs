@@ -35,7 +35,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Run only these measurements (comma-separated: latency, stream, launch,
-    /// restart, pipeline, cluster, webhooks, rest-poll, footprint).
+    /// restart, pipeline, store-floor, cluster, webhooks, example, rest-poll,
+    /// footprint).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Items per streamed message (overrides the default, 64, the hub's own batch size).
@@ -83,6 +84,14 @@ pub struct Counts {
     pub webhook_duration: Duration,
     /// Plugin counts for the footprint.
     pub footprint_plugins: Vec<usize>,
+    // --- the example pipeline (issue #15, items 4 and 5) ---
+    /// Webhooks/s offered to README's example pipeline (and its axum floor).
+    pub example_rates: Vec<u64>,
+    /// The saturation run's offered rate (more than the hub can take).
+    pub example_saturation_rate: u64,
+    /// How long each example rate is offered.
+    #[serde(with = "millis")]
+    pub example_duration: Duration,
     /// How long the hub settles after /readyz before the idle window.
     #[serde(with = "millis")]
     pub footprint_settle: Duration,
@@ -111,6 +120,9 @@ impl Counts {
                 webhook_rate: 500,
                 webhook_duration: Duration::from_secs(1),
                 footprint_plugins: vec![10, 20],
+                example_rates: vec![300, 1_500],
+                example_saturation_rate: 20_000,
+                example_duration: Duration::from_secs(2),
                 footprint_settle: Duration::from_millis(500),
                 footprint_idle: Duration::from_secs(1),
             }
@@ -131,6 +143,9 @@ impl Counts {
                 webhook_rate: 10_000,
                 webhook_duration: Duration::from_secs(5),
                 footprint_plugins: vec![10, 100],
+                example_rates: vec![300, 1_500, 5_000, 10_000],
+                example_saturation_rate: 20_000,
+                example_duration: Duration::from_secs(5),
                 footprint_settle: Duration::from_secs(2),
                 footprint_idle: Duration::from_secs(10),
             }

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::footprint::cpu_ticks;
+use crate::http_floor::FloorServer;
 use crate::hub_process::{HubProcess, free_port, sqlite_url};
 use crate::loadgen::{self, Plan};
 use crate::report::{Row, Target, Value};
@@ -25,7 +27,8 @@ pub async fn measure(
     testkit: &Path,
     counts: &Counts,
 ) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
-    let (mut rows, sync) = measure_sync(hub, testkit, counts).await?;
+    let floor = offer_floor(counts).await?;
+    let (mut rows, sync) = measure_sync(hub, testkit, counts, &floor).await?;
     let webhook_json = testkit.with_file_name("webhook-json");
     let offered = format!("{} offered/s", counts.webhook_rate);
     let at_target_rate = counts.webhook_rate >= TARGET_RATE;
@@ -36,14 +39,23 @@ pub async fn measure(
              [plugins.{INSTANCE}.webhook]\nauth = \"none\"\nmax_pending = 1000000\n",
             crate::rig::toml_string(&webhook_json),
         );
-        let outcome = offer(hub, INSTANCE, &plugins, "webhooks (asynchronous)", counts).await?;
+        let offered_async = offer(
+            hub,
+            INSTANCE,
+            &plugins,
+            "webhooks (asynchronous)",
+            counts,
+            true,
+        )
+        .await?;
+        let outcome = &offered_async.outcome;
         rows.push(
             Row::new(
                 "webhooks",
                 format!("Webhooks accepted, asynchronous inbox, {offered}"),
                 Value::rate(Some(outcome.accepted_per_second)),
                 Value::none(),
-                Value::none(),
+                Value::rate(Some(floor.outcome.accepted_per_second)),
                 false,
                 target(Target::AtLeast(TARGET_RATE as f64)),
             )
@@ -54,11 +66,17 @@ pub async fn measure(
             format!("Webhook latency p99, asynchronous inbox, {offered}"),
             Value::millis(outcome.latency.map(|s| s.p99_ns)),
             Value::none(),
-            Value::none(),
+            Value::millis(floor.outcome.latency.map(|s| s.p99_ns)),
             true,
             target(Target::AtMost(10.0)),
         ));
-        Some(outcome)
+        rows.extend(cpu_rows(
+            "asynchronous inbox, ",
+            &offered,
+            &offered_async,
+            &floor,
+        ));
+        Some(offered_async)
     } else {
         rows.push(Row::not_measured(
             "webhooks",
@@ -70,7 +88,11 @@ pub async fn measure(
         ));
         None
     };
-    let details = serde_json::json!({ "synchronous": sync, "asynchronous": asynchronous });
+    let details = serde_json::json!({
+        "synchronous": sync,
+        "asynchronous": asynchronous,
+        "axum_floor": floor,
+    });
     Ok((rows, details))
 }
 
@@ -83,7 +105,8 @@ async fn offer(
     plugins: &str,
     label: &str,
     counts: &Counts,
-) -> anyhow::Result<loadgen::Outcome> {
+    drain: bool,
+) -> anyhow::Result<Offered> {
     let dir = tempfile::Builder::new()
         .prefix("sy-hooks-")
         .tempdir_in("/tmp")
@@ -107,10 +130,107 @@ async fn offer(
         headers: Vec::new(),
         max_in_flight: 1024,
     };
-    let outcome = loadgen::run(&plan).await;
+    let pid = hub_process.pid().context("the hub has no pid")?;
+    let before = cpu_ticks(pid)?;
+    let (outcome, loadgen_ticks) = crate::example::offer(&plan).await;
+    let result = async {
+        let outcome = outcome?;
+        // On the asynchronous path the plugin takes each delivery after
+        // the 202: its work counts too.
+        if drain {
+            crate::example::wait_drained(&hub_process.base_url(), name, outcome.accepted).await?;
+        }
+        Ok::<_, anyhow::Error>((outcome, cpu_ticks(pid)?))
+    }
+    .await;
     let tail = hub_process.log_tail(10);
     hub_process.stop().await?;
-    outcome.with_context(|| format!("the hub's last log lines:\n{tail}"))
+    let (outcome, after) = result.with_context(|| format!("the hub's last log lines:\n{tail}"))?;
+    Ok(Offered::new(
+        outcome,
+        after.saturating_sub(before),
+        loadgen_ticks,
+    ))
+}
+
+/// The generator's outcome with the CPU it cost.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Offered {
+    /// What the generator saw.
+    #[serde(flatten)]
+    outcome: loadgen::Outcome,
+    /// The server's CPU (utime + stime) per accepted request, µs.
+    server_cpu_us_per_request: Option<f64>,
+    /// The load generator's own CPU per offered request, µs.
+    loadgen_cpu_us_per_request: f64,
+}
+
+impl Offered {
+    fn new(outcome: loadgen::Outcome, server_ticks: u64, loadgen_ticks: u64) -> Self {
+        Offered {
+            server_cpu_us_per_request: (outcome.accepted > 0)
+                .then(|| crate::example::ticks_to_us(server_ticks) / outcome.accepted as f64),
+            loadgen_cpu_us_per_request: crate::example::ticks_to_us(loadgen_ticks)
+                / outcome.offered.max(1) as f64,
+            outcome,
+        }
+    }
+}
+
+/// The bare axum floor under the same load (issue #15, item 5).
+async fn offer_floor(counts: &Counts) -> anyhow::Result<Offered> {
+    let bench_exe = std::env::current_exe().context("cannot find the bench's own binary")?;
+    let server = FloorServer::start(&bench_exe).await?;
+    eprintln!(
+        "webhooks (axum floor): {}/s offered for {} s",
+        counts.webhook_rate,
+        counts.webhook_duration.as_secs_f64()
+    );
+    let plan = Plan {
+        url: server.url(),
+        rate: counts.webhook_rate,
+        duration: counts.webhook_duration,
+        body: BODY.to_vec(),
+        headers: Vec::new(),
+        max_in_flight: 1024,
+    };
+    let before = server.cpu_ticks()?;
+    let (outcome, loadgen_ticks) = crate::example::offer(&plan).await;
+    let after = server.cpu_ticks();
+    server.stop().await;
+    Ok(Offered::new(
+        outcome?,
+        after?.saturating_sub(before),
+        loadgen_ticks,
+    ))
+}
+
+/// Rows of the server's and the load generator's CPU per request, with the
+/// axum floor's beside them.
+fn cpu_rows(series: &str, offered: &str, hub: &Offered, floor: &Offered) -> Vec<Row> {
+    let micros = |us: Option<f64>| Value::micros(us.map(|us| (us * 1000.0) as u64));
+    vec![
+        Row::new(
+            "webhooks",
+            format!("Webhook hub CPU per request, {series}{offered}"),
+            micros(hub.server_cpu_us_per_request),
+            Value::none(),
+            micros(floor.server_cpu_us_per_request),
+            true,
+            None,
+        )
+        .note("CPU (utime + stime, 10 ms ticks) of the hub from the first request until every accepted request was handled (asynchronous: until the plugin took every delivery), ÷ accepted; floor: a bare axum handler answering 202 in its own process, same generator, same rate, same run"),
+        Row::new(
+            "webhooks",
+            format!("Webhook load generator CPU per request, {series}{offered}"),
+            micros(Some(hub.loadgen_cpu_us_per_request)),
+            Value::none(),
+            micros(Some(floor.loadgen_cpu_us_per_request)),
+            true,
+            None,
+        )
+        .note("the load generator shares the cores: its own CPU over its run ÷ offered requests (Switchyard column: loading the hub; floor column: loading the axum floor)"),
+    ]
 }
 
 /// The body of every request.
@@ -121,22 +241,24 @@ async fn measure_sync(
     hub: &Path,
     testkit: &Path,
     counts: &Counts,
+    floor: &Offered,
 ) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
     let plugins = format!(
         "{}[plugins.{INSTANCE}.webhook]\nauth = \"none\"\n",
         plugins_toml(testkit, 1)
     );
-    let outcome = offer(hub, INSTANCE, &plugins, "webhooks", counts).await?;
+    let offered_sync = offer(hub, INSTANCE, &plugins, "webhooks", counts, false).await?;
+    let outcome = &offered_sync.outcome;
     let at_target_rate = counts.webhook_rate >= TARGET_RATE;
     let target = |target| at_target_rate.then_some(target);
     let offered = format!("{} offered/s", counts.webhook_rate);
-    let rows = vec![
+    let mut rows = vec![
         Row::new(
             "webhooks",
             format!("Webhooks accepted, {offered}"),
             Value::rate(Some(outcome.accepted_per_second)),
             Value::none(),
-            Value::none(),
+            Value::rate(Some(floor.outcome.accepted_per_second)),
             false,
             target(Target::AtLeast(TARGET_RATE as f64)),
         )
@@ -146,7 +268,7 @@ async fn measure_sync(
             format!("Webhook latency p50, {offered}"),
             Value::millis(outcome.latency.map(|s| s.p50_ns)),
             Value::none(),
-            Value::none(),
+            Value::millis(floor.outcome.latency.map(|s| s.p50_ns)),
             true,
             None,
         ),
@@ -155,10 +277,11 @@ async fn measure_sync(
             format!("Webhook latency p99, {offered}"),
             Value::millis(outcome.latency.map(|s| s.p99_ns)),
             Value::none(),
-            Value::none(),
+            Value::millis(floor.outcome.latency.map(|s| s.p99_ns)),
             true,
             target(Target::AtMost(10.0)),
         ),
     ];
-    Ok((rows, serde_json::to_value(&outcome)?))
+    rows.extend(cpu_rows("synchronous, ", &offered, &offered_sync, floor));
+    Ok((rows, serde_json::to_value(&offered_sync)?))
 }

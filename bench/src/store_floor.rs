@@ -1,0 +1,369 @@
+//! The durable pipeline's floor (issue #15, item 3): the rows the pipeline's
+//! store writes for each polled batch (its records, one outbox event each,
+//! and the input's checkpoint), written by a minimal program with the same
+//! group commit, on SQLite and on PostgreSQL. The figures sit beside the
+//! pipeline's rows, so the report shows what the store costs beyond the
+//! database itself.
+//!
+//! The schema is the hub's own: [`Store::open`] runs its migrations once,
+//! then one plain sqlx connection (the database's own driver, not the hub's
+//! `Any` pool, no group-commit task, no per-record bookkeeping) writes
+//! batches of [`BATCH`] records, one transaction per batch, with the
+//! statements the hub runs ([`switchyard_hub::store`]'s `records.rs`,
+//! `outbox.rs`, `checkpoints.rs`): chunks of [`CHUNK`] records as one
+//! multi-row `INSERT INTO records … RETURNING id, record_key`, one
+//! multi-row `INSERT INTO outbox … RETURNING id`, then the checkpoint's
+//! upsert, then `COMMIT`. SQLite runs as the hub sets it up (WAL,
+//! `synchronous = FULL`), PostgreSQL with the server's `fsync` and the
+//! default `synchronous_commit = on`. Every record is new, so the hub's
+//! lookup of existing records per chunk has no counterpart here: it is part
+//! of what the store costs beyond the database.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::Context;
+use nix::unistd::Pid;
+use serde::Serialize;
+use sqlx::{Connection as _, Row as _};
+use switchyard_hub::store::{Store, testing};
+
+use crate::footprint::{clock_ticks_per_second, cpu_ticks};
+use crate::pipeline::POSTGRES_ENV;
+use crate::report::{Row, Value};
+use crate::settings::Counts;
+
+/// Records per transaction: the generator's `batch_size` in the pipeline
+/// measurement (one poll batch, one ingest job, one checkpoint).
+pub const BATCH: usize = 500;
+/// Records per multi-row statement: the hub's `UPSERT_CHUNK`.
+pub const CHUNK: usize = 100;
+/// The input's name (the records' source and the checkpoint's key).
+const SOURCE: &str = "gen";
+
+/// What one database's floor run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorResult {
+    /// The database, without passwords.
+    pub database: String,
+    /// Its durability settings, as the hub reads them.
+    pub durability: String,
+    /// Whether a commit survives a power cut with those settings.
+    pub durable: bool,
+    /// Records written.
+    pub records: u64,
+    /// Records per second over the whole write loop.
+    pub records_per_second: f64,
+    /// CPU time of the writing process (the bench: its runtime and sqlx's
+    /// SQLite worker thread) per record, in microseconds.
+    pub cpu_us_per_record: f64,
+}
+
+/// Writes `counts.pipeline_records` records on SQLite, and on PostgreSQL
+/// when [`POSTGRES_ENV`] names a server.
+pub async fn measure(counts: &Counts) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
+    let dir = tempfile::Builder::new()
+        .prefix("sy-store-floor-")
+        .tempdir_in("/tmp")
+        .context("cannot create a temp dir")?;
+    let sqlite_url = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let sqlite = run(&sqlite_url, counts.pipeline_records).await?;
+    let mut rows = floor_rows("SQLite", &sqlite);
+    let server = std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|url| !url.is_empty());
+    let postgres = match &server {
+        Some(server) => {
+            let url = testing::create_database(server, "sy_bench_floor")
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot create a database on {} ({POSTGRES_ENV})",
+                        testing::redacted(server)
+                    )
+                })?;
+            let result = run(&url, counts.pipeline_records).await;
+            if let Err(err) = testing::drop_database(server, &url).await {
+                eprintln!(
+                    "store-floor: cannot drop the bench database {}: {err}",
+                    testing::redacted(&url)
+                );
+            }
+            Some(result?)
+        }
+        None => None,
+    };
+    match &postgres {
+        Some(postgres) => rows.extend(floor_rows("PostgreSQL", postgres)),
+        None => rows.push(Row::not_measured(
+            "store-floor",
+            "Durable pipeline floor, PostgreSQL",
+            &format!("no PostgreSQL server given (set {POSTGRES_ENV})"),
+        )),
+    }
+    let details = serde_json::json!({
+        "batch": BATCH,
+        "chunk": CHUNK,
+        "sqlite": sqlite,
+        "postgres": postgres,
+    });
+    Ok((rows, details))
+}
+
+/// The floor's rows for one database: its figures in the floor column.
+fn floor_rows(database: &str, result: &FloorResult) -> Vec<Row> {
+    let durable = if result.durable {
+        ""
+    } else {
+        "; NOT DURABLE: the server loses commits in a crash, so this figure flatters"
+    };
+    vec![
+        Row::new(
+            "store-floor",
+            format!("Durable pipeline floor: same rows, same group commit, {database}"),
+            Value::none(),
+            Value::none(),
+            Value::rate(Some(result.records_per_second)),
+            false,
+            None,
+        )
+        .note(&format!(
+            "floor of the durable pipeline: a minimal program (one plain sqlx connection) writes the hub's rows on the hub's schema, {BATCH} records per transaction, multi-row INSERTs of {CHUNK} records and their outbox events, the checkpoint, COMMIT; {} ({}){durable}",
+            result.database, result.durability
+        )),
+        Row::new(
+            "store-floor",
+            format!("Durable pipeline floor CPU per record, writer process, {database}"),
+            Value::none(),
+            Value::none(),
+            Value::micros(Some((result.cpu_us_per_record * 1000.0) as u64)),
+            true,
+            None,
+        ),
+    ]
+}
+
+/// Fills the floor column of the pipeline's rows from the floor's, so the
+/// ratio shows what the store costs beyond the database (both measured in
+/// this run).
+pub fn attach(rows: &mut [Row]) {
+    let floor_of = |rows: &[Row], name: &str| {
+        rows.iter()
+            .find(|row| row.group == "store-floor" && row.measurement.ends_with(name))
+            .and_then(|row| row.floor)
+    };
+    let pairs = [
+        (
+            "Durable pipeline generator -> enricher -> store -> jsonl-output, SQLite",
+            floor_of(rows, "same rows, same group commit, SQLite"),
+        ),
+        (
+            "Durable pipeline, PostgreSQL",
+            floor_of(rows, "same rows, same group commit, PostgreSQL"),
+        ),
+    ];
+    for (measurement, floor) in pairs {
+        let Some(floor) = floor else { continue };
+        for row in rows
+            .iter_mut()
+            .filter(|row| row.group == "pipeline" && row.measurement == measurement)
+        {
+            row.floor = Some(floor);
+            row.ratio_to_floor = row.switchyard.map(|ours| ours / floor);
+        }
+    }
+}
+
+/// Creates the schema at `url` with the hub's migrations, then writes
+/// `total` records through one plain connection.
+async fn run(url: &str, total: u64) -> anyhow::Result<FloorResult> {
+    let store = Store::open(url)
+        .await
+        .with_context(|| format!("cannot open {}", testing::redacted(url)))?;
+    let durability = store.durability().await?;
+    store.close().await;
+    let before = cpu_ticks(Pid::this())?;
+    let start = Instant::now();
+    if url.starts_with("sqlite://") {
+        write_sqlite(url, total).await?;
+    } else {
+        write_postgres(url, total).await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let ticks = cpu_ticks(Pid::this())?.saturating_sub(before);
+    let records = total.max(1) as f64;
+    eprintln!(
+        "store-floor: {} records in {elapsed:.2} s on {}",
+        total,
+        testing::redacted(url)
+    );
+    Ok(FloorResult {
+        database: testing::redacted(url),
+        durability: durability.to_string(),
+        durable: durability.durable,
+        records: total,
+        records_per_second: records / elapsed.max(1e-9),
+        cpu_us_per_record: ticks as f64 * 1e6 / clock_ticks_per_second() / records,
+    })
+}
+
+/// One record's columns, made the way the generator and the hub make them.
+struct Made {
+    key: String,
+    payload: String,
+    snapshot: String,
+}
+
+fn make(seq: u64, filler: &str) -> Made {
+    let payload = format!(r#"{{"seq":{seq},"filler":"{filler}"}}"#);
+    let snapshot = format!(
+        r#"{{"id":"{seq}","source":"{SOURCE}","type":"demo.reading","occurred_at_ms":null,"payload":{payload},"metadata":{{}},"idempotency_key":null}}"#
+    );
+    Made {
+        key: seq.to_string(),
+        payload,
+        snapshot,
+    }
+}
+
+/// The generator's 100-byte filler.
+fn filler() -> String {
+    "lorem ipsum dolor sit amet "
+        .chars()
+        .cycle()
+        .take(100)
+        .collect()
+}
+
+/// `(p1, p2, …), (…)`: `rows` tuples of `columns` placeholders, `$n` for
+/// PostgreSQL or `?` for SQLite.
+fn values(rows: usize, columns: usize, numbered: bool) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    let mut n = 0;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            if numbered {
+                sql.push_str(&format!("${n}"));
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+const INSERT_RECORDS: &str = "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ";
+const INSERT_EVENTS: &str =
+    "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES ";
+const SAVE_CHECKPOINT: &str = "INSERT INTO input_checkpoints (plugin, checkpoint, updated_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (plugin) DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at";
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The batch loop, for one connection type (the two drivers share no
+/// trait that keeps this short, so the body is written once here).
+macro_rules! write_batches {
+    ($conn:expr, $total:expr, $numbered:expr) => {{
+        let filler = filler();
+        let mut seq: u64 = 0;
+        while seq < $total {
+            let batch_end = (seq + BATCH as u64).min($total);
+            let mut tx = $conn.begin().await?;
+            while seq < batch_end {
+                let chunk_end = (seq + CHUNK as u64).min(batch_end);
+                let made: Vec<Made> = (seq..chunk_end).map(|seq| make(seq, &filler)).collect();
+                let now = now_ms();
+                let sql = format!(
+                    "{INSERT_RECORDS}{} RETURNING id, record_key",
+                    values(made.len(), 11, $numbered)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for record in &made {
+                    query = query
+                        .bind(SOURCE)
+                        .bind(record.key.as_str())
+                        .bind(record.key.as_str())
+                        .bind("demo.reading")
+                        .bind(None::<i64>)
+                        .bind(record.payload.as_str())
+                        .bind("{}")
+                        .bind(None::<String>)
+                        .bind(1_i64)
+                        .bind(now)
+                        .bind(now);
+                }
+                let mut ids = HashMap::with_capacity(made.len());
+                for row in query.fetch_all(&mut *tx).await? {
+                    ids.insert(
+                        row.try_get::<String, _>("record_key")?,
+                        row.try_get::<i64, _>("id")?,
+                    );
+                }
+                let sql = format!(
+                    "{INSERT_EVENTS}{} RETURNING id",
+                    values(made.len(), 6, $numbered)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for record in &made {
+                    let id = ids
+                        .get(&record.key)
+                        .copied()
+                        .context("an inserted record's id was not returned")?;
+                    query = query
+                        .bind(id)
+                        .bind("created")
+                        .bind(SOURCE)
+                        .bind("demo.reading")
+                        .bind(record.snapshot.as_str())
+                        .bind(now);
+                }
+                let events = query.fetch_all(&mut *tx).await?;
+                anyhow::ensure!(
+                    events.len() == made.len(),
+                    "{} outbox ids returned for {} events",
+                    events.len(),
+                    made.len()
+                );
+                seq = chunk_end;
+            }
+            sqlx::query(SAVE_CHECKPOINT)
+                .bind(SOURCE)
+                .bind(seq.to_string().into_bytes())
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        anyhow::Ok(())
+    }};
+}
+
+async fn write_sqlite(url: &str, total: u64) -> anyhow::Result<()> {
+    use std::str::FromStr as _;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .foreign_keys(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+    let result = write_batches!(conn, total, false);
+    conn.close().await?;
+    result
+}
+
+async fn write_postgres(url: &str, total: u64) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let result = write_batches!(conn, total, true);
+    conn.close().await?;
+    result
+}
