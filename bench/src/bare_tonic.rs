@@ -264,42 +264,7 @@ impl BarePeer {
     /// Sequential one-item messages on one long-lived Enrich stream; the
     /// measured latencies.
     pub async fn stream_latency(&self, calls: usize, warmup: usize) -> anyhow::Result<Vec<u64>> {
-        let record = crate::payload::record();
-        let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone());
-        let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
-        let mut responses = client
-            .enrich(ReceiverStream::new(receiver))
-            .await
-            .context("cannot open the bare Enrich stream")?
-            .into_inner();
-        let mut samples = Vec::with_capacity(calls);
-        for call in 0..warmup + calls {
-            let sequence = call as u64;
-            let start = Instant::now();
-            requests
-                .send(pb::EnrichRequest {
-                    items: vec![pb::EnrichItem {
-                        sequence,
-                        record: Some(record.clone()),
-                    }],
-                })
-                .await
-                .context("the bare Enrich stream closed")?;
-            let response = responses
-                .message()
-                .await
-                .context("bare Enrich failed")?
-                .context("the bare Enrich stream ended early")?;
-            let elapsed = start.elapsed();
-            match response.results.as_slice() {
-                [result] if result.sequence == sequence => {}
-                _ => bail!("the bare peer answered something other than sequence {sequence}"),
-            }
-            if call >= warmup {
-                samples.push(nanos(elapsed));
-            }
-        }
-        Ok(samples)
+        crate::latency::stream_ping_pong(self.channel.clone(), calls, warmup, "the bare peer").await
     }
 
     /// `items` through one Enrich stream, `window` in flight in messages of

@@ -125,41 +125,37 @@ pub async fn measure(
         )
         .bare_tonic(Value::micros(bare_stream.as_ref().map(|s| s.p50_ns))),
     );
-    for (label, pick) in [
-        ("p50", (|s: &Summary| s.p50_ns) as fn(&Summary) -> u64),
-        ("p99", |s: &Summary| s.p99_ns),
-    ] {
-        rows.push(
-            Row::new(
-                "latency",
-                format!("Call latency {label}: hub RoleClient::enrich, 1 record per call"),
-                Value::micros(role_client.as_ref().map(pick)),
-                Value::micros(go_plugin.as_ref().map(pick)),
-                Value::micros(floor.as_ref().map(pick)),
-                true,
-                None,
-            )
-            .bare_tonic(Value::micros(bare_unary.as_ref().map(pick)))
-            .note("opens one Enrich stream per call (the admin API's path); its bare-tonic figure is the unary Echo, one HTTP/2 stream per call"),
-        );
-    }
-    for (label, pick) in [
-        ("p50", (|s: &Summary| s.p50_ns) as fn(&Summary) -> u64),
-        ("p99", |s: &Summary| s.p99_ns),
-    ] {
-        rows.push(
-            Row::new(
-                "latency",
-                format!("Call latency {label}: hub call path (retry::Call around RoleClient::enrich)"),
-                Value::micros(call_path.as_ref().map(pick)),
-                Value::micros(go_plugin.as_ref().map(pick)),
-                Value::micros(floor.as_ref().map(pick)),
-                true,
-                None,
-            )
-            .bare_tonic(Value::micros(bare_unary.as_ref().map(pick)))
-            .note("what the pipeline and the admin API pay: the RoleClient call inside the hub's call path (health, breaker, deadline, span, metrics)"),
-        );
+    let per_call_series = [
+        (
+            "hub RoleClient::enrich, 1 record per call",
+            &role_client,
+            "opens one Enrich stream per call (the admin API's path); its bare-tonic figure is the unary Echo, one HTTP/2 stream per call",
+        ),
+        (
+            "hub call path (retry::Call around RoleClient::enrich)",
+            &call_path,
+            "what the pipeline and the admin API pay: the RoleClient call inside the hub's call path (health, breaker, deadline, span, metrics)",
+        ),
+    ];
+    for (what, series, note) in per_call_series {
+        for (label, pick) in [
+            ("p50", (|s: &Summary| s.p50_ns) as fn(&Summary) -> u64),
+            ("p99", |s: &Summary| s.p99_ns),
+        ] {
+            rows.push(
+                Row::new(
+                    "latency",
+                    format!("Call latency {label}: {what}"),
+                    Value::micros(series.as_ref().map(pick)),
+                    Value::micros(go_plugin.as_ref().map(pick)),
+                    Value::micros(floor.as_ref().map(pick)),
+                    true,
+                    None,
+                )
+                .bare_tonic(Value::micros(bare_unary.as_ref().map(pick)))
+                .note(note),
+            );
+        }
     }
     let per_call_over_stream = |pick: fn(&Summary) -> u64| match (&role_client, &stream) {
         (Some(role), Some(stream)) if pick(stream) > 0 => {
@@ -213,41 +209,15 @@ async fn switchyard_round(
     series: &mut Series,
 ) -> anyhow::Result<()> {
     let connection = &launched.connection;
-    let record = payload::record();
-    let mut client = pb::enricher_client::EnricherClient::new(connection.client.channel().clone());
-    let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
-    let mut responses = client
-        .enrich(ReceiverStream::new(receiver))
-        .await
-        .context("cannot open the Enrich stream")?
-        .into_inner();
-    for call in 0..counts.latency_warmup + counts.latency_calls_per_round {
-        let sequence = call as u64;
-        let start = Instant::now();
-        requests
-            .send(pb::EnrichRequest {
-                items: vec![pb::EnrichItem {
-                    sequence,
-                    record: Some(record.clone()),
-                }],
-            })
-            .await
-            .context("the Enrich stream closed")?;
-        let response = responses
-            .message()
-            .await
-            .context("Enrich failed")?
-            .context("the Enrich stream ended early")?;
-        let elapsed = start.elapsed();
-        match response.results.as_slice() {
-            [result] if result.sequence == sequence => {}
-            _ => bail!("testkit answered something other than sequence {sequence} alone"),
-        }
-        if call >= counts.latency_warmup {
-            series.stream.push(nanos(elapsed));
-        }
-    }
-    drop(requests);
+    series.stream.extend(
+        stream_ping_pong(
+            connection.client.channel().clone(),
+            counts.latency_calls_per_round,
+            counts.latency_warmup,
+            "testkit",
+        )
+        .await?,
+    );
     let record = payload::domain_record()?;
     let records = std::slice::from_ref(&record);
     for call in 0..counts.latency_warmup + counts.latency_calls_per_round {
@@ -300,4 +270,51 @@ async fn switchyard_round(
 /// A duration in whole nanoseconds.
 pub fn nanos(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Sequential one-item `Enrich` messages on one long-lived stream over
+/// `channel` (`warmup` unmeasured first): the measured latencies. `peer`
+/// names the plugin in errors.
+pub(crate) async fn stream_ping_pong(
+    channel: tonic::transport::Channel,
+    calls: usize,
+    warmup: usize,
+    peer: &str,
+) -> anyhow::Result<Vec<u64>> {
+    let record = payload::record();
+    let mut client = pb::enricher_client::EnricherClient::new(channel);
+    let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
+    let mut responses = client
+        .enrich(ReceiverStream::new(receiver))
+        .await
+        .with_context(|| format!("cannot open the Enrich stream to {peer}"))?
+        .into_inner();
+    let mut samples = Vec::with_capacity(calls);
+    for call in 0..warmup + calls {
+        let sequence = call as u64;
+        let start = Instant::now();
+        requests
+            .send(pb::EnrichRequest {
+                items: vec![pb::EnrichItem {
+                    sequence,
+                    record: Some(record.clone()),
+                }],
+            })
+            .await
+            .with_context(|| format!("the Enrich stream to {peer} closed"))?;
+        let response = responses
+            .message()
+            .await
+            .with_context(|| format!("Enrich to {peer} failed"))?
+            .with_context(|| format!("the Enrich stream to {peer} ended early"))?;
+        let elapsed = start.elapsed();
+        match response.results.as_slice() {
+            [result] if result.sequence == sequence => {}
+            _ => bail!("{peer} answered something other than sequence {sequence} alone"),
+        }
+        if call >= warmup {
+            samples.push(nanos(elapsed));
+        }
+    }
+    Ok(samples)
 }
