@@ -559,20 +559,6 @@ async fn count(store: &Store, sql: &'static str) -> i64 {
     testing::count_rows(store, sql).await.unwrap()
 }
 
-/// The (source, id) of every event line in the output file.
-fn delivered(path: &Path) -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|event| {
-            (
-                event["record"]["source"].as_str().unwrap().to_owned(),
-                event["record"]["id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hubs_survive_kills_a_pause_and_a_database_restart() {
     let Some(postgres) = PrivatePostgres::start() else {
@@ -654,12 +640,7 @@ async fn three_hubs_survive_kills_a_pause_and_a_database_restart() {
             (log.contains("Lease lost") || log.contains("Lease ran out")).then_some(())
         })
         .await;
-    let metrics = resumed
-        .http
-        .get(format!("{}/metrics", resumed.base))
-        .send()
-        .await;
-    let metrics = metrics.unwrap().text().await.unwrap();
+    let metrics = resumed.metrics_text().await;
     assert!(
         metrics.lines().any(
             |line| line.starts_with("switchyard_cluster_lease_changes_total{")
@@ -765,7 +746,9 @@ async fn three_hubs_survive_kills_a_pause_and_a_database_restart() {
     let sink = data.path().join("sink.jsonl");
     reader
         .wait("every stored record to be delivered", || async {
-            stored.is_subset(&delivered(&sink)).then_some(())
+            stored
+                .is_subset(&common::delivered_events(&sink))
+                .then_some(())
         })
         .await;
 

@@ -39,15 +39,7 @@ async fn post(hub: &HubProcess, path: &str, body: &str) -> u16 {
 
 /// The value of `switchyard_output_lag_alert{plugin="out"}`.
 async fn alert_gauge(hub: &HubProcess) -> Option<String> {
-    let text = hub
-        .http
-        .get(format!("{}/metrics", hub.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = hub.metrics_text().await;
     text.lines()
         .find_map(|line| line.strip_prefix("switchyard_output_lag_alert{plugin=\"out\"} "))
         .map(str::to_owned)

@@ -188,20 +188,6 @@ async fn records(hub: &Hub, source: &str) -> Vec<Value> {
     }
 }
 
-/// The (source, id) of every event line in the output file.
-fn delivered(path: &Path) -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|event| {
-            (
-                event["record"]["source"].as_str().unwrap().to_owned(),
-                event["record"]["id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 async fn status_of(hub: &Hub, path: &str) -> (u16, Value) {
     let response = hub
         .http
@@ -276,15 +262,7 @@ async fn check_outage_answers(hub: &Hub, backend: &str, may_accept: bool) -> Vec
 /// Waits until `/metrics` has the line `line`.
 async fn wait_for_metric(hub: &Hub, line: &str) {
     hub.wait(&format!("/metrics to show `{line}`"), || async {
-        let text = hub
-            .http
-            .get(format!("{}/metrics", hub.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = hub.metrics_text().await;
         text.lines().any(|metric| metric == line).then_some(())
     })
     .await;
@@ -351,7 +329,7 @@ async fn check_nothing_lost(hub: &Hub, answers: &[Answer], outage_ids: &[String]
     stored.extend(gen_ids.into_iter().map(|id| ("gen".to_owned(), id)));
     let sink = hub.dir().join("sink.jsonl");
     hub.wait("every stored record to be delivered", || async {
-        let delivered = delivered(&sink);
+        let delivered = common::delivered_events(&sink);
         stored.is_subset(&delivered).then_some(())
     })
     .await;

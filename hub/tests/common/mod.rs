@@ -429,6 +429,18 @@ impl HubProcess {
         (status, body)
     }
 
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The hub's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("hub.stderr")).unwrap_or_default()
@@ -501,4 +513,19 @@ impl Drop for HubProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The (source, id) of every event line a jsonl-output plugin appended to
+/// `path` (none while the file does not exist).
+pub fn delivered_events(path: &Path) -> std::collections::BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|event| {
+            (
+                event["record"]["source"].as_str().unwrap().to_owned(),
+                event["record"]["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
