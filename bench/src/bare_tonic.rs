@@ -15,7 +15,6 @@
 use std::path::Path;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,8 +22,7 @@ use anyhow::{Context, bail};
 use hyper_util::rt::TokioIo;
 use switchyard_wire::pb::v1 as pb;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::codegen::{BoxFuture, Service, StdError, http};
 use tonic::transport::{Channel, Endpoint};
@@ -275,58 +273,14 @@ impl BarePeer {
         batch: usize,
         window: usize,
     ) -> anyhow::Result<f64> {
-        let record = crate::payload::record();
-        let credits = Arc::new(Semaphore::new(window));
-        let sender_credits = credits.clone();
-        let batch_permits = u32::try_from(batch).context("batch too large")?;
-        let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>((window / batch).max(1));
-        let start = Instant::now();
-        let sender = tokio::spawn(async move {
-            for first in (0..items).step_by(batch) {
-                sender_credits.acquire_many(batch_permits).await?.forget();
-                let message = pb::EnrichRequest {
-                    items: (first..(first + batch).min(items))
-                        .map(|sequence| pb::EnrichItem {
-                            sequence: sequence as u64,
-                            record: Some(record.clone()),
-                        })
-                        .collect(),
-                };
-                if requests.send(message).await.is_err() {
-                    break;
-                }
-            }
-            anyhow::Ok(())
-        });
-        let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone());
-        let mut responses = client
-            .enrich(ReceiverStream::new(receiver))
-            .await
-            .context("cannot open the bare Enrich stream")?
-            .into_inner();
-        let mut answered = vec![false; items];
-        let mut done = 0;
-        while done < items {
-            let response = responses
-                .message()
-                .await
-                .context("bare Enrich failed")?
-                .with_context(|| format!("bare Enrich ended with {done} of {items} answered"))?;
-            for result in &response.results {
-                let slot = usize::try_from(result.sequence)
-                    .ok()
-                    .and_then(|index| answered.get_mut(index))
-                    .with_context(|| format!("item {} was never sent", result.sequence))?;
-                if std::mem::replace(slot, true) {
-                    bail!("item {} was answered twice", result.sequence);
-                }
-            }
-            done += response.results.len();
-            credits.add_permits(response.results.len());
-        }
-        let rate = items as f64 / start.elapsed().as_secs_f64();
-        sender.await.context("the sender panicked")??;
-        Ok(rate)
+        crate::stream::enrich_stream_rate(
+            self.channel.clone(),
+            items,
+            batch,
+            window,
+            "the bare peer",
+        )
+        .await
     }
 }
 

@@ -234,49 +234,7 @@ async fn stream_round(
     let sender_credits = credits.clone();
     let batch_permits = u32::try_from(batch).context("batch too large")?;
     match kind {
-        Kind::Enrich => {
-            let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(window / batch);
-            let sender = tokio::spawn(async move {
-                for first in (0..items).step_by(batch) {
-                    sender_credits.acquire_many(batch_permits).await?.forget();
-                    let message = pb::EnrichRequest {
-                        items: (first..first + batch)
-                            .map(|sequence| pb::EnrichItem {
-                                sequence: sequence as u64,
-                                record: Some(record.clone()),
-                            })
-                            .collect(),
-                    };
-                    if requests.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                anyhow::Ok(())
-            });
-            let mut client = pb::enricher_client::EnricherClient::new(channel);
-            let mut responses = client
-                .enrich(ReceiverStream::new(receiver))
-                .await
-                .context("cannot open the Enrich stream")?
-                .into_inner();
-            let mut done = 0;
-            while done < items {
-                let response = responses
-                    .message()
-                    .await
-                    .context("Enrich failed")?
-                    .with_context(|| format!("Enrich ended with {done} of {items} answered"))?;
-                for result in &response.results {
-                    if !matches!(result.outcome, Some(pb::enrich_result::Outcome::Record(_))) {
-                        bail!("sequence {} was not enriched", result.sequence);
-                    }
-                    mark(&mut answered, result.sequence)?;
-                }
-                done += response.results.len();
-                credits.add_permits(response.results.len());
-            }
-            sender.await.context("the sender panicked")??;
-        }
+        Kind::Enrich => return enrich_stream_rate(channel, items, batch, window, "testkit").await,
         Kind::Events => {
             let (requests, receiver) = mpsc::channel::<pb::EventRequest>(window / batch);
             let sender = tokio::spawn(async move {
@@ -327,6 +285,67 @@ async fn stream_round(
             sender.await.context("the sender panicked")??;
         }
     }
+    Ok(items as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Pushes `items` through one long-lived `Enrich` stream over `channel`
+/// with `window` items in flight in messages of `batch`, checking that each
+/// is enriched and answered exactly once; returns items per second. `peer`
+/// names the plugin in errors.
+pub(crate) async fn enrich_stream_rate(
+    channel: tonic::transport::Channel,
+    items: usize,
+    batch: usize,
+    window: usize,
+    peer: &str,
+) -> anyhow::Result<f64> {
+    let record = payload::record();
+    let credits = Arc::new(Semaphore::new(window));
+    let mut answered = vec![false; items];
+    let start = Instant::now();
+    let sender_credits = credits.clone();
+    let batch_permits = u32::try_from(batch).context("batch too large")?;
+    let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>((window / batch).max(1));
+    let sender = tokio::spawn(async move {
+        for first in (0..items).step_by(batch) {
+            sender_credits.acquire_many(batch_permits).await?.forget();
+            let message = pb::EnrichRequest {
+                items: (first..(first + batch).min(items))
+                    .map(|sequence| pb::EnrichItem {
+                        sequence: sequence as u64,
+                        record: Some(record.clone()),
+                    })
+                    .collect(),
+            };
+            if requests.send(message).await.is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    });
+    let mut client = pb::enricher_client::EnricherClient::new(channel);
+    let mut responses = client
+        .enrich(ReceiverStream::new(receiver))
+        .await
+        .with_context(|| format!("cannot open the Enrich stream to {peer}"))?
+        .into_inner();
+    let mut done = 0;
+    while done < items {
+        let response = responses
+            .message()
+            .await
+            .with_context(|| format!("Enrich to {peer} failed"))?
+            .with_context(|| format!("Enrich to {peer} ended with {done} of {items} answered"))?;
+        for result in &response.results {
+            if !matches!(result.outcome, Some(pb::enrich_result::Outcome::Record(_))) {
+                bail!("{peer} did not enrich sequence {}", result.sequence);
+            }
+            mark(&mut answered, result.sequence)?;
+        }
+        done += response.results.len();
+        credits.add_permits(response.results.len());
+    }
+    sender.await.context("the sender panicked")??;
     Ok(items as f64 / start.elapsed().as_secs_f64())
 }
 
