@@ -29,7 +29,7 @@ use sqlx::{Connection as _, Row as _};
 use switchyard_hub::store::{Store, testing};
 
 use crate::footprint::{clock_ticks_per_second, cpu_ticks};
-use crate::pipeline::POSTGRES_ENV;
+use crate::pipeline::{POSTGRES_ENV, with_database};
 use crate::report::{Row, Value};
 use crate::settings::Counts;
 
@@ -73,24 +73,12 @@ pub async fn measure(counts: &Counts) -> anyhow::Result<(Vec<Row>, serde_json::V
         .ok()
         .filter(|url| !url.is_empty());
     let postgres = match &server {
-        Some(server) => {
-            let url = testing::create_database(server, "sy_bench_floor")
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot create a database on {} ({POSTGRES_ENV})",
-                        testing::redacted(server)
-                    )
-                })?;
-            let result = run(&url, counts.pipeline_records).await;
-            if let Err(err) = testing::drop_database(server, &url).await {
-                eprintln!(
-                    "store-floor: cannot drop the bench database {}: {err}",
-                    testing::redacted(&url)
-                );
-            }
-            Some(result?)
-        }
+        Some(server) => Some(
+            with_database(server, "sy_bench_floor", |url| async move {
+                run(&url, counts.pipeline_records).await
+            })
+            .await?,
+        ),
         None => None,
     };
     match &postgres {
