@@ -224,6 +224,12 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // The pool pings a connection before lending it out by default:
+            // on SQLite that is one more round trip to the connection's
+            // worker thread per statement or transaction, and an embedded
+            // file's connection cannot have been dropped by a server. On
+            // PostgreSQL the ping finds connections a server restart broke.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Postgres {

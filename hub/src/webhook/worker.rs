@@ -108,12 +108,17 @@ impl Claims {
             // many more keeps the read-ahead full.
             let limit = u32::try_from(BATCH + self.in_hand.len()).unwrap_or(u32::MAX);
             let pending = store.pending_inbox(plugin, limit).await?;
+            // A short read saw every pending delivery: reading again before
+            // a wake-up would find nothing new (an insert wakes the worker
+            // after its commit, and a wake-up is kept until it is seen), so
+            // one claim costs one read, not two.
+            let complete = pending.len() < BATCH + self.in_hand.len();
             self.queue.extend(
                 pending
                     .into_iter()
                     .filter(|entry| !self.in_hand.contains(&entry.id)),
             );
-            self.drained = self.queue.is_empty();
+            self.drained = complete || self.queue.is_empty();
         }
         let entry = self.queue.pop_front();
         if let Some(entry) = &entry {
