@@ -103,7 +103,7 @@ fn show_checkpoint(checkpoint: Option<&[u8]>) -> String {
 /// message), not as a failed call.
 pub async fn enrich(roles: &RoleClient, sample: &[Record], timeout: Duration) -> CheckResult {
     const CHECK: &str = "enrich";
-    let outcomes = match tokio::time::timeout(timeout, roles.enrich(sample)).await {
+    let outcomes = match tokio::time::timeout(timeout, roles.enrich_on_own_stream(sample)).await {
         Err(_) => return CheckResult::fail(CHECK, "Enrich did not finish in time"),
         Ok(Err(err)) => {
             return CheckResult::fail(

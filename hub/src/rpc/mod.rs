@@ -6,10 +6,12 @@
 //! * [`io_thread`]: the thread each plugin connection runs on.
 //! * [`plugin`]: health, metadata, Configure, Shutdown and the stdio stream.
 //! * [`roles`]: Poll, HandleWebhook, Enrich and HandleEvent.
+//! * `enrich_stream`: the one `Enrich` stream each connection shares.
 //! * [`convert`]: pb <-> domain, validating what plugins send.
 
 pub mod channel;
 pub mod convert;
+mod enrich_stream;
 pub mod io_thread;
 pub mod plugin;
 pub mod roles;

@@ -1,7 +1,9 @@
 //! Clients for the four roles: Poll, HandleWebhook, Enrich and HandleEvent,
 //! speaking domain types. The streaming calls (Enrich, HandleEvent) send every
-//! item on one stream at once and match the answers by sequence number or
-//! delivery id, so many items are in flight together.
+//! item at once and match the answers by sequence number or delivery id, so
+//! many items are in flight together. Enrich calls share one long-lived
+//! stream per connection ([`super::enrich_stream`]); HandleEvent opens one
+//! per call (a batch of events).
 
 use switchyard_wire::pb::v1 as pb;
 use tonic::transport::Channel;
@@ -9,24 +11,30 @@ use tonic::transport::Channel;
 use super::CallError;
 use super::channel::MAX_MESSAGE_BYTES;
 use super::convert;
+use super::enrich_stream::SharedEnrich;
 use crate::domain::{
     EnrichOutcome, EventAck, PollBatch, PollRequest, Record, RecordEvent, WebhookDelivery,
     WebhookOutcome,
 };
 
 /// How many items go in one streamed request message.
-const ITEMS_PER_MESSAGE: usize = 64;
+pub(super) const ITEMS_PER_MESSAGE: usize = 64;
 
-/// The role clients of one plugin, over its shared channel.
+/// The role clients of one plugin, over its shared channel. Clones share the
+/// channel and the Enrich stream.
 #[derive(Debug, Clone)]
 pub struct RoleClient {
     channel: Channel,
+    enrich_stream: std::sync::Arc<SharedEnrich>,
 }
 
 impl RoleClient {
     /// Wraps a connected channel.
     pub fn new(channel: Channel) -> Self {
-        RoleClient { channel }
+        RoleClient {
+            enrich_stream: std::sync::Arc::new(SharedEnrich::new(channel.clone())),
+            channel,
+        }
     }
 
     /// Runs one poll and collects every batch the plugin streams back.
@@ -95,9 +103,27 @@ impl RoleClient {
         })
     }
 
-    /// Enriches `records` on one `Enrich` stream; the outcomes come back in
-    /// the order of the input, whatever order the plugin answered in.
+    /// Enriches `records` on the connection's shared `Enrich` stream; the
+    /// outcomes come back in input order. If that stream fails while the
+    /// call waits, the call runs again on a stream of its own, so a failure
+    /// the plugin sends because of these records reaches this call alone.
     pub async fn enrich(&self, records: &[Record]) -> Result<Vec<EnrichOutcome>, CallError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.enrich_stream.enrich(records).await {
+            Some(result) => result,
+            None => self.enrich_on_own_stream(records).await,
+        }
+    }
+
+    /// Enriches `records` on a stream opened for this call alone, numbered
+    /// from 0, and reads until the plugin ends it (`switchyard conformance`
+    /// checks that lifecycle).
+    pub async fn enrich_on_own_stream(
+        &self,
+        records: &[Record],
+    ) -> Result<Vec<EnrichOutcome>, CallError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }

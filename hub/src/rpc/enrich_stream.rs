@@ -1,0 +1,566 @@
+//! Long-lived `Enrich` streams per plugin connection, shared by every
+//! [`super::roles::RoleClient::enrich`] call on it.
+//!
+//! The wire contract makes this possible: the hub tags each item with a
+//! sequence number that is unique among the items in flight on the stream,
+//! and the plugin answers each item once, in any order. Opening a stream per
+//! call cost a request and a response HEADERS frame, a new server task in
+//! the plugin and a trailers frame on every call.
+//!
+//! A call takes a stream no other call is using, or opens one, up to
+//! [`MAX_STREAMS`]; past that it shares the least busy. So calls made one
+//! after another reuse one stream, and concurrent calls (the webhook
+//! worker's deliveries, several pipelines) still reach the plugin on
+//! streams of their own: a plugin that works through one stream's messages
+//! in turn (the Go SDK does) handles them in parallel, as it did when each
+//! call had its own stream.
+//!
+//! How a call goes:
+//! * it takes the next free sequence numbers, registers where each answer
+//!   goes (its own channel and the record's index), then queues its request
+//!   messages on the stream;
+//! * then it waits for its answers, and while it waits, it is the stream's
+//!   reader whenever no other call is: it reads the next response and routes
+//!   every result to the call that registered its sequence number. There is
+//!   no reader task, so a call alone on its stream is woken by the
+//!   connection's thread directly, as a caller reading its own stream would
+//!   be (a task in between cost one more wake-up per call, about as much as
+//!   the stream setup this saves);
+//! * a call whose future is dropped (a deadline) leaves its entries behind,
+//!   so their late answers are read and dropped instead of breaking the
+//!   stream; the response being read stays buffered for the next reader.
+//!
+//! Isolation: when the stream itself fails (a gRPC status, the plugin ending
+//! it, an answer to a sequence number not in flight), every call still
+//! waiting on it runs again on a stream of its own
+//! ([`super::roles::RoleClient::enrich_on_own_stream`]) and returns what
+//! that gives. So a status the plugin sends because of one call's records
+//! (INVALID_ARGUMENT, which dead-letters) reaches that call alone, as it did
+//! with a stream per call, and the next call opens a new shared stream. An
+//! item answered with something that breaks the contract (no outcome, a bad
+//! record) fails its own call only.
+//!
+//! Every request message is queued before the call waits, on an unbounded
+//! channel: the call's records are already in memory, and HTTP/2 flow
+//! control paces what is written to the socket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use switchyard_wire::pb::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::Channel;
+
+use super::CallError;
+use super::channel::MAX_MESSAGE_BYTES;
+use super::convert;
+use super::roles::ITEMS_PER_MESSAGE;
+use crate::domain::{EnrichOutcome, Record};
+
+/// The most streams one connection keeps open for concurrent calls.
+const MAX_STREAMS: usize = 8;
+
+/// An answer routed to a waiting call: the record's index in the call, and
+/// its outcome (or why that one answer breaks the contract).
+type Answer = (usize, Result<EnrichOutcome, CallError>);
+
+/// The opening of a stream: resolves when the plugin sends its headers.
+type Opening = BoxFuture<
+    'static,
+    Result<tonic::Response<tonic::Streaming<pb::EnrichResponse>>, tonic::Status>,
+>;
+
+/// The shared streams of one connection, opened as calls need them and
+/// again after one fails.
+pub(super) struct SharedEnrich {
+    channel: Channel,
+    /// The open streams.
+    streams: Mutex<Vec<Arc<Live>>>,
+    /// The next sequence number to hand out (never reused on a connection).
+    next_sequence: AtomicU64,
+}
+
+impl std::fmt::Debug for SharedEnrich {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedEnrich")
+            .field("next_sequence", &self.next_sequence)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One stream: where to queue requests, its response side, and the answers
+/// it waits for.
+struct Live {
+    requests: mpsc::UnboundedSender<pb::EnrichRequest>,
+    /// Held by the call reading the stream now.
+    reader: tokio::sync::Mutex<Reader>,
+    waiting: Mutex<Waiting>,
+    /// Calls using it now.
+    calls: AtomicUsize,
+}
+
+/// The response side of a stream.
+enum Reader {
+    /// Waiting for the plugin's headers (polled by whichever call reads).
+    Opening(Opening),
+    /// Open: results to route.
+    Open(Box<tonic::Streaming<pb::EnrichResponse>>),
+    /// Ended; its waiting calls were sent off to streams of their own.
+    Ended,
+}
+
+/// One call's use of a stream; ends it when dropped (a call that finished,
+/// or whose future was dropped).
+struct InUse(Arc<Live>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The calls waiting for answers on one stream.
+#[derive(Default)]
+struct Waiting {
+    /// Sequence number -> the waiting call's channel and the record's index.
+    by_sequence: HashMap<u64, (mpsc::UnboundedSender<Answer>, usize)>,
+    /// Set once the stream has ended: nothing more can be registered.
+    ended: bool,
+}
+
+/// What happened to a call on the shared stream.
+enum SharedOutcome {
+    /// Every record was answered.
+    Answered(Vec<EnrichOutcome>),
+    /// One answer broke the contract: the call's error.
+    Failed(CallError),
+    /// The stream ended before every record was answered.
+    StreamEnded,
+}
+
+impl SharedEnrich {
+    /// Shared streams over `channel`, opened by the calls.
+    pub(super) fn new(channel: Channel) -> Self {
+        SharedEnrich {
+            channel,
+            streams: Mutex::new(Vec::new()),
+            next_sequence: AtomicU64::new(0),
+        }
+    }
+
+    /// Enriches `records` (not empty) on a shared stream. `None`: the
+    /// stream ended before every record was answered, and the caller runs
+    /// the call on a stream of its own.
+    pub(super) async fn enrich(
+        &self,
+        records: &[Record],
+    ) -> Option<Result<Vec<EnrichOutcome>, CallError>> {
+        let count = records.len();
+        let first = self
+            .next_sequence
+            .fetch_add(count as u64, Ordering::Relaxed);
+        let (answers, receiver) = mpsc::unbounded_channel();
+        let live = self.register(first, count, &answers)?;
+        drop(answers);
+        for (chunk_index, chunk) in records.chunks(ITEMS_PER_MESSAGE).enumerate() {
+            let request = pb::EnrichRequest {
+                items: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(index, record)| pb::EnrichItem {
+                        sequence: first + (chunk_index * ITEMS_PER_MESSAGE + index) as u64,
+                        record: Some(convert::record_to_pb(record)),
+                    })
+                    .collect(),
+            };
+            if live.0.requests.send(request).is_err() {
+                // The request side is gone (the stream was dropped): the
+                // next read ends the stream and this call runs again.
+                break;
+            }
+        }
+        match collect(&live.0, receiver, count).await {
+            SharedOutcome::Answered(outcomes) => Some(Ok(outcomes)),
+            SharedOutcome::Failed(err) => Some(Err(err)),
+            SharedOutcome::StreamEnded => None,
+        }
+    }
+
+    /// Registers sequence numbers `first..first + count` on a stream (see
+    /// [`SharedEnrich::pick`]), all answered on `answers`. `None` if that
+    /// fails twice in a row (a stream ended while being registered on,
+    /// twice).
+    fn register(
+        &self,
+        first: u64,
+        count: usize,
+        answers: &mpsc::UnboundedSender<Answer>,
+    ) -> Option<InUse> {
+        for _ in 0..2 {
+            let live = self.pick();
+            let mut waiting = lock(&live.0.waiting);
+            if waiting.ended {
+                continue;
+            }
+            waiting.by_sequence.reserve(count);
+            for index in 0..count {
+                waiting
+                    .by_sequence
+                    .insert(first + index as u64, (answers.clone(), index));
+            }
+            drop(waiting);
+            return Some(live);
+        }
+        None
+    }
+
+    /// A stream for one call: one no call is using, else a new one (up to
+    /// [`MAX_STREAMS`]), else the least busy. Streams that have ended are
+    /// dropped from the pool on the way.
+    fn pick(&self) -> InUse {
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        streams.retain(|live| !lock(&live.waiting).ended);
+        let idle = streams
+            .iter()
+            .find(|live| live.calls.load(Ordering::Relaxed) == 0);
+        let live = match idle {
+            Some(live) => live.clone(),
+            None if streams.len() < MAX_STREAMS => {
+                let live = self.open_stream();
+                streams.push(live.clone());
+                live
+            }
+            None => streams
+                .iter()
+                .min_by_key(|live| live.calls.load(Ordering::Relaxed))
+                .cloned()
+                .unwrap_or_else(|| self.open_stream()),
+        };
+        live.calls.fetch_add(1, Ordering::Relaxed);
+        InUse(live)
+    }
+
+    /// Starts opening a stream; its first reader completes the opening.
+    fn open_stream(&self) -> Arc<Live> {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let opening: Opening =
+            Box::pin(async move { client.enrich(UnboundedReceiverStream::new(receiver)).await });
+        Arc::new(Live {
+            requests,
+            reader: tokio::sync::Mutex::new(Reader::Opening(opening)),
+            waiting: Mutex::new(Waiting::default()),
+            calls: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Waits for the `count` answers of one call, reading the stream whenever
+/// no other call is.
+async fn collect(
+    live: &Live,
+    mut receiver: mpsc::UnboundedReceiver<Answer>,
+    count: usize,
+) -> SharedOutcome {
+    let mut outcomes: Vec<Option<EnrichOutcome>> = vec![None; count];
+    let mut answered = 0;
+    while answered < count {
+        let answer = tokio::select! {
+            biased;
+            answer = receiver.recv() => answer,
+            mut reader = live.reader.lock() => {
+                read_once(&mut reader, &live.waiting).await;
+                continue;
+            }
+        };
+        let Some((index, answer)) = answer else {
+            return SharedOutcome::StreamEnded;
+        };
+        match answer {
+            Ok(outcome) => {
+                if let Some(slot) = outcomes.get_mut(index) {
+                    *slot = Some(outcome);
+                }
+                answered += 1;
+            }
+            Err(err) => return SharedOutcome::Failed(err),
+        }
+    }
+    SharedOutcome::Answered(outcomes.into_iter().flatten().collect())
+}
+
+/// Reads the stream's next response and routes its results (completing
+/// the opening first, if need be). When the stream ends or breaks the
+/// contract, ends it: every waiting call is sent off to a stream of its own.
+/// Cancel-safe: a dropped read leaves the opening or the response buffered
+/// in `reader` for the next one.
+async fn read_once(reader: &mut Reader, waiting: &Mutex<Waiting>) {
+    loop {
+        let ended = match reader {
+            Reader::Ended => return,
+            Reader::Opening(opening) => match opening.as_mut().await {
+                Ok(response) => {
+                    *reader = Reader::Open(Box::new(response.into_inner()));
+                    continue;
+                }
+                Err(status) => format!("the stream could not be opened: {status}"),
+            },
+            Reader::Open(stream) => match stream.message().await {
+                Ok(Some(response)) => match route(response, waiting) {
+                    Ok(()) => return,
+                    Err(reason) => reason,
+                },
+                Ok(None) => "the plugin ended the stream".to_owned(),
+                Err(status) => format!("the stream failed: {status}"),
+            },
+        };
+        *reader = Reader::Ended;
+        let mut waiting = lock(waiting);
+        waiting.ended = true;
+        let stranded = waiting.by_sequence.len();
+        waiting.by_sequence.clear();
+        drop(waiting);
+        if stranded > 0 {
+            tracing::debug!(
+                items = stranded,
+                reason = %ended,
+                "A shared Enrich stream ended with items in flight; their calls run again on streams of their own."
+            );
+        }
+        return;
+    }
+}
+
+/// Routes one response's results to their calls; `Err` says why the
+/// response breaks the stream's contract.
+fn route(response: pb::EnrichResponse, waiting: &Mutex<Waiting>) -> Result<(), String> {
+    for result in response.results {
+        let sequence = result.sequence;
+        let Some((answers, index)) = lock(waiting).by_sequence.remove(&sequence) else {
+            return Err(format!(
+                "the plugin answered sequence number {sequence}, which is not in flight (unknown, or answered twice)"
+            ));
+        };
+        let answer = match result.outcome {
+            Some(pb::enrich_result::Outcome::Record(record)) => convert::record_from_pb(record)
+                .map(EnrichOutcome::Enriched)
+                .map_err(CallError::from),
+            Some(pb::enrich_result::Outcome::Failure(failure)) => {
+                Ok(EnrichOutcome::Failed(convert::failure_from_pb(failure)))
+            }
+            None => Err(CallError::Protocol(format!(
+                "the result for sequence number {sequence} has neither a record nor a failure"
+            ))),
+        };
+        // The call may be gone (its deadline passed): the answer is dropped.
+        let _ = answers.send((index, answer));
+    }
+    Ok(())
+}
+
+/// Locks the waiting calls; each change to them is one insert or remove,
+/// so a lock poisoned by a panic elsewhere is used as it is.
+fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    waiting
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    use switchyard_wire::pb::v1 as pb;
+    use tokio_stream::{Stream, StreamExt as _};
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::super::roles::RoleClient;
+    use super::*;
+
+    /// An enricher that tags each record, answers each request message in
+    /// reverse order, and counts the streams opened on it. A record whose
+    /// id is `reject` makes it fail the whole stream with INVALID_ARGUMENT;
+    /// one whose id is `slow` is answered after 300 ms.
+    #[derive(Clone, Default)]
+    struct Tagger {
+        streams: Arc<AtomicUsize>,
+    }
+
+    type Answers = Pin<Box<dyn Stream<Item = Result<pb::EnrichResponse, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl pb::enricher_server::Enricher for Tagger {
+        type EnrichStream = Answers;
+
+        async fn enrich(
+            &self,
+            request: Request<Streaming<pb::EnrichRequest>>,
+        ) -> Result<Response<Answers>, Status> {
+            self.streams.fetch_add(1, Ordering::SeqCst);
+            let answers = request.into_inner().then(|message| async move {
+                let items = message?.items;
+                let ids: Vec<&str> = items
+                    .iter()
+                    .filter_map(|item| item.record.as_ref().map(|record| record.id.as_str()))
+                    .collect();
+                if ids.contains(&"reject") {
+                    return Err(Status::invalid_argument("record reject is not welcome"));
+                }
+                if ids.contains(&"slow") {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let results = items
+                    .into_iter()
+                    .rev()
+                    .map(|item| {
+                        let mut record = item.record.unwrap_or_default();
+                        record.metadata.insert("tag".to_owned(), "yes".to_owned());
+                        pb::EnrichResult {
+                            sequence: item.sequence,
+                            outcome: Some(pb::enrich_result::Outcome::Record(record)),
+                        }
+                    })
+                    .collect();
+                Ok(pb::EnrichResponse { results })
+            });
+            Ok(Response::new(Box::pin(answers)))
+        }
+    }
+
+    async fn serve(tagger: Tagger) -> RoleClient {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::enricher_server::EnricherServer::new(tagger))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        RoleClient::new(channel)
+    }
+
+    fn records(ids: &[&str]) -> Vec<Record> {
+        ids.iter()
+            .map(|id| Record {
+                id: (*id).to_owned(),
+                source: "test".to_owned(),
+                record_type: "t".to_owned(),
+                occurred_at: None,
+                payload: serde_json::json!({ "id": id }),
+                metadata: BTreeMap::new(),
+                idempotency_key: None,
+            })
+            .collect()
+    }
+
+    fn enriched_ids(outcomes: &[EnrichOutcome]) -> Vec<String> {
+        outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                EnrichOutcome::Enriched(record) => {
+                    assert_eq!(record.metadata.get("tag").map(String::as_str), Some("yes"));
+                    record.id.clone()
+                }
+                EnrichOutcome::Failed(failure) => panic!("failed: {}", failure.message),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn calls_reuse_streams_and_get_their_own_answers_in_input_order() {
+        let tagger = Tagger::default();
+        let roles = serve(tagger.clone()).await;
+        for round in 0..3 {
+            let ids: Vec<String> = (0..100).map(|n| format!("r{round}-{n}")).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let outcomes = roles.enrich(&records(&ids)).await.unwrap();
+            assert_eq!(enriched_ids(&outcomes), ids);
+        }
+        let calls = (0..16).map(|call| {
+            let roles = roles.clone();
+            tokio::spawn(async move {
+                let ids: Vec<String> = (0..(call * 7 + 1))
+                    .map(|n| format!("c{call}-{n}"))
+                    .collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let outcomes = roles.enrich(&records(&ids)).await.unwrap();
+                assert_eq!(enriched_ids(&outcomes), ids);
+            })
+        });
+        assert_eq!(
+            tagger.streams.load(Ordering::SeqCst),
+            1,
+            "calls one after another reuse one stream"
+        );
+        for call in calls.collect::<Vec<_>>() {
+            call.await.unwrap();
+        }
+        let streams = tagger.streams.load(Ordering::SeqCst);
+        assert!(
+            (1..=MAX_STREAMS).contains(&streams),
+            "concurrent calls open at most {MAX_STREAMS} streams: {streams}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_failed_because_of_one_call_fails_that_call_alone() {
+        let tagger = Tagger::default();
+        let roles = serve(tagger.clone()).await;
+        // A slow call is in flight on the shared stream when another call's
+        // record makes the plugin fail the stream.
+        let slow = tokio::spawn({
+            let roles = roles.clone();
+            async move { roles.enrich(&records(&["slow", "s2"])).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rejected = roles.enrich(&records(&["a", "reject"])).await;
+        assert_eq!(
+            rejected,
+            Err(CallError::Rejected(
+                "record reject is not welcome".to_owned()
+            ))
+        );
+        let slow = slow.await.unwrap().unwrap();
+        assert_eq!(enriched_ids(&slow), ["slow", "s2"]);
+        // The next call opens a new shared stream.
+        let after = roles.enrich(&records(&["b"])).await.unwrap();
+        assert_eq!(enriched_ids(&after), ["b"]);
+        let streams = tagger.streams.load(Ordering::SeqCst);
+        assert!(
+            (3..=5).contains(&streams),
+            "one shared stream, one of its own per stranded call, a new shared one: {streams}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_call_leaves_the_stream_usable() {
+        let tagger = Tagger::default();
+        let roles = serve(tagger.clone()).await;
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(50), roles.enrich(&records(&["slow"])))
+                .await;
+        assert!(abandoned.is_err(), "the slow call must time out");
+        // Its late answer arrives while this call waits, and is dropped.
+        let outcomes = roles.enrich(&records(&["x", "y"])).await.unwrap();
+        assert_eq!(enriched_ids(&outcomes), ["x", "y"]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let outcomes = roles.enrich(&records(&["z"])).await.unwrap();
+        assert_eq!(enriched_ids(&outcomes), ["z"]);
+        assert_eq!(tagger.streams.load(Ordering::SeqCst), 1);
+    }
+}
