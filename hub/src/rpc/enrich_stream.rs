@@ -1,5 +1,5 @@
-//! Long-lived `Enrich` streams per plugin connection, shared by every
-//! [`super::roles::RoleClient::enrich`] call on it.
+//! One long-lived `Enrich` stream per plugin connection, for the
+//! [`super::roles::RoleClient::enrich`] calls made on it one after another.
 //!
 //! The wire contract makes this possible: the hub tags each item with a
 //! sequence number that is unique among the items in flight on the stream,
@@ -7,22 +7,27 @@
 //! call cost a request and a response HEADERS frame, a new server task in
 //! the plugin and a trailers frame on every call.
 //!
-//! A call takes a stream no other call is using, or opens one, up to
-//! [`MAX_STREAMS`]; past that it shares the least busy. So calls made one
+//! A call uses the connection's stream when no other call is using it, and
+//! a stream of its own otherwise
+//! ([`super::roles::RoleClient::enrich_on_own_stream`]). So calls made one
 //! after another reuse one stream, and concurrent calls (the webhook
-//! worker's deliveries, several pipelines) still reach the plugin on
-//! streams of their own: a plugin that works through one stream's messages
-//! in turn (the Go SDK does) handles them in parallel, as it did when each
-//! call had its own stream.
+//! worker's deliveries, several pipelines) reach the plugin on streams of
+//! their own, as they did before:
+//! * a plugin that works through one stream's messages in turn (the Go SDK
+//!   does) still handles concurrent calls in parallel;
+//! * a plugin whose server gives each open stream a thread (Python's
+//!   grpcio) has at most one more thread held between calls, beside the
+//!   one the hub's log stream holds. A pool of long-lived streams could
+//!   hold every thread of a small pool while the calls that need a thread
+//!   wait on streams the plugin never serves.
 //!
 //! How a call goes:
 //! * it takes the next free sequence numbers, registers where each answer
 //!   goes (its own channel and the record's index), then queues its request
 //!   messages on the stream;
-//! * then it waits for its answers, and while it waits, it is the stream's
-//!   reader whenever no other call is: it reads the next response and routes
-//!   every result to the call that registered its sequence number. There is
-//!   no reader task, so a call alone on its stream is woken by the
+//! * then it waits for its answers, reading the stream itself and routing
+//!   every result by sequence number (to itself, or to the entries a call
+//!   left behind). There is no reader task, so the call is woken by the
 //!   connection's thread directly, as a caller reading its own stream would
 //!   be (a task in between cost one more wake-up per call, about as much as
 //!   the stream setup this saves);
@@ -60,9 +65,6 @@ use super::convert;
 use super::roles::ITEMS_PER_MESSAGE;
 use crate::domain::{EnrichOutcome, Record};
 
-/// The most streams one connection keeps open for concurrent calls.
-const MAX_STREAMS: usize = 8;
-
 /// An answer routed to a waiting call: the record's index in the call, and
 /// its outcome (or why that one answer breaks the contract).
 type Answer = (usize, Result<EnrichOutcome, CallError>);
@@ -73,12 +75,12 @@ type Opening = BoxFuture<
     Result<tonic::Response<tonic::Streaming<pb::EnrichResponse>>, tonic::Status>,
 >;
 
-/// The shared streams of one connection, opened as calls need them and
-/// again after one fails.
+/// The shared stream of one connection, opened by the first call and again
+/// after it fails.
 pub(super) struct SharedEnrich {
     channel: Channel,
-    /// The open streams.
-    streams: Mutex<Vec<Arc<Live>>>,
+    /// The stream, once opened.
+    stream: Mutex<Option<Arc<Live>>>,
     /// The next sequence number to hand out (never reused on a connection).
     next_sequence: AtomicU64,
 }
@@ -95,10 +97,12 @@ impl std::fmt::Debug for SharedEnrich {
 /// it waits for.
 struct Live {
     requests: mpsc::UnboundedSender<pb::EnrichRequest>,
-    /// Held by the call reading the stream now.
+    /// Held by the call reading the stream now (one call at a time uses
+    /// the stream; a lock rather than a plain field keeps the reading
+    /// correct even if that changes).
     reader: tokio::sync::Mutex<Reader>,
     waiting: Mutex<Waiting>,
-    /// Calls using it now.
+    /// Calls using it now (0 or 1).
     calls: AtomicUsize,
 }
 
@@ -142,18 +146,18 @@ enum SharedOutcome {
 }
 
 impl SharedEnrich {
-    /// Shared streams over `channel`, opened by the calls.
+    /// A shared stream over `channel`, opened by the first call.
     pub(super) fn new(channel: Channel) -> Self {
         SharedEnrich {
             channel,
-            streams: Mutex::new(Vec::new()),
+            stream: Mutex::new(None),
             next_sequence: AtomicU64::new(0),
         }
     }
 
-    /// Enriches `records` (not empty) on a shared stream. `None`: the
-    /// stream ended before every record was answered, and the caller runs
-    /// the call on a stream of its own.
+    /// Enriches `records` (not empty) on the shared stream. `None`: another
+    /// call is using it, or it ended before every record was answered; the
+    /// caller runs the call on a stream of its own.
     pub(super) async fn enrich(
         &self,
         records: &[Record],
@@ -189,61 +193,46 @@ impl SharedEnrich {
         }
     }
 
-    /// Registers sequence numbers `first..first + count` on a stream (see
-    /// [`SharedEnrich::pick`]), all answered on `answers`. `None` if that
-    /// fails twice in a row (a stream ended while being registered on,
-    /// twice).
+    /// Registers sequence numbers `first..first + count` on the shared
+    /// stream, all answered on `answers`, if no other call is using it
+    /// (opening it if it is not open, or has ended).
     fn register(
         &self,
         first: u64,
         count: usize,
         answers: &mpsc::UnboundedSender<Answer>,
     ) -> Option<InUse> {
-        for _ in 0..2 {
-            let live = self.pick();
-            let mut waiting = lock(&live.0.waiting);
-            if waiting.ended {
-                continue;
-            }
-            waiting.by_sequence.reserve(count);
-            for index in 0..count {
-                waiting
-                    .by_sequence
-                    .insert(first + index as u64, (answers.clone(), index));
-            }
-            drop(waiting);
-            return Some(live);
+        let live = self.claim()?;
+        let mut waiting = lock(&live.0.waiting);
+        if waiting.ended {
+            return None;
         }
-        None
+        waiting.by_sequence.reserve(count);
+        for index in 0..count {
+            waiting
+                .by_sequence
+                .insert(first + index as u64, (answers.clone(), index));
+        }
+        drop(waiting);
+        Some(live)
     }
 
-    /// A stream for one call: one no call is using, else a new one (up to
-    /// [`MAX_STREAMS`]), else the least busy. Streams that have ended are
-    /// dropped from the pool on the way.
-    fn pick(&self) -> InUse {
-        let mut streams = self
-            .streams
+    /// The shared stream for one call, or `None` while another call uses
+    /// it. A stream that has ended is replaced by a new one.
+    fn claim(&self) -> Option<InUse> {
+        let mut slot = self
+            .stream
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        streams.retain(|live| !lock(&live.waiting).ended);
-        let idle = streams
-            .iter()
-            .find(|live| live.calls.load(Ordering::Relaxed) == 0);
-        let live = match idle {
-            Some(live) => live.clone(),
-            None if streams.len() < MAX_STREAMS => {
-                let live = self.open_stream();
-                streams.push(live.clone());
-                live
-            }
-            None => streams
-                .iter()
-                .min_by_key(|live| live.calls.load(Ordering::Relaxed))
-                .cloned()
-                .unwrap_or_else(|| self.open_stream()),
-        };
-        live.calls.fetch_add(1, Ordering::Relaxed);
-        InUse(live)
+        if slot.as_ref().is_some_and(|live| lock(&live.waiting).ended) {
+            *slot = None;
+        }
+        let live = slot.get_or_insert_with(|| self.open_stream()).clone();
+        drop(slot);
+        live.calls
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        Some(InUse(live))
     }
 
     /// Starts opening a stream; its first reader completes the opening.
@@ -391,10 +380,12 @@ mod tests {
     /// An enricher that tags each record, answers each request message in
     /// reverse order, and counts the streams opened on it. A record whose
     /// id is `reject` makes it fail the whole stream with INVALID_ARGUMENT;
-    /// one whose id is `slow` is answered after 300 ms.
+    /// `flaky` makes it fail the stream with UNAVAILABLE the first time
+    /// only; one whose id is `slow` is answered after 300 ms.
     #[derive(Clone, Default)]
     struct Tagger {
         streams: Arc<AtomicUsize>,
+        flaked: Arc<std::sync::atomic::AtomicBool>,
     }
 
     type Answers = Pin<Box<dyn Stream<Item = Result<pb::EnrichResponse, Status>> + Send>>;
@@ -408,31 +399,38 @@ mod tests {
             request: Request<Streaming<pb::EnrichRequest>>,
         ) -> Result<Response<Answers>, Status> {
             self.streams.fetch_add(1, Ordering::SeqCst);
-            let answers = request.into_inner().then(|message| async move {
-                let items = message?.items;
-                let ids: Vec<&str> = items
-                    .iter()
-                    .filter_map(|item| item.record.as_ref().map(|record| record.id.as_str()))
-                    .collect();
-                if ids.contains(&"reject") {
-                    return Err(Status::invalid_argument("record reject is not welcome"));
+            let flaked = self.flaked.clone();
+            let answers = request.into_inner().then(move |message| {
+                let flaked = flaked.clone();
+                async move {
+                    let items = message?.items;
+                    let ids: Vec<&str> = items
+                        .iter()
+                        .filter_map(|item| item.record.as_ref().map(|record| record.id.as_str()))
+                        .collect();
+                    if ids.contains(&"reject") {
+                        return Err(Status::invalid_argument("record reject is not welcome"));
+                    }
+                    if ids.contains(&"flaky") && !flaked.swap(true, Ordering::SeqCst) {
+                        return Err(Status::unavailable("not now"));
+                    }
+                    if ids.contains(&"slow") {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    let results = items
+                        .into_iter()
+                        .rev()
+                        .map(|item| {
+                            let mut record = item.record.unwrap_or_default();
+                            record.metadata.insert("tag".to_owned(), "yes".to_owned());
+                            pb::EnrichResult {
+                                sequence: item.sequence,
+                                outcome: Some(pb::enrich_result::Outcome::Record(record)),
+                            }
+                        })
+                        .collect();
+                    Ok(pb::EnrichResponse { results })
                 }
-                if ids.contains(&"slow") {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                let results = items
-                    .into_iter()
-                    .rev()
-                    .map(|item| {
-                        let mut record = item.record.unwrap_or_default();
-                        record.metadata.insert("tag".to_owned(), "yes".to_owned());
-                        pb::EnrichResult {
-                            sequence: item.sequence,
-                            outcome: Some(pb::enrich_result::Outcome::Record(record)),
-                        }
-                    })
-                    .collect();
-                Ok(pb::EnrichResponse { results })
             });
             Ok(Response::new(Box::pin(answers)))
         }
@@ -482,7 +480,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn calls_reuse_streams_and_get_their_own_answers_in_input_order() {
+    async fn calls_reuse_one_stream_and_get_their_own_answers_in_input_order() {
         let tagger = Tagger::default();
         let roles = serve(tagger.clone()).await;
         for round in 0..3 {
@@ -510,19 +508,18 @@ mod tests {
         for call in calls.collect::<Vec<_>>() {
             call.await.unwrap();
         }
+        // Concurrent calls use the shared stream when it is free and a
+        // stream of their own when not.
         let streams = tagger.streams.load(Ordering::SeqCst);
-        assert!(
-            (1..=MAX_STREAMS).contains(&streams),
-            "concurrent calls open at most {MAX_STREAMS} streams: {streams}"
-        );
+        assert!((1..=17).contains(&streams), "{streams} streams");
     }
 
     #[tokio::test]
     async fn a_stream_failed_because_of_one_call_fails_that_call_alone() {
         let tagger = Tagger::default();
         let roles = serve(tagger.clone()).await;
-        // A slow call is in flight on the shared stream when another call's
-        // record makes the plugin fail the stream.
+        // A slow call is on the shared stream when another call, whose
+        // record makes the plugin fail its stream, runs alongside.
         let slow = tokio::spawn({
             let roles = roles.clone();
             async move { roles.enrich(&records(&["slow", "s2"])).await }
@@ -540,11 +537,33 @@ mod tests {
         // The next call opens a new shared stream.
         let after = roles.enrich(&records(&["b"])).await.unwrap();
         assert_eq!(enriched_ids(&after), ["b"]);
-        let streams = tagger.streams.load(Ordering::SeqCst);
-        assert!(
-            (3..=5).contains(&streams),
-            "one shared stream, one of its own per stranded call, a new shared one: {streams}"
+        // The rejected call ran on a stream of its own (the shared one was
+        // busy), so the shared stream carried on.
+        assert_eq!(tagger.streams.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_on_a_failed_shared_stream_runs_again_on_a_stream_of_its_own() {
+        let tagger = Tagger::default();
+        let roles = serve(tagger.clone()).await;
+        // The plugin fails the shared stream once: the call is not failed
+        // with that status but runs again, on a stream of its own.
+        let outcomes = roles.enrich(&records(&["flaky", "f2"])).await.unwrap();
+        assert_eq!(enriched_ids(&outcomes), ["flaky", "f2"]);
+        assert_eq!(tagger.streams.load(Ordering::SeqCst), 2);
+        // A status caused by the records themselves comes back from the
+        // call's own stream too.
+        let rejected = roles.enrich(&records(&["reject"])).await;
+        assert_eq!(
+            rejected,
+            Err(CallError::Rejected(
+                "record reject is not welcome".to_owned()
+            ))
         );
+        // Each failure ended the shared stream; the next call opens one.
+        let outcomes = roles.enrich(&records(&["after"])).await.unwrap();
+        assert_eq!(enriched_ids(&outcomes), ["after"]);
+        assert_eq!(tagger.streams.load(Ordering::SeqCst), 5);
     }
 
     #[tokio::test]
