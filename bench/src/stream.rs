@@ -150,7 +150,7 @@ pub async fn measure(
             Value::rate(median(&rates.go_events)),
             Value::none(),
             false,
-            Some(Target::AtLeast(500_000.0)),
+            Some(Target::AtLeast(1_500_000.0)),
         ),
         Row::new(
             "stream",
