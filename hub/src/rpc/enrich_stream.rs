@@ -26,8 +26,8 @@
 //!   goes (its own channel and the record's index), then queues its request
 //!   messages on the stream;
 //! * then it waits for its answers, reading the stream itself and routing
-//!   every result by sequence number (to itself, or to the entries a call
-//!   left behind). There is no reader task, so the call is woken by the
+//!   every result by sequence number (to itself, or to the entries an
+//!   abandoned call left behind). There is no reader task, so the call is woken by the
 //!   connection's thread directly, as a caller reading its own stream would
 //!   be (a task in between cost one more wake-up per call, about as much as
 //!   the stream setup this saves);
@@ -50,7 +50,7 @@
 //! control paces what is written to the socket.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
@@ -61,8 +61,7 @@ use tonic::transport::Channel;
 
 use super::CallError;
 use super::channel::MAX_MESSAGE_BYTES;
-use super::convert;
-use super::roles::ITEMS_PER_MESSAGE;
+use super::roles::{enrich_outcome_from_pb, enrich_requests};
 use crate::domain::{EnrichOutcome, Record};
 
 /// An answer routed to a waiting call: the record's index in the call, and
@@ -97,13 +96,13 @@ impl std::fmt::Debug for SharedEnrich {
 /// it waits for.
 struct Live {
     requests: mpsc::UnboundedSender<pb::EnrichRequest>,
-    /// Held by the call reading the stream now (one call at a time uses
-    /// the stream; a lock rather than a plain field keeps the reading
-    /// correct even if that changes).
+    /// The response side, read by the one call using the stream (the lock
+    /// is never contended: [`Live::in_use`] admits one call at a time; it
+    /// lets that call mutate the reader through the shared `Live`).
     reader: tokio::sync::Mutex<Reader>,
     waiting: Mutex<Waiting>,
-    /// Calls using it now (0 or 1).
-    calls: AtomicUsize,
+    /// Whether a call is using it now.
+    in_use: AtomicBool,
 }
 
 /// The response side of a stream.
@@ -122,7 +121,7 @@ struct InUse(Arc<Live>);
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        self.0.calls.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_use.store(false, Ordering::Release);
     }
 }
 
@@ -169,17 +168,7 @@ impl SharedEnrich {
         let (answers, receiver) = mpsc::unbounded_channel();
         let live = self.register(first, count, &answers)?;
         drop(answers);
-        for (chunk_index, chunk) in records.chunks(ITEMS_PER_MESSAGE).enumerate() {
-            let request = pb::EnrichRequest {
-                items: chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(index, record)| pb::EnrichItem {
-                        sequence: first + (chunk_index * ITEMS_PER_MESSAGE + index) as u64,
-                        record: Some(convert::record_to_pb(record)),
-                    })
-                    .collect(),
-            };
+        for request in enrich_requests(records, first) {
             if live.0.requests.send(request).is_err() {
                 // The request side is gone (the stream was dropped): the
                 // next read ends the stream and this call runs again.
@@ -229,8 +218,8 @@ impl SharedEnrich {
         }
         let live = slot.get_or_insert_with(|| self.open_stream()).clone();
         drop(slot);
-        live.calls
-            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+        live.in_use
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
         Some(InUse(live))
     }
@@ -247,31 +236,32 @@ impl SharedEnrich {
             requests,
             reader: tokio::sync::Mutex::new(Reader::Opening(opening)),
             waiting: Mutex::new(Waiting::default()),
-            calls: AtomicUsize::new(0),
+            in_use: AtomicBool::new(false),
         })
     }
 }
 
-/// Waits for the `count` answers of one call, reading the stream whenever
-/// no other call is.
+/// Waits for the `count` answers of one call, reading the stream itself:
+/// only this call routes answers while it holds the stream, so whatever
+/// is not in `receiver` yet is still to be read.
 async fn collect(
     live: &Live,
     mut receiver: mpsc::UnboundedReceiver<Answer>,
     count: usize,
 ) -> SharedOutcome {
+    let mut reader = live.reader.lock().await;
     let mut outcomes: Vec<Option<EnrichOutcome>> = vec![None; count];
     let mut answered = 0;
     while answered < count {
-        let answer = tokio::select! {
-            biased;
-            answer = receiver.recv() => answer,
-            mut reader = live.reader.lock() => {
+        let (index, answer) = match receiver.try_recv() {
+            Ok(answer) => answer,
+            Err(mpsc::error::TryRecvError::Empty) => {
                 read_once(&mut reader, &live.waiting).await;
                 continue;
             }
-        };
-        let Some((index, answer)) = answer else {
-            return SharedOutcome::StreamEnded;
+            // The stream ended: its entries, and with them this call's
+            // senders, were dropped.
+            Err(mpsc::error::TryRecvError::Disconnected) => return SharedOutcome::StreamEnded,
         };
         match answer {
             Ok(outcome) => {
@@ -338,17 +328,7 @@ fn route(response: pb::EnrichResponse, waiting: &Mutex<Waiting>) -> Result<(), S
                 "the plugin answered sequence number {sequence}, which is not in flight (unknown, or answered twice)"
             ));
         };
-        let answer = match result.outcome {
-            Some(pb::enrich_result::Outcome::Record(record)) => convert::record_from_pb(record)
-                .map(EnrichOutcome::Enriched)
-                .map_err(CallError::from),
-            Some(pb::enrich_result::Outcome::Failure(failure)) => {
-                Ok(EnrichOutcome::Failed(convert::failure_from_pb(failure)))
-            }
-            None => Err(CallError::Protocol(format!(
-                "the result for sequence number {sequence} has neither a record nor a failure"
-            ))),
-        };
+        let answer = enrich_outcome_from_pb(result);
         // The call may be gone (its deadline passed): the answer is dropped.
         let _ = answers.send((index, answer));
     }
@@ -368,6 +348,7 @@ fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
 mod tests {
     use std::collections::BTreeMap;
     use std::pin::Pin;
+    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use switchyard_wire::pb::v1 as pb;

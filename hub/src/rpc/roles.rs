@@ -18,7 +18,7 @@ use crate::domain::{
 };
 
 /// How many items go in one streamed request message.
-pub(super) const ITEMS_PER_MESSAGE: usize = 64;
+const ITEMS_PER_MESSAGE: usize = 64;
 
 /// The role clients of one plugin, over its shared channel. Clones share the
 /// channel and the Enrich stream.
@@ -127,20 +127,7 @@ impl RoleClient {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let requests: Vec<pb::EnrichRequest> = records
-            .chunks(ITEMS_PER_MESSAGE)
-            .enumerate()
-            .map(|(chunk_index, chunk)| pb::EnrichRequest {
-                items: chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(index, record)| pb::EnrichItem {
-                        sequence: (chunk_index * ITEMS_PER_MESSAGE + index) as u64,
-                        record: Some(convert::record_to_pb(record)),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let requests: Vec<pb::EnrichRequest> = enrich_requests(records, 0).collect();
         let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -156,21 +143,7 @@ impl RoleClient {
             };
             for result in response.results {
                 let slot = slot_for(&mut outcomes, result.sequence, "sequence number")?;
-                let outcome = match result.outcome {
-                    Some(pb::enrich_result::Outcome::Record(record)) => {
-                        EnrichOutcome::Enriched(convert::record_from_pb(record)?)
-                    }
-                    Some(pb::enrich_result::Outcome::Failure(failure)) => {
-                        EnrichOutcome::Failed(convert::failure_from_pb(failure))
-                    }
-                    None => {
-                        return Err(CallError::Protocol(format!(
-                            "the result for sequence number {} has neither a record nor a failure",
-                            result.sequence
-                        )));
-                    }
-                };
-                *slot = Some(outcome);
+                *slot = Some(enrich_outcome_from_pb(result)?);
                 answered += 1;
             }
         }
@@ -310,6 +283,43 @@ impl PollStream {
             })),
             None => Ok(None),
         }
+    }
+}
+
+/// The request messages for `records`, [`ITEMS_PER_MESSAGE`] items each,
+/// numbered from `first` in input order.
+pub(super) fn enrich_requests(
+    records: &[Record],
+    first: u64,
+) -> impl Iterator<Item = pb::EnrichRequest> + '_ {
+    records
+        .chunks(ITEMS_PER_MESSAGE)
+        .enumerate()
+        .map(move |(chunk_index, chunk)| pb::EnrichRequest {
+            items: chunk
+                .iter()
+                .enumerate()
+                .map(|(index, record)| pb::EnrichItem {
+                    sequence: first + (chunk_index * ITEMS_PER_MESSAGE + index) as u64,
+                    record: Some(convert::record_to_pb(record)),
+                })
+                .collect(),
+        })
+}
+
+/// The outcome one Enrich result carries, or why it breaks the contract.
+pub(super) fn enrich_outcome_from_pb(result: pb::EnrichResult) -> Result<EnrichOutcome, CallError> {
+    match result.outcome {
+        Some(pb::enrich_result::Outcome::Record(record)) => {
+            Ok(EnrichOutcome::Enriched(convert::record_from_pb(record)?))
+        }
+        Some(pb::enrich_result::Outcome::Failure(failure)) => {
+            Ok(EnrichOutcome::Failed(convert::failure_from_pb(failure)))
+        }
+        None => Err(CallError::Protocol(format!(
+            "the result for sequence number {} has neither a record nor a failure",
+            result.sequence
+        ))),
     }
 }
 

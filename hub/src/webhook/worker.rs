@@ -106,13 +106,14 @@ impl Claims {
             // A delivery in hand is still pending until its task ends (its
             // commit happens before), so those are skipped; reading that
             // many more keeps the read-ahead full.
-            let limit = u32::try_from(BATCH + self.in_hand.len()).unwrap_or(u32::MAX);
+            let wanted = BATCH + self.in_hand.len();
+            let limit = u32::try_from(wanted).unwrap_or(u32::MAX);
             let pending = store.pending_inbox(plugin, limit).await?;
             // A short read saw every pending delivery: reading again before
             // a wake-up would find nothing new (an insert wakes the worker
             // after its commit, and a wake-up is kept until it is seen), so
             // one claim costs one read, not two.
-            let complete = pending.len() < BATCH + self.in_hand.len();
+            let complete = pending.len() < wanted;
             self.queue.extend(
                 pending
                     .into_iter()
