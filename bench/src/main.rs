@@ -19,7 +19,9 @@
 //! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
 //! * [`example`]: README's example pipeline under webhook load, beside
 //!   [`http_floor`] (a bare axum handler); [`store_floor`]: the durable
-//!   pipeline's rows written by a minimal program (issue #15's floors).
+//!   pipeline's rows written by a minimal program (issue #15's floors), and
+//!   [`sqlite_direct`]: the same writes with SQLite on the writer's own
+//!   thread, beside sqlx's worker thread.
 //! * [`report`]: targets, ratios, JSON and markdown.
 
 mod bare_tonic;
@@ -41,6 +43,7 @@ mod rest_poll;
 mod restart;
 mod rig;
 mod settings;
+mod sqlite_direct;
 mod stats;
 mod store_floor;
 mod stream;

@@ -377,6 +377,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             crate::store_floor::measure(&counts).await,
             &mut rows,
         );
+        take(
+            "sqlite-direct",
+            crate::sqlite_direct::measure(&counts).await,
+            &mut rows,
+        );
         crate::store_floor::attach(&mut rows);
     }
     if selected(&args, "cluster") {

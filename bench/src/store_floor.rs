@@ -39,7 +39,7 @@ pub const BATCH: usize = 500;
 /// Records per multi-row statement: the hub's `UPSERT_CHUNK`.
 pub const CHUNK: usize = 100;
 /// The input's name (the records' source and the checkpoint's key).
-const SOURCE: &str = "gen";
+pub(crate) const SOURCE: &str = "gen";
 
 /// What one database's floor run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -196,13 +196,16 @@ async fn run(url: &str, total: u64) -> anyhow::Result<FloorResult> {
 }
 
 /// One record's columns, made the way the generator and the hub make them.
-struct Made {
-    key: String,
-    payload: String,
-    snapshot: String,
+pub(crate) struct Made {
+    /// The record key (and source id).
+    pub key: String,
+    /// The payload JSON.
+    pub payload: String,
+    /// The outbox event's record snapshot JSON.
+    pub snapshot: String,
 }
 
-fn make(seq: u64, filler: &str) -> Made {
+pub(crate) fn make(seq: u64, filler: &str) -> Made {
     let payload = format!(r#"{{"seq":{seq},"filler":"{filler}"}}"#);
     let snapshot = format!(
         r#"{{"id":"{seq}","source":"{SOURCE}","type":"demo.reading","occurred_at_ms":null,"payload":{payload},"metadata":{{}},"idempotency_key":null}}"#
@@ -215,7 +218,7 @@ fn make(seq: u64, filler: &str) -> Made {
 }
 
 /// The generator's 100-byte filler.
-fn filler() -> String {
+pub(crate) fn filler() -> String {
     "lorem ipsum dolor sit amet "
         .chars()
         .cycle()
@@ -225,7 +228,7 @@ fn filler() -> String {
 
 /// `(p1, p2, …), (…)`: `rows` tuples of `columns` placeholders, `$n` for
 /// PostgreSQL or `?` for SQLite.
-fn values(rows: usize, columns: usize, numbered: bool) -> String {
+pub(crate) fn values(rows: usize, columns: usize, numbered: bool) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     let mut n = 0;
     for row in 0..rows {
@@ -249,13 +252,13 @@ fn values(rows: usize, columns: usize, numbered: bool) -> String {
     sql
 }
 
-const INSERT_RECORDS: &str = "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ";
-const INSERT_EVENTS: &str =
+pub(crate) const INSERT_RECORDS: &str = "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ";
+pub(crate) const INSERT_EVENTS: &str =
     "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES ";
-const SAVE_CHECKPOINT: &str = "INSERT INTO input_checkpoints (plugin, checkpoint, updated_at) VALUES ($1, $2, $3) \
+pub(crate) const SAVE_CHECKPOINT: &str = "INSERT INTO input_checkpoints (plugin, checkpoint, updated_at) VALUES ($1, $2, $3) \
      ON CONFLICT (plugin) DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at";
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
