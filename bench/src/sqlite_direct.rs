@@ -36,8 +36,8 @@ use crate::footprint::{clock_ticks_per_second, cpu_ticks};
 use crate::report::{Row, Value};
 use crate::settings::Counts;
 use crate::store_floor::{
-    BATCH, CHUNK, INSERT_EVENTS, INSERT_RECORDS, Made, SAVE_CHECKPOINT, SOURCE, filler, make,
-    now_ms, values,
+    BATCH, CHUNK, INSERT_EVENTS, INSERT_RECORDS, Made, SAVE_CHECKPOINT, SOURCE, filler,
+    insert_chunk, make, now_ms, values,
 };
 
 /// What one side of one shape measured.
@@ -299,39 +299,10 @@ async fn sqlx_single(path: &Path, total: u64) -> anyhow::Result<()> {
         .foreign_keys(true);
     let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
     let filler = filler();
-    let records_sql = format!(
-        "{INSERT_RECORDS}{} RETURNING id, record_key",
-        values(1, 11, false)
-    );
-    let events_sql = format!("{INSERT_EVENTS}{} RETURNING id", values(1, 6, false));
     for seq in 0..total {
-        let record = make(seq, &filler);
-        let now = now_ms();
+        let made = [make(seq, &filler)];
         let mut tx = conn.begin().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(records_sql.as_str()))
-            .bind(SOURCE)
-            .bind(record.key.as_str())
-            .bind(record.key.as_str())
-            .bind("demo.reading")
-            .bind(None::<i64>)
-            .bind(record.payload.as_str())
-            .bind("{}")
-            .bind(None::<String>)
-            .bind(1_i64)
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        let id: i64 = row.try_get("id")?;
-        sqlx::query(sqlx::AssertSqlSafe(events_sql.as_str()))
-            .bind(id)
-            .bind("created")
-            .bind(SOURCE)
-            .bind("demo.reading")
-            .bind(record.snapshot.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+        insert_chunk!(tx, &made, now_ms(), false);
         tx.commit().await?;
     }
     conn.close().await?;

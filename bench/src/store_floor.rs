@@ -262,8 +262,71 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The batch loop, for one connection type (the two drivers share no
-/// trait that keeps this short, so the body is written once here).
+/// Inserts the records `$made` (a slice of [`Made`]) and one outbox event
+/// each on the transaction `$tx`, as two multi-row statements, the way the
+/// hub's store does; `$numbered` picks `$n` placeholders (PostgreSQL) over
+/// `?` (SQLite). A macro because the two drivers share no trait that keeps
+/// this short; [`crate::sqlite_direct`] runs it one record at a time.
+macro_rules! insert_chunk {
+    ($tx:ident, $made:expr, $now:expr, $numbered:expr) => {{
+        let made: &[Made] = $made;
+        let now: i64 = $now;
+        let sql = format!(
+            "{INSERT_RECORDS}{} RETURNING id, record_key",
+            values(made.len(), 11, $numbered)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for record in made {
+            query = query
+                .bind(SOURCE)
+                .bind(record.key.as_str())
+                .bind(record.key.as_str())
+                .bind("demo.reading")
+                .bind(None::<i64>)
+                .bind(record.payload.as_str())
+                .bind("{}")
+                .bind(None::<String>)
+                .bind(1_i64)
+                .bind(now)
+                .bind(now);
+        }
+        let mut ids = HashMap::with_capacity(made.len());
+        for row in query.fetch_all(&mut *$tx).await? {
+            ids.insert(
+                row.try_get::<String, _>("record_key")?,
+                row.try_get::<i64, _>("id")?,
+            );
+        }
+        let sql = format!(
+            "{INSERT_EVENTS}{} RETURNING id",
+            values(made.len(), 6, $numbered)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for record in made {
+            let id = ids
+                .get(&record.key)
+                .copied()
+                .context("an inserted record's id was not returned")?;
+            query = query
+                .bind(id)
+                .bind("created")
+                .bind(SOURCE)
+                .bind("demo.reading")
+                .bind(record.snapshot.as_str())
+                .bind(now);
+        }
+        let events = query.fetch_all(&mut *$tx).await?;
+        anyhow::ensure!(
+            events.len() == made.len(),
+            "{} outbox ids returned for {} events",
+            events.len(),
+            made.len()
+        );
+    }};
+}
+pub(crate) use insert_chunk;
+
+/// The batch loop, for one connection type (see [`insert_chunk`]).
 macro_rules! write_batches {
     ($conn:expr, $total:expr, $numbered:expr) => {{
         let filler = filler();
@@ -274,58 +337,7 @@ macro_rules! write_batches {
             while seq < batch_end {
                 let chunk_end = (seq + CHUNK as u64).min(batch_end);
                 let made: Vec<Made> = (seq..chunk_end).map(|seq| make(seq, &filler)).collect();
-                let now = now_ms();
-                let sql = format!(
-                    "{INSERT_RECORDS}{} RETURNING id, record_key",
-                    values(made.len(), 11, $numbered)
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for record in &made {
-                    query = query
-                        .bind(SOURCE)
-                        .bind(record.key.as_str())
-                        .bind(record.key.as_str())
-                        .bind("demo.reading")
-                        .bind(None::<i64>)
-                        .bind(record.payload.as_str())
-                        .bind("{}")
-                        .bind(None::<String>)
-                        .bind(1_i64)
-                        .bind(now)
-                        .bind(now);
-                }
-                let mut ids = HashMap::with_capacity(made.len());
-                for row in query.fetch_all(&mut *tx).await? {
-                    ids.insert(
-                        row.try_get::<String, _>("record_key")?,
-                        row.try_get::<i64, _>("id")?,
-                    );
-                }
-                let sql = format!(
-                    "{INSERT_EVENTS}{} RETURNING id",
-                    values(made.len(), 6, $numbered)
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for record in &made {
-                    let id = ids
-                        .get(&record.key)
-                        .copied()
-                        .context("an inserted record's id was not returned")?;
-                    query = query
-                        .bind(id)
-                        .bind("created")
-                        .bind(SOURCE)
-                        .bind("demo.reading")
-                        .bind(record.snapshot.as_str())
-                        .bind(now);
-                }
-                let events = query.fetch_all(&mut *tx).await?;
-                anyhow::ensure!(
-                    events.len() == made.len(),
-                    "{} outbox ids returned for {} events",
-                    events.len(),
-                    made.len()
-                );
+                insert_chunk!(tx, &made, now_ms(), $numbered);
                 seq = chunk_end;
             }
             sqlx::query(SAVE_CHECKPOINT)
