@@ -98,29 +98,6 @@ fn event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
 }
 
 impl StoreTx {
-    /// Writes one outbox event (called by the record upsert).
-    pub(crate) async fn insert_event(
-        &mut self,
-        record_id: i64,
-        kind: EventKind,
-        record: &Record,
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        let event_id: i64 = sqlx::query_scalar(
-            "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(record_id)
-        .bind(kind_to_str(kind))
-        .bind(&record.source)
-        .bind(&record.record_type)
-        .bind(RecordSnapshot::encode(record))
-        .bind(now)
-        .fetch_one(self.conn())
-        .await?;
-        self.wrote_events = true;
-        Ok(event_id)
-    }
-
     /// Writes one outbox event per `(record id, kind, record)`, in one
     /// statement; returns their ids in input order.
     pub(crate) async fn insert_events(

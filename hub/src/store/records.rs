@@ -212,68 +212,102 @@ impl StoreTx {
         Ok(outcomes)
     }
 
-    /// Upserts records of one source with distinct keys: one SELECT for
-    /// the chunk, multi-row INSERTs for runs of new records, and the
-    /// one-by-one path for changed ones, keeping events in input order.
+    /// Upserts records of one source with distinct keys: one multi-row
+    /// `INSERT ... ON CONFLICT DO NOTHING RETURNING` for the whole chunk,
+    /// a `SELECT` of only the keys that were already stored (skipped when
+    /// every record is new), an `UPDATE` per changed record, and one
+    /// multi-row `INSERT` of the chunk's events, in input order. A chunk
+    /// of new records takes two statements.
+    ///
+    /// Inserting first, rather than looking every key up first, matters on
+    /// PostgreSQL: the lookup of a whole chunk was the pipeline's costliest
+    /// statement, and a plan cached while `records` was still small scans
+    /// the table until the next `ANALYZE` (see docs/benchmarks.md). On
+    /// PostgreSQL a key already stored still draws an id from the
+    /// sequence, so record ids may skip numbers (nothing relies on them
+    /// being dense: cursors compare ids).
     async fn upsert_chunk(&mut self, records: &[&Record]) -> Result<Vec<Upserted>, StoreError> {
-        let Some(first) = records.first() else {
-            return Ok(Vec::new());
-        };
-        let mut sql = String::from(
-            "SELECT id, record_key, record_type, occurred_at, payload, metadata FROM records WHERE source = ",
-        );
-        let mut placeholders = Placeholders::new(self.backend);
-        placeholders.push(&mut sql);
-        sql.push_str(" AND record_key IN ");
-        placeholders.push_tuple(&mut sql, records.len());
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(first.source.clone());
-        for record in records {
-            query = query.bind(record_key(record).to_owned());
-        }
-        let mut existing = std::collections::HashMap::new();
-        for row in query.fetch_all(self.conn()).await? {
-            let key: String = row.try_get("record_key")?;
-            existing.insert(key, row);
-        }
-        let mut outcomes = Vec::with_capacity(records.len());
-        let mut run: Vec<&Record> = Vec::new();
-        for record in records {
-            match existing.get(record_key(record)) {
-                None => run.push(*record),
-                Some(row) => {
-                    let record_id: i64 = row.try_get("id")?;
-                    let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
-                    let same = row.try_get::<String, _>("record_type")? == record.record_type
-                        && row.try_get::<Option<i64>, _>("occurred_at")? == occurred_at
-                        && json_equal(&row.try_get::<String, _>("payload")?, &record.payload)
-                        && metadata_equal(&row.try_get::<String, _>("metadata")?, &record.metadata);
-                    if same {
-                        outcomes.extend(self.insert_new(&std::mem::take(&mut run)).await?);
-                        outcomes.push(Upserted::Unchanged { record_id });
-                    } else {
-                        outcomes.extend(self.insert_new(&std::mem::take(&mut run)).await?);
-                        outcomes.push(self.update_one(record, record_id).await?);
-                    }
-                }
-            }
-        }
-        outcomes.extend(self.insert_new(&run).await?);
-        Ok(outcomes)
-    }
-
-    /// Inserts records known to be new (one source, distinct keys) and
-    /// their `created` events, two statements in all.
-    async fn insert_new(&mut self, records: &[&Record]) -> Result<Vec<Upserted>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
         let now = now_ms();
+        let inserted = self.insert_missing(records, now).await?;
+        let conflicting: Vec<&Record> = records
+            .iter()
+            .filter(|record| !inserted.contains_key(record_key(record)))
+            .copied()
+            .collect();
+        let stored = self.stored_versions(&conflicting).await?;
+        // What each record became, in input order; the events follow it.
+        let mut outcomes: Vec<(i64, Option<EventKind>)> = Vec::with_capacity(records.len());
+        for record in records {
+            let key = record_key(record);
+            if let Some(&record_id) = inserted.get(key) {
+                outcomes.push((record_id, Some(EventKind::Created)));
+                continue;
+            }
+            let Some(row) = stored.get(key) else {
+                return Err(StoreError::corrupt(
+                    "records",
+                    format!("record key {key:?} conflicted on insert but is not stored"),
+                ));
+            };
+            let record_id: i64 = row.try_get("id")?;
+            let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
+            let same = row.try_get::<String, _>("record_type")? == record.record_type
+                && row.try_get::<Option<i64>, _>("occurred_at")? == occurred_at
+                && json_equal(&row.try_get::<String, _>("payload")?, &record.payload)
+                && metadata_equal(&row.try_get::<String, _>("metadata")?, &record.metadata);
+            if same {
+                outcomes.push((record_id, None));
+            } else {
+                self.update_one(record, record_id, now).await?;
+                outcomes.push((record_id, Some(EventKind::Updated)));
+            }
+        }
+        let events: Vec<(i64, EventKind, &Record)> = outcomes
+            .iter()
+            .zip(records)
+            .filter_map(|(&(record_id, kind), record)| kind.map(|kind| (record_id, kind, *record)))
+            .collect();
+        let mut event_ids = self.insert_events(&events, now).await?.into_iter();
+        let mut upserted = Vec::with_capacity(outcomes.len());
+        for (record_id, kind) in outcomes {
+            let Some(kind) = kind else {
+                upserted.push(Upserted::Unchanged { record_id });
+                continue;
+            };
+            let event_id = event_ids.next().ok_or_else(|| {
+                StoreError::corrupt("outbox", "an inserted event's id was not returned")
+            })?;
+            upserted.push(match kind {
+                EventKind::Created => Upserted::Created {
+                    record_id,
+                    event_id,
+                },
+                EventKind::Updated => Upserted::Updated {
+                    record_id,
+                    event_id,
+                },
+            });
+        }
+        Ok(upserted)
+    }
+
+    /// Inserts each record (one source, distinct keys) whose key is not
+    /// stored yet, in one statement; returns the new records' ids by key
+    /// (a key already stored is left alone and missing from the map).
+    async fn insert_missing(
+        &mut self,
+        records: &[&Record],
+        now: i64,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
         let mut sql = String::from(
             "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ",
         );
         let mut placeholders = Placeholders::new(self.backend);
         placeholders.push_rows(&mut sql, records.len(), 11);
-        sql.push_str(" RETURNING id, record_key");
+        sql.push_str(" ON CONFLICT (source, record_key) DO NOTHING RETURNING id, record_key");
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for record in records {
             let metadata = serde_json::to_string(&record.metadata)
@@ -291,49 +325,54 @@ impl StoreTx {
                 .bind(now)
                 .bind(now);
         }
-        let mut ids = std::collections::HashMap::new();
+        let mut ids = std::collections::HashMap::with_capacity(records.len());
         for row in query.fetch_all(self.conn()).await? {
             ids.insert(
                 row.try_get::<String, _>("record_key")?,
                 row.try_get::<i64, _>("id")?,
             );
         }
-        let record_ids = records
-            .iter()
-            .map(|record| {
-                ids.get(record_key(record)).copied().ok_or_else(|| {
-                    StoreError::corrupt("records", "an inserted record's id was not returned")
-                })
-            })
-            .collect::<Result<Vec<i64>, _>>()?;
-        let event_ids = self
-            .insert_events(
-                &records
-                    .iter()
-                    .zip(&record_ids)
-                    .map(|(record, &id)| (id, EventKind::Created, *record))
-                    .collect::<Vec<_>>(),
-                now,
-            )
-            .await?;
-        Ok(record_ids
-            .into_iter()
-            .zip(event_ids)
-            .map(|(record_id, event_id)| Upserted::Created {
-                record_id,
-                event_id,
-            })
-            .collect())
+        Ok(ids)
+    }
+
+    /// The stored rows of `records` (one source, distinct keys, all
+    /// stored), by key, with what an upsert compares; no statement when
+    /// `records` is empty.
+    async fn stored_versions(
+        &mut self,
+        records: &[&Record],
+    ) -> Result<std::collections::HashMap<String, AnyRow>, StoreError> {
+        let mut existing = std::collections::HashMap::with_capacity(records.len());
+        let Some(first) = records.first() else {
+            return Ok(existing);
+        };
+        let mut sql = String::from(
+            "SELECT id, record_key, record_type, occurred_at, payload, metadata FROM records WHERE source = ",
+        );
+        let mut placeholders = Placeholders::new(self.backend);
+        placeholders.push(&mut sql);
+        sql.push_str(" AND record_key IN ");
+        placeholders.push_tuple(&mut sql, records.len());
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(first.source.clone());
+        for record in records {
+            query = query.bind(record_key(record).to_owned());
+        }
+        for row in query.fetch_all(self.conn()).await? {
+            let key: String = row.try_get("record_key")?;
+            existing.insert(key, row);
+        }
+        Ok(existing)
     }
 
     /// Updates the stored record `record_id` (found by the chunk's lookup
-    /// and known to differ) to `record`, and writes its `updated` event.
+    /// and known to differ) to `record`; its `updated` event is written
+    /// with the chunk's other events.
     async fn update_one(
         &mut self,
         record: &Record,
         record_id: i64,
-    ) -> Result<Upserted, StoreError> {
-        let now = now_ms();
+        now: i64,
+    ) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&record.metadata)
             .map_err(|err| StoreError::corrupt("records", err))?;
         sqlx::query(
@@ -349,13 +388,7 @@ impl StoreTx {
         .bind(record_id)
         .execute(self.conn())
         .await?;
-        let event_id = self
-            .insert_event(record_id, EventKind::Updated, record, now)
-            .await?;
-        Ok(Upserted::Updated {
-            record_id,
-            event_id,
-        })
+        Ok(())
     }
 }
 
