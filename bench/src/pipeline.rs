@@ -117,7 +117,9 @@ pub async fn measure(
                     Value::none(),
                     Value::none(),
                     false,
-                    None,
+                    // Issue #15's target, checked only when commits are
+                    // durable (fsync and synchronous_commit on).
+                    postgres.durable.then_some(Target::AtLeast(25_000.0)),
                 )
                 .note(&format!(
                     "the same pipeline on {} ({}){}",
