@@ -95,13 +95,15 @@ async fn upsert_creates_updates_and_skips_unchanged_records() {
 
 #[tokio::test]
 async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
+    // More new records than one chunk holds, so they span several.
+    const NEW: usize = 1_200;
     on_both("mixed_batch", |store| async move {
         let mut tx = store.begin().await.unwrap();
         tx.upsert_records("gen", &[record("b", 1), record("d", 1)])
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let batch: Vec<Record> = (0..250)
+        let batch: Vec<Record> = (0..NEW as i64)
             .map(|n| record(&format!("n{n}"), n))
             .chain([
                 record("b", 2),
@@ -115,15 +117,15 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
         tx.commit().await.unwrap();
         assert_eq!(outcomes.len(), batch.len());
         assert!(
-            outcomes[..250]
+            outcomes[..NEW]
                 .iter()
                 .all(|o| matches!(o, Upserted::Created { .. }))
         );
-        assert!(matches!(outcomes[250], Upserted::Updated { .. }));
-        assert!(matches!(outcomes[251], Upserted::Created { .. }));
-        assert!(matches!(outcomes[252], Upserted::Unchanged { .. }));
+        assert!(matches!(outcomes[NEW], Upserted::Updated { .. }));
+        assert!(matches!(outcomes[NEW + 1], Upserted::Created { .. }));
+        assert!(matches!(outcomes[NEW + 2], Upserted::Unchanged { .. }));
         assert!(
-            matches!(outcomes[253], Upserted::Updated { .. }),
+            matches!(outcomes[NEW + 3], Upserted::Updated { .. }),
             "same key later in the batch"
         );
         let event_ids: Vec<i64> = outcomes
@@ -134,7 +136,7 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
             event_ids.windows(2).all(|pair| pair[0] < pair[1]),
             "events in input order"
         );
-        for (index, outcome) in outcomes[..250].iter().enumerate() {
+        for (index, outcome) in outcomes[..NEW].iter().enumerate() {
             let stored = store
                 .get_record(outcome.record_id())
                 .await
@@ -143,13 +145,13 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
             assert_eq!(stored.record.id, format!("n{index}"));
         }
         let c = store
-            .get_record(outcomes[253].record_id())
+            .get_record(outcomes[NEW + 3].record_id())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(c.record.payload["n"], 3);
-        assert_eq!(store.count_records().await.unwrap(), 253);
-        assert_eq!(store.count_events().await.unwrap(), (253, 2));
+        assert_eq!(store.count_records().await.unwrap(), NEW as i64 + 3);
+        assert_eq!(store.count_events().await.unwrap(), (NEW as i64 + 3, 2));
     })
     .await;
 }
