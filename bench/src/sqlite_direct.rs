@@ -36,8 +36,8 @@ use crate::footprint::{clock_ticks_per_second, cpu_ticks};
 use crate::report::{Row, Value};
 use crate::settings::Counts;
 use crate::store_floor::{
-    BATCH, CHUNK, INSERT_EVENTS, INSERT_RECORDS, Made, RECORDS_RETURNING, SAVE_CHECKPOINT, SOURCE,
-    filler, insert_chunk, make, now_ms, values,
+    BATCH, CHUNK, INSERT_EVENTS, INSERT_RECORDS, Made, RECORDS_ON_CONFLICT, RECORDS_RETURNING,
+    SAVE_CHECKPOINT, SOURCE, SQLITE_RETURNING_MAX, filler, insert_chunk, make, now_ms, values,
 };
 
 /// What one side of one shape measured.
@@ -105,7 +105,7 @@ pub async fn measure(counts: &Counts) -> anyhow::Result<(Vec<Row>, serde_json::V
             None,
         )
         .note(&format!(
-            "not Switchyard: {transactions} transactions of BEGIN, one record (INSERT ... ON CONFLICT DO NOTHING RETURNING), its outbox event, COMMIT (synchronous=full), through one plain sqlx SqliteConnection (Switchyard column: what the hub's store pays per statement) and through rusqlite on the same thread (floor column); {:.0} and {:.0} transactions/s, each waiting for its fsync",
+            "not Switchyard: {transactions} transactions of BEGIN, one record and its outbox event, COMMIT (synchronous=full), through one plain sqlx SqliteConnection with the hub's statements (INSERT ... ON CONFLICT DO NOTHING RETURNING; Switchyard column: what the hub's store pays per statement) and through rusqlite on the same thread (floor column); {:.0} and {:.0} transactions/s, each waiting for its fsync",
             single_sqlx.per_second, single_direct.per_second
         )),
     ];

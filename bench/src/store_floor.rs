@@ -13,7 +13,10 @@
 //! `outbox.rs`, `checkpoints.rs`): chunks of [`CHUNK`] records as one
 //! multi-row `INSERT INTO records … ON CONFLICT (source, record_key) DO
 //! NOTHING RETURNING id, record_key`, one multi-row `INSERT INTO outbox …
-//! RETURNING id`, then the checkpoint's upsert, then `COMMIT`. SQLite runs
+//! RETURNING id`, then the checkpoint's upsert, then `COMMIT`. On SQLite
+//! the inserts return no rows and three one-row statements stand in for
+//! them (the `sqlite_sequence` read, and `last_insert_rowid()` after each
+//! insert), as in the hub. SQLite runs
 //! as the hub sets it up (WAL, `synchronous = FULL`), PostgreSQL with the
 //! server's `fsync` and the default `synchronous_commit = on`. Every record
 //! is new, as in the pipeline measurement, so the hub runs these same
@@ -254,7 +257,14 @@ pub(crate) fn values(rows: usize, columns: usize, numbered: bool) -> String {
 }
 
 pub(crate) const INSERT_RECORDS: &str = "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ";
-/// What follows the records' `VALUES` list in the hub's insert.
+/// Up to how many rows an insert on SQLite returns its new ids as rows: the
+/// hub's `SQLITE_RETURNING_MAX`.
+pub(crate) const SQLITE_RETURNING_MAX: usize = 32;
+/// What follows the records' `VALUES` list in the hub's insert on SQLite
+/// (beyond [`SQLITE_RETURNING_MAX`] rows).
+pub(crate) const RECORDS_ON_CONFLICT: &str = " ON CONFLICT (source, record_key) DO NOTHING";
+/// What follows it on PostgreSQL (and in the rusqlite floor, where a
+/// returned row costs no thread hop).
 pub(crate) const RECORDS_RETURNING: &str =
     " ON CONFLICT (source, record_key) DO NOTHING RETURNING id, record_key";
 pub(crate) const INSERT_EVENTS: &str =
@@ -268,16 +278,39 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Inserts the records `$made` (a slice of [`Made`]) and one outbox event
 /// each on the transaction `$tx`, as two multi-row statements, the way the
-/// hub's store does; `$numbered` picks `$n` placeholders (PostgreSQL) over
-/// `?` (SQLite). A macro because the two drivers share no trait that keeps
-/// this short; [`crate::sqlite_direct`] runs it one record at a time.
+/// hub's store does; `$numbered` picks PostgreSQL (`$n` placeholders, the
+/// new ids returned by the inserts) over SQLite (`?` placeholders; beyond
+/// [`SQLITE_RETURNING_MAX`] rows the inserts return no rows, and the ids
+/// follow from `AUTOINCREMENT` and `last_insert_rowid()`, as in the hub's
+/// `insert_missing`). A macro
+/// because the two drivers share no trait that keeps this short;
+/// [`crate::sqlite_direct`] runs it one record at a time.
 macro_rules! insert_chunk {
     ($tx:ident, $made:expr, $now:expr, $numbered:expr) => {{
         let made: &[Made] = $made;
         let now: i64 = $now;
+        let numbered: bool = $numbered;
+        // Whether the inserts return the new ids as rows (PostgreSQL, or a
+        // small chunk on SQLite), as the hub's `returns_rows` decides.
+        let returning = numbered || made.len() <= SQLITE_RETURNING_MAX;
+        if !returning {
+            // The hub reads this before inserting, for the rare chunk
+            // whose keys are partly stored already.
+            let _before: i64 = sqlx::query(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'records'), 0)",
+            )
+            .fetch_one(&mut *$tx)
+            .await?
+            .try_get(0)?;
+        }
         let sql = format!(
-            "{INSERT_RECORDS}{}{RECORDS_RETURNING}",
-            values(made.len(), 11, $numbered)
+            "{INSERT_RECORDS}{}{}",
+            values(made.len(), 11, numbered),
+            if returning {
+                RECORDS_RETURNING
+            } else {
+                RECORDS_ON_CONFLICT
+            }
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in made {
@@ -295,22 +328,40 @@ macro_rules! insert_chunk {
                 .bind(now);
         }
         let mut ids = HashMap::with_capacity(made.len());
-        for row in query.fetch_all(&mut *$tx).await? {
-            ids.insert(
-                row.try_get::<String, _>("record_key")?,
-                row.try_get::<i64, _>("id")?,
+        if returning {
+            for row in query.fetch_all(&mut *$tx).await? {
+                ids.insert(
+                    row.try_get::<String, _>("record_key")?,
+                    row.try_get::<i64, _>("id")?,
+                );
+            }
+        } else {
+            let inserted = query.execute(&mut *$tx).await?.rows_affected();
+            anyhow::ensure!(
+                inserted == made.len() as u64,
+                "{inserted} of {} records inserted",
+                made.len()
             );
+            let last: i64 = sqlx::query("SELECT last_insert_rowid()")
+                .fetch_one(&mut *$tx)
+                .await?
+                .try_get(0)?;
+            let first = last - made.len() as i64 + 1;
+            for (offset, record) in made.iter().enumerate() {
+                ids.insert(record.key.clone(), first + offset as i64);
+            }
         }
         let sql = format!(
-            "{INSERT_EVENTS}{} RETURNING id",
-            values(made.len(), 6, $numbered)
+            "{INSERT_EVENTS}{}{}",
+            values(made.len(), 6, numbered),
+            if returning { " RETURNING id" } else { "" }
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in made {
             let id = ids
                 .get(&record.key)
                 .copied()
-                .context("an inserted record's id was not returned")?;
+                .with_context(|| format!("an inserted record's id was not returned (returning {returning}, {} ids, key {})", ids.len(), record.key))?;
             query = query
                 .bind(id)
                 .bind("created")
@@ -319,11 +370,20 @@ macro_rules! insert_chunk {
                 .bind(record.snapshot.as_str())
                 .bind(now);
         }
-        let events = query.fetch_all(&mut *$tx).await?;
+        let events = if returning {
+            query.fetch_all(&mut *$tx).await?.len()
+        } else {
+            let inserted = query.execute(&mut *$tx).await?.rows_affected() as usize;
+            let _last: i64 = sqlx::query("SELECT last_insert_rowid()")
+                .fetch_one(&mut *$tx)
+                .await?
+                .try_get(0)?;
+            inserted
+        };
         anyhow::ensure!(
-            events.len() == made.len(),
-            "{} outbox ids returned for {} events",
-            events.len(),
+            events == made.len(),
+            "{} outbox rows for {} events",
+            events,
             made.len()
         );
     }};

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+mod payload;
+
+pub use payload::Payload;
+
 /// A role a plugin serves (one binary may serve several): the one `Role`
 /// the hub, the SDK and `switchyard new` share.
 pub use switchyard_wire::Role;
@@ -60,8 +64,8 @@ pub struct Record {
     pub record_type: String,
     /// When the thing happened upstream, if known.
     pub occurred_at: Option<DateTime<Utc>>,
-    /// The content: any JSON value.
-    pub payload: serde_json::Value,
+    /// The content: any JSON value, as the text it arrived in.
+    pub payload: Payload,
     /// String metadata (headers, upstream attributes).
     pub metadata: BTreeMap<String, String>,
     /// An optional deduplication key.

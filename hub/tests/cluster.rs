@@ -51,7 +51,7 @@ fn record(id: &str) -> Record {
         source: String::new(),
         record_type: "test".to_owned(),
         occurred_at: None,
-        payload: json!({ "n": id }),
+        payload: json!({ "n": id }).into(),
         metadata: BTreeMap::new(),
         idempotency_key: None,
     }

@@ -851,7 +851,7 @@ async fn a_replayed_webhook_dead_letter_goes_back_to_the_plugin() {
     let first = letters(1).await.remove(0);
     assert_eq!(first.record.id, "bad-1");
     assert_eq!(first.record.record_type, "webhook.delivery");
-    assert_eq!(first.record.payload["body"], "not json");
+    assert_eq!(first.record.payload.to_value()["body"], "not json");
     assert!(first.error.contains("not valid JSON"), "{}", first.error);
 
     assert!(webhooks.replay_dead_letter(&first).await.unwrap());

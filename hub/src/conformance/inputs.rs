@@ -28,7 +28,7 @@ pub fn default_sample() -> Vec<Record> {
         source: "switchyard-conformance".to_owned(),
         record_type: "conformance.sample".to_owned(),
         occurred_at: None,
-        payload,
+        payload: payload.into(),
         metadata: BTreeMap::new(),
         idempotency_key: None,
     })
@@ -113,7 +113,7 @@ fn parse_sample(text: &str) -> Result<Vec<Record>, String> {
             source: line.source,
             record_type: line.record_type,
             occurred_at: None,
-            payload: line.payload,
+            payload: line.payload.into(),
             metadata: line.metadata,
             idempotency_key: None,
         });

@@ -424,7 +424,7 @@ mod tests {
             source: String::new(),
             record_type: record_type.to_owned(),
             occurred_at: None,
-            payload: json!({ "id": id }),
+            payload: json!({ "id": id }).into(),
             metadata: BTreeMap::new(),
             idempotency_key: None,
         }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Failure, HttpReply, PollBatch, Record, Role, WebhookDelivery};
+use crate::domain::{Failure, HttpReply, Payload, PollBatch, Record, Role, WebhookDelivery};
 use crate::pipeline::poll_control::LastPoll;
 use crate::supervisor::{PluginHandle, PluginStatus};
 
@@ -69,7 +69,7 @@ impl RecordFieldsJson {
                 source,
                 record_type,
                 occurred_at,
-                payload,
+                payload: payload.to_value(),
                 metadata,
                 idempotency_key,
             },
@@ -83,7 +83,7 @@ impl RecordFieldsJson {
             source: self.source,
             record_type: self.record_type,
             occurred_at: self.occurred_at,
-            payload: self.payload,
+            payload: Payload::from_value(&self.payload),
             metadata: self.metadata,
             idempotency_key: self.idempotency_key,
         }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use switchyard_wire::pb::v1 as pb;
 
 use crate::domain::{
-    EventAck, EventKind, Failure, HttpReply, PluginMetadata, Record, RecordEvent, Role,
+    EventAck, EventKind, Failure, HttpReply, Payload, PluginMetadata, Record, RecordEvent, Role,
 };
 
 /// Something a plugin sent that breaks the wire contract.
@@ -57,9 +57,9 @@ pub fn record_from_pb(record: pb::Record) -> Result<Record, ConvertError> {
         ));
     }
     let payload = if record.payload.is_empty() {
-        serde_json::Value::Null
+        Payload::null()
     } else {
-        serde_json::from_slice(&record.payload).map_err(|err| {
+        Payload::from_json(record.payload).map_err(|err| {
             ConvertError(format!(
                 "the plugin sent record {:?} whose payload is not valid JSON: {err}",
                 record.id
@@ -93,8 +93,7 @@ pub fn record_to_pb(record: &Record) -> pb::Record {
         source: record.source.clone(),
         r#type: record.record_type.clone(),
         occurred_at: record.occurred_at.map(timestamp_to_pb),
-        // Serializing a serde_json::Value cannot fail.
-        payload: serde_json::to_vec(&record.payload).unwrap_or_default(),
+        payload: record.payload.to_bytes(),
         metadata: record.metadata.clone(),
         idempotency_key: record.idempotency_key.clone(),
     }
@@ -196,7 +195,7 @@ mod tests {
             source: "github".into(),
             record_type: "issue.opened".into(),
             occurred_at: DateTime::from_timestamp(1_700_000_000, 5),
-            payload: serde_json::json!({"title": "It broke"}),
+            payload: serde_json::json!({"title": "It broke"}).into(),
             metadata: [("a".to_owned(), "b".to_owned())].into(),
             idempotency_key: Some("k".into()),
         };

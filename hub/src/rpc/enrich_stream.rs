@@ -440,7 +440,7 @@ mod tests {
                 source: "test".to_owned(),
                 record_type: "t".to_owned(),
                 occurred_at: None,
-                payload: serde_json::json!({ "id": id }),
+                payload: serde_json::json!({ "id": id }).into(),
                 metadata: BTreeMap::new(),
                 idempotency_key: None,
             })

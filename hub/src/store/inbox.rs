@@ -382,7 +382,7 @@ mod tests {
             source: String::new(),
             record_type: "webhook".into(),
             occurred_at: None,
-            payload: serde_json::json!({"a": 1}),
+            payload: serde_json::json!({"a": 1}).into(),
             metadata: Default::default(),
             idempotency_key: None,
         };

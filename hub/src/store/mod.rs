@@ -54,7 +54,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor as _, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor as _, Row as _, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -457,6 +457,35 @@ impl StoreTx {
     /// The connection, for the queries of the store's submodules.
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+
+    /// SQLite only: the ids of the `count` rows the last statement inserted
+    /// (all of its rows, none skipped) into an `AUTOINCREMENT` table, in the
+    /// order of its `VALUES`.
+    ///
+    /// SQLite gives each new row of such a table one more than the largest
+    /// id the table ever held (<https://www.sqlite.org/autoinc.html>), and
+    /// this transaction holds the write lock, so a multi-row insert's ids
+    /// run without gaps up to `last_insert_rowid()`. This saves fetching
+    /// each id back as a row (see `insert_missing`).
+    pub(crate) async fn inserted_ids(
+        &mut self,
+        count: usize,
+    ) -> Result<std::ops::RangeInclusive<i64>, StoreError> {
+        let last: i64 = sqlx::query("SELECT last_insert_rowid()")
+            .fetch_one(self.conn())
+            .await?
+            .try_get(0)?;
+        let count = i64::try_from(count)
+            .map_err(|_| StoreError::corrupt("records", "too many rows in one insert"))?;
+        let first = last - count + 1;
+        if count == 0 || first < 1 {
+            return Err(StoreError::corrupt(
+                "records",
+                format!("last_insert_rowid() is {last} after inserting {count} rows"),
+            ));
+        }
+        Ok(first..=last)
     }
 }
 

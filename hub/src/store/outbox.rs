@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use super::records::RecordSnapshot;
+use super::records::{RecordSnapshot, returns_rows};
 use super::{Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 
 /// Events marked done per statement.
@@ -113,7 +113,13 @@ impl StoreTx {
         );
         let mut placeholders = Placeholders::new(self.backend);
         placeholders.push_rows(&mut sql, events.len(), 6);
-        sql.push_str(" RETURNING id, record_pk");
+        // Many rows on SQLite: no rows back (each would be a message from
+        // sqlx's worker thread); the ids follow from AUTOINCREMENT, see
+        // `inserted_ids`.
+        let worked_out = !returns_rows(self.backend(), events.len());
+        if !worked_out {
+            sql.push_str(" RETURNING id, record_pk");
+        }
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (record_id, kind, record) in events {
             query = query
@@ -123,6 +129,17 @@ impl StoreTx {
                 .bind(record.record_type.clone())
                 .bind(RecordSnapshot::encode(record))
                 .bind(now);
+        }
+        if worked_out {
+            let inserted = query.execute(self.conn()).await?.rows_affected();
+            if usize::try_from(inserted).ok() != Some(events.len()) {
+                return Err(StoreError::corrupt(
+                    "outbox",
+                    format!("{inserted} of {} events were inserted", events.len()),
+                ));
+            }
+            self.wrote_events = true;
+            return Ok(self.inserted_ids(events.len()).await?.collect());
         }
         let mut ids = std::collections::HashMap::new();
         for row in query.fetch_all(self.conn()).await? {

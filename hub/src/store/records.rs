@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use super::{Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
-use crate::domain::{EventKind, Record};
+use super::{Backend, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
+use crate::domain::{EventKind, Payload, Record};
 
 /// What an upsert did to one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ pub(crate) struct RecordSnapshot {
     #[serde(rename = "type")]
     record_type: String,
     occurred_at_ms: Option<i64>,
-    payload: serde_json::Value,
+    payload: Payload,
     metadata: BTreeMap<String, String>,
     idempotency_key: Option<String>,
 }
@@ -121,7 +121,7 @@ impl RecordSnapshot {
             #[serde(rename = "type")]
             record_type: &'a str,
             occurred_at_ms: Option<i64>,
-            payload: &'a serde_json::Value,
+            payload: &'a Payload,
             metadata: &'a BTreeMap<String, String>,
             idempotency_key: Option<&'a str>,
         }
@@ -217,7 +217,9 @@ impl StoreTx {
     /// a `SELECT` of only the keys that were already stored (skipped when
     /// every record is new), an `UPDATE` per changed record, and one
     /// multi-row `INSERT` of the chunk's events, in input order. A chunk
-    /// of new records takes two statements.
+    /// of new records takes two statements on PostgreSQL; on SQLite, where
+    /// the inserts return no rows, three more small ones work out the new
+    /// ids (see `insert_missing`).
     ///
     /// Inserting first, rather than looking every key up first, matters on
     /// PostgreSQL: the lookup of a whole chunk was the pipeline's costliest
@@ -297,35 +299,56 @@ impl StoreTx {
     /// Inserts each record (one source, distinct keys) whose key is not
     /// stored yet, in one statement; returns the new records' ids by key
     /// (a key already stored is left alone and missing from the map).
+    ///
+    /// PostgreSQL returns the new ids with the insert (`RETURNING`). On
+    /// SQLite every returned row is a message from sqlx's worker thread
+    /// (through a channel of 50 rows), which cost 2.7 against 1.0 CPU-µs
+    /// per row for the same insert without them; so there, unless the
+    /// chunk is small (see [`returns_rows`]), the insert returns nothing
+    /// and the ids are worked out from SQLite's `AUTOINCREMENT` (see
+    /// [`StoreTx::inserted_ids`]).
     async fn insert_missing(
         &mut self,
         records: &[&Record],
         now: i64,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        let mut sql = String::from(
-            "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ",
-        );
-        let mut placeholders = Placeholders::new(self.backend);
-        placeholders.push_rows(&mut sql, records.len(), 11);
-        sql.push_str(" ON CONFLICT (source, record_key) DO NOTHING RETURNING id, record_key");
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for record in records {
-            let metadata = serde_json::to_string(&record.metadata)
-                .map_err(|err| StoreError::corrupt("records", err))?;
-            query = query
-                .bind(record.source.clone())
-                .bind(record_key(record).to_owned())
-                .bind(record.id.clone())
-                .bind(record.record_type.clone())
-                .bind(record.occurred_at.map(|time| time.timestamp_millis()))
-                .bind(record.payload.to_string())
-                .bind(metadata)
-                .bind(record.idempotency_key.clone())
-                .bind(1_i64)
-                .bind(now)
-                .bind(now);
-        }
         let mut ids = std::collections::HashMap::with_capacity(records.len());
+        if !returns_rows(self.backend, records.len()) {
+            // Every id stored before this insert is at most this one.
+            let before: i64 = sqlx::query(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'records'), 0)",
+            )
+            .fetch_one(self.conn())
+            .await?
+            .try_get(0)?;
+            let inserted = insert_records_query(self.backend, records, now, "")?
+                .execute(self.conn())
+                .await?
+                .rows_affected();
+            if inserted == 0 {
+                return Ok(ids);
+            }
+            if usize::try_from(inserted).ok() == Some(records.len()) {
+                let new = self.inserted_ids(records.len()).await?;
+                for (record, id) in records.iter().zip(new) {
+                    ids.insert(record_key(record).to_owned(), id);
+                }
+                return Ok(ids);
+            }
+            // Some keys were stored already (rare): the new rows are the
+            // chunk's rows above `before`.
+            for row in self
+                .rows_of_keys(records, "id, record_key", Some(before))
+                .await?
+            {
+                ids.insert(
+                    row.try_get::<String, _>("record_key")?,
+                    row.try_get::<i64, _>("id")?,
+                );
+            }
+            return Ok(ids);
+        }
+        let query = insert_records_query(self.backend, records, now, " RETURNING id, record_key")?;
         for row in query.fetch_all(self.conn()).await? {
             ids.insert(
                 row.try_get::<String, _>("record_key")?,
@@ -343,25 +366,51 @@ impl StoreTx {
         records: &[&Record],
     ) -> Result<std::collections::HashMap<String, AnyRow>, StoreError> {
         let mut existing = std::collections::HashMap::with_capacity(records.len());
-        let Some(first) = records.first() else {
+        if records.is_empty() {
             return Ok(existing);
-        };
-        let mut sql = String::from(
-            "SELECT id, record_key, record_type, occurred_at, payload, metadata FROM records WHERE source = ",
-        );
-        let mut placeholders = Placeholders::new(self.backend);
-        placeholders.push(&mut sql);
-        sql.push_str(" AND record_key IN ");
-        placeholders.push_tuple(&mut sql, records.len());
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(first.source.clone());
-        for record in records {
-            query = query.bind(record_key(record).to_owned());
         }
-        for row in query.fetch_all(self.conn()).await? {
+        let rows = self
+            .rows_of_keys(
+                records,
+                "id, record_key, record_type, occurred_at, payload, metadata",
+                None,
+            )
+            .await?;
+        for row in rows {
             let key: String = row.try_get("record_key")?;
             existing.insert(key, row);
         }
         Ok(existing)
+    }
+
+    /// `columns` of the stored rows with the keys of `records` (one source,
+    /// at least one record), only those with an id above `above` if given.
+    async fn rows_of_keys(
+        &mut self,
+        records: &[&Record],
+        columns: &str,
+        above: Option<i64>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(Vec::new());
+        };
+        let mut sql = format!("SELECT {columns} FROM records WHERE source = ");
+        let mut placeholders = Placeholders::new(self.backend);
+        placeholders.push(&mut sql);
+        sql.push_str(" AND record_key IN ");
+        placeholders.push_tuple(&mut sql, records.len());
+        if above.is_some() {
+            sql.push_str(" AND id > ");
+            placeholders.push(&mut sql);
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(first.source.clone());
+        for record in records {
+            query = query.bind(record_key(record).to_owned());
+        }
+        if let Some(above) = above {
+            query = query.bind(above);
+        }
+        Ok(query.fetch_all(self.conn()).await?)
     }
 
     /// Updates the stored record `record_id` (found by the chunk's lookup
@@ -381,7 +430,7 @@ impl StoreTx {
         .bind(&record.id)
         .bind(&record.record_type)
         .bind(record.occurred_at.map(|time| time.timestamp_millis()))
-        .bind(record.payload.to_string())
+        .bind(record.payload.as_str().to_owned())
         .bind(metadata)
         .bind(record.idempotency_key.as_deref())
         .bind(now)
@@ -392,12 +441,63 @@ impl StoreTx {
     }
 }
 
-fn json_equal(stored: &str, payload: &serde_json::Value) -> bool {
-    serde_json::from_str::<serde_json::Value>(stored).is_ok_and(|stored| &stored == payload)
+/// Whether the stored payload text is the same JSON value as `payload`
+/// (the same text, the common case, needs no parsing).
+/// The multi-row insert of `records` (skipping keys already stored),
+/// followed by `returning`.
+fn insert_records_query<'q>(
+    backend: Backend,
+    records: &[&Record],
+    now: i64,
+    returning: &str,
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>, StoreError> {
+    let mut sql = String::from(
+        "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ",
+    );
+    let mut placeholders = Placeholders::new(backend);
+    placeholders.push_rows(&mut sql, records.len(), 11);
+    sql.push_str(" ON CONFLICT (source, record_key) DO NOTHING");
+    sql.push_str(returning);
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for record in records {
+        let metadata = serde_json::to_string(&record.metadata)
+            .map_err(|err| StoreError::corrupt("records", err))?;
+        query = query
+            .bind(record.source.clone())
+            .bind(record_key(record).to_owned())
+            .bind(record.id.clone())
+            .bind(record.record_type.clone())
+            .bind(record.occurred_at.map(|time| time.timestamp_millis()))
+            .bind(record.payload.as_str().to_owned())
+            .bind(metadata)
+            .bind(record.idempotency_key.clone())
+            .bind(1_i64)
+            .bind(now)
+            .bind(now);
+    }
+    Ok(query)
+}
+
+fn json_equal(stored: &str, payload: &Payload) -> bool {
+    stored == payload.as_str()
+        || serde_json::from_str::<serde_json::Value>(stored).is_ok_and(|stored| *payload == stored)
 }
 
 fn metadata_equal(stored: &str, metadata: &BTreeMap<String, String>) -> bool {
     serde_json::from_str::<BTreeMap<String, String>>(stored).is_ok_and(|stored| &stored == metadata)
+}
+
+/// Up to how many rows an insert on SQLite returns its new ids as rows.
+///
+/// Working the ids out instead costs two more one-row statements (three for
+/// the records), each a round trip to sqlx's worker thread, against about
+/// 1.7 CPU-µs per returned row: a webhook's one record keeps `RETURNING`,
+/// a poll batch's hundreds do without.
+pub(crate) const SQLITE_RETURNING_MAX: usize = 32;
+
+/// Whether an insert of `rows` rows on `backend` returns the new ids as rows.
+pub(crate) fn returns_rows(backend: Backend, rows: usize) -> bool {
+    backend == Backend::Postgres || rows <= SQLITE_RETURNING_MAX
 }
 
 /// Records per batched upsert: 11 parameters each, so 5,500 per insert,
@@ -427,7 +527,7 @@ fn record_from_row(row: &AnyRow) -> Result<StoredRecord, StoreError> {
             occurred_at: row
                 .try_get::<Option<i64>, _>("occurred_at")?
                 .and_then(ms_to_time),
-            payload: serde_json::from_str(&payload)
+            payload: Payload::from_json_text(payload)
                 .map_err(|err| StoreError::corrupt("records", format!("bad payload: {err}")))?,
             metadata: serde_json::from_str(&metadata)
                 .map_err(|err| StoreError::corrupt("records", format!("bad metadata: {err}")))?,

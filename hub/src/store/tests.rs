@@ -12,7 +12,7 @@ fn record(id: &str, n: i64) -> Record {
         source: String::new(),
         record_type: "thing".to_owned(),
         occurred_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000),
-        payload: serde_json::json!({ "n": n, "nested": { "a": [1, 2] } }),
+        payload: serde_json::json!({ "n": n, "nested": { "a": [1, 2] } }).into(),
         metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
         idempotency_key: None,
     }
@@ -72,7 +72,7 @@ async fn upsert_creates_updates_and_skips_unchanged_records() {
 
         let stored = store.get_record(record_id).await.unwrap().unwrap();
         assert_eq!(stored.record.source, "gen");
-        assert_eq!(stored.record.payload["n"], 20);
+        assert_eq!(stored.record.payload.to_value()["n"], 20);
         assert_eq!(stored.version, 2);
         assert_eq!(stored.record.metadata["k"], "v");
         assert_eq!(store.count_records().await.unwrap(), 2);
@@ -84,9 +84,10 @@ async fn upsert_creates_updates_and_skips_unchanged_records() {
             [EventKind::Created, EventKind::Created, EventKind::Updated]
         );
         assert_eq!(events[2].id, event_id);
-        assert_eq!(events[2].record.payload["n"], 20);
+        assert_eq!(events[2].record.payload.to_value()["n"], 20);
         assert_eq!(
-            events[0].record.payload["n"], 1,
+            events[0].record.payload.to_value()["n"],
+            1,
             "events keep their snapshot"
         );
     })
@@ -136,6 +137,24 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
             event_ids.windows(2).all(|pair| pair[0] < pair[1]),
             "events in input order"
         );
+        // The ids handed back are the stored events' and records' own (on
+        // SQLite they are worked out rather than returned by the insert).
+        let stored_events = store.events_after("check", 0, 10_000).await.unwrap();
+        let batch_events: Vec<&OutboxEvent> = stored_events.iter().skip(2).collect();
+        assert_eq!(
+            batch_events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            event_ids
+        );
+        let with_events: Vec<(&Upserted, &Record)> = outcomes
+            .iter()
+            .zip(&batch)
+            .filter(|(o, _)| o.event().is_some())
+            .collect();
+        for (event, (outcome, record)) in batch_events.iter().zip(with_events) {
+            assert_eq!(event.record_id, outcome.record_id());
+            assert_eq!(event.record.id, record.id);
+            assert_eq!(event.record.payload, record.payload);
+        }
         for (index, outcome) in outcomes[..NEW].iter().enumerate() {
             let stored = store
                 .get_record(outcome.record_id())
@@ -149,7 +168,7 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(c.record.payload["n"], 3);
+        assert_eq!(c.record.payload.to_value()["n"], 3);
         assert_eq!(store.count_records().await.unwrap(), NEW as i64 + 3);
         assert_eq!(store.count_events().await.unwrap(), (NEW as i64 + 3, 2));
     })

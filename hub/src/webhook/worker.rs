@@ -504,7 +504,7 @@ pub fn delivery_record(plugin: &str, entry: &InboxEntry) -> Record {
         source: plugin.to_owned(),
         record_type: "webhook.delivery".to_owned(),
         occurred_at: Some(delivery.received_at),
-        payload,
+        payload: payload.into(),
         metadata: [
             ("inbox_id".to_owned(), entry.id.to_string()),
             ("delivery_id".to_owned(), delivery.delivery_id.clone()),
