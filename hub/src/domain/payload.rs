@@ -53,11 +53,7 @@ impl Payload {
 
     /// Like [`Payload::from_json`], for text.
     pub fn from_json_text(text: String) -> Result<Payload, serde_json::Error> {
-        // The raw scan accepts `\uD800` alone; a full parse refuses it. Only
-        // text with a `\u` escape pays for the full parse.
-        if text.contains("\\u") {
-            serde_json::from_str::<Value>(&text)?;
-        }
+        check_escapes(&text)?;
         RawValue::from_string(text).map(Payload)
     }
 
@@ -89,9 +85,20 @@ impl Payload {
     }
 }
 
-/// The error serde_json gives for `bytes`, which are not valid UTF-8 JSON.
+/// Refuses the escapes of valid JSON text that a raw scan lets through
+/// and a full parse does not (`\uD800` alone). Only text with a `\u`
+/// escape pays for the full parse.
+fn check_escapes(text: &str) -> Result<(), serde_json::Error> {
+    if text.contains("\\u") {
+        serde_json::from_str::<Value>(text)?;
+    }
+    Ok(())
+}
+
+/// The error serde_json gives for `bytes`, which are not valid UTF-8 JSON
+/// (a full parse checks the UTF-8 of strings, which a skipping one does not).
 fn refuse(bytes: &[u8]) -> serde_json::Error {
-    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+    match serde_json::from_slice::<Value>(bytes) {
         Err(err) => err,
         Ok(_) => serde::de::Error::custom("the payload is not valid UTF-8"),
     }
@@ -145,9 +152,7 @@ impl Serialize for Payload {
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        if raw.get().contains("\\u") {
-            serde_json::from_str::<Value>(raw.get()).map_err(serde::de::Error::custom)?;
-        }
+        check_escapes(raw.get()).map_err(serde::de::Error::custom)?;
         Ok(Payload(raw))
     }
 }

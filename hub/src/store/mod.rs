@@ -460,8 +460,8 @@ impl StoreTx {
     }
 
     /// SQLite only: the ids of the `count` rows the last statement inserted
-    /// (all of its rows, none skipped) into an `AUTOINCREMENT` table, in the
-    /// order of its `VALUES`.
+    /// (all of its rows, none skipped) into the `AUTOINCREMENT` table
+    /// `table` (named in errors), in the order of its `VALUES`.
     ///
     /// SQLite gives each new row of such a table one more than the largest
     /// id the table ever held (<https://www.sqlite.org/autoinc.html>), and
@@ -470,6 +470,7 @@ impl StoreTx {
     /// each id back as a row (see `insert_missing`).
     pub(crate) async fn inserted_ids(
         &mut self,
+        table: &'static str,
         count: usize,
     ) -> Result<std::ops::RangeInclusive<i64>, StoreError> {
         let last: i64 = sqlx::query("SELECT last_insert_rowid()")
@@ -477,11 +478,11 @@ impl StoreTx {
             .await?
             .try_get(0)?;
         let count = i64::try_from(count)
-            .map_err(|_| StoreError::corrupt("records", "too many rows in one insert"))?;
+            .map_err(|_| StoreError::corrupt(table, "too many rows in one insert"))?;
         let first = last - count + 1;
         if count == 0 || first < 1 {
             return Err(StoreError::corrupt(
-                "records",
+                table,
                 format!("last_insert_rowid() is {last} after inserting {count} rows"),
             ));
         }

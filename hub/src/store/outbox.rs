@@ -139,7 +139,7 @@ impl StoreTx {
                 ));
             }
             self.wrote_events = true;
-            return Ok(self.inserted_ids(events.len()).await?.collect());
+            return Ok(self.inserted_ids("outbox", events.len()).await?.collect());
         }
         let mut ids = std::collections::HashMap::new();
         for row in query.fetch_all(self.conn()).await? {

@@ -312,50 +312,52 @@ impl StoreTx {
         records: &[&Record],
         now: i64,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        let mut ids = std::collections::HashMap::with_capacity(records.len());
         if !returns_rows(self.backend, records.len()) {
-            // Every id stored before this insert is at most this one.
-            let before: i64 = sqlx::query(
-                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'records'), 0)",
-            )
-            .fetch_one(self.conn())
+            return self.insert_missing_without_rows(records, now).await;
+        }
+        let rows = insert_records_query(self.backend, records, now, true)?
+            .fetch_all(self.conn())
+            .await?;
+        ids_by_key(&rows)
+    }
+
+    /// [`StoreTx::insert_missing`] on SQLite, with an insert that returns
+    /// no rows: the new ids follow from `AUTOINCREMENT` when every record
+    /// was new, else from a lookup of the chunk's rows above the largest
+    /// id stored before the insert.
+    async fn insert_missing_without_rows(
+        &mut self,
+        records: &[&Record],
+        now: i64,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        // Every id stored before this insert is at most this one.
+        let before: i64 = sqlx::query(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'records'), 0)",
+        )
+        .fetch_one(self.conn())
+        .await?
+        .try_get(0)?;
+        let inserted = insert_records_query(self.backend, records, now, false)?
+            .execute(self.conn())
             .await?
-            .try_get(0)?;
-            let inserted = insert_records_query(self.backend, records, now, "")?
-                .execute(self.conn())
-                .await?
-                .rows_affected();
-            if inserted == 0 {
-                return Ok(ids);
-            }
-            if usize::try_from(inserted).ok() == Some(records.len()) {
-                let new = self.inserted_ids(records.len()).await?;
-                for (record, id) in records.iter().zip(new) {
-                    ids.insert(record_key(record).to_owned(), id);
-                }
-                return Ok(ids);
-            }
-            // Some keys were stored already (rare): the new rows are the
-            // chunk's rows above `before`.
-            for row in self
-                .rows_of_keys(records, "id, record_key", Some(before))
-                .await?
-            {
-                ids.insert(
-                    row.try_get::<String, _>("record_key")?,
-                    row.try_get::<i64, _>("id")?,
-                );
-            }
-            return Ok(ids);
+            .rows_affected();
+        if inserted == 0 {
+            return Ok(std::collections::HashMap::new());
         }
-        let query = insert_records_query(self.backend, records, now, " RETURNING id, record_key")?;
-        for row in query.fetch_all(self.conn()).await? {
-            ids.insert(
-                row.try_get::<String, _>("record_key")?,
-                row.try_get::<i64, _>("id")?,
-            );
+        if usize::try_from(inserted).ok() == Some(records.len()) {
+            let new = self.inserted_ids("records", records.len()).await?;
+            return Ok(records
+                .iter()
+                .zip(new)
+                .map(|(record, id)| (record_key(record).to_owned(), id))
+                .collect());
         }
-        Ok(ids)
+        // Some keys were stored already (rare): the new rows are the
+        // chunk's rows above `before`.
+        let rows = self
+            .rows_of_keys(records, "id, record_key", Some(before))
+            .await?;
+        ids_by_key(&rows)
     }
 
     /// The stored rows of `records` (one source, distinct keys, all
@@ -441,15 +443,20 @@ impl StoreTx {
     }
 }
 
-/// Whether the stored payload text is the same JSON value as `payload`
-/// (the same text, the common case, needs no parsing).
+/// The new ids by key, from rows of `id` and `record_key`.
+fn ids_by_key(rows: &[AnyRow]) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    rows.iter()
+        .map(|row| Ok((row.try_get("record_key")?, row.try_get("id")?)))
+        .collect()
+}
+
 /// The multi-row insert of `records` (skipping keys already stored),
-/// followed by `returning`.
+/// returning each new row's `id` and `record_key` if `returning`.
 fn insert_records_query<'q>(
     backend: Backend,
     records: &[&Record],
     now: i64,
-    returning: &str,
+    returning: bool,
 ) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>, StoreError> {
     let mut sql = String::from(
         "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ",
@@ -457,7 +464,9 @@ fn insert_records_query<'q>(
     let mut placeholders = Placeholders::new(backend);
     placeholders.push_rows(&mut sql, records.len(), 11);
     sql.push_str(" ON CONFLICT (source, record_key) DO NOTHING");
-    sql.push_str(returning);
+    if returning {
+        sql.push_str(" RETURNING id, record_key");
+    }
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for record in records {
         let metadata = serde_json::to_string(&record.metadata)
@@ -478,6 +487,8 @@ fn insert_records_query<'q>(
     Ok(query)
 }
 
+/// Whether the stored payload text is the same JSON value as `payload`
+/// (the same text, the common case, needs no parsing).
 fn json_equal(stored: &str, payload: &Payload) -> bool {
     stored == payload.as_str()
         || serde_json::from_str::<serde_json::Value>(stored).is_ok_and(|stored| *payload == stored)
