@@ -398,6 +398,8 @@ async fn role_client_round(
 ) -> anyhow::Result<f64> {
     let record = payload::domain_record()?;
     let records = vec![record; per_call];
+    // Events share their record, as the hub's output worker's do.
+    let shared: Vec<Arc<_>> = records.iter().cloned().map(Arc::new).collect();
     let start = Instant::now();
     let mut done = 0;
     while done < items {
@@ -414,13 +416,13 @@ async fn role_client_round(
                 }
             }
             Kind::Events => {
-                let events: Vec<RecordEvent> = records[..count]
+                let events: Vec<RecordEvent> = shared[..count]
                     .iter()
                     .enumerate()
                     .map(|(index, record)| RecordEvent {
                         delivery_id: (done + index) as u64,
                         kind: EventKind::Created,
-                        record: record.clone(),
+                        record: Arc::clone(record),
                         attempt: 1,
                     })
                     .collect();

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -167,8 +168,8 @@ pub struct RecordEvent {
     pub delivery_id: u64,
     /// Created or updated.
     pub kind: EventKind,
-    /// The record as stored.
-    pub record: Record,
+    /// The record as stored (shared with the outbox event it came from).
+    pub record: Arc<Record>,
     /// 1 on the first delivery.
     pub attempt: u32,
 }

@@ -8,6 +8,7 @@
 //! plugin's own answer to one call, with no retries, breaker or health gate
 //! in between.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::lifecycle::shorten;
@@ -169,7 +170,7 @@ pub async fn output_acks(roles: &RoleClient, sample: &[Record], timeout: Duratio
         .map(|(record, delivery_id)| RecordEvent {
             delivery_id,
             kind: EventKind::Created,
-            record: record.clone(),
+            record: Arc::new(record.clone()),
             attempt: 1,
         })
         .collect();

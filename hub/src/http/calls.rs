@@ -5,6 +5,7 @@
 //! transient failures are retried; permanent ones are answered at once.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
@@ -147,7 +148,7 @@ pub async fn events(
                 EventKindJson::Created => EventKind::Created,
                 EventKindJson::Updated => EventKind::Updated,
             },
-            record: Record::from(event.record),
+            record: Arc::new(Record::from(event.record)),
             attempt: 1,
         })
         .collect();

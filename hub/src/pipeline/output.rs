@@ -36,10 +36,11 @@ use tracing::Instrument as _;
 
 use super::metrics::PipelineMetrics;
 use crate::config::OutputConfig;
-use crate::domain::{EventAck, RecordEvent};
+use crate::domain::{EventAck, Record, RecordEvent};
 use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{
-    Fence, NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError, StoreTx, WriteJob,
+    FeedReader, Fence, NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError, StoreTx,
+    WriteJob,
 };
 use crate::supervisor::{PluginHandle, RunningPlugin};
 
@@ -88,6 +89,16 @@ impl Finished {
     }
 }
 
+/// How an output worker finds its next events.
+struct Scan {
+    /// The events this hub committed last.
+    feed: FeedReader,
+    /// Known: no event above the position is marked done. A finished step
+    /// keeps it so (its marks are all at or below its new position, which
+    /// forgets them); a failed one may not.
+    no_marks: bool,
+}
+
 /// Where a stream's events came from, which decides how their progress is saved.
 #[derive(Debug, Clone, Copy)]
 enum Progress {
@@ -123,11 +134,20 @@ impl OutputWorker {
         let span = tracing::info_span!("output", plugin = %self.plugin.name());
         async move {
             let mut wake = self.store.subscribe_events();
+            let mut scan = Scan {
+                feed: self.store.outbox_reader(),
+                no_marks: false,
+            };
             loop {
                 // Marked seen before looking, so a commit after the look
                 // still wakes the wait below.
                 wake.borrow_and_update();
-                match self.step().await {
+                let stepped = self.step(&mut scan).await;
+                if stepped.is_err() {
+                    // A step cut short may have left marks above the position.
+                    scan.no_marks = false;
+                }
+                match stepped {
                     Ok(true) => continue,
                     Ok(false) => {
                         self.metrics.lag(self.plugin.name(), 0.0);
@@ -154,7 +174,7 @@ impl OutputWorker {
 
     /// Delivers pending replays, else one scan of new events. `Ok(false)`
     /// when there was nothing to do.
-    async fn step(&self) -> Result<bool, StepError> {
+    async fn step(&self, scan: &mut Scan) -> Result<bool, StepError> {
         let name = self.plugin.name();
         let replays = self.store.pending_replays(name, self.config.batch).await?;
         if !replays.is_empty() {
@@ -165,7 +185,37 @@ impl OutputWorker {
 
         let position = self.store.output_position(name).await?;
         let scan_limit = self.config.batch.saturating_mul(self.config.max_in_flight);
-        let scanned = self.store.events_after(name, position, scan_limit).await?;
+        if !scan.no_marks {
+            scan.no_marks = !self.store.output_has_marks(name).await?;
+        }
+        // The feed knows nothing of marks: with none, the events after the
+        // position are all due, and the feed has them if this hub just
+        // committed them. Otherwise, or when it does not, the table.
+        let fed = if scan.no_marks {
+            scan.feed
+                .events_after(position, usize::try_from(scan_limit).unwrap_or(usize::MAX))
+        } else {
+            None
+        };
+        let scanned = match fed {
+            Some(events) => {
+                tracing::trace!(
+                    position,
+                    events = events.len(),
+                    "Took the events after the position from the feed."
+                );
+                events
+            }
+            None => {
+                let events = self.store.events_after(name, position, scan_limit).await?;
+                tracing::trace!(
+                    position,
+                    events = events.len(),
+                    "Read the events after the position from the outbox table."
+                );
+                events
+            }
+        };
         let Some(last_scanned) = scanned.last().map(|event| event.id) else {
             return Ok(false);
         };
@@ -323,7 +373,7 @@ impl OutputWorker {
                                 finished.dead.push(NewDeadLetter {
                                     plugin: name.to_owned(),
                                     stage: Stage::Output,
-                                    record: event.record.clone(),
+                                    record: Record::clone(&event.record),
                                     event: Some((event.id, event.kind)),
                                     error: failure.message,
                                     attempts: entry.0,

@@ -36,6 +36,7 @@
 
 pub mod checkpoints;
 pub mod dead_letters;
+pub mod feed;
 pub mod group;
 pub mod health;
 pub mod hub_lock;
@@ -60,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
+pub use feed::FeedReader;
 pub use group::{Pending, WriteJob};
 pub use health::{Availability, Health, Outage};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus};
@@ -185,6 +187,8 @@ pub struct Store {
     backend: Backend,
     writer: Arc<Mutex<()>>,
     events: Arc<watch::Sender<u64>>,
+    /// The events this hub committed last, for its output workers ([`feed`]).
+    feed: Arc<feed::OutboxFeed>,
     /// Bumped when another hub sharing the database commits inbox rows.
     inbox: Arc<watch::Sender<u64>>,
     /// This store's token in commit notifications (`notify.rs`), to
@@ -268,6 +272,7 @@ impl Store {
             backend,
             writer: Arc::new(Mutex::new(())),
             events: Arc::new(watch::channel(0).0),
+            feed: Arc::default(),
             inbox: Arc::new(watch::channel(0).0),
             token: fastrand::u64(..),
             closing: CancellationToken::new(),
@@ -397,6 +402,8 @@ impl Store {
             wrote_events: false,
             wrote_inbox: false,
             events: self.events.clone(),
+            feed: self.feed.clone(),
+            published: Vec::new(),
             token: self.token,
             _writer: guard,
         })
@@ -421,6 +428,10 @@ pub struct StoreTx {
     /// inbox workers on commit.
     pub(crate) wrote_inbox: bool,
     events: Arc<watch::Sender<u64>>,
+    feed: Arc<feed::OutboxFeed>,
+    /// The outbox events written, as the table will hold them, when the
+    /// feed has readers: handed to it on commit.
+    pub(crate) published: Vec<OutboxEvent>,
     token: u64,
     _writer: OwnedMutexGuard<()>,
 }
@@ -436,6 +447,7 @@ impl StoreTx {
             notify::announce(&mut self.tx, self.token, wrote).await?;
         }
         self.tx.commit().await?;
+        self.feed.publish(std::mem::take(&mut self.published));
         if self.wrote_events {
             self.events.send_modify(|generation| *generation += 1);
         }
@@ -452,6 +464,12 @@ impl StoreTx {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the events this transaction writes go to the outbox feed
+    /// too (it has readers).
+    pub(crate) fn feeds_outputs(&self) -> bool {
+        self.feed.wanted()
     }
 
     /// The connection, for the queries of the store's submodules.

@@ -8,12 +8,14 @@
 //! redelivers only what was not acknowledged. `output_replays` holds
 //! dead-lettered events an operator asked to deliver again.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::records::{RecordSnapshot, returns_rows};
-use super::{Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
+use super::{FeedReader, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 
 /// Events marked done per statement.
 const MARK_CHUNK: usize = 200;
@@ -29,8 +31,9 @@ pub struct OutboxEvent {
     pub kind: EventKind,
     /// The hub id of the record.
     pub record_id: i64,
-    /// The record as it was stored by this change.
-    pub record: Record,
+    /// The record as it was stored by this change (shared: the feed, the
+    /// output's stream and its retries hold the same one).
+    pub record: Arc<Record>,
     /// When the event was written.
     pub created_at: DateTime<Utc>,
 }
@@ -90,7 +93,7 @@ fn event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
         id: row.try_get("id")?,
         kind: kind_from_str(&row.try_get::<String, _>("kind")?, "outbox")?,
         record_id: row.try_get("record_pk")?,
-        record: RecordSnapshot::decode(&row.try_get::<String, _>("record")?, "outbox")?,
+        record: RecordSnapshot::decode(&row.try_get::<String, _>("record")?, "outbox")?.into(),
         created_at: ms_to_time(created_at).ok_or_else(|| {
             StoreError::corrupt("outbox", format!("created_at {created_at} out of range"))
         })?,
@@ -139,7 +142,9 @@ impl StoreTx {
                 ));
             }
             self.wrote_events = true;
-            return Ok(self.inserted_ids("outbox", events.len()).await?.collect());
+            let ids: Vec<i64> = self.inserted_ids("outbox", events.len()).await?.collect();
+            self.feed_outputs(events, &ids, now);
+            return Ok(ids);
         }
         let mut ids = std::collections::HashMap::new();
         for row in query.fetch_all(self.conn()).await? {
@@ -149,14 +154,42 @@ impl StoreTx {
             );
         }
         self.wrote_events = true;
-        events
+        let ids = events
             .iter()
             .map(|(record_id, _, _)| {
                 ids.get(record_id).copied().ok_or_else(|| {
                     StoreError::corrupt("outbox", "an inserted event's id was not returned")
                 })
             })
-            .collect()
+            .collect::<Result<Vec<i64>, StoreError>>()?;
+        self.feed_outputs(events, &ids, now);
+        Ok(ids)
+    }
+
+    /// Keeps the events just inserted (with their `ids`), as the table
+    /// holds them, for the outbox feed to get on commit, when it has
+    /// readers.
+    fn feed_outputs(&mut self, events: &[(i64, EventKind, &Record)], ids: &[i64], now: i64) {
+        if !self.feeds_outputs() {
+            return;
+        }
+        // `now` is the clock's time: always in range. Were it not, the
+        // events would stay out of the feed and outputs read the table.
+        let Some(created_at) = ms_to_time(now) else {
+            return;
+        };
+        self.published.extend(
+            events
+                .iter()
+                .zip(ids)
+                .map(|((record_id, kind, record), &id)| OutboxEvent {
+                    id,
+                    kind: *kind,
+                    record_id: *record_id,
+                    record: Arc::new(RecordSnapshot::as_stored(record)),
+                    created_at,
+                }),
+        );
     }
 
     /// Marks events finished for `output` (acknowledged or dead-lettered)
@@ -231,6 +264,18 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?
                 .unwrap_or(0),
+        )
+    }
+
+    /// Whether `output` has events marked done out of order (above its
+    /// position; [`StoreTx::set_position`] forgets those below).
+    pub async fn output_has_marks(&self, output: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM output_done WHERE output = $1 LIMIT 1")
+                .bind(output)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
         )
     }
 
@@ -326,6 +371,12 @@ impl Store {
                 .await
         };
         Ok((count("created").await?, count("updated").await?))
+    }
+
+    /// A handle on the events this hub committed last ([`super::feed`]),
+    /// for an output worker to read them without a table read.
+    pub fn outbox_reader(&self) -> FeedReader {
+        self.feed.reader()
     }
 
     /// A receiver that changes whenever a transaction that wrote outbox

@@ -138,6 +138,16 @@ impl RecordSnapshot {
         serde_json::to_string(&snapshot).unwrap_or_else(|_| "{}".to_owned())
     }
 
+    /// `record` as [`RecordSnapshot::decode`] gives it back from
+    /// [`RecordSnapshot::encode`]'s text: its time kept to the millisecond.
+    pub(crate) fn as_stored(record: &Record) -> Record {
+        let mut stored = record.clone();
+        stored.occurred_at = record
+            .occurred_at
+            .and_then(|time| ms_to_time(time.timestamp_millis()));
+        stored
+    }
+
     pub(crate) fn decode(text: &str, table: &'static str) -> Result<Record, StoreError> {
         let snapshot: RecordSnapshot = serde_json::from_str(text)
             .map_err(|err| StoreError::corrupt(table, format!("bad record JSON: {err}")))?;

@@ -176,6 +176,79 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
 }
 
 #[tokio::test]
+async fn the_outbox_feed_gives_what_the_table_holds() {
+    on_both("outbox_feed", |store| async move {
+        let reader = store.outbox_reader();
+        // A time below the millisecond (the table keeps milliseconds), a
+        // key, metadata: the feed's records must be the table's.
+        let precise = |id: &str, n: i64| {
+            let mut record = record(id, n);
+            record.occurred_at = chrono::DateTime::from_timestamp(1_700_000_000, 123_456_789);
+            record.idempotency_key = Some(format!("key-{id}"));
+            record
+        };
+        // Returned ids (a few rows) and worked-out ids (many, on SQLite).
+        let few: Vec<Record> = (0..3).map(|n| precise(&format!("f{n}"), n)).collect();
+        let many: Vec<Record> = (0..100).map(|n| precise(&format!("m{n}"), n)).collect();
+        for batch in [&few, &many] {
+            let mut tx = store.begin().await.unwrap();
+            tx.upsert_records("gen", batch).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        // Rolled back: never reaches the feed.
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &[precise("gone", 1)])
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        // Updates of stored records, through the group writer.
+        let changed: Vec<Record> = (0..40).map(|n| precise(&format!("m{n}"), n + 1)).collect();
+        store.write(UpsertJob(changed)).await.unwrap();
+
+        let table = store.events_after("out", 0, 10_000).await.unwrap();
+        assert_eq!(table.len(), 143);
+        let mut fed = Vec::new();
+        let mut position = 0;
+        while let Some(next) = table.iter().find(|event| event.id > position) {
+            match reader.events_after(position, 10_000) {
+                Some(run) => {
+                    position = run.last().unwrap().id;
+                    fed.extend(run);
+                }
+                None => {
+                    // Only an id no committed event has (PostgreSQL's
+                    // sequence moves on in a rolled-back transaction).
+                    assert_eq!(store.backend(), Backend::Postgres);
+                    assert!(next.id > position + 1, "event {} was not fed", next.id);
+                    position = next.id - 1;
+                }
+            }
+        }
+        assert_eq!(fed, table);
+        assert!(fed.iter().any(|event| event.kind == EventKind::Updated));
+        assert_eq!(reader.events_after(position, 10), None);
+    })
+    .await;
+}
+
+/// Upserts its records in the group writer's transaction.
+struct UpsertJob(Vec<Record>);
+
+impl WriteJob for UpsertJob {
+    type Output = ();
+
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            tx.upsert_records("gen", &self.0).await?;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
 async fn idempotency_key_deduplicates_and_sources_are_separate() {
     on_both("idempotency", |store| async move {
         let mut keyed = record("a", 1);
@@ -324,6 +397,13 @@ async fn output_progress_and_replays_are_durable() {
             .collect();
         assert_eq!(left, [events[1].id, events[3].id]);
         assert_eq!(store.events_after("other", 0, 100).await.unwrap().len(), 4);
+        assert!(store.output_has_marks("out").await.unwrap());
+        assert!(!store.output_has_marks("other").await.unwrap());
+        // A position past the marks forgets them.
+        let mut tx = store.begin().await.unwrap();
+        tx.set_position("out", events[2].id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(!store.output_has_marks("out").await.unwrap());
 
         let mut tx = store.begin().await.unwrap();
         tx.enqueue_replay("out", events[0].id).await.unwrap();

@@ -1,0 +1,244 @@
+//! The outbox's recent tail, kept in memory for the output workers.
+//!
+//! An output worker reads the events after its position from the outbox
+//! table. Right after a commit those are the events this hub has just
+//! written, and reading them back costs far more than writing them did: a
+//! row per event from the database (on SQLite, each a message from sqlx's
+//! worker thread) and a JSON parse of each record's snapshot. So every
+//! committed transaction that wrote outbox events also hands them, as the
+//! rows read back would be, to this feed, and a worker whose reads are
+//! "clean" (see [`FeedReader::events_after`]) takes them from here.
+//!
+//! The database stays the truth; the feed only answers when its answer is
+//! provably what the table holds:
+//! * events enter only after their transaction committed, in commit order,
+//!   which is id order (write transactions are serialized, see `mod.rs`);
+//! * an answer is a run of consecutive ids starting right after the
+//!   reader's position. Ids are unique, so every event in that range is in
+//!   the run; when the next id is not here (events another hub or process
+//!   wrote, ids a rolled-back PostgreSQL transaction used up, or events
+//!   that fell off the feed) the reader goes to the table;
+//! * the feed is bounded ([`FEED_CAPACITY`] events) and holds nothing while
+//!   no reader is registered, so a slow or absent output costs only the
+//!   table reads it made before.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::OutboxEvent;
+
+/// The most events the feed holds: a few output scans' worth.
+pub const FEED_CAPACITY: usize = 8192;
+
+/// Committed outbox events, newest last (one per [`super::Store`]).
+#[derive(Debug, Default)]
+pub(crate) struct OutboxFeed {
+    state: Mutex<FeedState>,
+}
+
+#[derive(Debug, Default)]
+struct FeedState {
+    /// Increasing ids (not necessarily consecutive); each a cheap clone
+    /// (the record is shared).
+    events: VecDeque<OutboxEvent>,
+    /// Registered readers and the position each read after last.
+    readers: BTreeMap<u64, i64>,
+    next_reader: u64,
+}
+
+impl OutboxFeed {
+    fn lock(&self) -> MutexGuard<'_, FeedState> {
+        // The state is a cache the database can rebuild: a panic while it
+        // was held leaves nothing worse than a reader going to the table.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether anyone reads the feed (committing transactions skip copying
+    /// their events when nobody does).
+    pub(crate) fn wanted(&self) -> bool {
+        !self.lock().readers.is_empty()
+    }
+
+    /// Adds the events of a transaction that has just committed, in id
+    /// order.
+    pub(crate) fn publish(&self, events: Vec<OutboxEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        if state.readers.is_empty() {
+            return;
+        }
+        for event in events {
+            if state.events.back().is_some_and(|last| last.id >= event.id) {
+                // Not in commit order: nothing here can be trusted.
+                tracing::warn!(
+                    event = event.id,
+                    "Outbox events reached the in-memory feed out of order; it is emptied and outputs read the table."
+                );
+                state.events.clear();
+            }
+            state.events.push_back(event);
+        }
+        while state.events.len() > FEED_CAPACITY {
+            state.events.pop_front();
+        }
+    }
+
+    /// Registers a reader.
+    pub(crate) fn reader(self: &Arc<Self>) -> FeedReader {
+        let mut state = self.lock();
+        let id = state.next_reader;
+        state.next_reader += 1;
+        state.readers.insert(id, 0);
+        FeedReader {
+            feed: self.clone(),
+            id,
+        }
+    }
+
+    /// Drops the events every reader has passed.
+    fn trim(state: &mut FeedState) {
+        let Some(&oldest) = state.readers.values().min() else {
+            state.events.clear();
+            return;
+        };
+        while state.events.front().is_some_and(|event| event.id <= oldest) {
+            state.events.pop_front();
+        }
+    }
+}
+
+/// One output worker's handle on the feed (unregistered when dropped).
+#[derive(Debug)]
+pub struct FeedReader {
+    feed: Arc<OutboxFeed>,
+    id: u64,
+}
+
+impl FeedReader {
+    /// Up to `limit` events with consecutive ids from `after + 1`, as the
+    /// outbox table holds them, or `None` when the feed does not have event
+    /// `after + 1` (then read the table).
+    ///
+    /// The table query an output uses also skips the events it marked done
+    /// above its position (finished out of order); the feed knows nothing
+    /// of those marks. Call this only when there are none: when the
+    /// caller's last scan finished and moved its position to `after`.
+    pub fn events_after(&self, after: i64, limit: usize) -> Option<Vec<OutboxEvent>> {
+        let mut state = self.feed.lock();
+        state.readers.insert(self.id, after);
+        OutboxFeed::trim(&mut state);
+        let first = after.checked_add(1)?;
+        if state.events.front().map(|event| event.id) != Some(first) {
+            return None;
+        }
+        let run: Vec<OutboxEvent> = state
+            .events
+            .iter()
+            .zip(first..)
+            .take_while(|(event, id)| event.id == *id)
+            .take(limit.max(1))
+            .map(|(event, _)| event.clone())
+            .collect();
+        Some(run)
+    }
+}
+
+impl Drop for FeedReader {
+    fn drop(&mut self) {
+        let mut state = self.feed.lock();
+        state.readers.remove(&self.id);
+        OutboxFeed::trim(&mut state);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventKind, Payload, Record};
+
+    fn event(id: i64) -> OutboxEvent {
+        OutboxEvent {
+            id,
+            kind: EventKind::Created,
+            record_id: id,
+            record: Arc::new(Record {
+                id: format!("r{id}"),
+                source: "test".to_owned(),
+                record_type: "t".to_owned(),
+                occurred_at: None,
+                payload: Payload::null(),
+                metadata: BTreeMap::new(),
+                idempotency_key: None,
+            }),
+            created_at: chrono::DateTime::from_timestamp_millis(0).unwrap(),
+        }
+    }
+
+    fn ids(events: Option<Vec<OutboxEvent>>) -> Option<Vec<i64>> {
+        events.map(|events| events.iter().map(|event| event.id).collect())
+    }
+
+    #[test]
+    fn holds_nothing_without_readers() {
+        let feed = Arc::new(OutboxFeed::default());
+        assert!(!feed.wanted());
+        feed.publish(vec![event(1), event(2)]);
+        let reader = feed.reader();
+        assert!(feed.wanted());
+        assert_eq!(ids(reader.events_after(0, 10)), None);
+        drop(reader);
+        assert!(!feed.wanted());
+    }
+
+    #[test]
+    fn answers_only_a_consecutive_run_from_the_position() {
+        let feed = Arc::new(OutboxFeed::default());
+        let reader = feed.reader();
+        feed.publish(vec![event(5), event(6), event(7)]);
+        // Event 5's predecessor is not known here: the table decides.
+        assert_eq!(ids(reader.events_after(3, 10)), None);
+        assert_eq!(ids(reader.events_after(4, 10)), Some(vec![5, 6, 7]));
+        assert_eq!(ids(reader.events_after(4, 2)), Some(vec![5, 6]));
+        // A gap (an id used elsewhere) ends the run.
+        feed.publish(vec![event(9), event(10)]);
+        assert_eq!(ids(reader.events_after(6, 10)), Some(vec![7]));
+        assert_eq!(ids(reader.events_after(7, 10)), None);
+        assert_eq!(ids(reader.events_after(8, 10)), Some(vec![9, 10]));
+        assert_eq!(ids(reader.events_after(10, 10)), None);
+    }
+
+    #[test]
+    fn forgets_what_every_reader_passed_and_stays_bounded() {
+        let feed = Arc::new(OutboxFeed::default());
+        let fast = feed.reader();
+        let slow = feed.reader();
+        feed.publish((1..=4).map(event).collect());
+        assert_eq!(ids(fast.events_after(4, 10)), None);
+        // The slow reader still finds what the fast one passed.
+        assert_eq!(ids(slow.events_after(2, 10)), Some(vec![3, 4]));
+        drop(slow);
+        // Only the fast reader is left, at 4: events up to 4 are gone.
+        assert_eq!(feed.lock().events.len(), 0);
+
+        let count = i64::try_from(FEED_CAPACITY).unwrap() + 10;
+        feed.publish((5..5 + count).map(event).collect());
+        assert_eq!(feed.lock().events.len(), FEED_CAPACITY);
+        assert_eq!(ids(fast.events_after(4, 1)), None);
+        assert_eq!(ids(fast.events_after(14, 1)), Some(vec![15]));
+    }
+
+    #[test]
+    fn events_out_of_order_empty_it() {
+        let feed = Arc::new(OutboxFeed::default());
+        let reader = feed.reader();
+        feed.publish(vec![event(1), event(2)]);
+        feed.publish(vec![event(2)]);
+        assert_eq!(ids(reader.events_after(0, 10)), None);
+        assert_eq!(ids(reader.events_after(1, 10)), Some(vec![2]));
+    }
+}
