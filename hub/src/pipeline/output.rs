@@ -4,7 +4,10 @@
 //! those its filter excludes, and sends the rest in `batch`-sized
 //! `HandleEvent` streams (one at a time when `ordered`, up to
 //! `max_in_flight` at once otherwise). The delivery id is the outbox event
-//! id, the same on every redelivery, so plugins can deduplicate.
+//! id, the same on every redelivery, so plugins can deduplicate. Events this
+//! hub has just committed come from the store's in-memory feed instead of a
+//! table read (`store/feed.rs`), but only while nothing above the position
+//! is marked done, since the feed knows nothing of marks.
 //!
 //! An event is finished only when the plugin acks it, or when it is moved to
 //! the dead letters (a permanent nack, or a retryable nack after the retry
