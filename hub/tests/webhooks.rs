@@ -476,6 +476,56 @@ async fn every_scheme_is_accepted_and_a_wrong_one_refused_on_postgres() {
     every_scheme(Some(&url), &suffix).await;
 }
 
+/// Deliveries held in the inbox while their plugin is stopped wait for it:
+/// each is tried again when the plugin's status changes (or at the
+/// worker's recheck, every few seconds), never in a loop; once the plugin is
+/// started again they are stored.
+#[tokio::test]
+async fn held_deliveries_wait_quietly_for_a_stopped_plugin() {
+    let plugins =
+        "[plugins.held]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.held.webhook]\nauth = \"none\"\n";
+    let hub = Hub::start(plugins, &[], None).await;
+    let stop = hub.post("/api/v1/plugins/held/stop", &[], b"").await;
+    assert!(stop.status < 300, "stop: {} {}", stop.status, stop.text);
+    let stopped = hub
+        .wait_for(|| async {
+            (hub.get("/api/v1/plugins/held").await["state"] == "stopped").then_some(())
+        })
+        .await;
+    assert!(stopped.is_some(), "the plugin did not stop:\n{}", hub.log());
+
+    for n in 0..3 {
+        let body = format!(r#"{{"id":"h-{n}"}}"#);
+        let reply = hub.post("/webhooks/held", &[], body.as_bytes()).await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    // Each delivery's first attempt finds the plugin stopped and is held.
+    let failed = |log: &str| log.matches("failed for good").count();
+    let held = hub
+        .wait_for(|| async { (failed(&hub.log()) >= 3).then_some(()) })
+        .await;
+    assert!(
+        held.is_some(),
+        "the deliveries were not tried:\n{}",
+        hub.log()
+    );
+    // Nothing changes for a second: nothing should be tried again in it (a
+    // worker that does not wait for a change tries thousands of times).
+    let before = failed(&hub.log());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = failed(&hub.log()) - before;
+    assert!(
+        again <= 3,
+        "held deliveries were tried {again} more times within a second of a stopped plugin"
+    );
+
+    let start = hub.post("/api/v1/plugins/held/start", &[], b"").await;
+    assert!(start.status < 300, "start: {} {}", start.status, start.text);
+    for n in 0..3 {
+        hub.wait_record("held", &format!("h-{n}")).await;
+    }
+}
+
 #[tokio::test]
 async fn limits_unknown_plugins_and_replays() {
     let plugins = "[plugins.small]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.small.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\nmax_body = 64\nconcurrency = 1\n\n\

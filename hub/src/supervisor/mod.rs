@@ -88,9 +88,16 @@ impl PluginHandle {
         self.status.borrow().clone()
     }
 
-    /// A receiver of status changes, to wait for a condition.
+    /// A receiver of status changes from now on, to wait for a condition:
+    /// its `changed()` waits for the next change (the current status counts
+    /// as seen), as a receiver from `watch::Sender::subscribe` would. A bare
+    /// clone of the handle's receiver would report every change since the
+    /// handle was made at once, and a caller waiting for "a change, or a
+    /// timer" would never wait.
     pub fn subscribe(&self) -> watch::Receiver<PluginStatus> {
-        self.status.clone()
+        let mut receiver = self.status.clone();
+        receiver.mark_unchanged();
+        receiver
     }
 
     /// The instance name, shared (for metric labels: cloning it does not
