@@ -431,7 +431,7 @@ pub struct StoreTx {
     feed: Arc<feed::OutboxFeed>,
     /// The outbox events written, as the table will hold them, when the
     /// feed has readers: handed to it on commit.
-    pub(crate) published: Vec<OutboxEvent>,
+    published: Vec<OutboxEvent>,
     token: u64,
     _writer: OwnedMutexGuard<()>,
 }
@@ -464,12 +464,6 @@ impl StoreTx {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Whether the events this transaction writes go to the outbox feed
-    /// too (it has readers).
-    pub(crate) fn feeds_outputs(&self) -> bool {
-        self.feed.wanted()
     }
 
     /// The connection, for the queries of the store's submodules.

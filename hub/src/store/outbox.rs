@@ -170,7 +170,7 @@ impl StoreTx {
     /// holds them, for the outbox feed to get on commit, when it has
     /// readers.
     fn feed_outputs(&mut self, events: &[(i64, EventKind, &Record)], ids: &[i64], now: i64) {
-        if !self.feeds_outputs() {
+        if !self.feed.wanted() {
             return;
         }
         // `now` is the clock's time: always in range. Were it not, the
