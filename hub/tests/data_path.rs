@@ -450,7 +450,7 @@ batch = 2
 async fn the_enrichment_chain_runs_in_order_and_failures_follow_on_error() {
     let dir = tempfile::tempdir().unwrap();
     for database in databases(dir.path(), "enrichment_chain").await {
-        let plugins = |fail_a: &str, fail_b: &str| {
+        let plugins_with = |fail_a: &str, fail_b: &str, on_error_b: &str| {
             format!(
                 r#"
 [plugins.src]
@@ -476,10 +476,11 @@ fail_ids = [{fail_b}]
 
 [pipeline]
 enrich = ["a", "b"]
-on_error = {{ a = "dead-letter", b = "skip" }}
+on_error = {{ a = "dead-letter", b = "{on_error_b}" }}
 "#
             )
         };
+        let plugins = |fail_a: &str, fail_b: &str| plugins_with(fail_a, fail_b, "skip");
         let hub = Hub::start(dir.path(), &database, &plugins("\"4\"", "\"1\"")).await;
         let page = wait_for(Duration::from_secs(30), "five records", || async {
             let page = hub.get("/api/v1/records?source=src").await;
@@ -513,6 +514,31 @@ on_error = {{ a = "dead-letter", b = "skip" }}
         assert!(
             letters[0]["record"]["metadata"].get("chain").is_none(),
             "the original record is kept"
+        );
+        let id = letters[0]["id"].as_i64().unwrap();
+        hub.stop().await;
+
+        // With `a` fixed but `b` parking the record, the replay passes `a`
+        // and is dead-lettered by `b`: the new letter keeps the record as it
+        // entered the chain, without `a`'s changes.
+        let hub = Hub::start(
+            dir.path(),
+            &database,
+            &plugins_with("", "\"4\"", "dead-letter"),
+        )
+        .await;
+        let (status, body) = hub.post(&format!("/api/v1/dead-letters/{id}/replay")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["outcome"], "dead-lettered", "{body}");
+        let letters = hub.get("/api/v1/dead-letters?stage=enrich").await;
+        let letters = letters["dead_letters"].as_array().unwrap().clone();
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert_eq!(letters[0]["plugin"], "b");
+        assert_eq!(letters[0]["record"]["id"], "4");
+        assert!(
+            letters[0]["record"]["metadata"].get("chain").is_none(),
+            "the letter keeps the record as it entered the chain: {}",
+            letters[0]["record"]
         );
         let id = letters[0]["id"].as_i64().unwrap();
         hub.stop().await;

@@ -116,21 +116,37 @@ impl Chain {
             }
         }
         let mut results: Vec<Option<Record>> = vec![None; records.len()];
+        let mut records: Vec<Option<Record>> = records.into_iter().map(Some).collect();
         let mut dead_letters = Vec::new();
         for (chain, indexes) in groups {
-            let originals: Vec<Record> = indexes.iter().map(|&i| records[i].clone()).collect();
-            // `alive[k]` is the current form of originals[k], or None once parked.
-            let mut alive: Vec<Option<Record>> = originals.iter().cloned().map(Some).collect();
-            for enricher in chain {
+            // `alive[k]` is the current form of the group's k-th record, or
+            // None once parked. Records move through the chain: the batch an
+            // enricher is called with is taken out of `alive`, and a record
+            // it fails comes back from that batch, not from a copy.
+            let mut alive: Vec<Option<Record>> =
+                indexes.iter().map(|&i| records[i].take()).collect();
+            // A dead letter keeps the record as it entered the chain: past the
+            // first enricher that is a copy taken now, made only when a later
+            // enricher may park records.
+            let mut originals: Option<Vec<Option<Record>>> = chain
+                .iter()
+                .skip(1)
+                .any(|enricher| config.on_error(enricher) == OnError::DeadLetter)
+                .then(|| alive.clone());
+            for (step, enricher) in chain.iter().enumerate() {
                 let positions: Vec<usize> =
                     (0..alive.len()).filter(|&k| alive[k].is_some()).collect();
                 if positions.is_empty() {
                     break;
                 }
-                let batch: Vec<Record> =
-                    positions.iter().filter_map(|&k| alive[k].clone()).collect();
+                let batch: Arc<Vec<Record>> =
+                    Arc::new(positions.iter().filter_map(|&k| alive[k].take()).collect());
                 let outcomes = self.enrich_with_retry(enricher, &batch).await?;
-                for (&k, outcome) in positions.iter().zip(outcomes) {
+                // The call's attempts are over, so the batch is ours again
+                // (a copy only if something still holds it).
+                let inputs =
+                    Arc::try_unwrap(batch).unwrap_or_else(|shared| shared.as_ref().clone());
+                for ((&k, outcome), input) in positions.iter().zip(outcomes).zip(inputs) {
                     match outcome {
                         Ok(record) => {
                             self.metrics.enriched(enricher);
@@ -139,27 +155,30 @@ impl Chain {
                         Err((message, attempts)) => match config.on_error(enricher) {
                             OnError::Skip => {
                                 self.metrics.enrich_failed(enricher);
-                                tracing::warn!(plugin = %enricher, record = %originals[k].id, error = %message, "An enricher failed a record; storing it without this enricher's changes.");
-                                if let Some(record) = alive[k].as_mut() {
-                                    record
-                                        .metadata
-                                        .insert(format!("enrich_error.{enricher}"), message);
-                                }
+                                tracing::warn!(plugin = %enricher, record = %input.id, error = %message, "An enricher failed a record; storing it without this enricher's changes.");
+                                let mut record = input;
+                                record
+                                    .metadata
+                                    .insert(format!("enrich_error.{enricher}"), message);
+                                alive[k] = Some(record);
                             }
                             OnError::DeadLetter => {
                                 self.metrics.enrich_failed(enricher);
                                 self.metrics.dead_lettered(enricher, Stage::Enrich);
-                                tracing::warn!(plugin = %enricher, record = %originals[k].id, error = %message, "An enricher failed a record; moving it to the dead letters.");
+                                tracing::warn!(plugin = %enricher, record = %input.id, error = %message, "An enricher failed a record; moving it to the dead letters.");
+                                let original = match originals.as_mut() {
+                                    Some(originals) if step > 0 => originals[k].take(),
+                                    _ => None,
+                                };
                                 dead_letters.push(NewDeadLetter {
                                     plugin: enricher.clone(),
                                     stage: Stage::Enrich,
-                                    record: originals[k].clone(),
+                                    record: original.unwrap_or(input),
                                     event: None,
                                     error: message,
                                     attempts,
                                     first_failed_at: Utc::now(),
                                 });
-                                alive[k] = None;
                             }
                         },
                     }
@@ -181,7 +200,7 @@ impl Chain {
     async fn enrich_with_retry(
         &self,
         enricher: &str,
-        records: &[Record],
+        records: &Arc<Vec<Record>>,
     ) -> Result<Vec<Result<Record, (String, u32)>>, EnrichFailure> {
         let failure = |reason| EnrichFailure {
             enricher: enricher.to_owned(),
@@ -203,8 +222,13 @@ impl Chain {
             if pending.is_empty() {
                 break;
             }
-            let batch: Arc<Vec<Record>> =
-                Arc::new(pending.iter().map(|&i| records[i].clone()).collect());
+            // The first attempt sends the whole batch as it is; a retry
+            // copies only the records still pending.
+            let batch: Arc<Vec<Record>> = if pending.len() == records.len() {
+                records.clone()
+            } else {
+                Arc::new(pending.iter().map(|&i| records[i].clone()).collect())
+            };
             let outcomes = Call::new(&plugin, Rpc::Enrich)
                 .cancel(&self.cancel)
                 .run(|running| {

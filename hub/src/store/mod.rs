@@ -14,7 +14,8 @@
 //!   [`WriteJob`] to [`Store::write`] instead: one writer task runs every
 //!   job queued at that moment in one transaction and commits once (group
 //!   commit, [`group`]), then answers each caller.
-//! * Reads (the API, output workers) go straight to the [`Store`].
+//! * Reads (the API, output workers) go straight to the [`Store`]. On SQLite
+//!   they use a pool of their own: write transactions keep one connection.
 //! * [`Store::health`] says whether the database takes writes now: an
 //!   outage (server gone, disk full) marks it down, and while it is down
 //!   writes fail at once with [`StoreError::Unavailable`] until its probe
@@ -184,6 +185,9 @@ impl std::fmt::Display for Durability {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// The connections write transactions use: on SQLite a pool of one
+    /// (see [`Store::open`]), on PostgreSQL the same pool as reads.
+    writes: AnyPool,
     backend: Backend,
     writer: Arc<Mutex<()>>,
     events: Arc<watch::Sender<u64>>,
@@ -225,8 +229,9 @@ impl Store {
             return Err(StoreError::UnsupportedUrl);
         };
         let options: AnyConnectOptions = url.parse()?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+        let pool_options = |max_connections: u32| {
+            AnyPoolOptions::new()
+            .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // The pool pings a connection before lending it out by default:
             // on SQLite that is one more round trip to the connection's
@@ -265,10 +270,20 @@ impl Store {
                     Ok(())
                 })
             })
+        };
+        let pool = pool_options(MAX_CONNECTIONS)
             .connect_with(options.clone())
             .await?;
+        // SQLite: write transactions keep one connection of their own, so
+        // its page cache stays warm (a connection that did not make the
+        // last commit reads again every page it touches).
+        let writes = match backend {
+            Backend::Sqlite => pool_options(1).connect_with(options.clone()).await?,
+            Backend::Postgres => pool.clone(),
+        };
         let mut store = Store {
             pool,
+            writes,
             backend,
             writer: Arc::new(Mutex::new(())),
             events: Arc::new(watch::channel(0).0),
@@ -386,7 +401,7 @@ impl Store {
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         let guard = self.writer.clone().lock_owned().await;
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => self.writes.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -412,6 +427,7 @@ impl Store {
     /// Closes every connection (waits for those in use to be returned).
     pub async fn close(&self) {
         self.closing.cancel();
+        self.writes.close().await;
         self.pool.close().await;
     }
 }

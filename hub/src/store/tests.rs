@@ -702,3 +702,37 @@ async fn a_failed_commit_fails_every_writer_of_its_group() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sqlite_write_transactions_keep_one_connection() {
+    // A connection that did not make the last commit reads the pages it
+    // touched again, so the writer keeps one of its own: a temporary table
+    // (private to its connection) made in one transaction is there in the
+    // next, even with reads using the other connections in between.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("CREATE TEMP TABLE writer_probe (n INTEGER)")
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for round in 0..4 {
+        let reads: Vec<_> = (0..4).map(|_| store.pool.acquire()).collect();
+        let held = futures_util::future::try_join_all(reads).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let probes: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'writer_probe'",
+        )
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+        assert_eq!(
+            probes, 1,
+            "round {round}: the write ran on another connection"
+        );
+        tx.commit().await.unwrap();
+        drop(held);
+    }
+    store.close().await;
+}
