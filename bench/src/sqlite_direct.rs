@@ -17,7 +17,7 @@
 //!   waits for its fsync (`synchronous = FULL`).
 //!
 //! Both sides write files with the hub's schema (its migrations, run by
-//! [`Store::open`]) in WAL mode with `synchronous = FULL` and foreign keys
+//! [`Store::open`]) in WAL mode with `synchronous = FULL`, `temp_store = MEMORY` and foreign keys
 //! on, as the hub sets SQLite up. rusqlite links the same SQLite library as
 //! sqlx (one `libsqlite3-sys`).
 
@@ -160,6 +160,7 @@ fn open_direct(path: &Path) -> anyhow::Result<rusqlite::Connection> {
     anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "journal_mode is {mode}");
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 

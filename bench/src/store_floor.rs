@@ -17,7 +17,7 @@
 //! the inserts return no rows and three one-row statements stand in for
 //! them (the `sqlite_sequence` read, and `last_insert_rowid()` after each
 //! insert), as in the hub. SQLite runs
-//! as the hub sets it up (WAL, `synchronous = FULL`), PostgreSQL with the
+//! as the hub sets it up (WAL, `synchronous = FULL`, `temp_store = MEMORY`), PostgreSQL with the
 //! server's `fsync` and the default `synchronous_commit = on`. Every record
 //! is new, as in the pipeline measurement, so the hub runs these same
 //! statements per chunk (its lookup of keys already stored runs only when
@@ -421,7 +421,9 @@ async fn write_sqlite(url: &str, total: u64) -> anyhow::Result<()> {
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // As the hub: statement journals in memory, not in temporary files.
+        .pragma("temp_store", "MEMORY");
     let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
     let result = write_batches!(conn, total, false);
     conn.close().await?;

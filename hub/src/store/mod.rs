@@ -261,9 +261,13 @@ impl Store {
                             .await?;
                     }
                     if backend == Backend::Sqlite {
+                        // `temp_store = MEMORY` keeps statement journals (a
+                        // multi-row insert inside a transaction writes one)
+                        // in memory: by default each spills to a new file
+                        // in /var/tmp past 64 KiB, about one per poll batch.
                         connection
                             .execute(AssertSqlSafe(format!(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
                             )))
                             .await?;
                     }
@@ -401,7 +405,24 @@ impl Store {
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         let guard = self.writer.clone().lock_owned().await;
         let tx = match self.backend {
-            Backend::Sqlite => self.writes.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => match self.writes.begin_with("BEGIN IMMEDIATE").await {
+                Ok(tx) => tx,
+                // A COMMIT that SQLite failed after rolling the transaction
+                // back by itself (a full disk) leaves sqlx counting it open;
+                // the ROLLBACK that follows fails too, and the connection
+                // then refuses every BEGIN. Writes keep one connection, so
+                // it is closed and a fresh one opened.
+                Err(sqlx::Error::InvalidSavePointStatement) => {
+                    tracing::warn!(
+                        "The store's write connection was left inside a failed transaction; opening a new one."
+                    );
+                    let mut stuck = self.writes.acquire().await?;
+                    stuck.close_on_drop();
+                    drop(stuck);
+                    self.writes.begin_with("BEGIN IMMEDIATE").await?
+                }
+                Err(err) => return Err(err.into()),
+            },
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")

@@ -716,6 +716,11 @@ async fn sqlite_write_transactions_keep_one_connection() {
         .execute(tx.conn())
         .await
         .unwrap();
+    let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(temp_store, 2, "statement journals stay in memory");
     tx.commit().await.unwrap();
     for round in 0..4 {
         let reads: Vec<_> = (0..4).map(|_| store.pool.acquire()).collect();
@@ -734,5 +739,42 @@ async fn sqlite_write_transactions_keep_one_connection() {
         tx.commit().await.unwrap();
         drop(held);
     }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_writes_resume_after_a_commit_that_failed() {
+    // On a full disk SQLite can fail a COMMIT after rolling the transaction
+    // back by itself: sqlx still counts it open, the ROLLBACK that follows
+    // fails too, and that connection then refuses every BEGIN. The writer
+    // keeps one connection, so it must replace such a connection, or no
+    // write would ever succeed again (the full-disk test in
+    // hub/tests/store_faults.rs saw exactly that).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+    for round in 0..2 {
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &[record(&format!("lost-{round}"), 1)])
+            .await
+            .unwrap();
+        // What SQLite does by itself when the disk is full.
+        sqlx::query("ROLLBACK").execute(tx.conn()).await.unwrap();
+        assert!(tx.commit().await.is_err(), "round {round}");
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &[record(&format!("kept-{round}"), 1)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let page = store
+        .list_records(&RecordFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page
+        .records
+        .iter()
+        .map(|record| record.record.id.as_str())
+        .collect();
+    assert_eq!(ids, ["kept-0", "kept-1"]);
     store.close().await;
 }
