@@ -231,49 +231,49 @@ impl Store {
         let options: AnyConnectOptions = url.parse()?;
         let pool_options = |max_connections: u32| {
             AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // The pool pings a connection before lending it out by default:
-            // on SQLite that is one more round trip to the connection's
-            // worker thread per statement or transaction, and an embedded
-            // file's connection cannot have been dropped by a server. On
-            // PostgreSQL the ping finds connections a server restart broke.
-            .test_before_acquire(backend == Backend::Postgres)
-            .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    if backend == Backend::Postgres {
-                        // Plan every statement for its parameters: a generic
-                        // plan made while a table was small (sequential
-                        // scans) stays slow as the table grows.
-                        connection
-                            .execute("SET plan_cache_mode = force_custom_plan")
-                            .await?;
-                        // A hub paused or stalled inside a transaction
-                        // (SIGSTOP, a frozen VM) would hold the writer lock
-                        // and its lease rows, stalling every hub sharing the
-                        // database and any takeover of its work: the server
-                        // ends such a session, rolling it back.
-                        connection
-                            .execute(AssertSqlSafe(format!(
-                                "SET idle_in_transaction_session_timeout = {}",
-                                IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
-                            )))
-                            .await?;
-                    }
-                    if backend == Backend::Sqlite {
-                        // `temp_store = MEMORY` keeps statement journals (a
-                        // multi-row insert inside a transaction writes one)
-                        // in memory: by default each spills to a new file
-                        // in /var/tmp past 64 KiB, about one per poll batch.
-                        connection
-                            .execute(AssertSqlSafe(format!(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
-                            )))
-                            .await?;
-                    }
-                    Ok(())
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                // The pool pings a connection before lending it out by default:
+                // on SQLite that is one more round trip to the connection's
+                // worker thread per statement or transaction, and an embedded
+                // file's connection cannot have been dropped by a server. On
+                // PostgreSQL the ping finds connections a server restart broke.
+                .test_before_acquire(backend == Backend::Postgres)
+                .after_connect(move |connection, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Postgres {
+                            // Plan every statement for its parameters: a generic
+                            // plan made while a table was small (sequential
+                            // scans) stays slow as the table grows.
+                            connection
+                                .execute("SET plan_cache_mode = force_custom_plan")
+                                .await?;
+                            // A hub paused or stalled inside a transaction
+                            // (SIGSTOP, a frozen VM) would hold the writer lock
+                            // and its lease rows, stalling every hub sharing the
+                            // database and any takeover of its work: the server
+                            // ends such a session, rolling it back.
+                            connection
+                                .execute(AssertSqlSafe(format!(
+                                    "SET idle_in_transaction_session_timeout = {}",
+                                    IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+                                )))
+                                .await?;
+                        }
+                        if backend == Backend::Sqlite {
+                            // `temp_store = MEMORY` keeps statement journals (a
+                            // multi-row insert inside a transaction writes one)
+                            // in memory: by default each spills to a new file
+                            // in /var/tmp past 64 KiB, about one per poll batch.
+                            connection
+                                .execute(AssertSqlSafe(format!(
+                                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+                                )))
+                                .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
         };
         let pool = pool_options(MAX_CONNECTIONS)
             .connect_with(options.clone())
