@@ -424,7 +424,7 @@ impl Store {
                 Err(err) => return Err(err.into()),
             },
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writes.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(WRITER_LOCK_KEY)
                     .execute(&mut *tx)
