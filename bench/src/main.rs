@@ -136,6 +136,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration such as 500ms or 10s"))
 }
 
+/// The hub binary's allocator (`hub/src/main.rs`). This process stands in
+/// for the hub in the latency, stream and launch measurements (it drives
+/// the hub library), so it allocates as the hub does. The bare-tonic client
+/// and server (`tonic-peer`) run in it too: the transport's floor is
+/// measured with the same allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
