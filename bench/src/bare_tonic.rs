@@ -5,9 +5,11 @@
 //! The server is this binary re-executed as `tonic-peer`: a current_thread
 //! runtime (the Rust SDK's default), tonic's `Server` with default settings,
 //! serving a unary `benchpeer.v1.Echo/Echo` of a `switchyard.v1.Record` (the
-//! Go peer's call) and `switchyard.v1.Enricher` answering each message in
-//! place (no task, no channel). Each answer carries the record with
-//! `metadata["chain"]` extended, as testkit and the Go peer do. The client is
+//! Go peer's call), `switchyard.v1.Enricher` answering each message in
+//! place (no task, no channel) and `switchyard.v1.Output` acking each
+//! message's events in place. Each enriched or echoed record comes back with
+//! `metadata["chain"]` extended, as testkit and the Go peer do; an event
+//! without a record is nacked, as testkit's output would refuse it. The client is
 //! plain tonic (`Endpoint::connect_with_connector`, a `Channel`) in the
 //! bench's runtime, the same one the Switchyard rows run in. The peer stops
 //! when its stdin closes.
@@ -61,6 +63,7 @@ pub fn serve(socket: &Path) -> anyhow::Result<()> {
         tonic::transport::Server::builder()
             .add_service(EchoServer)
             .add_service(pb::enricher_server::EnricherServer::new(BareEnricher))
+            .add_service(pb::output_server::OutputServer::new(BareOutput))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stopped.await;
             })
@@ -96,6 +99,37 @@ impl pb::enricher_server::Enricher for BareEnricher {
                                 message: "no record".to_owned(),
                                 ..Default::default()
                             }),
+                        }),
+                    })
+                    .collect(),
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+/// `switchyard.v1.Output`, acking each request message's events as it is
+/// read.
+struct BareOutput;
+
+#[tonic::async_trait]
+impl pb::output_server::Output for BareOutput {
+    type HandleEventStream = Pin<Box<dyn Stream<Item = Result<pb::EventResponse, Status>> + Send>>;
+
+    async fn handle_event(
+        &self,
+        request: Request<Streaming<pb::EventRequest>>,
+    ) -> Result<Response<Self::HandleEventStream>, Status> {
+        let answers = request.into_inner().map(|message| {
+            message.map(|message| pb::EventResponse {
+                acks: message
+                    .events
+                    .into_iter()
+                    .map(|event| pb::EventAck {
+                        delivery_id: event.delivery_id,
+                        failure: event.record.is_none().then(|| pb::Failure {
+                            message: "no record".to_owned(),
+                            ..Default::default()
                         }),
                     })
                     .collect(),
@@ -274,6 +308,25 @@ impl BarePeer {
         window: usize,
     ) -> anyhow::Result<f64> {
         crate::stream::enrich_stream_rate(
+            self.channel.clone(),
+            items,
+            batch,
+            window,
+            "the bare peer",
+        )
+        .await
+    }
+
+    /// `items` events through one HandleEvent stream, `window` in flight in
+    /// messages of `batch`, every event checked acked once; events per
+    /// second.
+    pub async fn events_rate(
+        &self,
+        items: usize,
+        batch: usize,
+        window: usize,
+    ) -> anyhow::Result<f64> {
+        crate::stream::events_stream_rate(
             self.channel.clone(),
             items,
             batch,

@@ -7,8 +7,9 @@
 //! A second pair of series drives the hub's own `RoleClient::enrich` and
 //! `RoleClient::events` with a window's worth of items per call.
 //!
-//! The floor of the Enrich row is the same bidi stream (same record, batches
-//! and window) between two minimal tonic processes ([`crate::bare_tonic`]).
+//! The floor of the Enrich row and of the HandleEvent row is the same bidi
+//! stream (same record, batches and window) between two minimal tonic
+//! processes ([`crate::bare_tonic`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +49,7 @@ struct Rates {
     go_enrich: Vec<f64>,
     go_events: Vec<f64>,
     bare_tonic_enrich: Vec<f64>,
+    bare_tonic_events: Vec<f64>,
 }
 
 /// Which stream a round drives.
@@ -120,6 +122,11 @@ pub async fn measure(
                 .await
                 .context("bare tonic Enrich round")?,
         );
+        rates.bare_tonic_events.push(
+            bare.events_rate(items, batch, window)
+                .await
+                .context("bare tonic HandleEvent round")?,
+        );
     }
     let median = |values: &[f64]| stats::median(values);
     let mut rows = vec![
@@ -151,7 +158,18 @@ pub async fn measure(
             Value::none(),
             false,
             Some(Target::AtLeast(1_500_000.0)),
-        ),
+        )
+        .bare_tonic(Value::rate(median(&rates.bare_tonic_events))),
+        Row::new(
+            "stream",
+            "HandleEvent throughput: bare tonic, same bidi stream (events/s)",
+            Value::rate(median(&rates.bare_tonic_events)),
+            Value::rate(median(&rates.go_events)),
+            Value::none(),
+            false,
+            None,
+        )
+        .note("not Switchyard: the same HandleEvent stream, batches and window between two minimal tonic processes, every event acked in place; the transport's floor"),
         Row::new(
             "stream",
             format!("Enrich via hub RoleClient::enrich, {window} per call (records/s)"),
@@ -226,65 +244,77 @@ async fn stream_round(
     batch: usize,
     window: usize,
 ) -> anyhow::Result<f64> {
-    let record = payload::record();
     let channel = connection.client.channel().clone();
+    match kind {
+        Kind::Enrich => enrich_stream_rate(channel, items, batch, window, "testkit").await,
+        Kind::Events => events_stream_rate(channel, items, batch, window, "testkit").await,
+    }
+}
+
+/// Pushes `items` events through one long-lived `HandleEvent` stream over
+/// `channel` with `window` events in flight in messages of `batch`, checking
+/// that each is acked (not nacked) exactly once; returns events per second.
+/// `peer` names the plugin in errors.
+pub(crate) async fn events_stream_rate(
+    channel: tonic::transport::Channel,
+    items: usize,
+    batch: usize,
+    window: usize,
+    peer: &str,
+) -> anyhow::Result<f64> {
+    let record = payload::record();
     let credits = Arc::new(Semaphore::new(window));
     let mut answered = vec![false; items];
     let start = Instant::now();
     let sender_credits = credits.clone();
     let batch_permits = u32::try_from(batch).context("batch too large")?;
-    match kind {
-        Kind::Enrich => return enrich_stream_rate(channel, items, batch, window, "testkit").await,
-        Kind::Events => {
-            let (requests, receiver) = mpsc::channel::<pb::EventRequest>(window / batch);
-            let sender = tokio::spawn(async move {
-                for first in (0..items).step_by(batch) {
-                    sender_credits.acquire_many(batch_permits).await?.forget();
-                    let message = pb::EventRequest {
-                        events: (first..first + batch)
-                            .map(|id| pb::RecordEvent {
-                                delivery_id: id as u64,
-                                kind: pb::EventKind::Created as i32,
-                                record: Some(record.clone()),
-                                attempt: 1,
-                            })
-                            .collect(),
-                    };
-                    if requests.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                anyhow::Ok(())
-            });
-            let mut client = pb::output_client::OutputClient::new(channel);
-            let mut responses = client
-                .handle_event(ReceiverStream::new(receiver))
-                .await
-                .context("cannot open the HandleEvent stream")?
-                .into_inner();
-            let mut done = 0;
-            while done < items {
-                let response = responses
-                    .message()
-                    .await
-                    .context("HandleEvent failed")?
-                    .with_context(|| format!("HandleEvent ended with {done} of {items} acked"))?;
-                for ack in &response.acks {
-                    if let Some(failure) = &ack.failure {
-                        bail!(
-                            "delivery {} was nacked: {}",
-                            ack.delivery_id,
-                            failure.message
-                        );
-                    }
-                    mark(&mut answered, ack.delivery_id)?;
-                }
-                done += response.acks.len();
-                credits.add_permits(response.acks.len());
+    let (requests, receiver) = mpsc::channel::<pb::EventRequest>((window / batch).max(1));
+    let sender = tokio::spawn(async move {
+        for first in (0..items).step_by(batch) {
+            sender_credits.acquire_many(batch_permits).await?.forget();
+            let message = pb::EventRequest {
+                events: (first..(first + batch).min(items))
+                    .map(|id| pb::RecordEvent {
+                        delivery_id: id as u64,
+                        kind: pb::EventKind::Created as i32,
+                        record: Some(record.clone()),
+                        attempt: 1,
+                    })
+                    .collect(),
+            };
+            if requests.send(message).await.is_err() {
+                break;
             }
-            sender.await.context("the sender panicked")??;
         }
+        anyhow::Ok(())
+    });
+    let mut client = pb::output_client::OutputClient::new(channel);
+    let mut responses = client
+        .handle_event(ReceiverStream::new(receiver))
+        .await
+        .with_context(|| format!("cannot open the HandleEvent stream to {peer}"))?
+        .into_inner();
+    let mut done = 0;
+    while done < items {
+        let response = responses
+            .message()
+            .await
+            .with_context(|| format!("HandleEvent to {peer} failed"))?
+            .with_context(|| format!("HandleEvent to {peer} ended with {done} of {items} acked"))?;
+        for ack in &response.acks {
+            if let Some(failure) = &ack.failure {
+                bail!(
+                    "{peer} nacked delivery {}: {}",
+                    ack.delivery_id,
+                    failure.message
+                );
+            }
+            mark(&mut answered, ack.delivery_id)?;
+        }
+        done += response.acks.len();
+        credits.add_permits(response.acks.len());
     }
+    sender.await.context("the sender panicked")??;
     Ok(items as f64 / start.elapsed().as_secs_f64())
 }
 
