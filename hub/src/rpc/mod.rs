@@ -7,12 +7,14 @@
 //! * [`plugin`]: health, metadata, Configure, Shutdown and the stdio stream.
 //! * [`roles`]: Poll, HandleWebhook, Enrich and HandleEvent.
 //! * `enrich_stream`: the one `Enrich` stream each connection shares.
+//! * `messages`: how a streamed call's items are packed into messages.
 //! * [`convert`]: pb <-> domain, validating what plugins send.
 
 pub mod channel;
 pub mod convert;
 mod enrich_stream;
 pub mod io_thread;
+mod messages;
 pub mod plugin;
 pub mod roles;
 

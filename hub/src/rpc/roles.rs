@@ -12,13 +12,11 @@ use super::CallError;
 use super::channel::MAX_MESSAGE_BYTES;
 use super::convert;
 use super::enrich_stream::SharedEnrich;
+use super::messages;
 use crate::domain::{
     EnrichOutcome, EventAck, PollBatch, PollRequest, Record, RecordEvent, WebhookDelivery,
     WebhookOutcome,
 };
-
-/// How many items go in one streamed request message.
-const ITEMS_PER_MESSAGE: usize = 64;
 
 /// The role clients of one plugin, over its shared channel. Clones share the
 /// channel and the Enrich stream.
@@ -127,7 +125,7 @@ impl RoleClient {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let requests: Vec<pb::EnrichRequest> = enrich_requests(records, 0).collect();
+        let requests = enrich_requests(records, 0);
         let mut client = pb::enricher_client::EnricherClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -205,15 +203,11 @@ impl RoleClient {
                 )));
             }
         }
-        let requests: Vec<pb::EventRequest> = events
-            .chunks(ITEMS_PER_MESSAGE)
-            .map(|chunk| pb::EventRequest {
-                events: chunk
-                    .iter()
-                    .map(|event| convert::event_to_pb(event))
-                    .collect(),
-            })
-            .collect();
+        let requests: Vec<pb::EventRequest> =
+            messages::pack(events.iter().map(|event| convert::event_to_pb(event)))
+                .into_iter()
+                .map(|events| pb::EventRequest { events })
+                .collect();
         let mut client = pb::output_client::OutputClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -286,25 +280,20 @@ impl PollStream {
     }
 }
 
-/// The request messages for `records`, [`ITEMS_PER_MESSAGE`] items each,
-/// numbered from `first` in input order.
-pub(super) fn enrich_requests(
-    records: &[Record],
-    first: u64,
-) -> impl Iterator<Item = pb::EnrichRequest> + '_ {
-    records
-        .chunks(ITEMS_PER_MESSAGE)
+/// The request messages for `records`, numbered from `first` in input
+/// order and packed as [`messages::pack`] does.
+pub(super) fn enrich_requests(records: &[Record], first: u64) -> Vec<pb::EnrichRequest> {
+    let items = records
+        .iter()
         .enumerate()
-        .map(move |(chunk_index, chunk)| pb::EnrichRequest {
-            items: chunk
-                .iter()
-                .enumerate()
-                .map(|(index, record)| pb::EnrichItem {
-                    sequence: first + (chunk_index * ITEMS_PER_MESSAGE + index) as u64,
-                    record: Some(convert::record_to_pb(record)),
-                })
-                .collect(),
-        })
+        .map(|(index, record)| pb::EnrichItem {
+            sequence: first + index as u64,
+            record: Some(convert::record_to_pb(record)),
+        });
+    messages::pack(items)
+        .into_iter()
+        .map(|items| pb::EnrichRequest { items })
+        .collect()
 }
 
 /// The outcome one Enrich result carries, or why it breaks the contract.
