@@ -1,9 +1,11 @@
-//! Large records through plugins that keep gRPC's default 4 MiB limit on
-//! received messages, as every go-plugin plugin does: the hub packs a
-//! streamed call's items into messages below that limit (see
-//! `hub/src/rpc/messages.rs`), so 64 records of 100 KB reach a Go enricher
-//! and a Go output instead of failing every attempt with
-//! `RESOURCE_EXHAUSTED` and stopping the pipeline.
+//! Large records through Go plugins. gRPC servers refuse a received
+//! message over 4 MiB unless told otherwise, as every plugin written on
+//! go-plugin alone does: the hub packs a streamed call's items into messages
+//! below that (see `hub/src/rpc/messages.rs`), so 64 records of 100 KB
+//! reach a Go enricher and a Go output instead of failing every attempt
+//! with `RESOURCE_EXHAUSTED` and stopping the pipeline. A single record
+//! larger than 4 MiB goes in a message of its own, which the Go SDK takes
+//! (it raises the limit to 64 MiB, as the Rust and Python SDKs do).
 //!
 //! echo-go is built by `plugins/go/build.sh`. When it is missing this test
 //! is skipped (with a message), unless `SWITCHYARD_REQUIRE_ALL` is set.
@@ -23,7 +25,7 @@ const RECORDS: usize = 64;
 const PAYLOAD_BYTES: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_of_100_kb_reach_a_go_enricher_and_a_go_output() {
+async fn large_records_reach_a_go_enricher_and_a_go_output() {
     let Some(echo_go) = common::echo_go() else {
         return;
     };
@@ -40,6 +42,12 @@ payload_bytes = {PAYLOAD_BYTES}
 [plugins.gen.poll]
 interval = "1s"
 
+[plugins.hooks]
+command = "{webhook_json}"
+[plugins.hooks.webhook]
+auth = "none"
+max_body = "8MiB"
+
 [plugins.echo]
 command = "{echo_go}"
 
@@ -51,6 +59,7 @@ command = "{echo_go}"
 enrich = ["echo"]
 "#,
         generator = generator.display(),
+        webhook_json = common::data_path_plugin("webhook-json").display(),
         echo_go = echo_go.display(),
     ))
     .await;
@@ -73,6 +82,31 @@ enrich = ["echo"]
         let payload = record["payload"].to_string();
         assert!(payload.len() >= PAYLOAD_BYTES, "{} bytes", payload.len());
     }
+
+    // One record of 5 MB (a webhook body), alone in its messages to the
+    // enricher and the output.
+    let text = "x".repeat(5 * 1024 * 1024);
+    let body = serde_json::json!({"id": "large", "text": text});
+    let (status, answer) = hub.post("/webhooks/hooks", body).await;
+    assert_eq!(status, 202, "{answer}");
+    let delivered = format!(
+        "switchyard_events_delivered_total{{plugin=\"sink\"}} {}",
+        RECORDS + 1
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the large record acked by the Go output",
+        || async { hub.metrics().await.contains(&delivered).then_some(()) },
+    )
+    .await;
+    let (_, page) = hub.get("/api/v1/records?source=hooks").await;
+    let record = &page["records"][0];
+    assert_eq!(record["metadata"]["chain"], "go");
+    assert_eq!(
+        record["payload"]["text"].as_str().map(str::len),
+        Some(text.len())
+    );
+
     let (_, letters) = hub.get("/api/v1/dead-letters").await;
     assert_eq!(letters["dead_letters"], serde_json::json!([]));
     hub.shut_down().await;

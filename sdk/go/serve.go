@@ -48,6 +48,22 @@ func Serve(p *Plugin) {
 	ServeWithConfig(p, ServeConfig{Handshake: Handshake})
 }
 
+// MaxMessageBytes is the largest gRPC message the plugin receives or sends:
+// 64 MiB, as in the Rust and Python SDKs. gRPC's own default for a received
+// message is 4 MiB; the hub keeps its batches below that, but a single
+// record, or a webhook body (`max_body` allows up to 64 MiB), may be larger.
+const MaxMessageBytes = 64 << 20
+
+// serverOptions are the gRPC server options Serve adds to go-plugin's: the
+// message size limits, and p.Health's interceptors when it is set.
+func (p *Plugin) serverOptions() []grpc.ServerOption {
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)}
+	if p.Health != nil {
+		opts = append(opts, p.Health.ServerOptions()...)
+	}
+	return opts
+}
+
 // ServeConfig is Serve's escape hatch, for tests of the handshake itself.
 type ServeConfig struct {
 	// Handshake replaces the Switchyard handshake (Serve uses Handshake).
@@ -71,11 +87,8 @@ func ServeWithConfig(p *Plugin, config ServeConfig) {
 		fmt.Fprintf(os.Stderr, "switchyard: cannot serve %q: %v\n", p.Name, err)
 		os.Exit(1)
 	}
-	newServer := plugin.DefaultGRPCServer
-	if p.Health != nil {
-		newServer = func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, p.Health.ServerOptions()...)...)
-		}
+	newServer := func(opts []grpc.ServerOption) *grpc.Server {
+		return grpc.NewServer(append(opts, p.serverOptions()...)...)
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: handshake,

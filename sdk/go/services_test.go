@@ -23,16 +23,13 @@ import (
 	pb "github.com/switchyard/switchyard/sdk/go/switchyardv1"
 )
 
-// connect serves p over an in-memory gRPC connection (with p.Health's
-// interceptors and a health service like go-plugin's, when set).
+// connect serves p over an in-memory gRPC connection with the server
+// options Serve uses (message sizes, and p.Health's interceptors when set)
+// and a health service like go-plugin's.
 func connect(t *testing.T, p *Plugin) *grpc.ClientConn {
 	t.Helper()
 	listener := bufconn.Listen(1 << 20)
-	var opts []grpc.ServerOption
-	if p.Health != nil {
-		opts = p.Health.ServerOptions()
-	}
-	server := grpc.NewServer(opts...)
+	server := grpc.NewServer(p.serverOptions()...)
 	if err := p.Register(server); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +39,8 @@ func connect(t *testing.T, p *Plugin) *grpc.ClientConn {
 	t.Cleanup(server.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return listener.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxMessageBytes), grpc.MaxCallRecvMsgSize(MaxMessageBytes)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +269,36 @@ func TestEnrichAnswersEveryItemInOrderWithItsSequence(t *testing.T) {
 	}
 	if _, err := stream.Recv(); err != io.EOF {
 		t.Errorf("want EOF after CloseSend, got %v", err)
+	}
+}
+
+func TestMessagesLargerThanGRPCsDefaultAreTaken(t *testing.T) {
+	// gRPC's default limit for a received message is 4 MiB; Serve raises it
+	// to MaxMessageBytes, so one large record or webhook body gets through.
+	big := make([]byte, 5<<20)
+	conn := connect(t, &Plugin{Name: "big", Enricher: enricher{}, WebhookInput: webhook{}})
+	configure(t, conn, "")
+	stream, err := pb.NewEnricherClient(conn).Enrich(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	item := &pb.EnrichItem{Sequence: 1, Record: &pb.Record{Id: "large", Payload: big}}
+	if err := stream.Send(&pb.EnrichRequest{Items: []*pb.EnrichItem{item}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("a 5 MiB record: %v", err)
+	}
+	if r := got.GetResults()[0].GetRecord(); len(r.GetPayload()) != len(big) || r.GetMetadata()["seen"] != "yes" {
+		t.Errorf("the large record came back with %d bytes and metadata %v", len(r.GetPayload()), r.GetMetadata())
+	}
+	response, err := pb.NewWebhookInputClient(conn).HandleWebhook(context.Background(), &pb.WebhookRequest{DeliveryId: "d-large", Body: big})
+	if err != nil {
+		t.Fatalf("a 5 MiB webhook body: %v", err)
+	}
+	if records := response.GetRecords(); len(records) != 1 || records[0].GetId() != "d-large" {
+		t.Errorf("records %v", records)
 	}
 }
 
