@@ -262,60 +262,38 @@ pub(crate) async fn events_stream_rate(
     window: usize,
     peer: &str,
 ) -> anyhow::Result<f64> {
-    let record = payload::record();
-    let credits = Arc::new(Semaphore::new(window));
-    let mut answered = vec![false; items];
-    let start = Instant::now();
-    let sender_credits = credits.clone();
-    let batch_permits = u32::try_from(batch).context("batch too large")?;
-    let (requests, receiver) = mpsc::channel::<pb::EventRequest>((window / batch).max(1));
-    let sender = tokio::spawn(async move {
-        for first in (0..items).step_by(batch) {
-            sender_credits.acquire_many(batch_permits).await?.forget();
-            let message = pb::EventRequest {
-                events: (first..(first + batch).min(items))
-                    .map(|id| pb::RecordEvent {
-                        delivery_id: id as u64,
-                        kind: pb::EventKind::Created as i32,
-                        record: Some(record.clone()),
-                        attempt: 1,
-                    })
-                    .collect(),
-            };
-            if requests.send(message).await.is_err() {
-                break;
+    let shape = Shape {
+        rpc: "HandleEvent",
+        request: |ids, record| pb::EventRequest {
+            events: ids
+                .map(|id| pb::RecordEvent {
+                    delivery_id: id as u64,
+                    kind: pb::EventKind::Created as i32,
+                    record: Some(record.clone()),
+                    attempt: 1,
+                })
+                .collect(),
+        },
+        answered: |response: &pb::EventResponse, peer, ids| {
+            for ack in &response.acks {
+                if let Some(failure) = &ack.failure {
+                    bail!(
+                        "{peer} nacked delivery {}: {}",
+                        ack.delivery_id,
+                        failure.message
+                    );
+                }
+                ids.push(ack.delivery_id);
             }
-        }
-        anyhow::Ok(())
-    });
-    let mut client = pb::output_client::OutputClient::new(channel);
-    let mut responses = client
-        .handle_event(ReceiverStream::new(receiver))
-        .await
-        .with_context(|| format!("cannot open the HandleEvent stream to {peer}"))?
-        .into_inner();
-    let mut done = 0;
-    while done < items {
-        let response = responses
-            .message()
+            Ok(())
+        },
+    };
+    let open = |requests| async move {
+        pb::output_client::OutputClient::new(channel)
+            .handle_event(requests)
             .await
-            .with_context(|| format!("HandleEvent to {peer} failed"))?
-            .with_context(|| format!("HandleEvent to {peer} ended with {done} of {items} acked"))?;
-        for ack in &response.acks {
-            if let Some(failure) = &ack.failure {
-                bail!(
-                    "{peer} nacked delivery {}: {}",
-                    ack.delivery_id,
-                    failure.message
-                );
-            }
-            mark(&mut answered, ack.delivery_id)?;
-        }
-        done += response.acks.len();
-        credits.add_permits(response.acks.len());
-    }
-    sender.await.context("the sender panicked")??;
-    Ok(items as f64 / start.elapsed().as_secs_f64())
+    };
+    stream_rate(shape, open, items, batch, window, peer).await
 }
 
 /// Pushes `items` through one long-lived `Enrich` stream over `channel`
@@ -329,51 +307,102 @@ pub(crate) async fn enrich_stream_rate(
     window: usize,
     peer: &str,
 ) -> anyhow::Result<f64> {
+    let shape = Shape {
+        rpc: "Enrich",
+        request: |ids, record| pb::EnrichRequest {
+            items: ids
+                .map(|sequence| pb::EnrichItem {
+                    sequence: sequence as u64,
+                    record: Some(record.clone()),
+                })
+                .collect(),
+        },
+        answered: |response: &pb::EnrichResponse, peer, ids| {
+            for result in &response.results {
+                if !matches!(result.outcome, Some(pb::enrich_result::Outcome::Record(_))) {
+                    bail!("{peer} did not enrich sequence {}", result.sequence);
+                }
+                ids.push(result.sequence);
+            }
+            Ok(())
+        },
+    };
+    let open = |requests| async move {
+        pb::enricher_client::EnricherClient::new(channel)
+            .enrich(requests)
+            .await
+    };
+    stream_rate(shape, open, items, batch, window, peer).await
+}
+
+/// What tells the two bidi streams apart in [`stream_rate`].
+struct Shape<Req, Resp> {
+    /// The method's name, for errors.
+    rpc: &'static str,
+    /// The request message carrying the items with these ids.
+    request: fn(std::ops::Range<usize>, &pb::Record) -> Req,
+    /// Adds the ids a response answers to the list, or says why one of its
+    /// answers is wrong (given the peer's name).
+    answered: fn(&Resp, &str, &mut Vec<u64>) -> anyhow::Result<()>,
+}
+
+/// Pushes `items` through the stream `open` opens, `window` in flight in
+/// messages of `batch` made by `shape`, checking that each is answered
+/// exactly once; returns items per second.
+async fn stream_rate<Req, Resp, Open, Opened>(
+    shape: Shape<Req, Resp>,
+    open: Open,
+    items: usize,
+    batch: usize,
+    window: usize,
+    peer: &str,
+) -> anyhow::Result<f64>
+where
+    Req: Send + 'static,
+    Open: FnOnce(ReceiverStream<Req>) -> Opened,
+    Opened: std::future::Future<Output = Result<tonic::Response<tonic::Streaming<Resp>>, tonic::Status>>,
+{
+    let Shape {
+        rpc,
+        request,
+        answered: answers,
+    } = shape;
     let record = payload::record();
     let credits = Arc::new(Semaphore::new(window));
     let mut answered = vec![false; items];
     let start = Instant::now();
     let sender_credits = credits.clone();
     let batch_permits = u32::try_from(batch).context("batch too large")?;
-    let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>((window / batch).max(1));
+    let (requests, receiver) = mpsc::channel::<Req>((window / batch).max(1));
     let sender = tokio::spawn(async move {
         for first in (0..items).step_by(batch) {
             sender_credits.acquire_many(batch_permits).await?.forget();
-            let message = pb::EnrichRequest {
-                items: (first..(first + batch).min(items))
-                    .map(|sequence| pb::EnrichItem {
-                        sequence: sequence as u64,
-                        record: Some(record.clone()),
-                    })
-                    .collect(),
-            };
+            let message = request(first..(first + batch).min(items), &record);
             if requests.send(message).await.is_err() {
                 break;
             }
         }
         anyhow::Ok(())
     });
-    let mut client = pb::enricher_client::EnricherClient::new(channel);
-    let mut responses = client
-        .enrich(ReceiverStream::new(receiver))
+    let mut responses = open(ReceiverStream::new(receiver))
         .await
-        .with_context(|| format!("cannot open the Enrich stream to {peer}"))?
+        .with_context(|| format!("cannot open the {rpc} stream to {peer}"))?
         .into_inner();
     let mut done = 0;
+    let mut ids = Vec::with_capacity(batch);
     while done < items {
         let response = responses
             .message()
             .await
-            .with_context(|| format!("Enrich to {peer} failed"))?
-            .with_context(|| format!("Enrich to {peer} ended with {done} of {items} answered"))?;
-        for result in &response.results {
-            if !matches!(result.outcome, Some(pb::enrich_result::Outcome::Record(_))) {
-                bail!("{peer} did not enrich sequence {}", result.sequence);
-            }
-            mark(&mut answered, result.sequence)?;
+            .with_context(|| format!("{rpc} to {peer} failed"))?
+            .with_context(|| format!("{rpc} to {peer} ended with {done} of {items} answered"))?;
+        ids.clear();
+        answers(&response, peer, &mut ids)?;
+        for &id in &ids {
+            mark(&mut answered, id)?;
         }
-        done += response.results.len();
-        credits.add_permits(response.results.len());
+        done += ids.len();
+        credits.add_permits(ids.len());
     }
     sender.await.context("the sender panicked")??;
     Ok(items as f64 / start.elapsed().as_secs_f64())
