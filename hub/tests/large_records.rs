@@ -64,13 +64,7 @@ enrich = ["echo"]
     ))
     .await;
 
-    let delivered = format!("switchyard_events_delivered_total{{plugin=\"sink\"}} {RECORDS}");
-    wait_for(
-        Duration::from_secs(60),
-        "every event acked by the Go output",
-        || async { hub.metrics().await.contains(&delivered).then_some(()) },
-    )
-    .await;
+    wait_delivered(&hub, RECORDS, "every event acked by the Go output").await;
 
     let (status, page) = hub.get("/api/v1/records?limit=100").await;
     assert_eq!(status, 200);
@@ -89,16 +83,7 @@ enrich = ["echo"]
     let body = serde_json::json!({"id": "large", "text": text});
     let (status, answer) = hub.post("/webhooks/hooks", body).await;
     assert_eq!(status, 202, "{answer}");
-    let delivered = format!(
-        "switchyard_events_delivered_total{{plugin=\"sink\"}} {}",
-        RECORDS + 1
-    );
-    wait_for(
-        Duration::from_secs(60),
-        "the large record acked by the Go output",
-        || async { hub.metrics().await.contains(&delivered).then_some(()) },
-    )
-    .await;
+    wait_delivered(&hub, RECORDS + 1, "the large record acked by the Go output").await;
     let (_, page) = hub.get("/api/v1/records?source=hooks").await;
     let record = &page["records"][0];
     assert_eq!(record["metadata"]["chain"], "go");
@@ -110,4 +95,18 @@ enrich = ["echo"]
     let (_, letters) = hub.get("/api/v1/dead-letters").await;
     assert_eq!(letters["dead_letters"], serde_json::json!([]));
     hub.shut_down().await;
+}
+
+/// Waits until the output `sink` has acked exactly `count` events in all
+/// (its counter's line on `/metrics`).
+async fn wait_delivered(hub: &Hub, count: usize, what: &str) {
+    let line = format!("switchyard_events_delivered_total{{plugin=\"sink\"}} {count}");
+    wait_for(Duration::from_secs(60), what, || async {
+        hub.metrics()
+            .await
+            .lines()
+            .any(|metric| metric == line)
+            .then_some(())
+    })
+    .await;
 }
