@@ -7,6 +7,8 @@
 //!   on: the environment variable names, the magic cookie, the stdout line's
 //!   format and parser, and app-protocol version negotiation. It is pure: no IO.
 //! * [`Role`] is the four roles a plugin can serve, as both sides name them.
+//! * [`messages`] packs a streamed call's items (records, events) into
+//!   messages that every gRPC receiver takes: at most 4 MiB less 64 KiB.
 //! * [`mtls`] holds go-plugin's AutoMTLS: the throw-away certificates and the
 //!   rustls configurations that pin each side to the other's certificate.
 //!
@@ -14,6 +16,7 @@
 //! configuration or storage. It is the contract, not a participant.
 
 pub mod handshake;
+pub mod messages;
 pub mod mtls;
 mod role;
 

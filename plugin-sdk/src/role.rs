@@ -102,6 +102,12 @@ pub trait Output: Send + Sync + 'static {
 /// Every method waits while the hub is slow to read (back-pressure) and fails
 /// with a retryable error once the hub has gone away (the poll was cancelled):
 /// return that error to end the poll.
+///
+/// A batch may be of any size: one larger than gRPC's default message limit
+/// goes to the hub as several messages of less than 4 MiB, the checkpoint on
+/// the last (`switchyard_wire::messages`). A single record too large for any
+/// message (over 64 MiB encoded) ends the poll with `RESOURCE_EXHAUSTED`
+/// naming it.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Emitter {
@@ -135,7 +141,9 @@ impl Emitter {
         self.send(Vec::new(), Some(checkpoint.into())).await
     }
 
-    /// Sends a batch of records and the checkpoint that covers them in one message.
+    /// Sends a batch of records and the checkpoint that covers them (in one
+    /// message, or several with the checkpoint on the last when the batch is
+    /// larger than one message may be).
     ///
     /// # Errors
     /// A retryable error when the hub is no longer listening.

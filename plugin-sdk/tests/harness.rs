@@ -382,3 +382,85 @@ async fn output_acks_nacks_and_survives_panics() {
     assert!(outcomes[0].is_ok());
     harness.stop().await;
 }
+
+/// Emits `count` records of `bytes` bytes of payload each in one batch with
+/// the checkpoint `"done"`.
+struct Large {
+    count: usize,
+    bytes: usize,
+}
+
+impl PollingInput for Large {
+    async fn poll(&self, _: PollRequest, mut emitter: Emitter) -> Result<(), PluginError> {
+        let records = (0..self.count)
+            .map(|n| {
+                let mut record = Record::new(n.to_string(), "large");
+                record.payload = vec![b'7'; self.bytes];
+                record
+            })
+            .collect();
+        emitter.emit_with_checkpoint(records, "done").await
+    }
+}
+
+fn large(count: usize, bytes: usize) -> Plugin<Large> {
+    Plugin::new("large", "0.1.0")
+        .factory(
+            move |_: switchyard_plugin_sdk::NoConfig| async move { Ok(Large { count, bytes }) },
+        )
+        .polling_input()
+}
+
+#[tokio::test]
+async fn a_poll_batch_larger_than_a_message_arrives_in_several() {
+    // 70 records of 1 MB in one `emit`: 70 MB, over the 64 MiB the SDK
+    // sends in one message (and far over the 4 MiB gRPC receivers take by
+    // default).
+    let harness = TestHarness::start(large(70, 1_000_000)).await.unwrap();
+    harness
+        .configure(serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    let output = harness.poll(None).await.unwrap();
+    let ids: Vec<String> = output
+        .records()
+        .iter()
+        .map(|record| record.id.clone())
+        .collect();
+    assert_eq!(ids, (0..70).map(|n| n.to_string()).collect::<Vec<_>>());
+    assert!(
+        output
+            .records()
+            .iter()
+            .all(|record| record.payload.len() == 1_000_000)
+    );
+    // Four records to a message of at most 4 MiB less 64 KiB, and the
+    // checkpoint only on the last, covering them all.
+    assert_eq!(output.batches.len(), 18);
+    let (last, rest) = output.batches.split_last().unwrap();
+    assert!(
+        rest.iter()
+            .all(|batch| batch.checkpoint.is_none() && batch.records.len() == 4)
+    );
+    assert_eq!(last.checkpoint.as_deref(), Some(&b"done"[..]));
+}
+
+#[tokio::test]
+async fn a_record_larger_than_any_message_fails_the_poll_naming_it() {
+    let harness = TestHarness::start(large(2, 65 * 1024 * 1024))
+        .await
+        .unwrap();
+    harness
+        .configure(serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = harness.poll(None).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().starts_with("record \"0\" is 68157"),
+        "{}",
+        status.message()
+    );
+}

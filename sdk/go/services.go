@@ -149,7 +149,16 @@ func (s *services) Poll(req *pb.PollRequest, stream grpc.ServerStreamingServer[p
 		return err
 	}
 	emit := func(records []*pb.Record, checkpoint []byte) error {
-		return stream.Send(&pb.PollResponse{Records: records, Checkpoint: checkpoint})
+		responses, err := pollResponses(records, checkpoint)
+		if err != nil {
+			return err
+		}
+		for _, response := range responses {
+			if err := stream.Send(response); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if err := s.plugin.PollingInput.Poll(stream.Context(), req.Checkpoint, emit); err != nil {
 		Logger().Warn("poll failed", "error", err)

@@ -1,6 +1,7 @@
 package switchyard
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/switchyard/switchyard/sdk/go/switchyardv1"
 )
@@ -462,5 +464,77 @@ func TestErrorHelpers(t *testing.T) {
 	}
 	if got := (ConfigErrors{{Field: "a", Message: "m"}, {Message: "n"}}).Error(); got != "invalid configuration: a: m; n" {
 		t.Errorf("ConfigErrors.Error() = %q", got)
+	}
+}
+
+// largePoller emits count records of size bytes each in one batch, with the checkpoint "done".
+type largePoller struct{ count, size int }
+
+func (p largePoller) Poll(_ context.Context, _ []byte, emit func([]*pb.Record, []byte) error) error {
+	records := make([]*pb.Record, p.count)
+	for i := range records {
+		records[i] = &pb.Record{Id: fmt.Sprint(i), Payload: bytes.Repeat([]byte("7"), p.size)}
+	}
+	return emit(records, []byte("done"))
+}
+
+// pollAll runs one poll and returns its messages, or the error that ended it.
+func pollAll(t *testing.T, conn *grpc.ClientConn) ([]*pb.PollResponse, error) {
+	t.Helper()
+	stream, err := pb.NewPollingInputClient(conn).Poll(context.Background(), &pb.PollRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var responses []*pb.PollResponse
+	for {
+		response, err := stream.Recv()
+		if err == io.EOF {
+			return responses, nil
+		}
+		if err != nil {
+			return responses, err
+		}
+		responses = append(responses, response)
+	}
+}
+
+func TestAPollBatchLargerThanAMessageArrivesInSeveral(t *testing.T) {
+	// 70 records of 1 MB in one emit: 70 MB, over MaxMessageBytes.
+	conn := connect(t, &Plugin{Name: "large", PollingInput: largePoller{count: 70, size: 1_000_000}})
+	configure(t, conn, "")
+	responses, err := pollAll(t, conn)
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	// Four records to a message of at most MessageBytes, the checkpoint on the last.
+	if len(responses) != 18 {
+		t.Fatalf("%d messages, want 18", len(responses))
+	}
+	next := 0
+	for i, response := range responses {
+		if size := proto.Size(response); size > MessageBytes+64<<10 {
+			t.Errorf("message %d has %d bytes", i, size)
+		}
+		if last := i == len(responses)-1; (response.Checkpoint != nil) != last {
+			t.Errorf("message %d: checkpoint %q", i, response.GetCheckpoint())
+		}
+		for _, record := range response.GetRecords() {
+			if record.GetId() != fmt.Sprint(next) || len(record.GetPayload()) != 1_000_000 {
+				t.Fatalf("record %q (%d bytes), want %d", record.GetId(), len(record.GetPayload()), next)
+			}
+			next++
+		}
+	}
+	if next != 70 || string(responses[len(responses)-1].GetCheckpoint()) != "done" {
+		t.Errorf("%d records, last checkpoint %q", next, responses[len(responses)-1].GetCheckpoint())
+	}
+}
+
+func TestARecordLargerThanAnyMessageFailsThePollNamingIt(t *testing.T) {
+	conn := connect(t, &Plugin{Name: "huge", PollingInput: largePoller{count: 2, size: 65 << 20}})
+	configure(t, conn, "")
+	_, err := pollAll(t, conn)
+	if status.Code(err) != codes.ResourceExhausted || !strings.HasPrefix(status.Convert(err).Message(), `record "0" is 68157`) {
+		t.Errorf("got %v", err)
 	}
 }

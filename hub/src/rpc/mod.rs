@@ -14,7 +14,6 @@ pub mod channel;
 pub mod convert;
 mod enrich_stream;
 pub mod io_thread;
-mod messages;
 pub mod plugin;
 pub mod roles;
 

@@ -5,6 +5,7 @@
 //! stream per connection ([`super::enrich_stream`]); HandleEvent opens one
 //! per call (a batch of events).
 
+use switchyard_wire::messages::{self, Limits};
 use switchyard_wire::pb::v1 as pb;
 use tonic::transport::Channel;
 
@@ -12,7 +13,7 @@ use super::CallError;
 use super::channel::MAX_MESSAGE_BYTES;
 use super::convert;
 use super::enrich_stream::SharedEnrich;
-use super::messages;
+
 use crate::domain::{
     EnrichOutcome, EventAck, PollBatch, PollRequest, Record, RecordEvent, WebhookDelivery,
     WebhookOutcome,
@@ -203,11 +204,13 @@ impl RoleClient {
                 )));
             }
         }
-        let requests: Vec<pb::EventRequest> =
-            messages::pack(events.iter().map(|event| convert::event_to_pb(event)))
-                .into_iter()
-                .map(|events| pb::EventRequest { events })
-                .collect();
+        let requests: Vec<pb::EventRequest> = messages::pack(
+            events.iter().map(|event| convert::event_to_pb(event)),
+            Limits::REQUESTS,
+        )
+        .into_iter()
+        .map(|events| pb::EventRequest { events })
+        .collect();
         let mut client = pb::output_client::OutputClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -290,7 +293,7 @@ pub(super) fn enrich_requests(records: &[Record], first: u64) -> Vec<pb::EnrichR
             sequence: first + index as u64,
             record: Some(convert::record_to_pb(record)),
         });
-    messages::pack(items)
+    messages::pack(items, Limits::REQUESTS)
         .into_iter()
         .map(|items| pb::EnrichRequest { items })
         .collect()

@@ -6,10 +6,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use prost::Message as _;
+use switchyard_wire::messages::{self, Limits};
 use switchyard_wire::pb::plugin as gp;
 use switchyard_wire::pb::v1 as pb;
 use tonic::Status;
 
+use super::MAX_MESSAGE_BYTES;
 use crate::error::{ConfigError, PluginError};
 use crate::plugin::Info;
 use crate::types::{
@@ -232,11 +235,43 @@ pub(super) fn poll_request_to_pb(request: PollRequest) -> pb::PollRequest {
     }
 }
 
-pub(super) fn poll_batch_to_pb(batch: PollBatch) -> pb::PollResponse {
-    pb::PollResponse {
-        records: batch.records.into_iter().map(record_to_pb).collect(),
-        checkpoint: batch.checkpoint,
+/// The messages of one emitted batch: its records packed into messages that
+/// every gRPC receiver takes ([`messages::pack`]), the checkpoint on the
+/// last, so it still covers them all. A record too large for any message
+/// (over [`MAX_MESSAGE_BYTES`] on its own) ends the list with an error that
+/// names it, in place of the message that could not be sent.
+pub(super) fn poll_batch_to_pb(batch: PollBatch) -> Vec<Result<pb::PollResponse, Status>> {
+    let records = batch.records.into_iter().map(record_to_pb);
+    let mut responses: Vec<pb::PollResponse> = messages::pack(records, Limits::BYTES)
+        .into_iter()
+        .map(|records| pb::PollResponse {
+            records,
+            checkpoint: None,
+        })
+        .collect();
+    match responses.last_mut() {
+        Some(last) => last.checkpoint = batch.checkpoint,
+        None => responses.push(pb::PollResponse {
+            records: Vec::new(),
+            checkpoint: batch.checkpoint,
+        }),
     }
+    let mut out = Vec::with_capacity(responses.len());
+    for response in responses {
+        let bytes = response.encoded_len();
+        if bytes > MAX_MESSAGE_BYTES {
+            let id = response
+                .records
+                .first()
+                .map_or("", |record| record.id.as_str());
+            out.push(Err(Status::resource_exhausted(format!(
+                "record {id:?} is {bytes} bytes on the wire, over the {MAX_MESSAGE_BYTES} bytes one message may carry; emit it smaller"
+            ))));
+            break;
+        }
+        out.push(Ok(response));
+    }
+    out
 }
 
 pub(super) fn poll_batch_from_pb(response: pb::PollResponse) -> PollBatch {
@@ -543,7 +578,10 @@ mod tests {
     #[test]
     fn poll_batches_round_trip() {
         let batch = PollBatch::new(vec![full_record()]).with_checkpoint("c1");
-        assert_eq!(poll_batch_from_pb(poll_batch_to_pb(batch.clone())), batch);
+        let mut messages = poll_batch_to_pb(batch.clone());
+        assert_eq!(messages.len(), 1);
+        let message = messages.pop().unwrap().unwrap();
+        assert_eq!(poll_batch_from_pb(message), batch);
         let request = PollRequest::new().with_checkpoint("c").with_max_records(5);
         assert_eq!(
             poll_request_from_pb(poll_request_to_pb(request.clone())),

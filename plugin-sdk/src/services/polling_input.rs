@@ -75,7 +75,9 @@ impl<T: PollingInput> pb::polling_input_server::PollingInput for PollService<T> 
         });
         // The batches end once the poll's emitter and the task's sender are
         // dropped; then the failure, if the task sent one, ends the stream.
-        let batches = ReceiverStream::new(receiver).map(|batch| Ok(poll_batch_to_pb(batch)));
+        // One emitted batch may take several messages (`poll_batch_to_pb`).
+        let batches = ReceiverStream::new(receiver)
+            .flat_map(|batch| futures_util::stream::iter(poll_batch_to_pb(batch)));
         let end = futures_util::stream::once(failure)
             .filter_map(|failure| std::future::ready(failure.ok().map(Err)));
         Ok(Response::new(Box::pin(batches.chain(end))))

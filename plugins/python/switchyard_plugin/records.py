@@ -148,6 +148,22 @@ class Record:
         return message
 
 
+#: The most bytes a gRPC message may have, sent or received, by default
+#: (gRPC's own default for a received message is 4 MiB).
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+#: The most encoded bytes of records one ``PollResponse`` of several records
+#: carries: gRPC's default limit for a received message (4 MiB) less 64 KiB
+#: of room for the checkpoint and the framework, as the hub packs its own
+#: messages. A larger :class:`PollBatch` goes out as several messages.
+MESSAGE_BYTES = 4 * 1024 * 1024 - 64 * 1024
+
+
+def _field_bytes(size: int) -> int:
+    """The bytes a message of ``size`` bytes takes as field 1 of another: key, length, body."""
+    return 1 + max(1, (size.bit_length() + 6) // 7) + size
+
+
 @dataclasses.dataclass
 class PollBatch:
     """One batch of a poll's output; ``checkpoint`` (when set) covers every record sent so far."""
@@ -161,6 +177,25 @@ class PollBatch:
         if self.checkpoint is not None:
             response.checkpoint = bytes(self.checkpoint)
         return response
+
+    def to_protos(self) -> List[input_pb2.PollResponse]:
+        """The wire form of this batch as messages of at most :data:`MESSAGE_BYTES` of records each
+        (a record larger than that alone goes in a message of its own), in order, the checkpoint on
+        the last, so that it still covers them all. The hub gathers a poll's records up to their
+        checkpoint whatever the messages they came in; a batch of any size is sent this way."""
+        responses = [input_pb2.PollResponse()]
+        current_bytes = 0
+        for record in self.records:
+            message = record.to_proto()
+            size = _field_bytes(message.ByteSize())
+            if responses[-1].records and current_bytes + size > MESSAGE_BYTES:
+                responses.append(input_pb2.PollResponse())
+                current_bytes = 0
+            responses[-1].records.append(message)
+            current_bytes += size
+        if self.checkpoint is not None:
+            responses[-1].checkpoint = bytes(self.checkpoint)
+        return responses
 
 
 @dataclasses.dataclass

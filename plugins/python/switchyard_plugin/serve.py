@@ -20,13 +20,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from . import handshake, hclog
+from .records import DEFAULT_MAX_MESSAGE_BYTES
 from .roles import Plugin
 from .services import Lifecycle, register_all
 
 #: The longest Unix socket path Linux accepts (sun_path is 108 bytes with the NUL).
 MAX_SOCKET_PATH_BYTES = 107
-#: The default gRPC message size limit, both ways (grpc's own default is 4 MiB receive).
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: How often the main loop checks whether the parent (the hub) is still alive.
 PARENT_POLL_SECONDS = 1.0
 #: How long in-flight calls get to finish once the plugin stops.
@@ -119,7 +118,7 @@ def _run(plugin: Plugin, environ: Mapping[str, str], max_message_bytes: int, max
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     plugin.health.attach(health_servicer)  # SERVING until the plugin says its upstream is down
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = register_all(server, plugin, lifecycle)
+    services = register_all(server, plugin, lifecycle, max_message_bytes)
 
     try:
         server.add_insecure_port(front.inner_address if front is not None else f"unix:{socket_path}")

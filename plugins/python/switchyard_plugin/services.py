@@ -7,6 +7,7 @@ them, so Go hosts are satisfied).
 """
 
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import grpc
 
 from . import _stubs as pb
 from .records import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     ConfigError,
     Failure,
     InvalidWebhook,
@@ -382,23 +384,41 @@ class PollingInputService(pb.input_pb2_grpc.PollingInputServicer):
     FAILED_PRECONDITION (permanent); any other exception with INTERNAL.
     """
 
-    def __init__(self, plugin: PollingInput, lifecycle: Lifecycle):
+    def __init__(
+        self, plugin: PollingInput, lifecycle: Lifecycle, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ):
         self.plugin = plugin
         self.lifecycle = lifecycle
+        self.max_message_bytes = max_message_bytes
 
     def Poll(self, request, context):  # noqa: N802 - gRPC method name
         self.lifecycle.require_configured(context, "Poll")
         checkpoint = bytes(request.checkpoint) if request.HasField("checkpoint") else None
+        too_large = None
         try:
             for batch in self.plugin.poll(checkpoint, request.max_records):
                 if not context.is_active():
                     return
-                yield batch.to_proto()
+                # A batch too large for one message goes out as several (PollBatch.to_protos).
+                for response in batch.to_protos():
+                    if response.ByteSize() > self.max_message_bytes:
+                        too_large = response
+                        break
+                    yield response
+                if too_large is not None:
+                    break
         except Failure as failure:
             _abort_for(context, failure, grpc.StatusCode.FAILED_PRECONDITION)
         except Exception as err:  # noqa: BLE001 - reported as the call's status
             failure = _unexpected_failure("a poll", err)
             context.abort(grpc.StatusCode.INTERNAL, failure.message)
+        if too_large is not None:
+            record = too_large.records[0].id if too_large.records else ""
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"record {record!r} is {too_large.ByteSize()} bytes on the wire, over the"
+                f" {self.max_message_bytes} bytes one message may carry; emit it smaller",
+            )
 
 
 class WebhookInputService(pb.input_pb2_grpc.WebhookInputServicer):
@@ -468,8 +488,11 @@ class BrokerService(pb.grpc_broker_pb2_grpc.GRPCBrokerServicer):
             pass
 
 
-def register_all(server: grpc.Server, plugin: Plugin, lifecycle: Lifecycle) -> List[str]:
-    """Adds every servicer the plugin needs to ``server``; returns the full service names registered."""
+def register_all(
+    server: grpc.Server, plugin: Plugin, lifecycle: Lifecycle, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> List[str]:
+    """Adds every servicer the plugin needs to ``server`` (which sends messages of at most
+    ``max_message_bytes``); returns the full service names registered."""
     names = ["switchyard.v1.Plugin", "plugin.GRPCController", "plugin.GRPCStdio", "plugin.GRPCBroker"]
     pb.plugin_pb2_grpc.add_PluginServicer_to_server(PluginService(plugin, lifecycle), server)
     pb.grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(ControllerService(lifecycle), server)
@@ -479,7 +502,7 @@ def register_all(server: grpc.Server, plugin: Plugin, lifecycle: Lifecycle) -> L
         (
             PollingInput,
             "switchyard.v1.PollingInput",
-            PollingInputService,
+            functools.partial(PollingInputService, max_message_bytes=max_message_bytes),
             pb.input_pb2_grpc.add_PollingInputServicer_to_server,
         ),
         (

@@ -465,6 +465,18 @@ def test_input_roles(launch, socket_dir, python_exe):
         with pytest.raises(grpc.RpcError) as err:
             list(poller.Poll(input_pb2.PollRequest(checkpoint=checkpoint), timeout=10))
         assert err.value.code() == code
+    # One batch of 70 MB: several messages below 4 MiB (this client's default limit), the
+    # checkpoint on the last; a record too large for any message fails the poll, naming it.
+    large = list(poller.Poll(input_pb2.PollRequest(checkpoint=b"large"), timeout=30))
+    assert [len(b.records) for b in large] == [4] * 17 + [2]
+    assert [b.HasField("checkpoint") for b in large] == [False] * 17 + [True] and large[-1].checkpoint == b"done"
+    records = [r for b in large for r in b.records]
+    assert [r.id for r in records] == [str(n) for n in range(70)]
+    assert all(len(r.payload) == 1_000_002 for r in records)
+    with pytest.raises(grpc.RpcError) as err:
+        list(poller.Poll(input_pb2.PollRequest(checkpoint=b"huge"), timeout=30))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.value.details().startswith("record '0' is 68157"), err.value.details()
 
     webhooks = input_pb2_grpc.WebhookInputStub(channel)
     reply = webhooks.HandleWebhook(
