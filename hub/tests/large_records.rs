@@ -1,11 +1,13 @@
 //! Large records through Go plugins. gRPC servers refuse a received
 //! message over 4 MiB unless told otherwise, as every plugin written on
 //! go-plugin alone does: the hub packs a streamed call's items into messages
-//! below that (see `hub/src/rpc/messages.rs`), so 64 records of 100 KB
+//! below that (see `switchyard_wire::messages`), so 64 records of 100 KB
 //! reach a Go enricher and a Go output instead of failing every attempt
 //! with `RESOURCE_EXHAUSTED` and stopping the pipeline. A single record
 //! larger than 4 MiB goes in a message of its own, which the Go SDK takes
-//! (it raises the limit to 64 MiB, as the Rust and Python SDKs do).
+//! (it raises the limit to 65 MiB, as the Rust and Python SDKs do), and a
+//! webhook body at `max_body`'s largest (64 MiB) reaches a Rust webhook
+//! input and a Go enricher and output with the rest of its request.
 //!
 //! echo-go is built by `plugins/go/build.sh`. When it is missing this test
 //! is skipped (with a message), unless `SWITCHYARD_REQUIRE_ALL` is set.
@@ -64,7 +66,7 @@ enrich = ["echo"]
     ))
     .await;
 
-    wait_delivered(&hub, RECORDS, "every event acked by the Go output").await;
+    wait_delivered(&hub, "sink", RECORDS, "every event acked by the Go output").await;
 
     let (status, page) = hub.get("/api/v1/records?limit=100").await;
     assert_eq!(status, 200);
@@ -83,7 +85,13 @@ enrich = ["echo"]
     let body = serde_json::json!({"id": "large", "text": text});
     let (status, answer) = hub.post("/webhooks/hooks", body).await;
     assert_eq!(status, 202, "{answer}");
-    wait_delivered(&hub, RECORDS + 1, "the large record acked by the Go output").await;
+    wait_delivered(
+        &hub,
+        "sink",
+        RECORDS + 1,
+        "the large record acked by the Go output",
+    )
+    .await;
     let (_, page) = hub.get("/api/v1/records?source=hooks").await;
     let record = &page["records"][0];
     assert_eq!(record["metadata"]["chain"], "go");
@@ -97,11 +105,70 @@ enrich = ["echo"]
     hub.shut_down().await;
 }
 
-/// Waits until the output `sink` has acked exactly `count` events in all
-/// (its counter's line on `/metrics`).
-async fn wait_delivered(hub: &Hub, count: usize, what: &str) {
-    let line = format!("switchyard_events_delivered_total{{plugin=\"sink\"}} {count}");
-    wait_for(Duration::from_secs(60), what, || async {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_body_at_max_body_s_largest_reaches_every_plugin() {
+    let Some(echo_go) = common::echo_go() else {
+        return;
+    };
+    let hub = Hub::start(&format!(
+        r#"
+[plugins.hooks]
+command = "{webhook_json}"
+[plugins.hooks.webhook]
+auth = "none"
+max_body = "64MiB"
+
+[plugins.echo]
+command = "{echo_go}"
+
+[plugins.largest-sink]
+command = "{echo_go}"
+[plugins.largest-sink.output]
+
+[pipeline]
+enrich = ["echo"]
+"#,
+        webhook_json = common::data_path_plugin("webhook-json").display(),
+        echo_go = echo_go.display(),
+    ))
+    .await;
+
+    // A JSON body of exactly 64 MiB: with its method, path, headers and
+    // delivery id the webhook request is larger than 64 MiB, and so is the
+    // record made of it on its way to the enricher and the output.
+    let frame = serde_json::json!({"id": "largest", "text": ""}).to_string();
+    let text = "x".repeat(64 * 1024 * 1024 - frame.len());
+    let body = serde_json::json!({"id": "largest", "text": text});
+    assert_eq!(body.to_string().len(), 64 * 1024 * 1024);
+    let (status, answer) = hub.post("/webhooks/hooks", body).await;
+    assert_eq!(status, 202, "{answer}");
+    wait_delivered(
+        &hub,
+        "largest-sink",
+        1,
+        "the 64 MiB record acked by the Go output",
+    )
+    .await;
+    let (_, page) = hub.get("/api/v1/records?source=hooks").await;
+    let record = &page["records"][0];
+    assert_eq!(record["metadata"]["chain"], "go");
+    assert_eq!(
+        record["payload"]["text"].as_str().map(str::len),
+        Some(text.len())
+    );
+    let (_, letters) = hub.get("/api/v1/dead-letters").await;
+    assert_eq!(letters["dead_letters"], serde_json::json!([]));
+    hub.shut_down().await;
+}
+
+/// Waits until the output `output` has acked exactly `count` events in all
+/// (its counter's line on `/metrics`; the counters are the test process's,
+/// shared by its tests, so each test names its output differently).
+async fn wait_delivered(hub: &Hub, output: &str, count: usize, what: &str) {
+    let line = format!("switchyard_events_delivered_total{{plugin=\"{output}\"}} {count}");
+    // Generous: a debug build takes seconds over each 64 MiB message, and
+    // the tests of this file run side by side.
+    wait_for(Duration::from_secs(180), what, || async {
         hub.metrics()
             .await
             .lines()

@@ -106,7 +106,7 @@ pub trait Output: Send + Sync + 'static {
 /// A batch may be of any size: one larger than gRPC's default message limit
 /// goes to the hub as several messages of less than 4 MiB, the checkpoint on
 /// the last (`switchyard_wire::messages`). A single record too large for any
-/// message (over 64 MiB encoded) ends the poll with `RESOURCE_EXHAUSTED`
+/// message (over 65 MiB encoded) ends the poll with `RESOURCE_EXHAUSTED`
 /// naming it.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -49,10 +49,12 @@ func Serve(p *Plugin) {
 }
 
 // MaxMessageBytes is the largest gRPC message the plugin receives or sends:
-// 64 MiB, as in the Rust and Python SDKs. gRPC's own default for a received
+// 65 MiB, as in the Rust and Python SDKs. gRPC's own default for a received
 // message is 4 MiB; the hub keeps its batches below that, but a single
-// record, or a webhook body (`max_body` allows up to 64 MiB), may be larger.
-const MaxMessageBytes = 64 << 20
+// record, or a webhook body (`max_body` allows up to 64 MiB), may be larger,
+// and a 64 MiB body comes with the rest of its request, as the record made
+// of it does.
+const MaxMessageBytes = 65 << 20
 
 // serverOptions are the gRPC server options Serve adds to go-plugin's: the
 // message size limits, and p.Health's interceptors when it is set.

@@ -38,8 +38,11 @@ use crate::plugin::{Factory, Info, Plugin, RoleRegistry};
 use crate::role::{Enricher, Output, PollingInput, WebhookInput};
 use crate::types::RoleKind;
 
-/// The largest message accepted or sent (tonic's default decode limit is 4 MiB).
-pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// The largest message accepted or sent (tonic's default decode limit is 4
+/// MiB): 65 MiB, so a webhook body at the largest `max_body` the hub allows
+/// (64 MiB) arrives with the rest of its request, and the record made of it
+/// goes back, to an enricher and to an output with what else it carries.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 65 * 1024 * 1024;
 
 /// State shared by every service of one running plugin.
 pub(crate) struct Shared<T> {

@@ -149,8 +149,10 @@ class Record:
 
 
 #: The most bytes a gRPC message may have, sent or received, by default
-#: (gRPC's own default for a received message is 4 MiB).
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: (gRPC's own default for a received message is 4 MiB): 65 MiB, so a webhook
+#: body at the hub's largest ``max_body`` (64 MiB) arrives with the rest of its
+#: request, and the record made of it goes back with what else it carries.
+DEFAULT_MAX_MESSAGE_BYTES = 65 * 1024 * 1024
 
 #: The most encoded bytes of records one ``PollResponse`` of several records
 #: carries: gRPC's default limit for a received message (4 MiB) less 64 KiB

@@ -499,4 +499,16 @@ def test_input_roles(launch, socket_dir, python_exe):
             webhooks.HandleWebhook(input_pb2.WebhookRequest(body=body, delivery_id="d-2"), timeout=10)
         assert err.value.code() == code
         assert err.value.details()
+    # A body at the hub's largest max_body (64 MiB) arrives with the rest of its request, and the
+    # record made of it goes back: the plugin takes and sends messages of up to 65 MiB.
+    frame = len(json.dumps({"text": ""}, separators=(",", ":")))
+    body = json.dumps({"text": "x" * (64 * 1024 * 1024 - frame)}, separators=(",", ":")).encode()
+    assert len(body) == 64 * 1024 * 1024
+    limits = [("grpc.max_send_message_length", 80 << 20), ("grpc.max_receive_message_length", 80 << 20)]
+    with grpc.insecure_channel(f"unix:{path}", options=limits) as large:
+        reply = input_pb2_grpc.WebhookInputStub(large).HandleWebhook(
+            input_pb2.WebhookRequest(method="POST", path="/webhooks/inputs", body=body, delivery_id="d-max"),
+            timeout=60,
+        )
+    assert [(r.id, len(r.payload)) for r in reply.records] == [("d-max", len(body))]
     assert shutdown_and_wait(process, channel) == 0
