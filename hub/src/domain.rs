@@ -73,6 +73,25 @@ pub struct Record {
     pub idempotency_key: Option<String>,
 }
 
+impl Record {
+    /// About how many bytes the record's text takes (payload, id, source,
+    /// type, metadata, idempotency key): what the hub's memory bounds count
+    /// (the outbox feed, an output's scan), not an exact heap size.
+    pub fn byte_len(&self) -> usize {
+        let metadata: usize = self
+            .metadata
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum();
+        self.payload.as_str().len()
+            + self.id.len()
+            + self.source.len()
+            + self.record_type.len()
+            + metadata
+            + self.idempotency_key.as_ref().map_or(0, String::len)
+    }
+}
+
 /// Why a call, or one item of a streamed call, failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

@@ -47,6 +47,10 @@ use crate::store::{
 };
 use crate::supervisor::{PluginHandle, RunningPlugin};
 
+/// The most record bytes one scan reads past its first event: with large
+/// records a scan holds a few of them, not `batch × max_in_flight`.
+const SCAN_BYTES: usize = 64 * 1024 * 1024;
+
 /// How often an idle output looks at the outbox even without a wake-up.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// How long to wait before retrying after a store error.
@@ -195,8 +199,11 @@ impl OutputWorker {
         // position are all due, and the feed has them if this hub just
         // committed them. Otherwise, or when it does not, the table.
         let fed = if scan.no_marks {
-            scan.feed
-                .events_after(position, usize::try_from(scan_limit).unwrap_or(usize::MAX))
+            scan.feed.events_after(
+                position,
+                usize::try_from(scan_limit).unwrap_or(usize::MAX),
+                SCAN_BYTES,
+            )
         } else {
             None
         };
@@ -210,7 +217,10 @@ impl OutputWorker {
                 events
             }
             None => {
-                let events = self.store.events_after(name, position, scan_limit).await?;
+                let events = self
+                    .store
+                    .events_after(name, position, scan_limit, SCAN_BYTES)
+                    .await?;
                 tracing::trace!(
                     position,
                     events = events.len(),

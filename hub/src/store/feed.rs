@@ -18,9 +18,10 @@
 //!   the run; when the next id is not here (events another hub or process
 //!   wrote, ids a rolled-back PostgreSQL transaction used up, or events
 //!   that fell off the feed) the reader goes to the table;
-//! * the feed is bounded ([`FEED_CAPACITY`] events) and holds nothing while
-//!   no reader is registered, so a slow or absent output costs only the
-//!   table reads it made before.
+//! * the feed is bounded ([`FEED_CAPACITY`] events and [`FEED_BYTES`] of
+//!   records, so a run of large records cannot fill the hub's memory) and
+//!   holds nothing while no reader is registered, so a slow or absent
+//!   output costs only the table reads it made before.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,10 +31,26 @@ use super::OutboxEvent;
 /// The most events the feed holds: a few output scans' worth.
 pub const FEED_CAPACITY: usize = 8192;
 
+/// The most record bytes ([`crate::domain::Record::byte_len`]) the feed
+/// holds: far above what 8192 ordinary records take, so only large records
+/// make it keep fewer.
+pub const FEED_BYTES: usize = 256 * 1024 * 1024;
+
 /// Committed outbox events, newest last (one per [`super::Store`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct OutboxFeed {
     state: Mutex<FeedState>,
+    /// [`FEED_BYTES`], but for tests.
+    max_bytes: usize,
+}
+
+impl Default for OutboxFeed {
+    fn default() -> Self {
+        OutboxFeed {
+            state: Mutex::default(),
+            max_bytes: FEED_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +58,8 @@ struct FeedState {
     /// Increasing ids (not necessarily consecutive); each a cheap clone
     /// (the record is shared).
     events: VecDeque<OutboxEvent>,
+    /// The records' bytes in `events`.
+    bytes: usize,
     /// Registered readers and the position each read after last.
     readers: BTreeMap<u64, i64>,
     next_reader: u64,
@@ -78,12 +97,13 @@ impl OutboxFeed {
                     event = event.id,
                     "Outbox events reached the in-memory feed out of order; it is emptied and outputs read the table."
                 );
-                state.events.clear();
+                state.clear();
             }
+            state.bytes += event.record.byte_len();
             state.events.push_back(event);
         }
-        while state.events.len() > FEED_CAPACITY {
-            state.events.pop_front();
+        while state.events.len() > FEED_CAPACITY || state.bytes > self.max_bytes {
+            state.pop_front();
         }
     }
 
@@ -102,12 +122,25 @@ impl OutboxFeed {
     /// Drops the events every reader has passed.
     fn trim(state: &mut FeedState) {
         let Some(&oldest) = state.readers.values().min() else {
-            state.events.clear();
+            state.clear();
             return;
         };
         while state.events.front().is_some_and(|event| event.id <= oldest) {
-            state.events.pop_front();
+            state.pop_front();
         }
+    }
+}
+
+impl FeedState {
+    fn pop_front(&mut self) {
+        if let Some(event) = self.events.pop_front() {
+            self.bytes -= event.record.byte_len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
     }
 }
 
@@ -121,13 +154,19 @@ pub struct FeedReader {
 impl FeedReader {
     /// Up to `limit` events with consecutive ids from `after + 1`, as the
     /// outbox table holds them, or `None` when the feed does not have event
-    /// `after + 1` (then read the table).
+    /// `after + 1` (then read the table). Past the first event, the run
+    /// stops once its records reach `max_bytes`, as the table's read does.
     ///
     /// The table query an output uses also skips the events it marked done
     /// above its position (finished out of order); the feed knows nothing
     /// of those marks. Call this only when there are none: when the
     /// caller's last scan finished and moved its position to `after`.
-    pub fn events_after(&self, after: i64, limit: usize) -> Option<Vec<OutboxEvent>> {
+    pub fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Option<Vec<OutboxEvent>> {
         let mut state = self.feed.lock();
         state.readers.insert(self.id, after);
         OutboxFeed::trim(&mut state);
@@ -135,12 +174,18 @@ impl FeedReader {
         if state.events.front().map(|event| event.id) != Some(first) {
             return None;
         }
+        let mut bytes = 0;
         let run: Vec<OutboxEvent> = state
             .events
             .iter()
             .zip(first..)
             .take_while(|(event, id)| event.id == *id)
             .take(limit.max(1))
+            .take_while(|(event, _)| {
+                let more = bytes == 0 || bytes < max_bytes;
+                bytes += event.record.byte_len();
+                more
+            })
             .map(|(event, _)| event.clone())
             .collect();
         Some(run)
@@ -162,16 +207,27 @@ mod tests {
     use crate::domain::{EventKind, Payload, Record};
 
     fn event(id: i64) -> OutboxEvent {
+        sized_event(id, 0)
+    }
+
+    /// An event whose record's payload is a JSON string of `bytes` bytes
+    /// (at least 2, the quotes; 0 means `null`).
+    fn sized_event(id: i64, bytes: usize) -> OutboxEvent {
+        let payload = if bytes == 0 {
+            Payload::null()
+        } else {
+            Payload::from_json(format!("\"{}\"", "x".repeat(bytes - 2)).into_bytes()).unwrap()
+        };
         OutboxEvent {
             id,
             kind: EventKind::Created,
             record_id: id,
             record: Arc::new(Record {
-                id: format!("r{id}"),
-                source: "test".to_owned(),
-                record_type: "t".to_owned(),
+                id: String::new(),
+                source: String::new(),
+                record_type: String::new(),
                 occurred_at: None,
-                payload: Payload::null(),
+                payload,
                 metadata: BTreeMap::new(),
                 idempotency_key: None,
             }),
@@ -190,7 +246,7 @@ mod tests {
         feed.publish(vec![event(1), event(2)]);
         let reader = feed.reader();
         assert!(feed.wanted());
-        assert_eq!(ids(reader.events_after(0, 10)), None);
+        assert_eq!(ids(reader.events_after(0, 10, usize::MAX)), None);
         drop(reader);
         assert!(!feed.wanted());
     }
@@ -201,15 +257,21 @@ mod tests {
         let reader = feed.reader();
         feed.publish(vec![event(5), event(6), event(7)]);
         // Event 5's predecessor is not known here: the table decides.
-        assert_eq!(ids(reader.events_after(3, 10)), None);
-        assert_eq!(ids(reader.events_after(4, 10)), Some(vec![5, 6, 7]));
-        assert_eq!(ids(reader.events_after(4, 2)), Some(vec![5, 6]));
+        assert_eq!(ids(reader.events_after(3, 10, usize::MAX)), None);
+        assert_eq!(
+            ids(reader.events_after(4, 10, usize::MAX)),
+            Some(vec![5, 6, 7])
+        );
+        assert_eq!(ids(reader.events_after(4, 2, usize::MAX)), Some(vec![5, 6]));
         // A gap (an id used elsewhere) ends the run.
         feed.publish(vec![event(9), event(10)]);
-        assert_eq!(ids(reader.events_after(6, 10)), Some(vec![7]));
-        assert_eq!(ids(reader.events_after(7, 10)), None);
-        assert_eq!(ids(reader.events_after(8, 10)), Some(vec![9, 10]));
-        assert_eq!(ids(reader.events_after(10, 10)), None);
+        assert_eq!(ids(reader.events_after(6, 10, usize::MAX)), Some(vec![7]));
+        assert_eq!(ids(reader.events_after(7, 10, usize::MAX)), None);
+        assert_eq!(
+            ids(reader.events_after(8, 10, usize::MAX)),
+            Some(vec![9, 10])
+        );
+        assert_eq!(ids(reader.events_after(10, 10, usize::MAX)), None);
     }
 
     #[test]
@@ -218,9 +280,9 @@ mod tests {
         let fast = feed.reader();
         let slow = feed.reader();
         feed.publish((1..=4).map(event).collect());
-        assert_eq!(ids(fast.events_after(4, 10)), None);
+        assert_eq!(ids(fast.events_after(4, 10, usize::MAX)), None);
         // The slow reader still finds what the fast one passed.
-        assert_eq!(ids(slow.events_after(2, 10)), Some(vec![3, 4]));
+        assert_eq!(ids(slow.events_after(2, 10, usize::MAX)), Some(vec![3, 4]));
         drop(slow);
         // Only the fast reader is left, at 4: events up to 4 are gone.
         assert_eq!(feed.lock().events.len(), 0);
@@ -228,8 +290,34 @@ mod tests {
         let count = i64::try_from(FEED_CAPACITY).unwrap() + 10;
         feed.publish((5..5 + count).map(event).collect());
         assert_eq!(feed.lock().events.len(), FEED_CAPACITY);
-        assert_eq!(ids(fast.events_after(4, 1)), None);
-        assert_eq!(ids(fast.events_after(14, 1)), Some(vec![15]));
+        assert_eq!(ids(fast.events_after(4, 1, usize::MAX)), None);
+        assert_eq!(ids(fast.events_after(14, 1, usize::MAX)), Some(vec![15]));
+    }
+
+    #[test]
+    fn large_records_make_it_hold_and_answer_fewer_events() {
+        let feed = Arc::new(OutboxFeed {
+            max_bytes: 10_000,
+            ..OutboxFeed::default()
+        });
+        let reader = feed.reader();
+        feed.publish((1..=30).map(|id| sized_event(id, 1_000)).collect());
+        // Ten records of 1,000 bytes fit in 10,000: the older twenty are gone.
+        assert_eq!(feed.lock().events.len(), 10);
+        assert_eq!(feed.lock().bytes, 10_000);
+        assert_eq!(ids(reader.events_after(0, 100, usize::MAX)), None);
+        assert_eq!(
+            ids(reader.events_after(20, 100, 2_500)),
+            Some(vec![21, 22, 23]),
+            "a run stops once it reaches max_bytes"
+        );
+        // One record larger than max_bytes still comes, alone.
+        assert_eq!(ids(reader.events_after(20, 100, 10)), Some(vec![21]));
+        // One larger than the whole feed is not kept at all.
+        feed.publish(vec![sized_event(31, 20_000)]);
+        assert_eq!(feed.lock().events.len(), 0);
+        assert_eq!(feed.lock().bytes, 0);
+        assert_eq!(ids(reader.events_after(30, 100, usize::MAX)), None);
     }
 
     #[test]
@@ -238,7 +326,7 @@ mod tests {
         let reader = feed.reader();
         feed.publish(vec![event(1), event(2)]);
         feed.publish(vec![event(2)]);
-        assert_eq!(ids(reader.events_after(0, 10)), None);
-        assert_eq!(ids(reader.events_after(1, 10)), Some(vec![2]));
+        assert_eq!(ids(reader.events_after(0, 10, usize::MAX)), None);
+        assert_eq!(ids(reader.events_after(1, 10, usize::MAX)), Some(vec![2]));
     }
 }

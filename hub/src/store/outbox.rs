@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt as _;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
@@ -280,24 +281,37 @@ impl Store {
     }
 
     /// Up to `limit` events after `after` that are not yet done for
-    /// `output`, in id order (filters are applied by the caller).
+    /// `output`, in id order (filters are applied by the caller). Past the
+    /// first event, reading stops once the records read reach `max_bytes`
+    /// ([`Record::byte_len`]), so a run of large records is read a few at a
+    /// time instead of `limit` at once.
     pub async fn events_after(
         &self,
         output: &str,
         after: i64,
         limit: u32,
+        max_bytes: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let query = format!(
             "SELECT {EVENT_COLUMNS} FROM outbox o WHERE o.id > $1 \
              AND NOT EXISTS (SELECT 1 FROM output_done d WHERE d.output = $2 AND d.event_id = o.id) \
              ORDER BY o.id LIMIT $3"
-        )))
-        .bind(after)
-        .bind(output)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        );
+        let mut rows = sqlx::query(AssertSqlSafe(query))
+            .bind(after)
+            .bind(output)
+            .bind(i64::from(limit.max(1)))
+            .fetch(&self.pool);
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        while bytes < max_bytes
+            && let Some(row) = rows.try_next().await?
+        {
+            let event = event_from_row(&row)?;
+            bytes += event.record.byte_len();
+            events.push(event);
+        }
+        Ok(events)
     }
 
     /// Events an operator asked `output` to deliver again, oldest first.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::testing;
 use super::*;
-use crate::domain::{EventKind, Record};
+use crate::domain::{EventKind, Payload, Record};
 
 fn record(id: &str, n: i64) -> Record {
     Record {
@@ -35,6 +35,42 @@ where
         test(postgres.clone()).await;
         postgres.close().await;
     }
+}
+
+#[tokio::test]
+async fn a_scan_of_large_records_stops_once_it_reaches_its_bytes() {
+    on_both("scan_bytes", |store| async move {
+        let records: Vec<Record> = (0..5)
+            .map(|n| {
+                let mut record = record(&format!("large-{n}"), n);
+                record.payload =
+                    Payload::from_json(format!("\"{}\"", "x".repeat(998)).into_bytes()).unwrap();
+                record
+            })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &records).await.unwrap();
+        tx.commit().await.unwrap();
+        let each = records[0].byte_len();
+        assert!(each >= 1_000);
+        let ids =
+            |events: Vec<OutboxEvent>| events.iter().map(|event| event.id).collect::<Vec<_>>();
+        let all = ids(store.events_after("out", 0, 100, usize::MAX).await.unwrap());
+        assert_eq!(all.len(), 5);
+        // Two records are below 2.5 of them; the third reaches it.
+        let scan = store
+            .events_after("out", 0, 100, each * 5 / 2)
+            .await
+            .unwrap();
+        assert_eq!(ids(scan), all[..3]);
+        // The first event always comes, whatever its size.
+        let scan = store.events_after("out", 0, 100, 1).await.unwrap();
+        assert_eq!(ids(scan), all[..1]);
+        // The count limit still holds.
+        let scan = store.events_after("out", 0, 2, usize::MAX).await.unwrap();
+        assert_eq!(ids(scan), all[..2]);
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -77,7 +113,7 @@ async fn upsert_creates_updates_and_skips_unchanged_records() {
         assert_eq!(stored.record.metadata["k"], "v");
         assert_eq!(store.count_records().await.unwrap(), 2);
 
-        let events = store.events_after("out", 0, 100).await.unwrap();
+        let events = store.events_after("out", 0, 100, usize::MAX).await.unwrap();
         let kinds: Vec<_> = events.iter().map(|event| event.kind).collect();
         assert_eq!(
             kinds,
@@ -139,7 +175,10 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
         );
         // The ids handed back are the stored events' and records' own (on
         // SQLite they are worked out rather than returned by the insert).
-        let stored_events = store.events_after("check", 0, 10_000).await.unwrap();
+        let stored_events = store
+            .events_after("check", 0, 10_000, usize::MAX)
+            .await
+            .unwrap();
         let batch_events: Vec<&OutboxEvent> = stored_events.iter().skip(2).collect();
         assert_eq!(
             batch_events.iter().map(|e| e.id).collect::<Vec<_>>(),
@@ -205,12 +244,15 @@ async fn the_outbox_feed_gives_what_the_table_holds() {
         let changed: Vec<Record> = (0..40).map(|n| precise(&format!("m{n}"), n + 1)).collect();
         store.write(UpsertJob(changed)).await.unwrap();
 
-        let table = store.events_after("out", 0, 10_000).await.unwrap();
+        let table = store
+            .events_after("out", 0, 10_000, usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(table.len(), 143);
         let mut fed = Vec::new();
         let mut position = 0;
         while let Some(next) = table.iter().find(|event| event.id > position) {
-            match reader.events_after(position, 10_000) {
+            match reader.events_after(position, 10_000, usize::MAX) {
                 Some(run) => {
                     position = run.last().unwrap().id;
                     fed.extend(run);
@@ -226,7 +268,7 @@ async fn the_outbox_feed_gives_what_the_table_holds() {
         }
         assert_eq!(fed, table);
         assert!(fed.iter().any(|event| event.kind == EventKind::Updated));
-        assert_eq!(reader.events_after(position, 10), None);
+        assert_eq!(reader.events_after(position, 10, usize::MAX), None);
     })
     .await;
 }
@@ -378,7 +420,7 @@ async fn output_progress_and_replays_are_durable() {
         let records: Vec<Record> = (0..4).map(|n| record(&n.to_string(), n)).collect();
         tx.upsert_records("gen", &records).await.unwrap();
         tx.commit().await.unwrap();
-        let events = store.events_after("out", 0, 100).await.unwrap();
+        let events = store.events_after("out", 0, 100, usize::MAX).await.unwrap();
         assert_eq!(events.len(), 4);
         assert_eq!(store.output_position("out").await.unwrap(), 0);
 
@@ -389,14 +431,21 @@ async fn output_progress_and_replays_are_durable() {
         let position = store.output_position("out").await.unwrap();
         assert_eq!(position, events[0].id);
         let left: Vec<i64> = store
-            .events_after("out", position, 100)
+            .events_after("out", position, 100, usize::MAX)
             .await
             .unwrap()
             .iter()
             .map(|event| event.id)
             .collect();
         assert_eq!(left, [events[1].id, events[3].id]);
-        assert_eq!(store.events_after("other", 0, 100).await.unwrap().len(), 4);
+        assert_eq!(
+            store
+                .events_after("other", 0, 100, usize::MAX)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
         assert!(store.output_has_marks("out").await.unwrap());
         assert!(!store.output_has_marks("other").await.unwrap());
         // A position past the marks forgets them.
@@ -427,7 +476,7 @@ async fn the_outbox_keeps_what_an_output_or_a_dead_letter_still_needs() {
         tx.upsert_records("gen", &records).await.unwrap();
         tx.commit().await.unwrap();
         let ids: Vec<i64> = store
-            .events_after("a", 0, 10)
+            .events_after("a", 0, 10, usize::MAX)
             .await
             .unwrap()
             .iter()
