@@ -175,7 +175,7 @@ async fn plugin_pids(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<P
 }
 
 /// VmRSS and VmHWM of `pid`, in KiB.
-fn rss_kib(pid: Pid) -> anyhow::Result<(u64, u64)> {
+pub fn rss_kib(pid: Pid) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
     let field = |name: &str| {

@@ -22,6 +22,28 @@ impl HubProcess {
     /// on `port`, which `source` must name) and waits until `/readyz`
     /// answers 200 (at most 120 s), or fails with the hub's last log lines.
     pub async fn start(hub: &Path, dir: &Path, source: &str, port: u16) -> anyhow::Result<Self> {
+        Self::start_until(hub, dir, source, port, "/readyz").await
+    }
+
+    /// [`HubProcess::start`], waiting only until `/healthz` answers 200 (the
+    /// hub serves, whether or not its plugins run): for runs where a plugin
+    /// is meant to be down.
+    pub async fn start_alive(
+        hub: &Path,
+        dir: &Path,
+        source: &str,
+        port: u16,
+    ) -> anyhow::Result<Self> {
+        Self::start_until(hub, dir, source, port, "/healthz").await
+    }
+
+    async fn start_until(
+        hub: &Path,
+        dir: &Path,
+        source: &str,
+        port: u16,
+        probe: &str,
+    ) -> anyhow::Result<Self> {
         let config = dir.join("plugins.toml");
         std::fs::write(&config, source).context("cannot write plugins.toml")?;
         let log = dir.join("hub.log");
@@ -38,7 +60,10 @@ impl HubProcess {
             .with_context(|| format!("cannot start {}", hub.display()))?;
         let process = HubProcess { child, port, log };
         let http = reqwest::Client::new();
-        if let Err(err) = process.wait_ready(&http, Duration::from_secs(120)).await {
+        if let Err(err) = process
+            .wait_ok(&http, probe, Duration::from_secs(120))
+            .await
+        {
             bail!("{err}; the hub's last log lines:\n{}", process.log_tail(20));
         }
         Ok(process)
@@ -64,14 +89,19 @@ impl HubProcess {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    async fn wait_ready(&self, http: &reqwest::Client, limit: Duration) -> anyhow::Result<()> {
+    async fn wait_ok(
+        &self,
+        http: &reqwest::Client,
+        probe: &str,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
-        let url = format!("{}/readyz", self.base_url());
+        let url = format!("{}{probe}", self.base_url());
         loop {
             if let Some(pid) = self.pid()
                 && (kill(pid, None).is_err() || is_zombie(pid))
             {
-                bail!("the hub exited before /readyz answered 200");
+                bail!("the hub exited before {probe} answered 200");
             }
             if let Ok(response) = http.get(&url).send().await
                 && response.status().is_success()
@@ -79,7 +109,7 @@ impl HubProcess {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("/readyz did not answer 200 within {} s", limit.as_secs());
+                bail!("{probe} did not answer 200 within {} s", limit.as_secs());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

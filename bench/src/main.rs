@@ -15,7 +15,8 @@
 //! * [`floor`]: the raw Unix-socket ping-pong (server and client).
 //! * [`bare_tonic`]: the transport's floor, two minimal tonic processes.
 //! * [`latency`], [`stream`], [`launch`], [`restart`], [`pipeline`],
-//!   [`webhooks`], [`rest_poll`], [`footprint`]: one module per measurement.
+//!   [`webhooks`], [`rest_poll`], [`footprint`] (and [`large_records`], its
+//!   peak memory while large records pile up): one module per measurement.
 //! * [`loadgen`]: the open-loop HTTP load generator (for webhooks).
 //! * [`example`]: README's example pipeline under webhook load, beside
 //!   [`http_floor`] (a bare axum handler); [`store_floor`]: the durable
@@ -32,6 +33,7 @@ mod footprint;
 mod goplugin;
 mod http_floor;
 mod hub_process;
+mod large_records;
 mod latency;
 mod launch;
 mod loadgen;

@@ -13,7 +13,8 @@ use crate::machine::{self, MachineInfo};
 use crate::rig::{self, Rig};
 use crate::settings::{Counts, RunArgs, selected};
 use crate::{
-    cluster, footprint, latency, launch, payload, pipeline, rest_poll, restart, stream, webhooks,
+    cluster, footprint, large_records, latency, launch, payload, pipeline, rest_poll, restart,
+    stream, webhooks,
 };
 
 /// The unit of a row's figures.
@@ -420,6 +421,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             footprint::measure(&hub, &testkit, &counts).await,
             &mut rows,
         );
+        let large = match rig::binary(&args.generator_bin, "cargo build --release -p generator") {
+            Ok(generator) => large_records::measure(&hub, &generator, &counts).await,
+            Err(err) => Err(err),
+        };
+        take("large_records", large, &mut rows);
     }
     let report = Report {
         machine,

@@ -182,8 +182,9 @@ pub async fn measure(
     Ok((rows, details))
 }
 
-/// The sum of `switchyard_records_stored_total` over its series.
-async fn stored_counter(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+/// The sum of `switchyard_records_stored_total` over its series, from the
+/// hub's `/metrics` at `url`.
+pub(crate) async fn stored_counter(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
     let text = http
         .get(url)
         .header("accept", "text/plain")

@@ -84,6 +84,9 @@ pub struct Counts {
     pub webhook_duration: Duration,
     /// Plugin counts for the footprint.
     pub footprint_plugins: Vec<usize>,
+    /// Records of 1 MiB stored with the output down (the footprint's
+    /// large-records row).
+    pub large_records: u64,
     // --- the example pipeline (issue #15, items 4 and 5) ---
     /// Webhooks/s offered to README's example pipeline (and its axum floor).
     pub example_rates: Vec<u64>,
@@ -120,6 +123,7 @@ impl Counts {
                 webhook_rate: 500,
                 webhook_duration: Duration::from_secs(1),
                 footprint_plugins: vec![10, 20],
+                large_records: 300,
                 example_rates: vec![300, 1_500],
                 example_saturation_rate: 20_000,
                 example_duration: Duration::from_secs(2),
@@ -143,6 +147,7 @@ impl Counts {
                 webhook_rate: 10_000,
                 webhook_duration: Duration::from_secs(5),
                 footprint_plugins: vec![10, 100],
+                large_records: 3_000,
                 example_rates: vec![300, 1_500, 5_000, 10_000],
                 example_saturation_rate: 20_000,
                 example_duration: Duration::from_secs(5),

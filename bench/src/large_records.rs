@@ -1,0 +1,87 @@
+//! Part of measurement 7, footprint: the hub's peak memory while large
+//! records pile up. The real `switchyard` binary stores records of 1 MiB
+//! from the generator while its only output is down (its command exits at
+//! once, so the supervisor keeps restarting it and nothing is delivered).
+//! Before the outbox feed and the output's scans were bounded in bytes, the
+//! feed kept every such record in memory (up to 8192 of them), so the peak
+//! grew with the records stored; now it stays flat.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::footprint::rss_kib;
+use crate::hub_process::{HubProcess, free_port, sqlite_url};
+use crate::report::{Row, Value};
+use crate::rest_poll::stored_counter;
+use crate::settings::Counts;
+
+/// Each record's payload: the generator's largest.
+const PAYLOAD_BYTES: u64 = 1024 * 1024;
+
+/// Stores `counts.large_records` records of 1 MiB with the output down and
+/// returns the row and the details.
+pub async fn measure(
+    hub: &Path,
+    generator: &Path,
+    counts: &Counts,
+) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
+    let records = counts.large_records;
+    eprintln!("footprint: {records} records of 1 MiB with the output down");
+    let dir = tempfile::Builder::new()
+        .prefix("sy-large-")
+        .tempdir_in("/tmp")
+        .context("cannot create a temp dir")?;
+    let port = free_port()?;
+    let generator = crate::rig::toml_string(generator);
+    let source = format!(
+        "[hub]\nlisten = \"127.0.0.1:{port}\"\ndatabase = {database}\n\n\
+         [plugins.gen]\ncommand = {generator}\n\
+         config = {{ total = {records}, records_per_poll = 64, batch_size = 16, payload_bytes = {PAYLOAD_BYTES} }}\n\
+         [plugins.gen.poll]\ninterval = \"1ms\"\n\n\
+         [plugins.out]\ncommand = \"/bin/false\"\n[plugins.out.output]\n",
+        database = sqlite_url(dir.path()),
+    );
+    let hub_process = HubProcess::start_alive(hub, dir.path(), &source, port).await?;
+    let pid = hub_process.pid().context("the hub has no pid")?;
+    let base = hub_process.base_url();
+    let http = reqwest::Client::new();
+    let metrics = format!("{base}/metrics");
+    let start = Instant::now();
+    let stored = loop {
+        let stored = stored_counter(&http, &metrics).await.unwrap_or(0);
+        if stored >= records {
+            break stored;
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            let tail = hub_process.log_tail(10);
+            bail!(
+                "only {stored} of {records} large records stored within 300 s; the hub's last log lines:\n{tail}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let (_, peak_kib) = rss_kib(pid)?;
+    hub_process.stop().await?;
+    let row = Row::new(
+        "footprint",
+        format!("Hub peak RSS, {records} records of 1 MiB stored, output down"),
+        Value::megabytes(Some(peak_kib)),
+        Value::none(),
+        Value::none(),
+        true,
+        None,
+    )
+    .note(&format!(
+        "VmHWM of the hub while the generator's records of 1 MiB ({records} MiB in all) were stored and its only output never started; flat in the number of records (before the outbox feed and the output's scans were bounded in bytes: 3,352 MiB for 3,000 records)"
+    ));
+    let details = serde_json::json!({
+        "records": stored,
+        "payload_bytes": PAYLOAD_BYTES,
+        "hub_peak_rss_kib": peak_kib,
+        "seconds": seconds,
+    });
+    Ok((vec![row], details))
+}
