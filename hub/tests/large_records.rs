@@ -92,16 +92,7 @@ enrich = ["echo"]
         "the large record acked by the Go output",
     )
     .await;
-    let (_, page) = hub.get("/api/v1/records?source=hooks").await;
-    let record = &page["records"][0];
-    assert_eq!(record["metadata"]["chain"], "go");
-    assert_eq!(
-        record["payload"]["text"].as_str().map(str::len),
-        Some(text.len())
-    );
-
-    let (_, letters) = hub.get("/api/v1/dead-letters").await;
-    assert_eq!(letters["dead_letters"], serde_json::json!([]));
+    assert_webhook_record_whole(&hub, text.len()).await;
     hub.shut_down().await;
 }
 
@@ -149,16 +140,22 @@ enrich = ["echo"]
         "the 64 MiB record acked by the Go output",
     )
     .await;
+    assert_webhook_record_whole(&hub, text.len()).await;
+    hub.shut_down().await;
+}
+
+/// Checks the webhook input `hooks`' record: enriched by the Go plugin (its
+/// tag), its `text` of `text_len` bytes whole, and no dead letters.
+async fn assert_webhook_record_whole(hub: &Hub, text_len: usize) {
     let (_, page) = hub.get("/api/v1/records?source=hooks").await;
     let record = &page["records"][0];
     assert_eq!(record["metadata"]["chain"], "go");
     assert_eq!(
         record["payload"]["text"].as_str().map(str::len),
-        Some(text.len())
+        Some(text_len)
     );
     let (_, letters) = hub.get("/api/v1/dead-letters").await;
     assert_eq!(letters["dead_letters"], serde_json::json!([]));
-    hub.shut_down().await;
 }
 
 /// Waits until the output `output` has acked exactly `count` events in all

@@ -13,7 +13,6 @@ use super::CallError;
 use super::channel::MAX_MESSAGE_BYTES;
 use super::convert;
 use super::enrich_stream::SharedEnrich;
-
 use crate::domain::{
     EnrichOutcome, EventAck, PollBatch, PollRequest, Record, RecordEvent, WebhookDelivery,
     WebhookOutcome,

@@ -174,20 +174,16 @@ impl FeedReader {
         if state.events.front().map(|event| event.id) != Some(first) {
             return None;
         }
+        let mut run: Vec<OutboxEvent> = Vec::new();
         let mut bytes = 0;
-        let run: Vec<OutboxEvent> = state
-            .events
-            .iter()
-            .zip(first..)
-            .take_while(|(event, id)| event.id == *id)
-            .take(limit.max(1))
-            .take_while(|(event, _)| {
-                let more = bytes == 0 || bytes < max_bytes;
-                bytes += event.record.byte_len();
-                more
-            })
-            .map(|(event, _)| event.clone())
-            .collect();
+        let consecutive = state.events.iter().zip(first..);
+        for (event, id) in consecutive.take(limit.max(1)) {
+            if event.id != id || !(run.is_empty() || bytes < max_bytes) {
+                break;
+            }
+            bytes += event.record.byte_len();
+            run.push(event.clone());
+        }
         Some(run)
     }
 }

@@ -304,7 +304,7 @@ impl Store {
             .fetch(&self.pool);
         let mut events = Vec::new();
         let mut bytes = 0;
-        while bytes < max_bytes
+        while (events.is_empty() || bytes < max_bytes)
             && let Some(row) = rows.try_next().await?
         {
             let event = event_from_row(&row)?;

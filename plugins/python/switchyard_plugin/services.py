@@ -20,6 +20,7 @@ import grpc
 from . import _stubs as pb
 from .records import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    MESSAGE_BYTES,
     ConfigError,
     Failure,
     InvalidWebhook,
@@ -377,6 +378,14 @@ def _abort_for(context: grpc.ServicerContext, failure: Failure, permanent_code: 
     context.abort(code, failure.message)
 
 
+def _may_exceed(response, max_message_bytes: int) -> bool:
+    """Whether a packed PollResponse could be over ``max_message_bytes``: a message of several
+    records holds at most MESSAGE_BYTES (4 MiB) of them, so only a lone record or a checkpoint of
+    tens of MiB can pass it (half the room is margin for framing); the rest need no second measure."""
+    room = max_message_bytes - MESSAGE_BYTES
+    return len(response.records) == 1 or len(response.checkpoint) > room // 2
+
+
 class PollingInputService(pb.input_pb2_grpc.PollingInputServicer):
     """switchyard.v1.PollingInput: streams the batches ``poll()`` yields.
 
@@ -401,7 +410,7 @@ class PollingInputService(pb.input_pb2_grpc.PollingInputServicer):
                     return
                 # A batch too large for one message goes out as several (PollBatch.to_protos).
                 for response in batch.to_protos():
-                    if response.ByteSize() > self.max_message_bytes:
+                    if _may_exceed(response, self.max_message_bytes) and response.ByteSize() > self.max_message_bytes:
                         too_large = response
                         break
                     yield response
