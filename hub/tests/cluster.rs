@@ -271,7 +271,7 @@ async fn all_records(store: &Store) -> Vec<switchyard_hub::store::StoredRecord> 
     let mut after = 0;
     loop {
         let page = store
-            .list_records(&Default::default(), after, 1000)
+            .list_records(&Default::default(), after, 1000, usize::MAX)
             .await
             .unwrap();
         all.extend(page.records);

@@ -7,7 +7,9 @@
 //! larger than 4 MiB goes in a message of its own, which the Go SDK takes
 //! (it raises the limit to 65 MiB, as the Rust and Python SDKs do), and a
 //! webhook body at `max_body`'s largest (64 MiB) reaches a Rust webhook
-//! input and a Go enricher and output with the rest of its request.
+//! input and a Go enricher and output with the rest of its request. A page
+//! of the admin API's records stops at 16 MiB past its first record and
+//! its cursor goes on (that test needs no Go plugin).
 //!
 //! echo-go is built by `plugins/go/build.sh`. When it is missing this test
 //! is skipped (with a message), unless `SWITCHYARD_REQUIRE_ALL` is set.
@@ -141,6 +143,69 @@ enrich = ["echo"]
     )
     .await;
     assert_webhook_record_whole(&hub, text.len()).await;
+    hub.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_large_records_is_cut_at_its_bytes_and_the_cursor_goes_on() {
+    let hub = Hub::start(&format!(
+        r#"
+[plugins.pages]
+command = "{webhook_json}"
+[plugins.pages.webhook]
+auth = "none"
+max_body = "16MiB"
+"#,
+        webhook_json = common::data_path_plugin("webhook-json").display(),
+    ))
+    .await;
+    // Three records of 9 MiB: a page holds at most 16 MiB past its first
+    // record, so the third starts past that and opens the next page.
+    let text = "x".repeat(9 * 1024 * 1024);
+    for n in 0..3 {
+        let body = serde_json::json!({"id": format!("page-{n}"), "text": text});
+        let (status, answer) = hub.post("/webhooks/pages", body).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    wait_for(Duration::from_secs(60), "three records stored", || async {
+        let (_, page) = hub.get("/api/v1/records?source=pages&limit=1").await;
+        let first = page["records"]
+            .as_array()
+            .is_some_and(|records| !records.is_empty());
+        let (_, last) = hub
+            .get("/api/v1/records?source=pages&order=newest&limit=1")
+            .await;
+        let third = last["records"][0]["source_id"] == "page-2";
+        (first && third).then_some(())
+    })
+    .await;
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|record| {
+                assert_eq!(
+                    record["payload"]["text"].as_str().map(str::len),
+                    Some(text.len())
+                );
+                record["source_id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let (status, page) = hub.get("/api/v1/records?source=pages&limit=100").await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), ["page-0", "page-1"]);
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a cut page has a cursor");
+    let (_, page) = hub
+        .get(&format!(
+            "/api/v1/records?source=pages&limit=100&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(ids(&page), ["page-2"]);
+    assert_eq!(page["next_cursor"], serde_json::Value::Null);
     hub.shut_down().await;
 }
 

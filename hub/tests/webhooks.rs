@@ -886,7 +886,10 @@ async fn a_replayed_webhook_dead_letter_goes_back_to_the_plugin() {
         async move {
             let deadline = Instant::now() + WAIT;
             loop {
-                let (letters, _) = store.list_dead_letters(&filter, 0, 10).await.unwrap();
+                let (letters, _) = store
+                    .list_dead_letters(&filter, 0, 10, usize::MAX)
+                    .await
+                    .unwrap();
                 if letters.len() == count {
                     return letters;
                 }

@@ -21,6 +21,10 @@ use crate::store::{DeadLetter, DeadLetterFilter, RecordFilter, Stage, StoredReco
 const DEFAULT_LIMIT: u32 = 100;
 /// The largest page size.
 const MAX_LIMIT: u32 = 1000;
+/// The most record bytes a page holds past its first item: a page of
+/// large records or letters is shorter (its `next_cursor` goes on), so one
+/// request cannot make the hub read `limit` records of tens of MiB at once.
+const PAGE_BYTES: usize = 16 * 1024 * 1024;
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
@@ -169,6 +173,7 @@ pub async fn list_records(
             &filter,
             parse_cursor(query.cursor.as_deref())?,
             check_limit(query.limit)?,
+            PAGE_BYTES,
         )
         .await?;
     let records: Vec<StoredRecordJson> = page.records.into_iter().map(Into::into).collect();
@@ -226,6 +231,7 @@ pub async fn list_dead_letters(
             &filter,
             parse_cursor(query.cursor.as_deref())?,
             check_limit(query.limit)?,
+            PAGE_BYTES,
         )
         .await?;
     let letters: Vec<DeadLetterJson> = letters.into_iter().map(Into::into).collect();

@@ -183,7 +183,10 @@ impl OutputWorker {
     /// when there was nothing to do.
     async fn step(&self, scan: &mut Scan) -> Result<bool, StepError> {
         let name = self.plugin.name();
-        let replays = self.store.pending_replays(name, self.config.batch).await?;
+        let replays = self
+            .store
+            .pending_replays(name, self.config.batch, SCAN_BYTES)
+            .await?;
         if !replays.is_empty() {
             let mut finished = self.deliver(&replays, Progress::Replay).await?;
             self.save(&mut finished, Progress::Replay, None).await?;

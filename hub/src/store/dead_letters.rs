@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
+use super::bounded::{BoundedSelect, Direction, scanned};
 use super::outbox::{kind_from_str, kind_to_str};
 use super::records::RecordSnapshot;
 use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
@@ -169,30 +170,44 @@ impl StoreTx {
 impl Store {
     /// Up to `limit` dead letters matching `filter` with an id greater than
     /// `after`, oldest first; the second value is the cursor for the next
-    /// page, if any.
+    /// page, if any. Past the first letter, none starts once those before
+    /// it reach `max_bytes` (records and errors): a page of large letters
+    /// is shorter, and the cursor goes on from it.
     pub async fn list_dead_letters(
         &self,
         filter: &DeadLetterFilter,
         after: i64,
         limit: u32,
+        max_bytes: usize,
     ) -> Result<(Vec<DeadLetter>, Option<i64>), StoreError> {
         let limit = i64::from(limit.max(1));
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id > $1 \
-             AND ($2 IS NULL OR plugin = $2) AND ($3 IS NULL OR stage = $3) ORDER BY id LIMIT $4"
-        )))
-        .bind(after)
-        .bind(filter.plugin.as_deref())
-        .bind(filter.stage.map(Stage::as_str))
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut letters = rows
+        let query = BoundedSelect {
+            columns: DEAD_LETTER_COLUMNS,
+            from: "dead_letters",
+            filter: "id > $1 AND ($2 IS NULL OR plugin = $2) AND ($3 IS NULL OR stage = $3)",
+            join_filter: "TRUE",
+            key: "id",
+            order: &[("id", Direction::Asc)],
+            size: "octet_length(record) + octet_length(error)",
+            scan: "$4",
+            take: "$5",
+            max_bytes: "$6",
+        }
+        .sql();
+        let rows = sqlx::query(AssertSqlSafe(query))
+            .bind(after)
+            .bind(filter.plugin.as_deref())
+            .bind(filter.stage.map(Stage::as_str))
+            .bind(limit + 1)
+            .bind(limit)
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        let letters = rows
             .iter()
             .map(dead_letter_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if letters.len() as i64 > limit {
-            letters.truncate(limit as usize);
+        let next = if scanned(&rows)? > letters.len() {
             letters.last().map(|letter| letter.id)
         } else {
             None

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use super::bounded::{BoundedSelect, Direction, scanned};
 use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
 use crate::domain::{HttpReply, WebhookDelivery};
 
@@ -48,6 +49,16 @@ impl InboxStatus {
             )),
         }
     }
+}
+
+/// One read of an endpoint's pending deliveries ([`Store::pending_inbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingInbox {
+    /// The oldest pending deliveries, in arrival order.
+    pub entries: Vec<InboxEntry>,
+    /// Whether these are every pending delivery there was (none was left
+    /// out by the count or the bytes).
+    pub complete: bool,
 }
 
 /// A delivery read back from the inbox.
@@ -238,20 +249,45 @@ impl Store {
         self.inbox.subscribe()
     }
 
-    /// The oldest `limit` pending deliveries of `plugin`, in arrival order.
+    /// The oldest `limit` pending deliveries of `plugin`, in arrival order;
+    /// past the first, none starts once those before it reach `max_bytes`
+    /// of bodies and headers (a few large bodies are read at a time).
+    /// `complete` when these are all the pending deliveries there are.
     pub async fn pending_inbox(
         &self,
         plugin: &str,
         limit: u32,
-    ) -> Result<Vec<InboxEntry>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {INBOX_COLUMNS} FROM webhook_inbox WHERE plugin = $1 AND status = 'pending' ORDER BY id LIMIT $2"
-        )))
-        .bind(plugin)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        max_bytes: usize,
+    ) -> Result<PendingInbox, StoreError> {
+        let query = BoundedSelect {
+            columns: INBOX_COLUMNS,
+            from: "webhook_inbox",
+            filter: "plugin = $1 AND status = 'pending'",
+            join_filter: "TRUE",
+            key: "id",
+            order: &[("id", Direction::Asc)],
+            size: "octet_length(body) + octet_length(headers)",
+            scan: "$2",
+            take: "$2",
+            max_bytes: "$3",
+        }
+        .sql();
+        let limit = limit.max(1);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(query))
+            .bind(plugin)
+            .bind(i64::from(limit))
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        let entries = rows
+            .iter()
+            .map(entry_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let scanned = scanned(&rows)?;
+        Ok(PendingInbox {
+            complete: scanned == entries.len() && u32::try_from(scanned).is_ok_and(|n| n < limit),
+            entries,
+        })
     }
 
     /// The delivery `delivery_id` of `plugin`, if the inbox holds it.
@@ -366,7 +402,11 @@ mod tests {
         ));
         tx.commit().await.unwrap();
         assert_eq!(store.count_pending_inbox("hook").await.unwrap(), 1);
-        let pending = store.pending_inbox("hook", 10).await.unwrap();
+        let pending = store
+            .pending_inbox("hook", 10, usize::MAX)
+            .await
+            .unwrap()
+            .entries;
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].delivery, delivery("d1"));
         assert_eq!(pending[0].status, InboxStatus::Pending);
@@ -432,7 +472,15 @@ mod tests {
         let mut tx = store.begin().await.unwrap();
         assert!(tx.requeue_inbox(dead).await.unwrap());
         tx.commit().await.unwrap();
-        assert_eq!(store.pending_inbox("hook", 10).await.unwrap()[0].id, dead);
+        assert_eq!(
+            store
+                .pending_inbox("hook", 10, usize::MAX)
+                .await
+                .unwrap()
+                .entries[0]
+                .id,
+            dead
+        );
 
         // Pruning removes old done deliveries only.
         let later = ms_to_time(1_700_000_000_124).unwrap();
@@ -465,5 +513,60 @@ mod tests {
         };
         let store = Store::open(&url).await.unwrap();
         exercise(store).await;
+    }
+
+    /// Five pending deliveries with bodies of 1,000 bytes: a read ahead
+    /// stops at its bytes, says it is not complete, and a read of every one
+    /// says it is.
+    async fn reads_stop_at_their_bytes(store: Store) {
+        let mut tx = store.begin().await.unwrap();
+        for n in 0..5 {
+            let delivery = WebhookDelivery {
+                body: vec![b'x'; 1_000],
+                ..delivery(&format!("large-{n}"))
+            };
+            tx.insert_inbox("hook", &delivery, InboxStatus::Pending, None)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let ids = |pending: &PendingInbox| {
+            pending
+                .entries
+                .iter()
+                .map(|entry| entry.delivery.delivery_id.clone())
+                .collect::<Vec<_>>()
+        };
+        let cut = store.pending_inbox("hook", 100, 2_500).await.unwrap();
+        assert_eq!(ids(&cut), ["large-0", "large-1", "large-2"]);
+        assert!(!cut.complete, "a read cut by its bytes left deliveries out");
+        let first = store.pending_inbox("hook", 100, 0).await.unwrap();
+        assert_eq!(ids(&first), ["large-0"]);
+        let all = store.pending_inbox("hook", 100, usize::MAX).await.unwrap();
+        assert_eq!(all.entries.len(), 5);
+        assert!(all.complete);
+        let counted = store.pending_inbox("hook", 5, usize::MAX).await.unwrap();
+        assert_eq!(counted.entries.len(), 5);
+        assert!(
+            !counted.complete,
+            "a read that reached its count may have left some out"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn inbox_reads_stop_at_their_bytes_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        reads_stop_at_their_bytes(store).await;
+    }
+
+    #[tokio::test]
+    async fn inbox_reads_stop_at_their_bytes_on_postgres() {
+        let Some(url) = testing::postgres_url("inbox_reads_stop_at_their_bytes").await else {
+            return;
+        };
+        let store = Store::open(&url).await.unwrap();
+        reads_stop_at_their_bytes(store).await;
     }
 }

@@ -35,6 +35,7 @@
 //! work) adds its own `impl StoreTx` / `impl Store` blocks the same way;
 //! its migrations are numbered after `0001_data_path.sql`.
 
+mod bounded;
 pub mod checkpoints;
 pub mod dead_letters;
 pub mod feed;
@@ -65,7 +66,7 @@ pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use feed::FeedReader;
 pub use group::{Pending, WriteJob};
 pub use health::{Availability, Health, Outage};
-pub use inbox::{InboxEntry, InboxInsert, InboxStatus};
+pub use inbox::{InboxEntry, InboxInsert, InboxStatus, PendingInbox};
 pub use leases::{ClusterView, Fence, HubRow, LeaseRow};
 pub use outbox::{OutboxEvent, OutputFilter};
 pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};

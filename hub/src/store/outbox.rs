@@ -11,10 +11,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt as _;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
+use super::bounded::{BoundedSelect, Direction};
 use super::records::{RecordSnapshot, returns_rows};
 use super::{FeedReader, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 
@@ -282,9 +282,10 @@ impl Store {
 
     /// Up to `limit` events after `after` that are not yet done for
     /// `output`, in id order (filters are applied by the caller). Past the
-    /// first event, reading stops once the records read reach `max_bytes`
-    /// ([`Record::byte_len`]), so a run of large records is read a few at a
-    /// time instead of `limit` at once.
+    /// first event, none starts once the records before it reach
+    /// `max_bytes` (their stored JSON: a little more than
+    /// [`Record::byte_len`]), so a run of large records is read a few at a
+    /// time instead of `limit` at once (see `bounded.rs`).
     pub async fn events_after(
         &self,
         output: &str,
@@ -292,42 +293,58 @@ impl Store {
         limit: u32,
         max_bytes: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let query = format!(
-            "SELECT {EVENT_COLUMNS} FROM outbox o WHERE o.id > $1 \
-             AND NOT EXISTS (SELECT 1 FROM output_done d WHERE d.output = $2 AND d.event_id = o.id) \
-             ORDER BY o.id LIMIT $3"
-        );
-        let mut rows = sqlx::query(AssertSqlSafe(query))
+        let query = BoundedSelect {
+            columns: EVENT_COLUMNS,
+            from: "outbox o",
+            filter: "o.id > $1 AND NOT EXISTS \
+                     (SELECT 1 FROM output_done d WHERE d.output = $2 AND d.event_id = o.id)",
+            join_filter: "TRUE",
+            key: "o.id",
+            order: &[("o.id", Direction::Asc)],
+            size: "octet_length(o.record)",
+            scan: "$3",
+            take: "$3",
+            max_bytes: "$4",
+        }
+        .sql();
+        let rows = sqlx::query(AssertSqlSafe(query))
             .bind(after)
             .bind(output)
             .bind(i64::from(limit.max(1)))
-            .fetch(&self.pool);
-        let mut events = Vec::new();
-        let mut bytes = 0;
-        while (events.is_empty() || bytes < max_bytes)
-            && let Some(row) = rows.try_next().await?
-        {
-            let event = event_from_row(&row)?;
-            bytes += event.record.byte_len();
-            events.push(event);
-        }
-        Ok(events)
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
-    /// Events an operator asked `output` to deliver again, oldest first.
+    /// Events an operator asked `output` to deliver again, oldest first: up
+    /// to `limit`, and past the first only while their records stay under
+    /// `max_bytes` (as [`Store::events_after`]).
     pub async fn pending_replays(
         &self,
         output: &str,
         limit: u32,
+        max_bytes: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM output_replays r JOIN outbox o ON o.id = r.event_id \
-             WHERE r.output = $1 ORDER BY r.created_at, o.id LIMIT $2"
-        )))
-        .bind(output)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
+        let query = BoundedSelect {
+            columns: EVENT_COLUMNS,
+            from: "output_replays r JOIN outbox o ON o.id = r.event_id",
+            filter: "r.output = $1",
+            join_filter: "r.output = $1",
+            key: "o.id",
+            order: &[("r.created_at", Direction::Asc), ("o.id", Direction::Asc)],
+            size: "octet_length(o.record)",
+            scan: "$2",
+            take: "$2",
+            max_bytes: "$3",
+        }
+        .sql();
+        let rows = sqlx::query(AssertSqlSafe(query))
+            .bind(output)
+            .bind(i64::from(limit.max(1)))
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_from_row).collect()
     }
 

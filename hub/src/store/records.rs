@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
+use super::bounded::{BoundedSelect, Direction, scanned};
 use super::{Backend, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 use crate::domain::{EventKind, Payload, Record};
 
@@ -575,46 +576,62 @@ impl Store {
     /// Up to `limit` records matching `filter` with a hub id greater than
     /// `after`, in id order (cursor pagination: pass `next_after` back); with
     /// [`RecordFilter::newest_first`], those with an id less than `after`
-    /// (any id for 0), newest first.
+    /// (any id for 0), newest first. Past the first record, none starts
+    /// once those before it reach `max_bytes` of payload and metadata: a
+    /// page of large records is shorter, and `next_after` goes on from it.
     pub async fn list_records(
         &self,
         filter: &RecordFilter,
         after: i64,
         limit: u32,
+        max_bytes: usize,
     ) -> Result<RecordPage, StoreError> {
         let limit = i64::from(limit.max(1));
-        let (position, order) = if filter.newest_first {
-            ("($1 = 0 OR id < $1)", "DESC")
+        let (position, direction) = if filter.newest_first {
+            ("($1 = 0 OR id < $1)", Direction::Desc)
         } else {
-            ("id > $1", "ASC")
+            ("id > $1", Direction::Asc)
         };
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE {position} \
-             AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR record_type = $3) \
-             AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
-             ORDER BY id {order} LIMIT $6"
-        )))
-        .bind(after)
-        .bind(filter.source.as_deref())
-        .bind(filter.record_type.as_deref())
-        .bind(filter.since.map(|time| time.timestamp_millis()))
-        .bind(filter.until.map(|time| time.timestamp_millis()))
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut records = rows
+        let filter_sql = format!(
+            "{position} AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR record_type = $3) \
+             AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)"
+        );
+        let query = BoundedSelect {
+            columns: RECORD_COLUMNS,
+            from: "records",
+            filter: &filter_sql,
+            join_filter: "TRUE",
+            key: "id",
+            order: &[("id", direction)],
+            size: "octet_length(payload) + octet_length(metadata)",
+            scan: "$6",
+            take: "$7",
+            max_bytes: "$8",
+        }
+        .sql();
+        let rows = sqlx::query(AssertSqlSafe(query))
+            .bind(after)
+            .bind(filter.source.as_deref())
+            .bind(filter.record_type.as_deref())
+            .bind(filter.since.map(|time| time.timestamp_millis()))
+            .bind(filter.until.map(|time| time.timestamp_millis()))
+            .bind(limit + 1)
+            .bind(limit)
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        let records = rows
             .iter()
             .map(record_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_after = if records.len() as i64 > limit {
-            records.truncate(limit as usize);
-            records.last().map(|record| record.id)
-        } else {
-            None
-        };
+        let more = scanned(&rows)? > records.len();
         Ok(RecordPage {
+            next_after: if more {
+                records.last().map(|record| record.id)
+            } else {
+                None
+            },
             records,
-            next_after,
         })
     }
 

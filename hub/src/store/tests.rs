@@ -40,17 +40,7 @@ where
 #[tokio::test]
 async fn a_scan_of_large_records_stops_once_it_reaches_its_bytes() {
     on_both("scan_bytes", |store| async move {
-        let records: Vec<Record> = (0..5)
-            .map(|n| {
-                let mut record = record(&format!("large-{n}"), n);
-                record.payload =
-                    Payload::from_json(format!("\"{}\"", "x".repeat(998)).into_bytes()).unwrap();
-                record
-            })
-            .collect();
-        let mut tx = store.begin().await.unwrap();
-        tx.upsert_records("gen", &records).await.unwrap();
-        tx.commit().await.unwrap();
+        let records = store_large_records(&store).await;
         let each = records[0].byte_len();
         assert!(each >= 1_000);
         let ids =
@@ -69,6 +59,111 @@ async fn a_scan_of_large_records_stops_once_it_reaches_its_bytes() {
         // The count limit still holds.
         let scan = store.events_after("out", 0, 2, usize::MAX).await.unwrap();
         assert_eq!(ids(scan), all[..2]);
+    })
+    .await;
+}
+
+/// Five records of about 1,000 bytes each, stored (source "gen").
+async fn store_large_records(store: &Store) -> Vec<Record> {
+    let records: Vec<Record> = (0..5)
+        .map(|n| {
+            let mut record = record(&format!("large-{n}"), n);
+            record.payload =
+                Payload::from_json(format!("\"{}\"", "x".repeat(998)).into_bytes()).unwrap();
+            record
+        })
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.upsert_records("gen", &records).await.unwrap();
+    tx.commit().await.unwrap();
+    records
+}
+
+#[tokio::test]
+async fn pages_of_large_rows_stop_at_their_bytes_and_go_on_from_there() {
+    on_both("page_bytes", |store| async move {
+        let records = store_large_records(&store).await;
+        // Two rows come under 2.5 rows' bytes, so the third starts below
+        // the budget and is the page's last.
+        let budget = records[0].byte_len() * 5 / 2;
+        let source_ids = |page: &RecordPage| {
+            page.records
+                .iter()
+                .map(|stored| stored.record.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let all = RecordFilter::default();
+        let page = store.list_records(&all, 0, 100, budget).await.unwrap();
+        assert_eq!(source_ids(&page), ["large-0", "large-1", "large-2"]);
+        let next = page
+            .next_after
+            .expect("a page cut by its bytes has a next one");
+        let page = store.list_records(&all, next, 100, budget).await.unwrap();
+        assert_eq!(source_ids(&page), ["large-3", "large-4"]);
+        assert_eq!(page.next_after, None);
+        let newest = RecordFilter {
+            newest_first: true,
+            ..RecordFilter::default()
+        };
+        let page = store.list_records(&newest, 0, 100, budget).await.unwrap();
+        assert_eq!(source_ids(&page), ["large-4", "large-3", "large-2"]);
+        // The first row always comes, whatever its size.
+        let page = store.list_records(&all, 0, 100, 0).await.unwrap();
+        assert_eq!(source_ids(&page), ["large-0"]);
+        assert!(page.next_after.is_some());
+
+        // Replays of all five events.
+        let events = store.events_after("out", 0, 100, usize::MAX).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for event in &events {
+            tx.enqueue_replay("out", event.id).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let replays = store.pending_replays("out", 100, budget).await.unwrap();
+        let event_ids: Vec<i64> = events.iter().map(|event| event.id).collect();
+        let replayed: Vec<i64> = replays.iter().map(|event| event.id).collect();
+        assert_eq!(replayed, event_ids[..3]);
+        assert_eq!(
+            store
+                .pending_replays("out", 2, usize::MAX)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // Dead letters holding the records.
+        let mut tx = store.begin().await.unwrap();
+        for record in &records {
+            let letter = NewDeadLetter {
+                plugin: "out".to_owned(),
+                stage: Stage::Output,
+                record: record.clone(),
+                event: None,
+                error: "refused".to_owned(),
+                attempts: 1,
+                first_failed_at: chrono::Utc::now(),
+            };
+            tx.add_dead_letter(&letter).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let filter = DeadLetterFilter::default();
+        let (letters, next) = store
+            .list_dead_letters(&filter, 0, 100, budget)
+            .await
+            .unwrap();
+        assert_eq!(letters.len(), 3);
+        let next = next.expect("a page cut by its bytes has a next one");
+        let (rest, next) = store
+            .list_dead_letters(&filter, next, 100, budget)
+            .await
+            .unwrap();
+        let letter_ids: Vec<&str> = rest
+            .iter()
+            .map(|letter| letter.record.id.as_str())
+            .collect();
+        assert_eq!(letter_ids, ["large-3", "large-4"]);
+        assert_eq!(next, None);
     })
     .await;
 }
@@ -350,12 +445,12 @@ async fn records_are_listed_with_filters_and_cursors() {
         tx.commit().await.unwrap();
 
         let all = RecordFilter::default();
-        let page = store.list_records(&all, 0, 2).await.unwrap();
+        let page = store.list_records(&all, 0, 2, usize::MAX).await.unwrap();
         assert_eq!(page.records.len(), 2);
         let next = page.next_after.unwrap();
-        let page2 = store.list_records(&all, next, 2).await.unwrap();
+        let page2 = store.list_records(&all, next, 2, usize::MAX).await.unwrap();
         let page3 = store
-            .list_records(&all, page2.next_after.unwrap(), 2)
+            .list_records(&all, page2.next_after.unwrap(), 2, usize::MAX)
             .await
             .unwrap();
         assert_eq!(page3.records.len(), 1);
@@ -365,11 +460,11 @@ async fn records_are_listed_with_filters_and_cursors() {
             newest_first: true,
             ..RecordFilter::default()
         };
-        let page = store.list_records(&newest, 0, 3).await.unwrap();
+        let page = store.list_records(&newest, 0, 3, usize::MAX).await.unwrap();
         let ids: Vec<&str> = page.records.iter().map(|r| r.record.id.as_str()).collect();
         assert_eq!(ids, ["4", "3", "2"]);
         let page = store
-            .list_records(&newest, page.next_after.unwrap(), 3)
+            .list_records(&newest, page.next_after.unwrap(), 3, usize::MAX)
             .await
             .unwrap();
         let ids: Vec<&str> = page.records.iter().map(|r| r.record.id.as_str()).collect();
@@ -380,7 +475,7 @@ async fn records_are_listed_with_filters_and_cursors() {
             record_type: Some("other".to_owned()),
             ..RecordFilter::default()
         };
-        let page = store.list_records(&typed, 0, 10).await.unwrap();
+        let page = store.list_records(&typed, 0, 10, usize::MAX).await.unwrap();
         assert_eq!(page.records.len(), 1);
         assert_eq!(page.records[0].record.id, "4");
 
@@ -391,7 +486,7 @@ async fn records_are_listed_with_filters_and_cursors() {
         };
         assert!(
             store
-                .list_records(&none, 0, 10)
+                .list_records(&none, 0, 10, usize::MAX)
                 .await
                 .unwrap()
                 .records
@@ -403,7 +498,7 @@ async fn records_are_listed_with_filters_and_cursors() {
         };
         assert!(
             store
-                .list_records(&future, 0, 10)
+                .list_records(&future, 0, 10, usize::MAX)
                 .await
                 .unwrap()
                 .records
@@ -457,13 +552,19 @@ async fn output_progress_and_replays_are_durable() {
         let mut tx = store.begin().await.unwrap();
         tx.enqueue_replay("out", events[0].id).await.unwrap();
         tx.commit().await.unwrap();
-        let replays = store.pending_replays("out", 10).await.unwrap();
+        let replays = store.pending_replays("out", 10, usize::MAX).await.unwrap();
         assert_eq!(replays.len(), 1);
         assert_eq!(replays[0].id, events[0].id);
         let mut tx = store.begin().await.unwrap();
         tx.finish_replay("out", events[0].id).await.unwrap();
         tx.commit().await.unwrap();
-        assert!(store.pending_replays("out", 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .pending_replays("out", 10, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     })
     .await;
 }
@@ -544,12 +645,15 @@ async fn dead_letters_are_listed_filtered_and_deleted() {
             stage: Some(Stage::Enrich),
             ..DeadLetterFilter::default()
         };
-        let (letters, next) = store.list_dead_letters(&filter, 0, 10).await.unwrap();
+        let (letters, next) = store
+            .list_dead_letters(&filter, 0, 10, usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].plugin, "tagger");
         assert_eq!(next, None);
         let (all, next) = store
-            .list_dead_letters(&DeadLetterFilter::default(), 0, 1)
+            .list_dead_letters(&DeadLetterFilter::default(), 0, 1, usize::MAX)
             .await
             .unwrap();
         assert_eq!(all.len(), 1);
@@ -816,7 +920,7 @@ async fn sqlite_writes_resume_after_a_commit_that_failed() {
         tx.commit().await.unwrap();
     }
     let page = store
-        .list_records(&RecordFilter::default(), 0, 10)
+        .list_records(&RecordFilter::default(), 0, 10, usize::MAX)
         .await
         .unwrap();
     let ids: Vec<&str> = page

@@ -41,6 +41,10 @@ use crate::store::{
 /// How many pending deliveries are read ahead per query (beyond those in
 /// hand).
 const BATCH: usize = 32;
+/// The most body and header bytes one read ahead takes past its first
+/// delivery: with large bodies (`max_body` allows 64 MiB) the queue holds a
+/// few, not [`BATCH`].
+const READ_AHEAD_BYTES: usize = 64 * 1024 * 1024;
 /// How often an idle worker looks at the inbox even without a wake-up (a
 /// delivery requeued by a replay, for example).
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -108,14 +112,15 @@ impl Claims {
             // many more keeps the read-ahead full.
             let wanted = BATCH + self.in_hand.len();
             let limit = u32::try_from(wanted).unwrap_or(u32::MAX);
-            let pending = store.pending_inbox(plugin, limit).await?;
-            // A short read saw every pending delivery: reading again before
+            let pending = store.pending_inbox(plugin, limit, READ_AHEAD_BYTES).await?;
+            // A read that saw every pending delivery: reading again before
             // a wake-up would find nothing new (an insert wakes the worker
             // after its commit, and a wake-up is kept until it is seen), so
             // one claim costs one read, not two.
-            let complete = pending.len() < wanted;
+            let complete = pending.complete;
             self.queue.extend(
                 pending
+                    .entries
                     .into_iter()
                     .filter(|entry| !self.in_hand.contains(&entry.id)),
             );

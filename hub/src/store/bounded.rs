@@ -1,0 +1,158 @@
+//! Reads of rows that may be large (stored records, outbox snapshots, dead
+//! letters, webhook bodies) stop at a byte budget, not only at a row count.
+//!
+//! One row can hold a record of tens of MiB, so `LIMIT` alone does not bound
+//! the hub's memory: a page of 1,000 such rows is tens of GiB. Streaming the
+//! rows and stopping early does not bound it either on SQLite, whose sqlx
+//! worker thread reads up to 50 rows ahead of the caller (its
+//! `row_channel_size`, which the `Any` driver gives no way to set). So the
+//! database itself cuts the rows, in one statement: it sizes the candidate
+//! rows with `octet_length` (answered without reading the value: SQLite
+//! 3.43 and later, which sqlx bundles, and PostgreSQL from the TOAST
+//! header), keeps those that start before the budget is reached (always
+//! the first), and returns only them.
+
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use super::StoreError;
+
+/// How many rows a [`BoundedSelect`] sized (its `scanned` column): more
+/// than it returned when rows were left for a next page. 0 without rows.
+pub(crate) fn scanned(rows: &[AnyRow]) -> Result<usize, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(0);
+    };
+    let scanned: i64 = first.try_get("scanned")?;
+    usize::try_from(scanned)
+        .map_err(|_| StoreError::corrupt("scanned", format!("a count of {scanned} rows")))
+}
+
+/// Whether rows come first to last or last to first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
+}
+
+impl Direction {
+    fn sql(self) -> &'static str {
+        match self {
+            Direction::Asc => "ASC",
+            Direction::Desc => "DESC",
+        }
+    }
+}
+
+/// A `SELECT` of at most `take` rows, cut at a byte budget. Each field is
+/// SQL text; the three limits are placeholders (`$3`) or literals.
+///
+/// The statement returns `columns` and one more, `scanned`: how many rows
+/// matched up to `scan` (at most `scan`), so a caller that scans one row
+/// more than it takes knows whether rows were left for a next page.
+#[derive(Debug)]
+pub(crate) struct BoundedSelect<'a> {
+    /// The columns returned, qualified as `from` needs.
+    pub columns: &'a str,
+    /// The `FROM` clause, joins included.
+    pub from: &'a str,
+    /// The `WHERE` condition.
+    pub filter: &'a str,
+    /// What of `filter` the rows must meet again when they are read by
+    /// key: the part that picks one row of a join (`r.output = $1`), else
+    /// `TRUE`.
+    pub join_filter: &'a str,
+    /// A unique key of a row of `from` (`o.id`).
+    pub key: &'a str,
+    /// The order, ending in a unique key: expressions and directions.
+    pub order: &'a [(&'a str, Direction)],
+    /// The bytes a row counts for (`octet_length(payload) + ...`).
+    pub size: &'a str,
+    /// How many rows are sized at most.
+    pub scan: &'a str,
+    /// How many rows are returned at most.
+    pub take: &'a str,
+    /// Past the first row, no row starts at or past this many bytes.
+    pub max_bytes: &'a str,
+}
+
+impl BoundedSelect<'_> {
+    /// The statement.
+    pub(crate) fn sql(&self) -> String {
+        let sized_order = (0..self.order.len())
+            .map(|index| format!("order_{index} {}", self.order[index].1.sql()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let order_columns: String = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(index, (expression, _))| format!(", {expression} AS order_{index}"))
+            .collect();
+        let outer_order = self
+            .order
+            .iter()
+            .map(|(expression, direction)| format!("{expression} {}", direction.sql()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let BoundedSelect {
+            columns,
+            from,
+            filter,
+            join_filter,
+            key,
+            size,
+            scan,
+            take,
+            max_bytes,
+            ..
+        } = self;
+        // `before`: the bytes of the rows ahead of this one. The rows
+        // themselves are read only by the last SELECT, by key.
+        format!(
+            "WITH sized AS (\
+                SELECT {key} AS row_key{order_columns}, {size} AS bytes FROM {from} \
+                WHERE {filter} ORDER BY {outer_order} LIMIT {scan}\
+             ), kept AS (\
+                SELECT row_key FROM (\
+                    SELECT row_key, \
+                    COALESCE(SUM(bytes) OVER (ORDER BY {sized_order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before, \
+                    ROW_NUMBER() OVER (ORDER BY {sized_order}) AS position \
+                    FROM sized\
+                ) cut WHERE (before = 0 OR before < {max_bytes}) AND position <= {take}\
+             ) \
+             SELECT {columns}, (SELECT COUNT(*) FROM sized) AS scanned FROM {from} \
+             WHERE {join_filter} AND {key} IN (SELECT row_key FROM kept) ORDER BY {outer_order}"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_sizes_cuts_then_reads_by_key() {
+        let sql = BoundedSelect {
+            columns: "o.id, o.record",
+            from: "outbox o",
+            filter: "o.id > $1",
+            join_filter: "TRUE",
+            key: "o.id",
+            order: &[("o.id", Direction::Asc)],
+            size: "octet_length(o.record)",
+            scan: "$2",
+            take: "$2",
+            max_bytes: "$3",
+        }
+        .sql();
+        assert!(sql.starts_with("WITH sized AS (SELECT o.id AS row_key, o.id AS order_0, octet_length(o.record) AS bytes FROM outbox o WHERE o.id > $1 ORDER BY o.id ASC LIMIT $2)"), "{sql}");
+        assert!(
+            sql.contains("(ORDER BY order_0 ASC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("SELECT o.id, o.record, (SELECT COUNT(*) FROM sized) AS scanned FROM outbox o WHERE TRUE AND o.id IN (SELECT row_key FROM kept) ORDER BY o.id ASC"), "{sql}");
+    }
+}
