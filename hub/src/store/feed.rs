@@ -56,8 +56,8 @@ impl Default for OutboxFeed {
 #[derive(Debug, Default)]
 struct FeedState {
     /// Increasing ids (not necessarily consecutive); each a cheap clone
-    /// (the record is shared).
-    events: VecDeque<OutboxEvent>,
+    /// (the record is shared), with its record's bytes, measured once.
+    events: VecDeque<(OutboxEvent, usize)>,
     /// The records' bytes in `events`.
     bytes: usize,
     /// Registered readers and the position each read after last.
@@ -91,7 +91,11 @@ impl OutboxFeed {
             return;
         }
         for event in events {
-            if state.events.back().is_some_and(|last| last.id >= event.id) {
+            if state
+                .events
+                .back()
+                .is_some_and(|(last, _)| last.id >= event.id)
+            {
                 // Not in commit order: nothing here can be trusted.
                 tracing::warn!(
                     event = event.id,
@@ -99,8 +103,9 @@ impl OutboxFeed {
                 );
                 state.clear();
             }
-            state.bytes += event.record.byte_len();
-            state.events.push_back(event);
+            let bytes = event.record.byte_len();
+            state.bytes += bytes;
+            state.events.push_back((event, bytes));
         }
         while state.events.len() > FEED_CAPACITY || state.bytes > self.max_bytes {
             state.pop_front();
@@ -125,7 +130,11 @@ impl OutboxFeed {
             state.clear();
             return;
         };
-        while state.events.front().is_some_and(|event| event.id <= oldest) {
+        while state
+            .events
+            .front()
+            .is_some_and(|(event, _)| event.id <= oldest)
+        {
             state.pop_front();
         }
     }
@@ -133,8 +142,8 @@ impl OutboxFeed {
 
 impl FeedState {
     fn pop_front(&mut self) {
-        if let Some(event) = self.events.pop_front() {
-            self.bytes -= event.record.byte_len();
+        if let Some((_, bytes)) = self.events.pop_front() {
+            self.bytes -= bytes;
         }
     }
 
@@ -171,17 +180,17 @@ impl FeedReader {
         state.readers.insert(self.id, after);
         OutboxFeed::trim(&mut state);
         let first = after.checked_add(1)?;
-        if state.events.front().map(|event| event.id) != Some(first) {
+        if state.events.front().map(|(event, _)| event.id) != Some(first) {
             return None;
         }
         let mut run: Vec<OutboxEvent> = Vec::new();
         let mut bytes = 0;
         let consecutive = state.events.iter().zip(first..);
-        for (event, id) in consecutive.take(limit.max(1)) {
+        for ((event, event_bytes), id) in consecutive.take(limit.max(1)) {
             if event.id != id || !(run.is_empty() || bytes < max_bytes) {
                 break;
             }
-            bytes += event.record.byte_len();
+            bytes += event_bytes;
             run.push(event.clone());
         }
         Some(run)
