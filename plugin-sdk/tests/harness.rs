@@ -464,3 +464,74 @@ async fn a_record_larger_than_any_message_fails_the_poll_naming_it() {
         status.message()
     );
 }
+
+/// An enricher whose work is synchronous and heavy: each record blocks its
+/// thread for 2 ms. It counts how many records are enriched at once.
+struct Heavy;
+
+static HEAVY_ACTIVE: AtomicU64 = AtomicU64::new(0);
+static HEAVY_MOST: AtomicU64 = AtomicU64::new(0);
+
+impl Enricher for Heavy {
+    async fn enrich(&self, record: Record) -> Result<Record, PluginError> {
+        let active = HEAVY_ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
+        HEAVY_MOST.fetch_max(active, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(2));
+        HEAVY_ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        Ok(record)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heavy_synchronous_batches_of_one_stream_run_in_parallel() {
+    use switchyard_wire::pb::v1 as pb;
+    let plugin = Plugin::new("heavy", "0.1.0")
+        .factory(|_: switchyard_plugin_sdk::NoConfig| async { Ok(Heavy) })
+        .enricher();
+    let harness = TestHarness::start(plugin).await.unwrap();
+    harness
+        .configure(serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    // Eight batches of 8 records on one stream, 16 ms each: each batch runs
+    // on a task of its own, so they overlap on the runtime's four workers
+    // instead of running one at a time on the stream's reader (what
+    // answering batches in place, as a bare tonic server does, would give).
+    let batches: Vec<pb::EnrichRequest> = (0..8_u64)
+        .map(|batch| pb::EnrichRequest {
+            items: (0..8_u64)
+                .map(|item| pb::EnrichItem {
+                    sequence: batch * 8 + item,
+                    record: Some(pb::Record {
+                        id: format!("{batch}-{item}"),
+                        r#type: "t".to_owned(),
+                        payload: b"{}".to_vec(),
+                        ..pb::Record::default()
+                    }),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut client = pb::enricher_client::EnricherClient::new(harness.channel());
+    let mut answers = client
+        .enrich(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sequences = Vec::new();
+    while sequences.len() < 64 {
+        let response = tokio::time::timeout(Duration::from_secs(30), answers.message())
+            .await
+            .expect("answered within 30 s")
+            .unwrap()
+            .expect("the stream stays open until every item is answered");
+        sequences.extend(response.results.iter().map(|result| result.sequence));
+    }
+    sequences.sort_unstable();
+    assert_eq!(sequences, (0..64).collect::<Vec<_>>());
+    assert!(
+        HEAVY_MOST.load(Ordering::SeqCst) >= 2,
+        "the heavy batches ran one at a time"
+    );
+}
