@@ -249,20 +249,29 @@ impl Store {
         self.inbox.subscribe()
     }
 
-    /// The oldest `limit` pending deliveries of `plugin`, in arrival order;
-    /// past the first, none starts once those before it reach `max_bytes`
-    /// of bodies and headers (a few large bodies are read at a time).
-    /// `complete` when these are all the pending deliveries there are.
+    /// The oldest `limit` pending deliveries of `plugin` but those in
+    /// `skip` (the ones in hand), in arrival order; past the first, none
+    /// starts once those before it reach `max_bytes` of bodies and headers
+    /// (a few large bodies are read at a time). `complete` when these are
+    /// all the pending deliveries there are (but those in `skip`).
     pub async fn pending_inbox(
         &self,
         plugin: &str,
         limit: u32,
         max_bytes: usize,
+        skip: &[i64],
     ) -> Result<PendingInbox, StoreError> {
+        let mut filter = String::from("plugin = $1 AND status = 'pending'");
+        if !skip.is_empty() {
+            let placeholders: Vec<String> = (0..skip.len())
+                .map(|index| format!("${}", index + 4))
+                .collect();
+            filter.push_str(&format!(" AND id NOT IN ({})", placeholders.join(", ")));
+        }
         let query = BoundedSelect {
             columns: INBOX_COLUMNS,
             from: "webhook_inbox",
-            filter: "plugin = $1 AND status = 'pending'",
+            filter: &filter,
             join_filter: "TRUE",
             key: "id",
             order: &[("id", Direction::Asc)],
@@ -273,12 +282,14 @@ impl Store {
         }
         .sql();
         let limit = limit.max(1);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(query))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(query))
             .bind(plugin)
             .bind(i64::from(limit))
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+        for id in skip {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let entries = rows
             .iter()
             .map(entry_from_row)
@@ -403,7 +414,7 @@ mod tests {
         tx.commit().await.unwrap();
         assert_eq!(store.count_pending_inbox("hook").await.unwrap(), 1);
         let pending = store
-            .pending_inbox("hook", 10, usize::MAX)
+            .pending_inbox("hook", 10, usize::MAX, &[])
             .await
             .unwrap()
             .entries;
@@ -474,7 +485,7 @@ mod tests {
         tx.commit().await.unwrap();
         assert_eq!(
             store
-                .pending_inbox("hook", 10, usize::MAX)
+                .pending_inbox("hook", 10, usize::MAX, &[])
                 .await
                 .unwrap()
                 .entries[0]
@@ -537,15 +548,29 @@ mod tests {
                 .map(|entry| entry.delivery.delivery_id.clone())
                 .collect::<Vec<_>>()
         };
-        let cut = store.pending_inbox("hook", 100, 2_500).await.unwrap();
+        let cut = store.pending_inbox("hook", 100, 2_500, &[]).await.unwrap();
         assert_eq!(ids(&cut), ["large-0", "large-1", "large-2"]);
         assert!(!cut.complete, "a read cut by its bytes left deliveries out");
-        let first = store.pending_inbox("hook", 100, 0).await.unwrap();
+        let first = store.pending_inbox("hook", 100, 0, &[]).await.unwrap();
         assert_eq!(ids(&first), ["large-0"]);
-        let all = store.pending_inbox("hook", 100, usize::MAX).await.unwrap();
+        let all = store
+            .pending_inbox("hook", 100, usize::MAX, &[])
+            .await
+            .unwrap();
         assert_eq!(all.entries.len(), 5);
         assert!(all.complete);
-        let counted = store.pending_inbox("hook", 5, usize::MAX).await.unwrap();
+        // The ones in hand are skipped, so they take none of the bytes.
+        let in_hand = [all.entries[0].id, all.entries[1].id];
+        let past_hand = store
+            .pending_inbox("hook", 100, 2_500, &in_hand)
+            .await
+            .unwrap();
+        assert_eq!(ids(&past_hand), ["large-2", "large-3", "large-4"]);
+        assert!(past_hand.complete);
+        let counted = store
+            .pending_inbox("hook", 5, usize::MAX, &[])
+            .await
+            .unwrap();
         assert_eq!(counted.entries.len(), 5);
         assert!(
             !counted.complete,

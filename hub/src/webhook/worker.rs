@@ -82,6 +82,8 @@ struct Claims {
     /// The last read found nothing new: read again only after a wake-up,
     /// the idle poll, or a release.
     drained: bool,
+    /// [`READ_AHEAD_BYTES`], but for tests.
+    read_ahead_bytes: usize,
 }
 
 impl Claims {
@@ -91,6 +93,7 @@ impl Claims {
             queue: VecDeque::new(),
             in_hand: HashSet::new(),
             drained: false,
+            read_ahead_bytes: READ_AHEAD_BYTES,
         }
     }
 
@@ -108,11 +111,13 @@ impl Claims {
     ) -> Result<Option<InboxEntry>, StoreError> {
         if self.queue.is_empty() && !self.drained {
             // A delivery in hand is still pending until its task ends (its
-            // commit happens before), so those are skipped; reading that
-            // many more keeps the read-ahead full.
-            let wanted = BATCH + self.in_hand.len();
-            let limit = u32::try_from(wanted).unwrap_or(u32::MAX);
-            let pending = store.pending_inbox(plugin, limit, READ_AHEAD_BYTES).await?;
+            // commit happens before), so the read skips those: they take
+            // none of its count or bytes.
+            let in_hand: Vec<i64> = self.in_hand.iter().copied().collect();
+            let limit = u32::try_from(BATCH).unwrap_or(u32::MAX);
+            let pending = store
+                .pending_inbox(plugin, limit, self.read_ahead_bytes, &in_hand)
+                .await?;
             // A read that saw every pending delivery: reading again before
             // a wake-up would find nothing new (an insert wakes the worker
             // after its commit, and a wake-up is kept until it is seen), so
@@ -611,6 +616,23 @@ mod tests {
         finish(&mut claims, &store, late).await;
         claims.wake();
         assert_eq!(claimed(&mut claims, &store).await, None);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_ahead_cut_by_its_bytes_claims_past_the_deliveries_in_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        let ids = fill(&store, 3).await;
+        // Every read ahead is cut after its first delivery (large bodies):
+        // the ones in hand must not count, or the second claim would see
+        // only the first again and the worker would hold one at a time.
+        let mut claims = Claims::new(3);
+        claims.read_ahead_bytes = 1;
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[0]));
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[1]));
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[2]));
+        assert!(!claims.has_room());
         store.close().await;
     }
 
