@@ -230,7 +230,8 @@ async fn one_failing_plugin_does_not_stop_the_others() {
     let waits = supervisor.plugin("waits").unwrap().clone();
     wait_for_status(&fails, LIMIT, |status| status.last_error.is_some()).await;
     let pgid = read_pid(&dir.path().join("pid")).await;
-    let status = waits.status();
+    // The script may write its pid before the supervisor has published it.
+    let status = wait_for_status(&waits, LIMIT, |status| status.pid.is_some()).await;
     assert_eq!(status.state, PluginState::Starting);
     assert_eq!(status.pid, Some(pgid as u32));
     // Stopping during the handshake kills it at once.
