@@ -17,15 +17,23 @@ use sqlx::any::AnyRow;
 
 use super::StoreError;
 
-/// How many rows a [`BoundedSelect`] sized (its `scanned` column): more
-/// than it returned when rows were left for a next page. 0 without rows.
-pub(crate) fn scanned(rows: &[AnyRow]) -> Result<usize, StoreError> {
+/// Whether a [`BoundedSelect`] left rows out: it sized more rows (its
+/// `scanned` column) than it returned, cut by its bytes or its `take`.
+/// False without rows (nothing matched).
+pub(crate) fn rows_left_out(rows: &[AnyRow]) -> Result<bool, StoreError> {
     let Some(first) = rows.first() else {
-        return Ok(0);
+        return Ok(false);
     };
     let scanned: i64 = first.try_get("scanned")?;
-    usize::try_from(scanned)
-        .map_err(|_| StoreError::corrupt("scanned", format!("a count of {scanned} rows")))
+    let scanned = usize::try_from(scanned)
+        .map_err(|_| StoreError::corrupt("scanned", format!("a count of {scanned} rows")))?;
+    Ok(scanned > rows.len())
+}
+
+/// `max_bytes` as the statement's byte-budget parameter (`usize::MAX`, "no
+/// budget", becomes the largest `BIGINT`).
+pub(crate) fn byte_budget(max_bytes: usize) -> i64 {
+    i64::try_from(max_bytes).unwrap_or(i64::MAX)
 }
 
 /// Whether rows come first to last or last to first.
@@ -51,7 +59,8 @@ impl Direction {
 ///
 /// The statement returns `columns` and one more, `scanned`: how many rows
 /// matched up to `scan` (at most `scan`), so a caller that scans one row
-/// more than it takes knows whether rows were left for a next page.
+/// more than it takes knows whether rows were left for a next page
+/// ([`rows_left_out`]).
 #[derive(Debug)]
 pub(crate) struct BoundedSelect<'a> {
     /// The columns returned, qualified as `from` needs.
@@ -81,8 +90,11 @@ pub(crate) struct BoundedSelect<'a> {
 impl BoundedSelect<'_> {
     /// The statement.
     pub(crate) fn sql(&self) -> String {
-        let sized_order = (0..self.order.len())
-            .map(|index| format!("order_{index} {}", self.order[index].1.sql()))
+        let sized_order = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(index, (_, direction))| format!("order_{index} {}", direction.sql()))
             .collect::<Vec<_>>()
             .join(", ");
         let order_columns: String = self

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use super::bounded::{BoundedSelect, Direction, scanned};
+use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
 use super::outbox::{kind_from_str, kind_to_str};
 use super::records::RecordSnapshot;
 use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
@@ -200,14 +200,14 @@ impl Store {
             .bind(filter.stage.map(Stage::as_str))
             .bind(limit + 1)
             .bind(limit)
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .bind(byte_budget(max_bytes))
             .fetch_all(&self.pool)
             .await?;
         let letters = rows
             .iter()
             .map(dead_letter_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if scanned(&rows)? > letters.len() {
+        let next = if rows_left_out(&rows)? {
             letters.last().map(|letter| letter.id)
         } else {
             None

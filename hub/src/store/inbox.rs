@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use super::bounded::{BoundedSelect, Direction, scanned};
+use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
 use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
 use crate::domain::{HttpReply, WebhookDelivery};
 
@@ -285,7 +285,7 @@ impl Store {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(query))
             .bind(plugin)
             .bind(i64::from(limit))
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+            .bind(byte_budget(max_bytes));
         for id in skip {
             query = query.bind(*id);
         }
@@ -294,9 +294,8 @@ impl Store {
             .iter()
             .map(entry_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let scanned = scanned(&rows)?;
         Ok(PendingInbox {
-            complete: scanned == entries.len() && u32::try_from(scanned).is_ok_and(|n| n < limit),
+            complete: !rows_left_out(&rows)? && u32::try_from(rows.len()).is_ok_and(|n| n < limit),
             entries,
         })
     }

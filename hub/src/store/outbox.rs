@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use super::bounded::{BoundedSelect, Direction};
+use super::bounded::{BoundedSelect, Direction, byte_budget};
 use super::records::{RecordSnapshot, returns_rows};
 use super::{FeedReader, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 
@@ -311,7 +311,7 @@ impl Store {
             .bind(after)
             .bind(output)
             .bind(i64::from(limit.max(1)))
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .bind(byte_budget(max_bytes))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(event_from_row).collect()
@@ -342,7 +342,7 @@ impl Store {
         let rows = sqlx::query(AssertSqlSafe(query))
             .bind(output)
             .bind(i64::from(limit.max(1)))
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .bind(byte_budget(max_bytes))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(event_from_row).collect()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use super::bounded::{BoundedSelect, Direction, scanned};
+use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
 use super::{Backend, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 use crate::domain::{EventKind, Payload, Record};
 
@@ -617,16 +617,15 @@ impl Store {
             .bind(filter.until.map(|time| time.timestamp_millis()))
             .bind(limit + 1)
             .bind(limit)
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .bind(byte_budget(max_bytes))
             .fetch_all(&self.pool)
             .await?;
         let records = rows
             .iter()
             .map(record_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = scanned(&rows)? > records.len();
         Ok(RecordPage {
-            next_after: if more {
+            next_after: if rows_left_out(&rows)? {
                 records.last().map(|record| record.id)
             } else {
                 None

@@ -40,7 +40,7 @@ use crate::store::{
 
 /// How many pending deliveries are read ahead per query (beyond those in
 /// hand).
-const BATCH: usize = 32;
+const BATCH: u32 = 32;
 /// The most body and header bytes one read ahead takes past its first
 /// delivery: with large bodies (`max_body` allows 64 MiB) the queue holds a
 /// few, not [`BATCH`].
@@ -114,21 +114,15 @@ impl Claims {
             // commit happens before), so the read skips those: they take
             // none of its count or bytes.
             let in_hand: Vec<i64> = self.in_hand.iter().copied().collect();
-            let limit = u32::try_from(BATCH).unwrap_or(u32::MAX);
             let pending = store
-                .pending_inbox(plugin, limit, self.read_ahead_bytes, &in_hand)
+                .pending_inbox(plugin, BATCH, self.read_ahead_bytes, &in_hand)
                 .await?;
             // A read that saw every pending delivery: reading again before
             // a wake-up would find nothing new (an insert wakes the worker
             // after its commit, and a wake-up is kept until it is seen), so
             // one claim costs one read, not two.
             let complete = pending.complete;
-            self.queue.extend(
-                pending
-                    .entries
-                    .into_iter()
-                    .filter(|entry| !self.in_hand.contains(&entry.id)),
-            );
+            self.queue.extend(pending.entries);
             self.drained = complete || self.queue.is_empty();
         }
         let entry = self.queue.pop_front();
