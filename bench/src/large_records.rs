@@ -23,6 +23,11 @@ use crate::settings::Counts;
 /// Each record's payload: the generator's largest.
 const PAYLOAD_BYTES: u64 = 1024 * 1024;
 
+/// Disk the measurement takes per record's payload byte: the SQLite file and
+/// its WAL held about 2 bytes each at their largest (610 MB for 300 records
+/// of 1 MiB), with room to spare.
+const DISK_PER_PAYLOAD_BYTE: u64 = 3;
+
 /// Stores `counts.large_records` records of 1 MiB with the output down and
 /// returns the row and the details.
 pub async fn measure(
@@ -36,6 +41,7 @@ pub async fn measure(
         .prefix("sy-large-")
         .tempdir_in("/tmp")
         .context("cannot create a temp dir")?;
+    check_free_disk(dir.path(), records * PAYLOAD_BYTES * DISK_PER_PAYLOAD_BYTE)?;
     let port = free_port()?;
     let generator = crate::rig::toml_string(generator);
     let source = format!(
@@ -106,6 +112,26 @@ pub async fn measure(
     Ok((vec![row, page_row], details))
 }
 
+/// Fails at once, naming both figures, when the file system of `dir` has
+/// less than `needed` bytes free: a full disk would otherwise show only as
+/// the hub refusing writes minutes later.
+fn check_free_disk(dir: &Path, needed: u64) -> anyhow::Result<()> {
+    let stats = nix::sys::statvfs::statvfs(dir)
+        .with_context(|| format!("cannot read the free space of {}", dir.display()))?;
+    let free = stats
+        .blocks_available()
+        .saturating_mul(stats.fragment_size());
+    if free < needed {
+        bail!(
+            "{} has {} MiB free; storing these records takes about {} MiB",
+            dir.display(),
+            free >> 20,
+            needed >> 20
+        );
+    }
+    Ok(())
+}
+
 /// Asks the hub at `base` for the largest page of stored records and
 /// returns how many it held and the hub's peak RSS (KiB) afterwards, at
 /// least `peak_before_kib`.
@@ -132,4 +158,22 @@ async fn admin_page_peak(
     let records = body["records"].as_array().map_or(0, Vec::len);
     let (_, peak_kib) = rss_kib(pid)?;
     Ok((records, peak_kib.max(peak_before_kib)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_too_small_for_the_records_fails_before_the_hub_starts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        check_free_disk(dir.path(), 1).expect("one byte is free");
+        let error = check_free_disk(dir.path(), u64::MAX)
+            .expect_err("no disk has 16 EiB free")
+            .to_string();
+        assert!(
+            error.contains("MiB free; storing these records takes about"),
+            "{error}"
+        );
+    }
 }
