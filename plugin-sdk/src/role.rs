@@ -44,6 +44,11 @@ pub trait WebhookInput: Send + Sync + 'static {
 pub trait Enricher: Send + Sync + 'static {
     /// Returns the enriched record; its id and source must be unchanged.
     /// Called concurrently for many records.
+    ///
+    /// The record may come back larger than it came: answers go to the hub
+    /// in as many messages as they need. One too large for any message
+    /// (over 65 MiB encoded) fails alone, as a permanent error with code
+    /// `too_large`.
     fn enrich(&self, record: Record) -> impl Future<Output = Result<Record, PluginError>> + Send;
 }
 

@@ -465,6 +465,20 @@ async fn a_record_larger_than_any_message_fails_the_poll_naming_it() {
     );
 }
 
+/// A harness serving the enricher `make` builds, configured without config.
+async fn configured_enricher<T: Enricher>(name: &str, make: fn() -> T) -> TestHarness {
+    let plugin = Plugin::new(name, "0.1.0")
+        .factory(move |_: switchyard_plugin_sdk::NoConfig| async move { Ok(make()) })
+        .enricher();
+    let harness = TestHarness::start(plugin).await.unwrap();
+    harness
+        .configure(serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    harness
+}
+
 /// An enricher whose work is synchronous and heavy: each record blocks its
 /// thread for 2 ms. It counts how many records are enriched at once.
 struct Heavy;
@@ -485,15 +499,7 @@ impl Enricher for Heavy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn heavy_synchronous_batches_of_one_stream_run_in_parallel() {
     use switchyard_wire::pb::v1 as pb;
-    let plugin = Plugin::new("heavy", "0.1.0")
-        .factory(|_: switchyard_plugin_sdk::NoConfig| async { Ok(Heavy) })
-        .enricher();
-    let harness = TestHarness::start(plugin).await.unwrap();
-    harness
-        .configure(serde_json::json!({}))
-        .await
-        .unwrap()
-        .unwrap();
+    let harness = configured_enricher("heavy", || Heavy).await;
     // Eight batches of 8 records on one stream, 16 ms each: each batch runs
     // on a task of its own, so they overlap on the runtime's four workers
     // instead of running one at a time on the stream's reader (what
@@ -534,4 +540,95 @@ async fn heavy_synchronous_batches_of_one_stream_run_in_parallel() {
         HEAVY_MOST.load(Ordering::SeqCst) >= 2,
         "the heavy batches ran one at a time"
     );
+}
+
+/// An enricher that makes each record's payload as many MiB as its id says
+/// ("3" -> 3 MiB), and one byte more than a message may carry for "huge".
+struct Inflate;
+
+impl Enricher for Inflate {
+    async fn enrich(&self, mut record: Record) -> Result<Record, PluginError> {
+        let bytes = match record.id.parse::<usize>() {
+            Ok(mebibytes) => mebibytes << 20,
+            Err(_) => (65 << 20) + 1,
+        };
+        record.payload = vec![b'x'; bytes];
+        Ok(record)
+    }
+}
+
+#[tokio::test]
+async fn enrich_answers_larger_than_a_message_arrive_in_several_and_only_a_record_too_large_fails()
+{
+    use prost::Message as _;
+    use switchyard_wire::pb::v1 as pb;
+    let harness = configured_enricher("inflate", || Inflate).await;
+    // Small records in, 8 + 30 + 30 + 1 MiB and one over 65 MiB out: one
+    // request message whose answers (134 MiB) no one message can carry.
+    let ids = ["8", "30", "huge", "30", "1"];
+    let request = pb::EnrichRequest {
+        items: ids
+            .iter()
+            .enumerate()
+            .map(|(sequence, id)| pb::EnrichItem {
+                sequence: sequence as u64,
+                record: Some(pb::Record {
+                    id: (*id).to_owned(),
+                    r#type: "t".to_owned(),
+                    payload: b"{}".to_vec(),
+                    ..pb::Record::default()
+                }),
+            })
+            .collect(),
+    };
+    let mut client = pb::enricher_client::EnricherClient::new(harness.channel())
+        .max_decoding_message_size(usize::MAX);
+    let mut answers = client
+        .enrich(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut results = Vec::new();
+    while results.len() < ids.len() {
+        let response = tokio::time::timeout(Duration::from_secs(60), answers.message())
+            .await
+            .expect("answered within 60 s")
+            .expect("the stream stays open: an answer too large fails its item alone")
+            .expect("the stream stays open until every item is answered");
+        let bytes = response.encoded_len();
+        assert!(
+            bytes <= 65 << 20,
+            "a message of {bytes} bytes, over what the SDK sends"
+        );
+        assert!(
+            response.results.len() == 1 || bytes <= 4 << 20,
+            "{} results in a message of {bytes} bytes, over gRPC's default 4 MiB",
+            response.results.len()
+        );
+        results.extend(response.results);
+    }
+    results.sort_by_key(|result| result.sequence);
+    for (result, id) in results.iter().zip(ids) {
+        match (&result.outcome, id) {
+            (Some(pb::enrich_result::Outcome::Failure(failure)), "huge") => {
+                assert!(!failure.retryable);
+                assert_eq!(failure.code, "too_large");
+                assert!(
+                    failure
+                        .message
+                        .starts_with("the enriched record \"huge\" is 68157"),
+                    "{}",
+                    failure.message
+                );
+            }
+            (Some(pb::enrich_result::Outcome::Record(record)), _) => {
+                assert_eq!(record.id, id);
+                assert_eq!(record.payload.len(), id.parse::<usize>().unwrap() << 20);
+            }
+            (Some(pb::enrich_result::Outcome::Failure(failure)), _) => {
+                panic!("record {id} failed: {}", failure.message)
+            }
+            (None, _) => panic!("record {id}: a result without an outcome"),
+        }
+    }
 }

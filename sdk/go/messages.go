@@ -46,3 +46,36 @@ func pollResponses(records []*pb.Record, checkpoint []byte) ([]*pb.PollResponse,
 	current.Checkpoint = checkpoint
 	return append(responses, current), nil
 }
+
+// enrichResponses packs one batch's results into EnrichResponses of at most
+// MessageBytes of results each (a result larger than that alone goes in a
+// message of its own), in order: an enricher may make its records larger
+// than they came, and the hub reads any number of answers. A result too
+// large for any message (over MaxMessageBytes) is replaced by a permanent
+// Failure that names the record: that item fails alone, where sending it
+// would end the stream with RESOURCE_EXHAUSTED and fail every item on it.
+func enrichResponses(results []*pb.EnrichResult) []*pb.EnrichResponse {
+	var responses []*pb.EnrichResponse
+	current := &pb.EnrichResponse{}
+	currentBytes := 0
+	for _, result := range results {
+		bytes := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(result))
+		if bytes > MaxMessageBytes {
+			failure := Permanent("the enriched record %q is %d bytes on the wire, over the %d bytes one message may carry",
+				result.GetRecord().GetId(), bytes, MaxMessageBytes).WithCode("too_large")
+			result = &pb.EnrichResult{Sequence: result.GetSequence(), Outcome: &pb.EnrichResult_Failure{Failure: failureFromError(failure)}}
+			bytes = protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(result))
+		}
+		if len(current.Results) > 0 && currentBytes+bytes > MessageBytes {
+			responses = append(responses, current)
+			current = &pb.EnrichResponse{}
+			currentBytes = 0
+		}
+		current.Results = append(current.Results, result)
+		currentBytes += bytes
+	}
+	if len(current.Results) > 0 {
+		responses = append(responses, current)
+	}
+	return responses
+}

@@ -218,11 +218,10 @@ func (s *services) Enrich(stream grpc.BidiStreamingServer[pb.EnrichRequest, pb.E
 			}
 			results = append(results, result)
 		}
-		if len(results) == 0 {
-			continue
-		}
-		if err := stream.Send(&pb.EnrichResponse{Results: results}); err != nil {
-			return endOfStream("enrich", err)
+		for _, response := range enrichResponses(results) {
+			if err := stream.Send(response); err != nil {
+				return endOfStream("enrich", err)
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -536,5 +537,65 @@ func TestARecordLargerThanAnyMessageFailsThePollNamingIt(t *testing.T) {
 	_, err := pollAll(t, conn)
 	if status.Code(err) != codes.ResourceExhausted || !strings.HasPrefix(status.Convert(err).Message(), `record "0" is 68157`) {
 		t.Errorf("got %v", err)
+	}
+}
+
+// inflater makes each record's payload as many MiB as its id says ("3" ->
+// 3 MiB), and one byte more than a message may carry for any other id.
+type inflater struct{}
+
+func (inflater) Enrich(_ context.Context, record *pb.Record) (*pb.Record, error) {
+	size := MaxMessageBytes + 1
+	if mebibytes, err := strconv.Atoi(record.GetId()); err == nil {
+		size = mebibytes << 20
+	}
+	out := proto.Clone(record).(*pb.Record)
+	out.Payload = make([]byte, size)
+	return out, nil
+}
+
+func TestEnrichAnswersLargerThanAMessageArriveInSeveralAndOnlyARecordTooLargeFails(t *testing.T) {
+	conn := connect(t, &Plugin{Name: "inflate", Enricher: inflater{}})
+	configure(t, conn, "")
+	stream, err := pb.NewEnricherClient(conn).Enrich(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Small records in, 8 + 30 + 30 + 1 MiB and one over 65 MiB out: answers
+	// (134 MiB) that no one message can carry.
+	ids := []string{"8", "30", "huge", "30", "1"}
+	var items []*pb.EnrichItem
+	for i, id := range ids {
+		items = append(items, &pb.EnrichItem{Sequence: uint64(i), Record: &pb.Record{Id: id, Type: "t"}})
+	}
+	if err := stream.Send(&pb.EnrichRequest{Items: items}); err != nil {
+		t.Fatal(err)
+	}
+	results := map[uint64]*pb.EnrichResult{}
+	for len(results) < len(ids) {
+		response, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("after %d results: %v (an answer too large must fail its item alone)", len(results), err)
+		}
+		if size := proto.Size(response); len(response.GetResults()) > 1 && size > MessageBytes+64<<10 {
+			t.Errorf("%d results in a message of %d bytes", len(response.GetResults()), size)
+		}
+		for _, result := range response.GetResults() {
+			results[result.GetSequence()] = result
+		}
+	}
+	for i, id := range ids {
+		result := results[uint64(i)]
+		if id == "huge" {
+			f := result.GetFailure()
+			if f == nil || f.GetRetryable() || f.GetCode() != "too_large" || !strings.HasPrefix(f.GetMessage(), `the enriched record "huge" is 68157`) {
+				t.Errorf("huge: %v", f)
+			}
+			continue
+		}
+		mebibytes, _ := strconv.Atoi(id)
+		if r := result.GetRecord(); r.GetId() != id || len(r.GetPayload()) != mebibytes<<20 {
+			t.Errorf("record %s came back as %q with %d bytes (failure %v)", id, r.GetId(), len(r.GetPayload()), result.GetFailure())
+		}
 	}
 }

@@ -376,8 +376,45 @@ pub(super) fn enrich_result_to_pb(
     }
 }
 
-pub(super) fn enrich_response_to_pb(results: Vec<pb::EnrichResult>) -> pb::EnrichResponse {
-    pb::EnrichResponse { results }
+/// The messages that answer `results`: one when they fit in
+/// [`messages::MESSAGE_BYTES`], as nearly all do, else packed into several
+/// ([`messages::pack`]), since an enricher may make its records larger than
+/// they came. A result too large for any message (over [`MAX_MESSAGE_BYTES`]
+/// on its own) is replaced by a permanent failure that names it: that item
+/// fails alone, where sending it would end the whole stream with
+/// `RESOURCE_EXHAUSTED` and fail every item in flight on it.
+pub(super) fn enrich_responses_to_pb(results: Vec<pb::EnrichResult>) -> Vec<pb::EnrichResponse> {
+    let bytes: usize = results.iter().map(enrich_result_bytes).sum();
+    if bytes <= messages::MESSAGE_BYTES {
+        return vec![pb::EnrichResponse { results }];
+    }
+    let sendable = results.into_iter().map(|result| {
+        let bytes = enrich_result_bytes(&result);
+        if bytes <= MAX_MESSAGE_BYTES {
+            return result;
+        }
+        let id = match &result.outcome {
+            Some(pb::enrich_result::Outcome::Record(record)) => record.id.as_str(),
+            _ => "",
+        };
+        let error = PluginError::permanent(format!(
+            "the enriched record {id:?} is {bytes} bytes on the wire, over the {MAX_MESSAGE_BYTES} bytes one message may carry"
+        ))
+        .with_code("too_large");
+        pb::EnrichResult {
+            sequence: result.sequence,
+            outcome: Some(pb::enrich_result::Outcome::Failure(failure_to_pb(&error))),
+        }
+    });
+    messages::pack(sendable, Limits::BYTES)
+        .into_iter()
+        .map(|results| pb::EnrichResponse { results })
+        .collect()
+}
+
+/// What `result` takes in an `EnrichResponse`: its key, length and body.
+fn enrich_result_bytes(result: &pb::EnrichResult) -> usize {
+    prost::encoding::message::encoded_len(1, result)
 }
 
 /// One `Enrich` batch of `records`, numbered from 0 in order.

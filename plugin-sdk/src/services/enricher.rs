@@ -13,7 +13,7 @@ use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::batches::drive_batches;
-use super::convert::{enrich_items_from_pb, enrich_response_to_pb, enrich_result_to_pb};
+use super::convert::{enrich_items_from_pb, enrich_responses_to_pb, enrich_result_to_pb};
 use super::{MAX_MESSAGE_BYTES, Shared};
 use crate::concurrency::run_concurrently;
 use crate::error::PluginError;
@@ -69,10 +69,12 @@ async fn enrich_batch<T: Enricher>(
     run_concurrently(items, count, |results| {
         let sender = sender.clone();
         async move {
-            sender
-                .send(Ok(enrich_response_to_pb(results)))
-                .await
-                .is_ok()
+            for response in enrich_responses_to_pb(results) {
+                if sender.send(Ok(response)).await.is_err() {
+                    return false;
+                }
+            }
+            true
         }
     })
     .await;

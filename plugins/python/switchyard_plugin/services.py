@@ -21,6 +21,7 @@ from . import _stubs as pb
 from .records import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MESSAGE_BYTES,
+    _field_bytes,
     ConfigError,
     Failure,
     InvalidWebhook,
@@ -276,22 +277,52 @@ def answer_stream(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-class EnricherService(pb.enrich_pb2_grpc.EnricherServicer):
-    """switchyard.v1.Enricher: answers every item of every batch exactly once, in one response per batch."""
+def enrich_responses(results: List[Any], max_message_bytes: int) -> List[Any]:
+    """``results`` as EnrichResponses of at most :data:`MESSAGE_BYTES` of results each (a result
+    larger than that alone goes in a message of its own), in order: an enricher may make its
+    records larger than they came, and the hub reads any number of answers. A result too large for
+    any message (over ``max_message_bytes``) is replaced by a permanent failure, code ``too_large``,
+    that names the record: that item fails alone, where sending it would end the stream with
+    RESOURCE_EXHAUSTED and fail every item in flight on it."""
+    responses = [pb.enrich_pb2.EnrichResponse()]
+    current_bytes = 0
+    for result in results:
+        size = _field_bytes(result.ByteSize())
+        if size > max_message_bytes:
+            failure = Failure.permanent(
+                f"the enriched record {result.record.id!r} is {size} bytes on the wire, over the"
+                f" {max_message_bytes} bytes one message may carry",
+                code="too_large",
+            )
+            result = pb.enrich_pb2.EnrichResult(sequence=result.sequence, failure=failure.to_proto())
+            size = _field_bytes(result.ByteSize())
+        if responses[-1].results and current_bytes + size > MESSAGE_BYTES:
+            responses.append(pb.enrich_pb2.EnrichResponse())
+            current_bytes = 0
+        responses[-1].results.append(result)
+        current_bytes += size
+    return responses if responses[-1].results else []
 
-    def __init__(self, plugin: Enricher, lifecycle: Lifecycle):
+
+class EnricherService(pb.enrich_pb2_grpc.EnricherServicer):
+    """switchyard.v1.Enricher: answers every item of every batch exactly once, a batch's results in
+    one response unless they are too large for one (:func:`enrich_responses`)."""
+
+    def __init__(self, plugin: Enricher, lifecycle: Lifecycle, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.plugin = plugin
         self.lifecycle = lifecycle
+        self.max_message_bytes = max_message_bytes
 
     def Enrich(self, request_iterator, context):  # noqa: N802 - gRPC method name
         self.lifecycle.require_configured(context, "Enrich")
-        yield from answer_stream(
+        for results in answer_stream(
             request_iterator,
             lambda request: request.items,
             self._enrich_item,
-            lambda results: pb.enrich_pb2.EnrichResponse(results=results),
+            list,
             _concurrency_of(self.plugin),
-        )
+        ):
+            yield from enrich_responses(results, self.max_message_bytes)
 
     def _enrich_item(self, item) -> Any:
         result = pb.enrich_pb2.EnrichResult(sequence=item.sequence)
@@ -520,7 +551,12 @@ def register_all(
             WebhookInputService,
             pb.input_pb2_grpc.add_WebhookInputServicer_to_server,
         ),
-        (Enricher, "switchyard.v1.Enricher", EnricherService, pb.enrich_pb2_grpc.add_EnricherServicer_to_server),
+        (
+            Enricher,
+            "switchyard.v1.Enricher",
+            functools.partial(EnricherService, max_message_bytes=max_message_bytes),
+            pb.enrich_pb2_grpc.add_EnricherServicer_to_server,
+        ),
         (Output, "switchyard.v1.Output", OutputService, pb.output_pb2_grpc.add_OutputServicer_to_server),
     ]
     for role, name, servicer, add in role_services:

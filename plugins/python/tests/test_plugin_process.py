@@ -430,6 +430,30 @@ def test_concurrent_enricher_and_cancelled_stream(launch, socket_dir, python_exe
     assert sorted(results) == [1, 2, 3, 4]
     assert all(result.WhichOneof("outcome") == "record" for result in results.values()), results
 
+    # Answers larger than they came: no message over 4 MiB but a lone result, and a record too
+    # large for any message (66 MiB) fails alone instead of ending the stream.
+    sizes = ["30", "huge", "30", "1"]
+    inflate = enrich_pb2.EnrichRequest(
+        items=[
+            enrich_pb2.EnrichItem(sequence=10 + n, record=record_pb2.Record(id=f"inflate-{size}", payload=b"{}"))
+            for n, size in enumerate(sizes)
+        ]
+    )
+    inflated = {}
+    limits = [("grpc.max_receive_message_length", 80 << 20)]
+    with grpc.insecure_channel(f"unix:{path}", options=limits) as large:
+        for response in enrich_pb2_grpc.EnricherStub(large).Enrich(iter([inflate]), timeout=60):
+            assert len(response.results) == 1 or response.ByteSize() <= 4 << 20, len(response.results)
+            for result in response.results:
+                inflated[result.sequence] = result
+    assert sorted(inflated) == [10, 11, 12, 13]
+    failure = inflated[11].failure
+    assert inflated[11].WhichOneof("outcome") == "failure" and failure.code == "too_large" and not failure.retryable
+    assert failure.message.startswith("the enriched record 'inflate-huge' is 692"), failure.message
+    for sequence, mebibytes in ((10, 30), (12, 30), (13, 1)):
+        assert inflated[sequence].WhichOneof("outcome") == "record"
+        assert len(json.loads(inflated[sequence].record.payload)["text"]) == mebibytes << 20
+
     # An item that never finishes must not keep the plugin from stopping when asked to.
     stuck = enricher.Enrich(
         iter(

@@ -59,3 +59,25 @@ def test_a_failure_ending_a_call_carries_its_code_and_retry_after_as_the_rust_sd
         ("switchyard-failure-code", "rate_limited"),
         ("switchyard-retry-after-ms", "7000"),
     ]
+
+
+def test_enrich_answers_are_packed_below_a_message_and_a_result_too_large_fails_alone():
+    from switchyard_plugin import _stubs as pb
+    from switchyard_plugin.services import enrich_responses
+
+    def result(sequence, mebibytes):
+        record = pb.record_pb2.Record(id=f"r{sequence}", payload=b"x" * int(mebibytes * (1 << 20)))
+        return pb.enrich_pb2.EnrichResult(sequence=sequence, record=record)
+
+    small = [result(n, 0.001) for n in range(3)]
+    assert [len(r.results) for r in enrich_responses(small, 8 << 20)] == [3]
+    # 1.5 MiB results: two to a message of at most 4 MiB less 64 KiB. The one of 9 MiB, over the
+    # 8 MiB limit, becomes a small failure that fits beside them.
+    results = [result(0, 1.5), result(1, 1.5), result(2, 9), result(3, 1.5), result(4, 1.5), result(5, 1.5)]
+    responses = enrich_responses(results, 8 << 20)
+    assert [[r.sequence for r in response.results] for response in responses] == [[0, 1, 2], [3, 4], [5]]
+    too_large = responses[0].results[2]
+    assert too_large.WhichOneof("outcome") == "failure" and too_large.failure.code == "too_large"
+    assert too_large.failure.message.startswith("the enriched record 'r2' is 943"), too_large.failure.message
+    assert all(response.ByteSize() <= (4 << 20) - (64 << 10) for response in responses)
+    assert enrich_responses([], 8 << 20) == []
