@@ -931,3 +931,20 @@ async fn sqlite_writes_resume_after_a_commit_that_failed() {
     assert_eq!(ids, ["kept-0", "kept-1"]);
     store.close().await;
 }
+
+#[tokio::test]
+async fn sqlite_is_built_without_memory_statistics() {
+    // .cargo/config.toml passes SQLITE_DEFAULT_MEMSTATUS=0 to the SQLite that
+    // libsqlite3-sys builds: with the statistics on, every sqlite3_malloc
+    // and sqlite3_free takes one process-wide mutex.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+    assert!(
+        options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"),
+        "SQLite was built with memory statistics (LIBSQLITE3_FLAGS overridden, or .cargo/config.toml not read?): {options:?}"
+    );
+}
