@@ -18,64 +18,78 @@ import (
 // its poll failed on every retry.
 const MessageBytes = 4<<20 - 64<<10
 
-// pollResponses packs one emitted batch into PollResponses of at most
-// MessageBytes of records each (a record larger than that alone goes in a
-// message of its own), in order, with checkpoint on the last. A record too
-// large for any message (over MaxMessageBytes) is a RESOURCE_EXHAUSTED error
-// that names it.
-func pollResponses(records []*pb.Record, checkpoint []byte) ([]*pb.PollResponse, error) {
-	var responses []*pb.PollResponse
-	current := &pb.PollResponse{}
-	currentBytes := 0
-	for _, record := range records {
-		size := proto.Size(record)
-		bytes := protowire.SizeTag(1) + protowire.SizeBytes(size)
-		if len(current.Records) > 0 && currentBytes+bytes > MessageBytes {
-			responses = append(responses, current)
-			current = &pb.PollResponse{}
-			currentBytes = 0
+// itemBytes is what m takes as the item field (field 1) of another message:
+// its key, length and body.
+func itemBytes(m proto.Message) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(m))
+}
+
+// pack splits items, in order, into runs of at most MessageBytes each by
+// their sizes on the wire (bytes[i] is the itemBytes of items[i]); an item
+// larger than that goes alone in a run of its own. The hub and the Rust SDK
+// pack their messages the same way.
+func pack[T any](items []T, bytes []int) [][]T {
+	var runs [][]T
+	start, runBytes := 0, 0
+	for i, size := range bytes {
+		if i > start && runBytes+size > MessageBytes {
+			runs = append(runs, items[start:i:i])
+			start, runBytes = i, 0
 		}
-		if bytes > MaxMessageBytes {
+		runBytes += size
+	}
+	if start < len(items) {
+		runs = append(runs, items[start:])
+	}
+	return runs
+}
+
+// pollResponses packs one emitted batch into PollResponses of at most
+// MessageBytes of records each (pack), in order, with checkpoint on the
+// last. A record too large for any message (over MaxMessageBytes) is a
+// RESOURCE_EXHAUSTED error that names it.
+func pollResponses(records []*pb.Record, checkpoint []byte) ([]*pb.PollResponse, error) {
+	bytes := make([]int, len(records))
+	for i, record := range records {
+		bytes[i] = itemBytes(record)
+		if bytes[i] > MaxMessageBytes {
 			return nil, status.Errorf(codes.ResourceExhausted,
 				"record %q is %d bytes on the wire, over the %d bytes one message may carry; emit it smaller",
-				record.GetId(), bytes, MaxMessageBytes)
+				record.GetId(), bytes[i], MaxMessageBytes)
 		}
-		current.Records = append(current.Records, record)
-		currentBytes += bytes
 	}
-	current.Checkpoint = checkpoint
-	return append(responses, current), nil
+	var responses []*pb.PollResponse
+	for _, run := range pack(records, bytes) {
+		responses = append(responses, &pb.PollResponse{Records: run})
+	}
+	if len(responses) == 0 {
+		responses = append(responses, &pb.PollResponse{})
+	}
+	responses[len(responses)-1].Checkpoint = checkpoint
+	return responses, nil
 }
 
 // enrichResponses packs one batch's results into EnrichResponses of at most
-// MessageBytes of results each (a result larger than that alone goes in a
-// message of its own), in order: an enricher may make its records larger
-// than they came, and the hub reads any number of answers. A result too
-// large for any message (over MaxMessageBytes) is replaced by a permanent
-// Failure that names the record: that item fails alone, where sending it
-// would end the stream with RESOURCE_EXHAUSTED and fail every item on it.
+// MessageBytes of results each (pack), in order: an enricher may make its
+// records larger than they came, and the hub reads any number of answers. A
+// result too large for any message (over MaxMessageBytes) is replaced, in
+// results, by a permanent Failure that names the record: that item fails alone, where
+// sending it would end the stream with RESOURCE_EXHAUSTED and fail every item
+// on it.
 func enrichResponses(results []*pb.EnrichResult) []*pb.EnrichResponse {
-	var responses []*pb.EnrichResponse
-	current := &pb.EnrichResponse{}
-	currentBytes := 0
-	for _, result := range results {
-		bytes := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(result))
-		if bytes > MaxMessageBytes {
+	bytes := make([]int, len(results))
+	for i, result := range results {
+		bytes[i] = itemBytes(result)
+		if bytes[i] > MaxMessageBytes {
 			failure := Permanent("the enriched record %q is %d bytes on the wire, over the %d bytes one message may carry",
-				result.GetRecord().GetId(), bytes, MaxMessageBytes).WithCode("too_large")
-			result = &pb.EnrichResult{Sequence: result.GetSequence(), Outcome: &pb.EnrichResult_Failure{Failure: failureFromError(failure)}}
-			bytes = protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(result))
+				result.GetRecord().GetId(), bytes[i], MaxMessageBytes).WithCode("too_large")
+			results[i] = &pb.EnrichResult{Sequence: result.GetSequence(), Outcome: &pb.EnrichResult_Failure{Failure: failureFromError(failure)}}
+			bytes[i] = itemBytes(results[i])
 		}
-		if len(current.Results) > 0 && currentBytes+bytes > MessageBytes {
-			responses = append(responses, current)
-			current = &pb.EnrichResponse{}
-			currentBytes = 0
-		}
-		current.Results = append(current.Results, result)
-		currentBytes += bytes
 	}
-	if len(current.Results) > 0 {
-		responses = append(responses, current)
+	var responses []*pb.EnrichResponse
+	for _, run := range pack(results, bytes) {
+		responses = append(responses, &pb.EnrichResponse{Results: run})
 	}
 	return responses
 }

@@ -9,7 +9,7 @@ import dataclasses
 import datetime
 import enum
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -161,9 +161,25 @@ DEFAULT_MAX_MESSAGE_BYTES = 65 * 1024 * 1024
 MESSAGE_BYTES = 4 * 1024 * 1024 - 64 * 1024
 
 
-def _field_bytes(size: int) -> int:
-    """The bytes a message of ``size`` bytes takes as field 1 of another: key, length, body."""
+def item_bytes(message: Any) -> int:
+    """The bytes ``message`` takes as the item field (field 1) of another: key, length, body."""
+    size = message.ByteSize()
     return 1 + max(1, (size.bit_length() + 6) // 7) + size
+
+
+def pack(sized: Iterable[Tuple[Any, int]]) -> List[List[Any]]:
+    """Messages, each with its :func:`item_bytes`, in order, in runs of at most
+    :data:`MESSAGE_BYTES` each (a message larger than that alone in a run of its own): the items of
+    the messages the SDK sends, as the hub and the Rust SDK pack theirs."""
+    runs: List[List[Any]] = []
+    run_bytes = 0
+    for message, size in sized:
+        if not runs or run_bytes + size > MESSAGE_BYTES:
+            runs.append([])
+            run_bytes = 0
+        runs[-1].append(message)
+        run_bytes += size
+    return runs
 
 
 @dataclasses.dataclass
@@ -185,16 +201,9 @@ class PollBatch:
         (a record larger than that alone goes in a message of its own), in order, the checkpoint on
         the last, so that it still covers them all. The hub gathers a poll's records up to their
         checkpoint whatever the messages they came in; a batch of any size is sent this way."""
-        responses = [input_pb2.PollResponse()]
-        current_bytes = 0
-        for record in self.records:
-            message = record.to_proto()
-            size = _field_bytes(message.ByteSize())
-            if responses[-1].records and current_bytes + size > MESSAGE_BYTES:
-                responses.append(input_pb2.PollResponse())
-                current_bytes = 0
-            responses[-1].records.append(message)
-            current_bytes += size
+        messages = (record.to_proto() for record in self.records)
+        runs = pack((message, item_bytes(message)) for message in messages)
+        responses = [input_pb2.PollResponse(records=run) for run in runs] or [input_pb2.PollResponse()]
         if self.checkpoint is not None:
             responses[-1].checkpoint = bytes(self.checkpoint)
         return responses

@@ -13,7 +13,7 @@ import logging
 import os
 import queue
 import threading
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import grpc
 
@@ -21,13 +21,14 @@ from . import _stubs as pb
 from .records import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MESSAGE_BYTES,
-    _field_bytes,
     ConfigError,
     Failure,
     InvalidWebhook,
     Record,
     RecordEvent,
     WebhookRequest,
+    item_bytes,
+    pack,
 )
 from .roles import Enricher, Output, Plugin, PollingInput, WebhookInput
 
@@ -279,29 +280,25 @@ def answer_stream(
 
 def enrich_responses(results: List[Any], max_message_bytes: int) -> List[Any]:
     """``results`` as EnrichResponses of at most :data:`MESSAGE_BYTES` of results each (a result
-    larger than that alone goes in a message of its own), in order: an enricher may make its
-    records larger than they came, and the hub reads any number of answers. A result too large for
-    any message (over ``max_message_bytes``) is replaced by a permanent failure, code ``too_large``,
-    that names the record: that item fails alone, where sending it would end the stream with
-    RESOURCE_EXHAUSTED and fail every item in flight on it."""
-    responses = [pb.enrich_pb2.EnrichResponse()]
-    current_bytes = 0
-    for result in results:
-        size = _field_bytes(result.ByteSize())
-        if size > max_message_bytes:
-            failure = Failure.permanent(
-                f"the enriched record {result.record.id!r} is {size} bytes on the wire, over the"
-                f" {max_message_bytes} bytes one message may carry",
-                code="too_large",
-            )
-            result = pb.enrich_pb2.EnrichResult(sequence=result.sequence, failure=failure.to_proto())
-            size = _field_bytes(result.ByteSize())
-        if responses[-1].results and current_bytes + size > MESSAGE_BYTES:
-            responses.append(pb.enrich_pb2.EnrichResponse())
-            current_bytes = 0
-        responses[-1].results.append(result)
-        current_bytes += size
-    return responses if responses[-1].results else []
+    larger than that alone goes in a message of its own; :func:`pack`), in order: an enricher may
+    make its records larger than they came, and the hub reads any number of answers. A result too
+    large for any message (over ``max_message_bytes``) is replaced by a permanent failure, code
+    ``too_large``, that names the record: that item fails alone, where sending it would end the
+    stream with RESOURCE_EXHAUSTED and fail every item in flight on it."""
+
+    def sendable(result: Any) -> Tuple[Any, int]:
+        size = item_bytes(result)
+        if size <= max_message_bytes:
+            return result, size
+        failure = Failure.permanent(
+            f"the enriched record {result.record.id!r} is {size} bytes on the wire, over the"
+            f" {max_message_bytes} bytes one message may carry",
+            code="too_large",
+        )
+        replaced = pb.enrich_pb2.EnrichResult(sequence=result.sequence, failure=failure.to_proto())
+        return replaced, item_bytes(replaced)
+
+    return [pb.enrich_pb2.EnrichResponse(results=run) for run in pack(map(sendable, results))]
 
 
 class EnricherService(pb.enrich_pb2_grpc.EnricherServicer):
