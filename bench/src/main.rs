@@ -9,7 +9,8 @@
 //! * [`payload`]: the one fixed record every measurement sends.
 //! * [`stats`]: exact percentiles from sorted samples.
 //! * [`machine`]: CPU model, cores, kernel, date.
-//! * [`rig`]: launching testkit through the hub library's supervisor.
+//! * [`rig`]: launching testkit through the hub library's supervisor;
+//!   [`linkage`]: whether a plugin binary is linked statically.
 //! * [`goplugin`]: driving the Go peer's host.
 //! * [`hub_process`]: running the real `switchyard` binary.
 //! * [`floor`]: the raw Unix-socket ping-pong (server and client).
@@ -36,6 +37,7 @@ mod hub_process;
 mod large_records;
 mod latency;
 mod launch;
+mod linkage;
 mod loadgen;
 mod machine;
 mod payload;

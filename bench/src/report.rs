@@ -306,6 +306,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let go_peer = peer.versions().await.context("cannot run the Go peer")?;
     let rig = Rig::new(&testkit)?;
+    let dynamic_rig = match &args.testkit_dynamic_bin {
+        Some(path) => Some(Rig::new(&rig::binary(path, "scripts/bench")?)?),
+        None => None,
+    };
 
     let mut rows = Vec::new();
     let mut details = serde_json::Map::new();
@@ -352,7 +356,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if selected(&args, "launch") {
         take(
             "launch",
-            launch::measure(&rig, &peer, &counts).await,
+            launch::measure(&rig, dynamic_rig.as_ref(), &peer, &counts).await,
             &mut rows,
         );
     }

@@ -16,6 +16,7 @@ pub const INSTANCE: &str = "bench";
 /// What every launch shares: the spawner thread, the socket directory and the
 /// parsed plugin configuration.
 pub struct Rig {
+    testkit: PathBuf,
     spawner: Arc<Spawner>,
     socket_dir: tempfile::TempDir,
     plugin: PluginConfig,
@@ -59,10 +60,16 @@ impl Rig {
         let spawner = Spawner::start(tokio::runtime::Handle::current())
             .context("cannot start the hub's spawner thread")?;
         Ok(Rig {
+            testkit,
             spawner: Arc::new(spawner),
             socket_dir,
             plugin,
         })
+    }
+
+    /// The testkit binary this rig launches (canonical path).
+    pub fn testkit(&self) -> &Path {
+        &self.testkit
     }
 
     /// Launches testkit and waits until the hub has a connection to it

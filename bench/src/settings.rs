@@ -25,6 +25,12 @@ pub struct RunArgs {
     /// The testkit plugin binary, release build.
     #[arg(long, default_value = "target/release/testkit")]
     pub testkit_bin: PathBuf,
+    /// A second testkit binary, linked dynamically, for the launch row that
+    /// shows what static linking saves (scripts/bench keeps one as
+    /// `testkit-dynamic` before it links testkit static-pie). Without it that
+    /// row is left out.
+    #[arg(long)]
+    pub testkit_dynamic_bin: Option<PathBuf>,
     /// The Go peer's host (bench/go-peer/bin/peer-host).
     #[arg(long, default_value = "bench/go-peer/bin/peer-host")]
     pub peer_host: PathBuf,
