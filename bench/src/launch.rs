@@ -32,17 +32,27 @@ pub async fn measure(
 ) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
     let record = payload::domain_record()?;
     let mut switchyard = Vec::new();
+    let mut switchyard_running = Vec::new();
     let mut switchyard_dynamic = Vec::new();
+    let mut switchyard_dynamic_running = Vec::new();
     let mut go_plugin = Vec::new();
     for round in 0..counts.rounds {
         eprintln!("launch: round {}/{}", round + 1, counts.rounds);
-        launches(rig, &record, counts.launches_per_round, &mut switchyard).await?;
+        launches(
+            rig,
+            &record,
+            counts.launches_per_round,
+            &mut switchyard,
+            &mut switchyard_running,
+        )
+        .await?;
         if let Some(dynamic) = dynamic {
             launches(
                 dynamic,
                 &record,
                 counts.launches_per_round,
                 &mut switchyard_dynamic,
+                &mut switchyard_dynamic_running,
             )
             .await?;
         }
@@ -53,7 +63,9 @@ pub async fn measure(
         );
     }
     let switchyard = stats::summarize(&mut switchyard);
+    let switchyard_running = stats::summarize(&mut switchyard_running);
     let switchyard_dynamic = stats::summarize(&mut switchyard_dynamic);
+    let switchyard_dynamic_running = stats::summarize(&mut switchyard_dynamic_running);
     let go_plugin = stats::summarize(&mut go_plugin);
     let linkage = Linkage::of(rig.testkit());
     let mut rows = vec![Row::new(
@@ -85,23 +97,29 @@ pub async fn measure(
     let details = serde_json::json!({
         "testkit_linkage": linkage.describe(),
         "switchyard_supervisor_to_first_enrich": switchyard,
+        "switchyard_supervisor_to_running": switchyard_running,
         "switchyard_dynamic_testkit_to_first_enrich": switchyard_dynamic,
+        "switchyard_dynamic_testkit_to_running": switchyard_dynamic_running,
         "go_plugin_newclient_to_first_call": go_plugin,
     });
     Ok((rows, details))
 }
 
 /// Launches `count` times through `rig`, timing each from spawn to the first
-/// `Enrich` answer; the plugin is stopped after each, untimed.
+/// `Enrich` answer (`samples`) and to the supervisor's "running" with the
+/// handshake, health, metadata and Configure done (`to_running`); the
+/// plugin is stopped after each, untimed.
 async fn launches(
     rig: &Rig,
     record: &switchyard_hub::domain::Record,
     count: usize,
     samples: &mut Vec<u64>,
+    to_running: &mut Vec<u64>,
 ) -> anyhow::Result<()> {
     for _ in 0..count {
         let start = Instant::now();
         let launched = rig.launch().await?;
+        let running = start.elapsed();
         let first = launched
             .connection
             .roles
@@ -114,6 +132,7 @@ async fn launches(
             bail!("the first Enrich call answered {} outcomes", outcomes.len());
         }
         samples.push(nanos(elapsed));
+        to_running.push(nanos(running));
     }
     Ok(())
 }

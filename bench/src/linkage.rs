@@ -5,10 +5,15 @@
 //! difference is about half a millisecond per start on our machines
 //! (docs/benchmarks.md, "Launch: a plugin linked static-pie").
 
+use std::io::Read as _;
 use std::path::Path;
 
-use object::elf::PT_INTERP;
-use object::read::elf::{ElfFile64, ProgramHeader as _};
+use object::elf::{FileHeader64, PT_INTERP};
+use object::read::elf::{FileHeader as _, ProgramHeader as _};
+
+/// How much of a binary is read: its ELF header and program headers come
+/// first, well inside this.
+const HEADERS_BYTES: u64 = 64 * 1024;
 
 /// How an executable is linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,23 +29,31 @@ pub enum Linkage {
 impl Linkage {
     /// Reads the program headers of the executable at `path`.
     pub fn of(path: &Path) -> Linkage {
-        match std::fs::read(path) {
-            Ok(bytes) => Linkage::of_bytes(&bytes),
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(path)
+            .and_then(|file| file.take(HEADERS_BYTES).read_to_end(&mut bytes));
+        match read {
+            Ok(_) => Linkage::of_bytes(&bytes),
             Err(_) => Linkage::Unknown,
         }
     }
 
-    /// The linkage of an executable's bytes.
+    /// The linkage of an executable's first bytes (its ELF header and
+    /// program headers).
     pub fn of_bytes(bytes: &[u8]) -> Linkage {
-        let Ok(file) = ElfFile64::<object::Endianness>::parse(bytes) else {
+        let Ok(header) = FileHeader64::<object::Endianness>::parse(bytes) else {
             return Linkage::Unknown;
         };
-        let endian = file.endian();
-        let interpreted = file
-            .elf_program_headers()
+        let Ok(endian) = header.endian() else {
+            return Linkage::Unknown;
+        };
+        let Ok(program_headers) = header.program_headers(endian, bytes) else {
+            return Linkage::Unknown;
+        };
+        if program_headers
             .iter()
-            .any(|header| header.p_type(endian) == PT_INTERP);
-        if interpreted {
+            .any(|program_header| program_header.p_type(endian) == PT_INTERP)
+        {
             Linkage::Dynamic
         } else {
             Linkage::Static

@@ -150,6 +150,17 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The hub library's logs on stderr, filtered as `SWITCHYARD_BENCH_LOG`
+    // says (`switchyard_hub::supervisor=debug` gives each launch's handshake
+    // phases). Off by default: logging is not part of what is measured.
+    if std::env::var_os("SWITCHYARD_BENCH_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env(
+                "SWITCHYARD_BENCH_LOG",
+            ))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.command {
         Command::FloorPeer { socket, size } => floor::serve(&socket, size),
         Command::TonicPeer { socket } => bare_tonic::serve(&socket),

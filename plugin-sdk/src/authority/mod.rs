@@ -23,6 +23,8 @@
 //! connection the wrapper cannot follow (a malformed frame or header block)
 //! is handed to h2 as it came, and h2 reports the error as it would have.
 
+mod first_block;
+
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -227,6 +229,15 @@ impl<S> AuthorityFix<S> {
 
     /// Decodes a complete block and forwards it, rewritten when needed.
     fn finish_block(&mut self, block: Block) {
+        if self.mode == Mode::Inspect
+            && first_block::look(&block.fragments) == first_block::Verdict::Usable
+        {
+            // The common case (the hub, go-plugin), settled without the
+            // full decode: see `first_block`.
+            self.ready.extend_from_slice(&block.raw);
+            self.mode = Mode::Passthrough;
+            return;
+        }
         let mut headers = match self.decoder.decode(&block.fragments) {
             Ok(headers) => headers,
             Err(error) => {
