@@ -479,6 +479,68 @@ async fn configured_enricher<T: Enricher>(name: &str, make: fn() -> T) -> TestHa
     harness
 }
 
+/// An enricher whose record `first` waits until record `second` has been
+/// enriched.
+struct Ordered;
+
+static SECOND_ENRICHED: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+fn second_enriched() -> &'static tokio::sync::Semaphore {
+    SECOND_ENRICHED.get_or_init(|| tokio::sync::Semaphore::new(0))
+}
+
+impl Enricher for Ordered {
+    async fn enrich(&self, record: Record) -> Result<Record, PluginError> {
+        if record.id == "first" {
+            let _permit = second_enriched().acquire().await;
+        } else {
+            second_enriched().add_permits(1);
+        }
+        Ok(record)
+    }
+}
+
+#[tokio::test]
+async fn on_one_thread_a_batch_that_waits_does_not_hold_up_the_next_one() {
+    use switchyard_wire::pb::v1 as pb;
+    // The test runtime has one thread, as a plugin's has by default. The
+    // first batch waits for the second, so the stream's reader must go on
+    // reading while it waits: a reader that answered batches in place (as a
+    // bare tonic server does) would hang here.
+    let harness = configured_enricher("ordered", || Ordered).await;
+    let batches: Vec<pb::EnrichRequest> = ["first", "second"]
+        .into_iter()
+        .enumerate()
+        .map(|(sequence, id)| pb::EnrichRequest {
+            items: vec![pb::EnrichItem {
+                sequence: sequence as u64,
+                record: Some(pb::Record {
+                    id: id.to_owned(),
+                    r#type: "t".to_owned(),
+                    payload: b"{}".to_vec(),
+                    ..pb::Record::default()
+                }),
+            }],
+        })
+        .collect();
+    let mut client = pb::enricher_client::EnricherClient::new(harness.channel());
+    let mut answers = client
+        .enrich(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sequences = Vec::new();
+    while sequences.len() < 2 {
+        let response = tokio::time::timeout(Duration::from_secs(30), answers.message())
+            .await
+            .expect("answered within 30 s: a waiting batch held up the stream's reader")
+            .unwrap()
+            .expect("the stream stays open until every item is answered");
+        sequences.extend(response.results.iter().map(|result| result.sequence));
+    }
+    assert_eq!(sequences, vec![1, 0], "the second batch is answered first");
+}
+
 /// An enricher whose work is synchronous and heavy: each record blocks its
 /// thread for 2 ms. It counts how many records are enriched at once.
 struct Heavy;
