@@ -479,6 +479,33 @@ async fn configured_enricher<T: Enricher>(name: &str, make: fn() -> T) -> TestHa
     harness
 }
 
+/// Sends `batches` on one `Enrich` stream and returns the sequences of the
+/// first `count` results, in the order they were answered (each answer
+/// within 30 s).
+async fn enrich_on_one_stream(
+    harness: &TestHarness,
+    batches: Vec<switchyard_wire::pb::v1::EnrichRequest>,
+    count: usize,
+) -> Vec<u64> {
+    use switchyard_wire::pb::v1 as pb;
+    let mut client = pb::enricher_client::EnricherClient::new(harness.channel());
+    let mut answers = client
+        .enrich(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sequences = Vec::new();
+    while sequences.len() < count {
+        let response = tokio::time::timeout(Duration::from_secs(30), answers.message())
+            .await
+            .expect("answered within 30 s")
+            .unwrap()
+            .expect("the stream stays open until every item is answered");
+        sequences.extend(response.results.iter().map(|result| result.sequence));
+    }
+    sequences
+}
+
 /// An enricher whose record `first` waits until record `second` has been
 /// enriched.
 struct Ordered;
@@ -523,21 +550,7 @@ async fn on_one_thread_a_batch_that_waits_does_not_hold_up_the_next_one() {
             }],
         })
         .collect();
-    let mut client = pb::enricher_client::EnricherClient::new(harness.channel());
-    let mut answers = client
-        .enrich(tokio_stream::iter(batches))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut sequences = Vec::new();
-    while sequences.len() < 2 {
-        let response = tokio::time::timeout(Duration::from_secs(30), answers.message())
-            .await
-            .expect("answered within 30 s: a waiting batch held up the stream's reader")
-            .unwrap()
-            .expect("the stream stays open until every item is answered");
-        sequences.extend(response.results.iter().map(|result| result.sequence));
-    }
+    let sequences = enrich_on_one_stream(&harness, batches, 2).await;
     assert_eq!(sequences, vec![1, 0], "the second batch is answered first");
 }
 
@@ -581,21 +594,7 @@ async fn heavy_synchronous_batches_of_one_stream_run_in_parallel() {
                 .collect(),
         })
         .collect();
-    let mut client = pb::enricher_client::EnricherClient::new(harness.channel());
-    let mut answers = client
-        .enrich(tokio_stream::iter(batches))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut sequences = Vec::new();
-    while sequences.len() < 64 {
-        let response = tokio::time::timeout(Duration::from_secs(30), answers.message())
-            .await
-            .expect("answered within 30 s")
-            .unwrap()
-            .expect("the stream stays open until every item is answered");
-        sequences.extend(response.results.iter().map(|result| result.sequence));
-    }
+    let mut sequences = enrich_on_one_stream(&harness, batches, 64).await;
     sequences.sort_unstable();
     assert_eq!(sequences, (0..64).collect::<Vec<_>>());
     assert!(
