@@ -9,7 +9,9 @@
 //!
 //! [`AuthorityFix`] sits between the socket (or the TLS stream) and h2 and
 //! watches what the client sends. It reads the first header block of the
-//! connection with its own HPACK decoder:
+//! connection: a quick walk of its HPACK representations settles the common
+//! case, a usable `:authority` (module `first_block`), and its own HPACK
+//! decoder everything else:
 //!
 //! - when `:authority` is absent or valid (the hub, go-plugin, grpc-go), it
 //!   forwards the original bytes and from then on only passes bytes through,
