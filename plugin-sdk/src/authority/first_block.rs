@@ -15,7 +15,7 @@
 //! Whatever it cannot settle cheaply (a reference into the dynamic table, an
 //! unusual encoding, a malformed block) it leaves to the full decode.
 
-use tonic::codegen::http::uri::Authority;
+use super::{AUTHORITY_NAME, usable};
 
 /// `:authority`'s index in HPACK's static table.
 const AUTHORITY_INDEX: u64 = 1;
@@ -38,11 +38,15 @@ pub(super) enum Verdict {
 /// Looks at the header block `block` (HPACK, the fragments of one HEADERS
 /// frame and its CONTINUATIONs joined).
 pub(super) fn look(block: &[u8]) -> Verdict {
-    walk(block).unwrap_or(Verdict::Undecided)
+    match walk(block) {
+        Some(()) => Verdict::Usable,
+        None => Verdict::Undecided,
+    }
 }
 
-/// [`look`], with `None` for "cannot tell cheaply".
-fn walk(mut rest: &[u8]) -> Option<Verdict> {
+/// [`look`]: `Some` when every `:authority` is usable, `None` for "cannot
+/// tell cheaply".
+fn walk(mut rest: &[u8]) -> Option<()> {
     while let Some(&first) = rest.first() {
         if first & 0x80 != 0 {
             // Indexed header field: name and value from a table. Only a
@@ -72,7 +76,7 @@ fn walk(mut rest: &[u8]) -> Option<Verdict> {
                 if huffman {
                     name == AUTHORITY_HUFFMAN
                 } else {
-                    name == b":authority"
+                    name == AUTHORITY_NAME
                 }
             }
             AUTHORITY_INDEX => true,
@@ -82,17 +86,17 @@ fn walk(mut rest: &[u8]) -> Option<Verdict> {
         let (value, huffman, after) = string(rest)?;
         rest = after;
         if is_authority {
-            let usable = if huffman {
+            let settled = if huffman {
                 value == LOCALHOST_HUFFMAN
             } else {
-                Authority::try_from(value).is_ok()
+                usable(value)
             };
-            if !usable {
+            if !settled {
                 return None;
             }
         }
     }
-    Some(Verdict::Usable)
+    Some(())
 }
 
 /// An HPACK integer with a `prefix`-bit prefix (RFC 7541, 5.1) at the start

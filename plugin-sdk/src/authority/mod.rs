@@ -53,6 +53,8 @@ const MAX_BLOCK: usize = 1024 * 1024;
 const HEADER_TABLE_SIZE: usize = 4096;
 /// What an unusable `:authority` becomes.
 const LOCAL_AUTHORITY: &[u8] = b"localhost";
+/// The pseudo-header this module watches.
+const AUTHORITY_NAME: &[u8] = b":authority";
 /// How many bytes one read from the socket may bring while headers are followed.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -251,7 +253,7 @@ impl<S> AuthorityFix<S> {
         };
         let mut fixed = false;
         for (name, value) in &mut headers {
-            if name.as_slice() == b":authority" && Authority::try_from(value.as_slice()).is_err() {
+            if name.as_slice() == AUTHORITY_NAME && !usable(value) {
                 tracing::debug!(
                     authority = %String::from_utf8_lossy(value),
                     "A client sent an unusable :authority (a socket path); serving it as localhost."
@@ -271,6 +273,11 @@ impl<S> AuthorityFix<S> {
         let encoded = encode_literals(&headers);
         write_header_frames(&mut self.ready, &block, &encoded);
     }
+}
+
+/// Whether h2 accepts `value` as `:authority` (a socket path it does not).
+fn usable(value: &[u8]) -> bool {
+    Authority::try_from(value).is_ok()
 }
 
 /// A HEADERS payload's priority fields and header block fragment, without
