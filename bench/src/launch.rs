@@ -23,6 +23,15 @@ use crate::rig::Rig;
 use crate::settings::Counts;
 use crate::stats;
 
+/// One series of launches: spawn to the first `Enrich` answer, and spawn to
+/// the supervisor's "running" (handshake, health, metadata and Configure
+/// done), per launch.
+#[derive(Default)]
+struct Series {
+    to_first_enrich: Vec<u64>,
+    to_running: Vec<u64>,
+}
+
 /// Runs the rounds and returns the report rows and the summaries.
 pub async fn measure(
     rig: &Rig,
@@ -31,28 +40,18 @@ pub async fn measure(
     counts: &Counts,
 ) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
     let record = payload::domain_record()?;
-    let mut switchyard = Vec::new();
-    let mut switchyard_running = Vec::new();
-    let mut switchyard_dynamic = Vec::new();
-    let mut switchyard_dynamic_running = Vec::new();
+    let mut switchyard = Series::default();
+    let mut switchyard_dynamic = Series::default();
     let mut go_plugin = Vec::new();
     for round in 0..counts.rounds {
         eprintln!("launch: round {}/{}", round + 1, counts.rounds);
-        launches(
-            rig,
-            &record,
-            counts.launches_per_round,
-            &mut switchyard,
-            &mut switchyard_running,
-        )
-        .await?;
+        launches(rig, &record, counts.launches_per_round, &mut switchyard).await?;
         if let Some(dynamic) = dynamic {
             launches(
                 dynamic,
                 &record,
                 counts.launches_per_round,
                 &mut switchyard_dynamic,
-                &mut switchyard_dynamic_running,
             )
             .await?;
         }
@@ -62,35 +61,23 @@ pub async fn measure(
                 .context("go-plugin launch round")?,
         );
     }
-    let switchyard = stats::summarize(&mut switchyard);
-    let switchyard_running = stats::summarize(&mut switchyard_running);
-    let switchyard_dynamic = stats::summarize(&mut switchyard_dynamic);
-    let switchyard_dynamic_running = stats::summarize(&mut switchyard_dynamic_running);
+    let switchyard_running = stats::summarize(&mut switchyard.to_running);
+    let switchyard = stats::summarize(&mut switchyard.to_first_enrich);
+    let switchyard_dynamic_running = stats::summarize(&mut switchyard_dynamic.to_running);
+    let switchyard_dynamic = stats::summarize(&mut switchyard_dynamic.to_first_enrich);
     let go_plugin = stats::summarize(&mut go_plugin);
     let linkage = Linkage::of(rig.testkit());
-    let mut rows = vec![Row::new(
-        "launch",
-        format!(
-            "Launch: spawn to first successful call, p50 (testkit {})",
-            linkage.describe()
-        ),
-        Value::millis(switchyard.map(|s| s.p50_ns)),
-        Value::millis(go_plugin.map(|s| s.p50_ns)),
-        Value::none(),
-        true,
+    let mut rows = vec![row(
+        linkage,
+        switchyard,
+        go_plugin,
         Some(Target::RatioToGoAtMost(0.4)),
     )];
     if let Some(dynamic) = dynamic {
-        rows.push(Row::new(
-            "launch",
-            format!(
-                "Launch: spawn to first successful call, p50 (testkit {})",
-                Linkage::of(dynamic.testkit()).describe()
-            ),
-            Value::millis(switchyard_dynamic.map(|s| s.p50_ns)),
-            Value::millis(go_plugin.map(|s| s.p50_ns)),
-            Value::none(),
-            true,
+        rows.push(row(
+            Linkage::of(dynamic.testkit()),
+            switchyard_dynamic,
+            go_plugin,
             None,
         ));
     }
@@ -105,16 +92,34 @@ pub async fn measure(
     Ok((rows, details))
 }
 
-/// Launches `count` times through `rig`, timing each from spawn to the first
-/// `Enrich` answer (`samples`) and to the supervisor's "running" with the
-/// handshake, health, metadata and Configure done (`to_running`); the
-/// plugin is stopped after each, untimed.
+/// The launch row of testkit linked as `linkage`, beside go-plugin's.
+fn row(
+    linkage: Linkage,
+    switchyard: Option<stats::Summary>,
+    go_plugin: Option<stats::Summary>,
+    target: Option<Target>,
+) -> Row {
+    Row::new(
+        "launch",
+        format!(
+            "Launch: spawn to first successful call, p50 (testkit {})",
+            linkage.describe()
+        ),
+        Value::millis(switchyard.map(|s| s.p50_ns)),
+        Value::millis(go_plugin.map(|s| s.p50_ns)),
+        Value::none(),
+        true,
+        target,
+    )
+}
+
+/// Launches `count` times through `rig` and adds each launch's times to
+/// `series`; the plugin is stopped after each, untimed.
 async fn launches(
     rig: &Rig,
     record: &switchyard_hub::domain::Record,
     count: usize,
-    samples: &mut Vec<u64>,
-    to_running: &mut Vec<u64>,
+    series: &mut Series,
 ) -> anyhow::Result<()> {
     for _ in 0..count {
         let start = Instant::now();
@@ -131,8 +136,8 @@ async fn launches(
         if outcomes.len() != 1 {
             bail!("the first Enrich call answered {} outcomes", outcomes.len());
         }
-        samples.push(nanos(elapsed));
-        to_running.push(nanos(running));
+        series.to_first_enrich.push(nanos(elapsed));
+        series.to_running.push(nanos(running));
     }
     Ok(())
 }
