@@ -218,11 +218,26 @@ pub fn server_config(
     identity: &Identity,
     client_cert: CertificateDer<'static>,
 ) -> Result<Arc<ServerConfig>, MtlsError> {
+    server_config_reporting(identity, client_cert, |_| {})
+}
+
+/// [`server_config`] that also calls `on_refusal` with the reason whenever it
+/// refuses the host's certificate, *before* the TLS alert goes out.
+///
+/// A plugin logs the reason there: a host that sees the alert (or the closed
+/// connection) stops the plugin at once, and a line logged after the
+/// handshake fails could be lost with it.
+pub fn server_config_reporting(
+    identity: &Identity,
+    client_cert: CertificateDer<'static>,
+    on_refusal: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<Arc<ServerConfig>, MtlsError> {
     check_certificate(&client_cert)?;
     let verifier = PinnedCertificate::new(
         client_cert,
         "the host presented a client certificate other than the one in PLUGIN_CLIENT_CERT",
-    );
+    )
+    .reporting_refusals(on_refusal);
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(Arc::new(verifier))
@@ -278,7 +293,11 @@ pub struct PinnedCertificate {
     expected: CertificateDer<'static>,
     algorithms: WebPkiSupportedAlgorithms,
     mismatch: &'static str,
+    on_refusal: Option<RefusalReport>,
 }
+
+/// What a [`PinnedCertificate`] calls with the reason when it refuses a peer.
+type RefusalReport = Box<dyn Fn(&str) + Send + Sync>;
 
 impl fmt::Debug for PinnedCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,13 +320,25 @@ impl PinnedCertificate {
             expected,
             algorithms: provider().signature_verification_algorithms,
             mismatch,
+            on_refusal: None,
         }
+    }
+
+    /// Calls `on_refusal` with the reason (the `mismatch` text) each time
+    /// another certificate is refused, before rustls sends its alert.
+    #[must_use]
+    pub fn reporting_refusals(mut self, on_refusal: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_refusal = Some(Box::new(on_refusal));
+        self
     }
 
     fn check(&self, presented: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         if presented.as_ref() == self.expected.as_ref() {
             Ok(())
         } else {
+            if let Some(on_refusal) = &self.on_refusal {
+                on_refusal(self.mismatch);
+            }
             Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 OtherError(Arc::new(PinMismatch(self.mismatch))),
             )))
@@ -499,6 +530,38 @@ mod tests {
         assert_eq!(
             describe_tls_error(&error),
             "invalid peer certificate: the plugin presented a certificate other than the one in its handshake line"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_reported_with_its_reason_and_an_accepted_host_is_not() {
+        let host = Identity::generate().unwrap();
+        let plugin = Identity::generate().unwrap();
+        let impostor = Identity::generate().unwrap();
+        let reported = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let server = {
+            let reported = Arc::clone(&reported);
+            server_config_reporting(&plugin, host.cert_der().clone(), move |reason| {
+                reported.lock().unwrap().push(reason.to_owned());
+            })
+            .unwrap()
+        };
+        handshake(
+            client_config(&host, plugin.cert_der().clone()).unwrap(),
+            Arc::clone(&server),
+        )
+        .unwrap();
+        assert!(reported.lock().unwrap().is_empty());
+        assert!(
+            handshake(
+                client_config(&impostor, plugin.cert_der().clone()).unwrap(),
+                server,
+            )
+            .is_err()
+        );
+        assert_eq!(
+            *reported.lock().unwrap(),
+            ["the host presented a client certificate other than the one in PLUGIN_CLIENT_CERT"]
         );
     }
 

@@ -70,7 +70,13 @@ impl AutoMtls {
         };
         let host_cert = mtls::parse_pem_certificate(pem).map_err(TlsSetupError::HostCertificate)?;
         let identity = Identity::generate().map_err(TlsSetupError::Setup)?;
-        let config = mtls::server_config(&identity, host_cert).map_err(TlsSetupError::Setup)?;
+        // Logged as the certificate is refused, before the alert: the host
+        // stops the plugin as soon as it hears it, and its error carries
+        // this line.
+        let config = mtls::server_config_reporting(&identity, host_cert, |reason| {
+            tracing::warn!(reason, "Refusing the host's TLS connection.");
+        })
+        .map_err(TlsSetupError::Setup)?;
         Ok(Some(AutoMtls {
             identity,
             acceptor: TlsAcceptor::from(config),
