@@ -273,7 +273,7 @@ async fn run_on(
 }
 
 /// The PostgreSQL server's main process (the parent of its backends).
-async fn postgres_main_pid(url: &str) -> anyhow::Result<Pid> {
+pub(crate) async fn postgres_main_pid(url: &str) -> anyhow::Result<Pid> {
     let child = testing::server_process_pid(url).await?;
     parent_of(Pid::from_raw(child)).with_context(|| {
         format!("cannot find the PostgreSQL server's main process (parent of {child}); is the server on this machine?")
@@ -345,14 +345,26 @@ pub(crate) fn cpu_snapshot(hub: Pid, postmaster: Option<Pid>) -> Vec<(String, u6
         }
     }
     if let Some(postmaster) = postmaster {
-        let server: u64 = processes
-            .iter()
-            .filter(|(pid, parent, _)| *pid == postmaster || *parent == postmaster)
-            .map(|(pid, _, _)| cpu_ticks(*pid).unwrap_or(0))
-            .sum();
-        snapshot.push(("postgres server".to_owned(), server));
+        snapshot.push((
+            "postgres server".to_owned(),
+            server_ticks(&processes, postmaster),
+        ));
     }
     snapshot
+}
+
+/// CPU ticks so far of a PostgreSQL server: its main process and every
+/// child (backends, the WAL writer, the checkpointer).
+pub(crate) fn postgres_server_ticks(postmaster: Pid) -> u64 {
+    server_ticks(&processes(), postmaster)
+}
+
+fn server_ticks(processes: &[(Pid, Pid, String)], postmaster: Pid) -> u64 {
+    processes
+        .iter()
+        .filter(|(pid, parent, _)| *pid == postmaster || *parent == postmaster)
+        .map(|(pid, _, _)| cpu_ticks(*pid).unwrap_or(0))
+        .sum()
 }
 
 /// Every process: (pid, parent pid, command name).
