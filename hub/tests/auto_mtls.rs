@@ -25,7 +25,7 @@ use switchyard_wire::mtls::{self, Identity};
 
 /// target/debug/testkit, built on first use.
 fn testkit() -> PathBuf {
-    common::built(&["-p", "testkit"], "testkit")
+    common::built("testkit")
 }
 
 /// One plugin block with `tls`, its config table and no restarts.

@@ -36,8 +36,8 @@ fn processes_of(path: &Path) -> Vec<String> {
 /// A private copy of `formbricks` (so its processes can be told apart from
 /// other tests') and the generator, in a temp dir.
 fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let formbricks = common::built(&["-p", "formbricks"], "formbricks");
-    let generator = common::built(&["-p", "generator"], "generator");
+    let formbricks = common::built("formbricks");
+    let generator = common::built("generator");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("formbricks-under-check");
     std::fs::copy(&formbricks, &copy).unwrap();
@@ -82,7 +82,7 @@ token_env = "T"
 "#,
         formbricks = formbricks.display(),
         generator = generator.display(),
-        rest_poll = common::built(&["-p", "rest-poll"], "rest-poll").display()
+        rest_poll = common::built("rest-poll").display()
     );
     std::fs::write(dir.path().join("plugins.toml"), config).unwrap();
     let output = check(dir.path());

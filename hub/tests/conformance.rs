@@ -19,14 +19,11 @@ use serde_json::Value;
 use switchyard_hub::conformance::CHECKS;
 
 fn switchyard() -> PathBuf {
-    common::built(
-        &["-p", "switchyard-hub", "--bin", "switchyard"],
-        "switchyard",
-    )
+    common::built("switchyard")
 }
 
 fn misbehave() -> PathBuf {
-    common::built(&["-p", "misbehave"], "misbehave-plugin")
+    common::built("misbehave-plugin")
 }
 
 /// A finished `switchyard conformance --format json` run.
@@ -363,13 +360,13 @@ fn assert_conforms_with(
 
 #[test]
 fn generator_conforms() {
-    let plugin = common::built(&["-p", "generator"], "generator");
+    let plugin = common::built("generator");
     assert_conforms(&plugin, None, &["enrich", "output-acks", "webhook"]);
 }
 
 #[test]
 fn webhook_json_conforms() {
-    let plugin = common::built(&["-p", "webhook-json"], "webhook-json");
+    let plugin = common::built("webhook-json");
     assert_conforms(
         &plugin,
         None,
@@ -379,7 +376,7 @@ fn webhook_json_conforms() {
 
 #[test]
 fn sentiment_conforms() {
-    let plugin = common::built(&["-p", "sentiment"], "sentiment");
+    let plugin = common::built("sentiment");
     assert_conforms(
         &plugin,
         None,
@@ -389,7 +386,7 @@ fn sentiment_conforms() {
 
 #[test]
 fn jsonl_output_conforms() {
-    let plugin = common::built(&["-p", "jsonl-output"], "jsonl-output");
+    let plugin = common::built("jsonl-output");
     assert_conforms(
         &plugin,
         Some("path = \"@DIR@/out.jsonl\"\n"),
@@ -420,7 +417,7 @@ fn formbricks_conforms() {
             "yes",
         )],
     );
-    let plugin = common::built(&["-p", "formbricks"], "formbricks");
+    let plugin = common::built("formbricks");
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("webhook.json");
     std::fs::write(
@@ -456,7 +453,7 @@ fn formbricks_conforms() {
 fn http_output_conforms() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let receiver = fake_receiver::Receiver::start(SECRET);
-    let plugin = common::built(&["-p", "http-output"], "http-output");
+    let plugin = common::built("http-output");
     let env = format!("HOOK_SECRET={SECRET}");
     assert_conforms_with(
         &plugin,
@@ -514,7 +511,7 @@ fn fake_upstream(router: axum::Router) -> String {
 
 #[test]
 fn llm_enrich_conforms() {
-    let plugin = common::built(&["-p", "llm-enrich"], "llm-enrich");
+    let plugin = common::built("llm-enrich");
     // A local OpenAI-compatible server without auth, answering the default
     // (sentiment) schema like OpenAI does.
     let router = axum::Router::new().route(
@@ -541,7 +538,7 @@ fn llm_enrich_conforms() {
 
 #[test]
 fn rest_poll_conforms() {
-    let plugin = common::built(&["-p", "rest-poll"], "rest-poll");
+    let plugin = common::built("rest-poll");
     // Three pages of two items, `{"items": [...]}`, by `?page=N`.
     let router = axum::Router::new().route(
         "/items",

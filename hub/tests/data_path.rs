@@ -22,10 +22,7 @@ use switchyard_hub::store::{Store, testing};
 
 /// The plugin binaries, built on first use.
 fn plugin_bin(name: &str) -> PathBuf {
-    common::built(
-        &["-p", "generator", "-p", "jsonl-output", "-p", "testkit"],
-        name,
-    )
+    common::built(name)
 }
 
 /// The databases to run each scenario on: a fresh SQLite file in `dir`,

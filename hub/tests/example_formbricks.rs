@@ -97,19 +97,7 @@ fn plugin_running(example: &toml::Table, binary: &str) -> String {
 
 /// The built plugin binary `name`.
 fn built(name: &str) -> PathBuf {
-    common::built(
-        &[
-            "-p",
-            "formbricks",
-            "-p",
-            "llm-enrich",
-            "-p",
-            "http-output",
-            "-p",
-            "jsonl-output",
-        ],
-        name,
-    )
+    common::built(name)
 }
 
 /// The value at a dotted path in a JSON payload.

@@ -24,7 +24,7 @@ const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn plugin_bin() -> std::path::PathBuf {
-    common::built(&["-p", "formbricks"], "formbricks")
+    common::built("formbricks")
 }
 
 /// A running `switchyard run` (child process), stopped on drop.

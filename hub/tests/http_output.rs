@@ -110,7 +110,7 @@ impl Drop for Receiver {
 }
 
 fn plugin(name: &str) -> PathBuf {
-    common::built(&["-p", "webhook-json", "-p", "http-output"], name)
+    common::built(name)
 }
 
 async fn send(hub: &common::Hub, id: &str, behaviour: &str) {

@@ -20,19 +20,7 @@ use serde_json::{Value, json};
 type Hub = common::HubProcess;
 
 fn plugin_bin(name: &str) -> PathBuf {
-    common::built(
-        &[
-            "-p",
-            "generator",
-            "-p",
-            "webhook-json",
-            "-p",
-            "sentiment",
-            "-p",
-            "jsonl-output",
-        ],
-        name,
-    )
+    common::built(name)
 }
 
 /// The `[hub]` table and the plugins every config of these tests shares;

@@ -48,7 +48,7 @@ async fn record_ids(hub: &HubProcess, source: &str) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_view_reset_set_and_poll_now() {
-    let generator = common::built(&["-p", "generator"], "generator");
+    let generator = common::built("generator");
     let hub = hub(&format!(
         r#"[plugins.gen]
 command = "{generator}"
@@ -230,7 +230,7 @@ command = "{generator}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_during_a_running_poll_takes_effect() {
-    let testkit = common::built(&["-p", "testkit"], "testkit");
+    let testkit = common::built("testkit");
     let pause = tempfile::NamedTempFile::new().unwrap();
     let hub = hub(&format!(
         r#"[plugins.kit]

@@ -27,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The plugins' binaries, built once per test run.
 fn plugin_bin(name: &str) -> PathBuf {
-    common::built(&["-p", "webhook-json", "-p", "testkit"], name)
+    common::built(name)
 }
 
 /// A running `switchyard run`, stopped (SIGTERM, then SIGKILL) on drop.
