@@ -122,7 +122,11 @@ fn build_rust(project: &Path, name: &str) {
             Command::new(&cargo)
                 .args(args)
                 .current_dir(project)
-                .env("CARGO_TARGET_DIR", &target),
+                .env("CARGO_TARGET_DIR", &target)
+                // The project is its own workspace, without our profile: its
+                // dependencies would be built with full debug info, which
+                // made building the SDK's 20% slower.
+                .env("CARGO_PROFILE_DEV_DEBUG", "false"),
             &format!("cargo {} in {}", args[0], project.display()),
         );
     }
