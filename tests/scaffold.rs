@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use switchyard_e2e::{Hub, bin_path, profile_dir, run_to_completion};
+use switchyard_e2e::{Hub, bin_path, profile_dir, run_to_completion, without_cargo_test_env};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -118,8 +118,10 @@ fn build_rust(project: &Path, name: &str) {
         .map_or_else(|| repo_root().join("target"), Path::to_path_buf);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     for args in [&["build"][..], &["test"][..]] {
+        let mut command = Command::new(&cargo);
+        without_cargo_test_env(&mut command);
         run_ok(
-            Command::new(&cargo)
+            command
                 .args(args)
                 .current_dir(project)
                 .env("CARGO_TARGET_DIR", &target)

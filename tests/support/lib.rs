@@ -32,6 +32,7 @@
 //! ```
 
 mod bins;
+mod cargo_env;
 mod command;
 mod hub;
 mod nats;
@@ -40,6 +41,7 @@ mod upstream;
 mod wait;
 
 pub use bins::{bin_path, profile_dir};
+pub use cargo_env::without_cargo_test_env;
 pub use command::{Outcome, run_to_completion};
 pub use hub::{Hub, HubBuilder, JsonResponse, strip_ansi};
 pub use nats::{NatsServer, nats_server_path};

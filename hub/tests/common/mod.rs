@@ -12,6 +12,9 @@ use serde_json::Value;
 use switchyard_hub::config::{self, Config};
 use switchyard_hub::supervisor::{PluginHandle, PluginStatus, Spawner, Supervisor};
 
+#[path = "../../../tests/support/cargo_env.rs"]
+mod cargo_env;
+
 /// A TCP port free on 127.0.0.1 now (for a hub child process's `listen`,
 /// which must be known before it starts).
 pub fn free_port() -> u16 {
@@ -166,10 +169,10 @@ pub fn built(relative: &str) -> PathBuf {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !*built {
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--workspace", "--bins", "--examples"])
-                .status()
-                .unwrap();
+            let mut cargo = std::process::Command::new(env!("CARGO"));
+            cargo.args(["build", "--workspace", "--bins", "--examples"]);
+            cargo_env::without_cargo_test_env(&mut cargo);
+            let status = cargo.status().unwrap();
             assert!(status.success(), "cargo build --workspace failed");
             *built = true;
         }
