@@ -158,9 +158,9 @@ pub fn profile_dir() -> PathBuf {
 /// packages a build selects, so `-p testkit` alone built 67 crates again
 /// with other features (41 s on the 2-core machine; 73 s for the hub's
 /// example) and replaced the binary `cargo build --workspace` had made.
-/// With the workspace selected the build matches `cargo build --workspace
-/// --bins` and `cargo test --workspace` (scripts/test runs both first),
-/// and finds everything fresh in a fraction of a second.
+/// With the workspace selected the build matches what scripts/test builds
+/// before `cargo test --workspace` (this same command), and finds
+/// everything fresh in a fraction of a second.
 pub fn built(relative: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     {
