@@ -325,7 +325,7 @@ fsync = false
     for name in ["generator", "webhook-json", "jsonl-output"] {
         text = text.replace(
             &format!("@{name}@"),
-            &common::data_path_plugin(name).display().to_string(),
+            &common::built(name).display().to_string(),
         );
     }
     text

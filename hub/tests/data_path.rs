@@ -12,18 +12,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::wait_for;
 use serde_json::Value;
 use switchyard_hub::store::{Store, testing};
-
-/// The plugin binaries, built on first use.
-fn plugin_bin(name: &str) -> PathBuf {
-    common::built(name)
-}
 
 /// The databases to run each scenario on: a fresh SQLite file in `dir`,
 /// and a fresh PostgreSQL database when one is configured.
@@ -67,10 +62,13 @@ impl Hub {
             plugins
                 .replace(
                     "@GENERATOR@",
-                    &plugin_bin("generator").display().to_string()
+                    &common::built("generator").display().to_string()
                 )
-                .replace("@JSONL@", &plugin_bin("jsonl-output").display().to_string())
-                .replace("@TESTKIT@", &plugin_bin("testkit").display().to_string())
+                .replace(
+                    "@JSONL@",
+                    &common::built("jsonl-output").display().to_string()
+                )
+                .replace("@TESTKIT@", &common::built("testkit").display().to_string())
         );
         let config = dir.join("plugins.toml");
         std::fs::write(&config, text).unwrap();

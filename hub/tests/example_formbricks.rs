@@ -20,7 +20,7 @@ mod fake_openai;
 mod fake_receiver;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use fake_formbricks::FakeFormbricks;
@@ -93,11 +93,6 @@ fn plugin_running(example: &toml::Table, binary: &str) -> String {
         .collect();
     assert_eq!(names.len(), 1, "plugins running `{binary}`: {names:?}");
     names[0].clone()
-}
-
-/// The built plugin binary `name`.
-fn built(name: &str) -> PathBuf {
-    common::built(name)
 }
 
 /// The value at a dotted path in a JSON payload.
@@ -295,7 +290,7 @@ async fn the_formbricks_example_polls_takes_webhooks_enriches_and_delivers_to_bo
     for name in &names {
         let command = get_str(&config, &["plugins", name, "command"]);
         let binary = Path::new(command).file_name().unwrap().to_str().unwrap();
-        let binary = built(binary);
+        let binary = common::built(binary);
         set(
             &mut config,
             &["plugins", name, "command"],

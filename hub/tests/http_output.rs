@@ -109,10 +109,6 @@ impl Drop for Receiver {
     }
 }
 
-fn plugin(name: &str) -> PathBuf {
-    common::built(name)
-}
-
 async fn send(hub: &common::Hub, id: &str, behaviour: &str) {
     let (status, body) = hub
         .post("/webhooks/in", json!({"id": id, "behaviour": behaviour}))
@@ -157,8 +153,8 @@ max_attempts = 60
 initial_backoff = "100ms"
 max_backoff = "1s"
 "#,
-        input = plugin("webhook-json").display(),
-        output = plugin("http-output").display(),
+        input = common::built("webhook-json").display(),
+        output = common::built("http-output").display(),
         port = receiver.port,
     ))
     .await;

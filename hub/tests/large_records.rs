@@ -33,7 +33,7 @@ async fn large_records_reach_a_go_enricher_and_a_go_output() {
     let Some(echo_go) = common::echo_go() else {
         return;
     };
-    let generator = common::data_path_plugin("generator");
+    let generator = common::built("generator");
     let hub = Hub::start(&format!(
         r#"
 [plugins.gen]
@@ -63,7 +63,7 @@ command = "{echo_go}"
 enrich = ["echo"]
 "#,
         generator = generator.display(),
-        webhook_json = common::data_path_plugin("webhook-json").display(),
+        webhook_json = common::built("webhook-json").display(),
         echo_go = echo_go.display(),
     ))
     .await;
@@ -121,7 +121,7 @@ command = "{echo_go}"
 [pipeline]
 enrich = ["echo"]
 "#,
-        webhook_json = common::data_path_plugin("webhook-json").display(),
+        webhook_json = common::built("webhook-json").display(),
         echo_go = echo_go.display(),
     ))
     .await;
@@ -156,7 +156,7 @@ command = "{webhook_json}"
 auth = "none"
 max_body = "16MiB"
 "#,
-        webhook_json = common::data_path_plugin("webhook-json").display(),
+        webhook_json = common::built("webhook-json").display(),
     ))
     .await;
     // Three records of 9 MiB: a page holds at most 16 MiB past its first

@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,10 +17,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 type Hub = common::HubProcess;
-
-fn plugin_bin(name: &str) -> PathBuf {
-    common::built(name)
-}
 
 /// The `[hub]` table and the plugins every config of these tests shares;
 /// `@NAME@` stands for a plugin binary.
@@ -32,7 +27,7 @@ fn render(port: u16, dir: &std::path::Path, body: &str) -> String {
     for name in ["generator", "webhook-json", "sentiment", "jsonl-output"] {
         text = text.replace(
             &format!("@{name}@"),
-            &plugin_bin(name).display().to_string(),
+            &common::built(name).display().to_string(),
         );
     }
     text.replace("@DIR@", &dir.display().to_string())

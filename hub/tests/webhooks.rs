@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,11 +23,6 @@ const STANDARD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const API_KEY: &str = "e2e key with spaces";
 /// How long to wait for a condition (records stored, a plugin ready).
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The plugins' binaries, built once per test run.
-fn plugin_bin(name: &str) -> PathBuf {
-    common::built(name)
-}
 
 /// A running `switchyard run`, stopped (SIGTERM, then SIGKILL) on drop.
 struct Hub {
@@ -68,9 +62,9 @@ impl Hub {
             plugins
                 .replace(
                     "@WEBHOOK_JSON@",
-                    &plugin_bin("webhook-json").display().to_string()
+                    &common::built("webhook-json").display().to_string()
                 )
-                .replace("@TESTKIT@", &plugin_bin("testkit").display().to_string())
+                .replace("@TESTKIT@", &common::built("testkit").display().to_string())
         );
         std::fs::write(dir.path().join("plugins.toml"), &config).unwrap();
         let stderr = std::fs::File::create(dir.path().join("hub.stderr")).unwrap();
@@ -830,7 +824,7 @@ async fn a_replayed_webhook_dead_letter_goes_back_to_the_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[hub]\ndatabase = \"sqlite://hub.db\"\n[plugins.json]\ncommand = \"{}\"\n[plugins.json.webhook]\nauth = \"none\"\n",
-        plugin_bin("webhook-json").display()
+        common::built("webhook-json").display()
     );
     std::fs::write(dir.path().join("plugins.toml"), text).unwrap();
     let config = switchyard_hub::config::load(&dir.path().join("plugins.toml")).unwrap();
@@ -987,7 +981,7 @@ fn check_names_a_missing_secret_variable() {
         &config,
         format!(
             "[plugins.gh]\ncommand = \"{}\"\n[plugins.gh.webhook]\nauth = \"github\"\nsecret_env = \"E2E_UNSET_SECRET\"\n",
-            plugin_bin("webhook-json").display()
+            common::built("webhook-json").display()
         ),
     )
     .unwrap();

@@ -162,30 +162,18 @@ pub fn profile_dir() -> PathBuf {
 /// before `cargo test --workspace` (this same command), and finds
 /// everything fresh in a fraction of a second.
 pub fn built(relative: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    {
-        // Held during the build, so tests running in parallel build once.
-        let mut built = BUILT
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !*built {
-            let mut cargo = std::process::Command::new(env!("CARGO"));
-            cargo.args(["build", "--workspace", "--bins", "--examples"]);
-            cargo_env::without_cargo_test_env(&mut cargo);
-            let status = cargo.status().unwrap();
-            assert!(status.success(), "cargo build --workspace failed");
-            *built = true;
-        }
-    }
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    // Tests running in parallel wait for the one build.
+    BUILT.get_or_init(|| {
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo.args(["build", "--workspace", "--bins", "--examples"]);
+        cargo_env::without_cargo_test_env(&mut cargo);
+        let status = cargo.status().unwrap();
+        assert!(status.success(), "cargo build --workspace failed");
+    });
     let path = profile_dir().join(relative);
     assert!(path.is_file(), "{} is missing", path.display());
     path
-}
-
-/// One of the plugins of the data-path fault tests (`generator`,
-/// `webhook-json`, `jsonl-output`), all three built on first use.
-pub fn data_path_plugin(name: &str) -> PathBuf {
-    built(name)
 }
 
 /// The fake plugin binary (`hub/examples/fake_plugin.rs`), built on first use.
