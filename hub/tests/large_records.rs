@@ -155,6 +155,9 @@ command = "{webhook_json}"
 [plugins.pages.webhook]
 auth = "none"
 max_body = "16MiB"
+# Stored in arrival order, so that page-0 and page-1 share the first page
+# (with more deliveries in hand at once, page-1 could be stored first).
+concurrency = 1
 "#,
         webhook_json = common::built("webhook-json").display(),
     ))
