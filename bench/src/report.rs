@@ -280,6 +280,10 @@ pub struct Report {
     pub details: serde_json::Map<String, serde_json::Value>,
     /// Measurements that failed in this run.
     pub failures: Vec<String>,
+    /// Whether the bench was built without optimizations (cargo's `dev`
+    /// profile, as CI's smoke run uses): then its figures say nothing about
+    /// speed.
+    pub unoptimized: bool,
 }
 
 /// Runs the suite, writes report.json and report.md into `--out-dir`, prints
@@ -439,6 +443,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         rows,
         details,
         failures,
+        unoptimized: cfg!(debug_assertions),
     };
     write(&report, &args.out_dir)?;
     println!("{}", markdown(&report));
@@ -500,6 +505,13 @@ pub fn markdown(report: &Report) -> String {
         counts.stream_window,
         counts.launches_per_round
     );
+    if report.unoptimized {
+        out.push_str(
+            "Build: unoptimized (cargo's `dev` profile, as CI's smoke run uses): these figures \
+             say nothing about speed; `scripts/bench` without SWITCHYARD_BENCH_PROFILE builds \
+             optimized.\n\n",
+        );
+    }
     out.push_str(
         "| Measurement | Switchyard | go-plugin | bare tonic | floor | ÷ go-plugin | ÷ bare tonic | ÷ floor | Target | Result |\n",
     );
