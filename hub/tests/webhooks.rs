@@ -715,6 +715,71 @@ async fn a_synchronous_plugin_replies_to_the_challenge_and_stores_before_answeri
     assert_eq!(hub.record_ids("sync").await.len(), 2);
 }
 
+/// Synchronous deliveries posted all at once, each twice: the hub's group
+/// commit stores them together (one inbox insert, one upsert of all their
+/// records), and each delivery must still be stored exactly once, with
+/// every record it made.
+async fn synchronous_burst(database: Option<&str>, suffix: &str) {
+    const DELIVERIES: usize = 24;
+    let name = format!("burst{suffix}");
+    let plugins = format!(
+        "[plugins.{name}]\ncommand = \"@TESTKIT@\"\n[plugins.{name}.webhook]\nauth = \"none\"\n"
+    );
+    let hub = Hub::start(&plugins, &[], database).await;
+    let path = format!("/webhooks/{name}");
+    let posts = (0..2 * DELIVERIES).map(|post| {
+        let index = post % DELIVERIES;
+        let key = format!("burst-{index}");
+        let body = format!(r#"[{{"id":"shared","n":{index}}},{{"id":"own-{index}"}}]"#);
+        let (hub, path) = (&hub, &path);
+        async move {
+            hub.post(path, &[("Idempotency-Key", key.as_str())], body.as_bytes())
+                .await
+        }
+    });
+    let replies = futures_util::future::join_all(posts).await;
+    for reply in &replies {
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    let mut ids = hub.record_ids(&name).await;
+    ids.sort();
+    let mut expected: Vec<String> = (0..DELIVERIES)
+        .map(|index| format!("own-{index}"))
+        .collect();
+    expected.push("shared".to_owned());
+    expected.sort();
+    assert_eq!(ids, expected);
+    // Each delivery updated the shared record once (its metadata names the
+    // delivery): created by the first, updated by the others, never twice.
+    let page = hub
+        .get(&format!("/api/v1/records?source={name}&limit=1000"))
+        .await;
+    let shared = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|record| record["source_id"] == "shared")
+        .unwrap();
+    assert_eq!(shared["version"], DELIVERIES, "{shared:#}");
+}
+
+#[tokio::test]
+async fn synchronous_deliveries_at_once_are_each_stored_once_on_sqlite() {
+    synchronous_burst(None, "").await;
+}
+
+#[tokio::test]
+async fn synchronous_deliveries_at_once_are_each_stored_once_on_postgres() {
+    let Ok(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipping: SWITCHYARD_TEST_POSTGRES_URL is not set (see scripts/start-test-postgres)"
+        );
+        return;
+    };
+    let suffix = format!("_{}_{}", std::process::id(), now());
+    synchronous_burst(Some(&url), &suffix).await;
+}
+
 /// Prints how fast deliveries are accepted (202) one after another; asserts
 /// only that every one was accepted and stored.
 async fn acceptance_latency(database: Option<&str>, what: &str, source: &str) {

@@ -154,10 +154,28 @@ pub async fn write_prepared(
     plugin: &str,
     prepared: &ChainOutput,
 ) -> Result<Vec<Upserted>, StoreError> {
-    for letter in &prepared.dead_letters {
-        tx.add_dead_letter(letter).await?;
+    let mut written = write_prepared_many(tx, &[(plugin, prepared)]).await?;
+    Ok(written.pop().unwrap_or_default())
+}
+
+/// [`write_prepared`] for several inputs' prepared records at once (a
+/// group commit's webhook deliveries): the same effect as writing each in
+/// turn, with their records upserted through shared statements. Returns
+/// each one's outcomes.
+pub async fn write_prepared_many(
+    tx: &mut StoreTx,
+    prepared: &[(&str, &ChainOutput)],
+) -> Result<Vec<Vec<Upserted>>, StoreError> {
+    for (_, output) in prepared {
+        for letter in &output.dead_letters {
+            tx.add_dead_letter(letter).await?;
+        }
     }
-    tx.upsert_records(plugin, &prepared.records).await
+    let lists: Vec<(&str, &[Record])> = prepared
+        .iter()
+        .map(|(plugin, output)| (*plugin, output.records.as_slice()))
+        .collect();
+    tx.upsert_records_many(&lists).await
 }
 
 /// A write job: an input's prepared records, their dead letters and the

@@ -28,7 +28,15 @@
 //! * Jobs commit in the order they were queued, one batch after another, and
 //!   the writer takes the store's writer lock like [`Store::begin`], so
 //!   outbox ids still commit in increasing order.
+//! * A job type that sets [`WriteJob::GROUPED`] has the jobs of its type
+//!   queued next to each other run through one [`WriteJob::run_group`]
+//!   call, which shares statements between them (one multi-row insert for
+//!   a group's webhook deliveries instead of one statement each: on SQLite
+//!   every statement is a round trip to sqlx's worker thread). When a group
+//!   fails, the batch runs again without groups, so the failing job is
+//!   found and the others still commit.
 
+use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,13 +95,49 @@ pub trait WriteJob: Send + Sync + 'static {
     fn weight(&self) -> usize {
         1
     }
+
+    /// Whether jobs of this type queued next to each other run together,
+    /// through [`WriteJob::run_group`] (false by default: each through
+    /// [`WriteJob::run`]).
+    const GROUPED: bool = false;
+
+    /// Runs `jobs`, queued one after another, in `tx` with the same effect
+    /// as running each in turn, and returns their outputs in order. Used
+    /// only when [`WriteJob::GROUPED`] is set; the default runs them one by
+    /// one. A failure fails the whole group: the writer then runs the jobs
+    /// one by one to find the failing one.
+    fn run_group<'a>(
+        jobs: &'a [&'a Self],
+        tx: &'a mut StoreTx,
+    ) -> BoxFuture<'a, Result<Vec<Self::Output>, StoreError>>
+    where
+        Self: Sized,
+    {
+        Box::pin(async move {
+            let mut outputs = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                outputs.push(job.run(tx).await?);
+            }
+            Ok(outputs)
+        })
+    }
 }
 
 /// A job in the queue, with its type erased.
-trait Queued: Send {
+trait Queued: Send + Any {
     fn run<'a>(&'a mut self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>>;
     fn weight(&self) -> usize;
     fn finish(self: Box<Self>, result: Result<(), StoreError>);
+    /// How many of `followers` (the jobs queued right after this one) run
+    /// in one group with it: 0 unless its type is grouped.
+    fn group_len(&self, followers: &[Box<dyn Queued>]) -> usize;
+    /// Runs this job and `followers` (as many as [`Queued::group_len`]
+    /// said) through one [`WriteJob::run_group`].
+    fn run_group<'a>(
+        &'a mut self,
+        followers: &'a mut [Box<dyn Queued>],
+        tx: &'a mut StoreTx,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 struct Entry<J: WriteJob> {
@@ -121,6 +165,57 @@ impl<J: WriteJob> Queued for Entry<J> {
         // stands, there is just nobody left to tell.
         let _ = reply.send(result);
     }
+
+    fn group_len(&self, followers: &[Box<dyn Queued>]) -> usize {
+        if !J::GROUPED {
+            return 0;
+        }
+        followers
+            .iter()
+            .take_while(|follower| (&***follower as &dyn Any).is::<Entry<J>>())
+            .count()
+    }
+
+    fn run_group<'a>(
+        &'a mut self,
+        followers: &'a mut [Box<dyn Queued>],
+        tx: &'a mut StoreTx,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let outputs = {
+                let mut jobs: Vec<&J> = Vec::with_capacity(followers.len() + 1);
+                jobs.push(&self.job);
+                for follower in followers.iter() {
+                    jobs.push(&entry_of::<J>(&**follower)?.job);
+                }
+                J::run_group(&jobs, tx).await?
+            };
+            if outputs.len() != followers.len() + 1 {
+                return Err(StoreError::GroupMismatch(
+                    "the group gave another number of results than it had jobs",
+                ));
+            }
+            let mut outputs = outputs.into_iter();
+            self.output = outputs.next();
+            for (follower, output) in followers.iter_mut().zip(outputs) {
+                let follower: &mut dyn Any = &mut **follower;
+                if let Some(entry) = follower.downcast_mut::<Entry<J>>() {
+                    entry.output = Some(output);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `queued` as the entry of a `J` job (which [`Queued::group_len`] checked
+/// it is).
+fn entry_of<J: WriteJob>(queued: &dyn Queued) -> Result<&Entry<J>, StoreError> {
+    (queued as &dyn Any)
+        .downcast_ref::<Entry<J>>()
+        .ok_or(StoreError::GroupMismatch(
+            "a job of another type in the group",
+        ))
 }
 
 /// The sending side of the writer task's queue (one per store).
@@ -221,6 +316,8 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
 /// Runs `batch` in one transaction and answers every job; returns whether
 /// it committed.
 async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
+    // Until a group fails: then every job runs on its own.
+    let mut grouping = true;
     loop {
         if batch.is_empty() {
             return true;
@@ -246,19 +343,41 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
             }
         };
         let mut failed = None;
-        for (index, job) in batch.iter_mut().enumerate() {
-            let result = AssertUnwindSafe(job.run(&mut tx)).catch_unwind().await;
-            let error = match result {
-                Ok(Ok(())) => continue,
+        let mut index = 0;
+        while let Some((job, followers)) = batch.get_mut(index..).and_then(<[_]>::split_first_mut) {
+            let grouped = if grouping {
+                job.group_len(followers)
+            } else {
+                0
+            };
+            let run = if grouped == 0 {
+                job.run(&mut tx)
+            } else {
+                job.run_group(&mut followers[..grouped], &mut tx)
+            };
+            let error = match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(Ok(())) => {
+                    index += 1 + grouped;
+                    continue;
+                }
                 Ok(Err(err)) => err,
                 Err(_) => StoreError::JobPanicked,
             };
             store.health.report(&error);
-            failed = Some((index, error));
+            failed = Some((index, grouped, error));
             break;
         }
         match failed {
-            Some((index, error)) => {
+            Some((_, grouped, error)) if grouped > 0 => {
+                // Which job of the group failed is not known: run the batch
+                // again job by job, which finds it.
+                if let Err(err) = tx.rollback().await {
+                    tracing::warn!(error = %err, "Cannot roll back a failed group commit; the connection is dropped.");
+                }
+                tracing::debug!(error = %error, jobs = grouped + 1, "A group of writes failed; running its batch again one job at a time.");
+                grouping = false;
+            }
+            Some((index, _, error)) => {
                 if let Err(err) = tx.rollback().await {
                     tracing::warn!(error = %err, "Cannot roll back a failed group commit; the connection is dropped.");
                 }

@@ -10,11 +10,11 @@
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row as _};
 
 use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
-use super::{Store, StoreError, StoreTx, ms_to_time, now_ms};
+use super::{Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 use crate::domain::{HttpReply, WebhookDelivery};
 
 /// Where a delivery is in its life.
@@ -88,6 +88,33 @@ pub enum InboxInsert {
     /// The delivery id was already in the inbox: nothing written.
     Duplicate,
 }
+
+/// A delivery to store with [`StoreTx::insert_inbox_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewInboxRow<'a> {
+    /// The webhook plugin's instance name.
+    pub plugin: &'a str,
+    /// The delivery as received (API keys already removed).
+    pub delivery: &'a WebhookDelivery,
+    /// `Pending` for the worker, `Done` for a synchronous delivery handled.
+    pub status: InboxStatus,
+    /// The reply sent for a synchronous delivery.
+    pub reply: Option<&'a HttpReply>,
+}
+
+impl NewInboxRow<'_> {
+    /// What the inbox keeps unique: (plugin, delivery id).
+    fn key(&self) -> (&str, &str) {
+        (self.plugin, &self.delivery.delivery_id)
+    }
+}
+
+/// Deliveries per multi-row inbox insert: 13 parameters each, so 3,328 per
+/// statement, well within SQLite's and PostgreSQL's limits.
+const INBOX_INSERT_CHUNK: usize = 256;
+
+/// Rows per `UPDATE` of [`StoreTx::complete_inbox_many`].
+const INBOX_UPDATE_CHUNK: usize = 1000;
 
 /// The JSON form of a stored reply.
 #[derive(Debug, Serialize, Deserialize)]
@@ -165,44 +192,118 @@ impl StoreTx {
         status: InboxStatus,
         reply: Option<&HttpReply>,
     ) -> Result<InboxInsert, StoreError> {
-        let headers = serde_json::to_string(&delivery.headers)
-            .map_err(|err| StoreError::corrupt("webhook_inbox", err))?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO webhook_inbox (plugin, delivery_id, method, path, query, headers, body, received_at, status, attempts, last_error, reply, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, NULL, $10, $11) \
-             ON CONFLICT (plugin, delivery_id) DO NOTHING RETURNING id",
-        )
-        .bind(plugin)
-        .bind(&delivery.delivery_id)
-        .bind(&delivery.method)
-        .bind(&delivery.path)
-        .bind(&delivery.query)
-        .bind(headers)
-        .bind(delivery.body.clone())
-        .bind(delivery.received_at.timestamp_millis())
-        .bind(status.as_str())
-        .bind(reply.map(encode_reply))
-        .bind(now_ms())
-        .fetch_optional(self.conn())
-        .await?;
-        if id.is_some() && status == InboxStatus::Pending {
-            self.wrote_inbox = true;
+        let row = NewInboxRow {
+            plugin,
+            delivery,
+            status,
+            reply,
+        };
+        let mut inserted = self.insert_inbox_many(&[row]).await?;
+        Ok(inserted.pop().unwrap_or(InboxInsert::Duplicate))
+    }
+
+    /// [`StoreTx::insert_inbox`] for several deliveries, in multi-row
+    /// inserts: the same effect as inserting each in turn (a delivery id
+    /// repeated among them is a duplicate of its first). Returns what
+    /// happened to each, in order.
+    pub async fn insert_inbox_many(
+        &mut self,
+        rows: &[NewInboxRow<'_>],
+    ) -> Result<Vec<InboxInsert>, StoreError> {
+        let mut results = vec![InboxInsert::Duplicate; rows.len()];
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let firsts: Vec<usize> = (0..rows.len())
+            .filter(|&index| seen.insert(rows[index].key()))
+            .collect();
+        let now = now_ms();
+        for chunk in firsts.chunks(INBOX_INSERT_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO webhook_inbox (plugin, delivery_id, method, path, query, headers, body, received_at, status, attempts, last_error, reply, updated_at) VALUES ",
+            );
+            Placeholders::new(self.backend).push_rows(&mut sql, chunk.len(), 13);
+            sql.push_str(
+                " ON CONFLICT (plugin, delivery_id) DO NOTHING RETURNING id, plugin, delivery_id",
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for &index in chunk {
+                let row = &rows[index];
+                let headers = serde_json::to_string(&row.delivery.headers)
+                    .map_err(|err| StoreError::corrupt("webhook_inbox", err))?;
+                query = query
+                    .bind(row.plugin.to_owned())
+                    .bind(row.delivery.delivery_id.clone())
+                    .bind(row.delivery.method.clone())
+                    .bind(row.delivery.path.clone())
+                    .bind(row.delivery.query.clone())
+                    .bind(headers)
+                    .bind(row.delivery.body.clone())
+                    .bind(row.delivery.received_at.timestamp_millis())
+                    .bind(row.status.as_str())
+                    .bind(0_i64)
+                    .bind(None::<String>)
+                    .bind(row.reply.map(encode_reply))
+                    .bind(now);
+            }
+            let by_key: std::collections::HashMap<(&str, &str), usize> = chunk
+                .iter()
+                .map(|&index| (rows[index].key(), index))
+                .collect();
+            for stored in query.fetch_all(self.conn()).await? {
+                let plugin: String = stored.try_get("plugin")?;
+                let delivery_id: String = stored.try_get("delivery_id")?;
+                let Some(&index) = by_key.get(&(plugin.as_str(), delivery_id.as_str())) else {
+                    return Err(StoreError::corrupt(
+                        "webhook_inbox",
+                        format!(
+                            "an insert returned delivery {delivery_id:?} of {plugin:?}, which it did not insert"
+                        ),
+                    ));
+                };
+                results[index] = InboxInsert::Inserted(stored.try_get("id")?);
+                if rows[index].status == InboxStatus::Pending {
+                    self.wrote_inbox = true;
+                }
+            }
         }
-        Ok(id.map_or(InboxInsert::Duplicate, InboxInsert::Inserted))
+        Ok(results)
     }
 
     /// Marks inbox row `id` done (commit it with the records it produced).
     /// Returns false when the row is not pending (already handled).
     pub async fn complete_inbox(&mut self, id: i64, attempts: u32) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE webhook_inbox SET status = 'done', attempts = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(i64::from(attempts))
-        .bind(now_ms())
-        .execute(self.conn())
-        .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(self.complete_inbox_many(&[(id, attempts)]).await? == 1)
+    }
+
+    /// Marks each inbox row `(id, attempts)` done, in one `UPDATE` per
+    /// distinct attempt count (rows of many deliveries handled at the first
+    /// attempt take one statement). Returns how many rows were pending.
+    pub async fn complete_inbox_many(&mut self, rows: &[(i64, u32)]) -> Result<u64, StoreError> {
+        let mut by_attempts: std::collections::BTreeMap<u32, Vec<i64>> =
+            std::collections::BTreeMap::new();
+        for &(id, attempts) in rows {
+            by_attempts.entry(attempts).or_default().push(id);
+        }
+        let now = now_ms();
+        let mut completed = 0;
+        for (attempts, ids) in by_attempts {
+            for chunk in ids.chunks(INBOX_UPDATE_CHUNK) {
+                let mut placeholders = Placeholders::new(self.backend);
+                let mut sql = String::from("UPDATE webhook_inbox SET status = 'done', attempts = ");
+                placeholders.push(&mut sql);
+                sql.push_str(", updated_at = ");
+                placeholders.push(&mut sql);
+                sql.push_str(" WHERE status = 'pending' AND id IN ");
+                placeholders.push_tuple(&mut sql, chunk.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql))
+                    .bind(i64::from(attempts))
+                    .bind(now);
+                for &id in chunk {
+                    query = query.bind(id);
+                }
+                completed += query.execute(self.conn()).await?.rows_affected();
+            }
+        }
+        Ok(completed)
     }
 
     /// Marks inbox row `id` dead with the last error (commit it with the
@@ -523,6 +624,93 @@ mod tests {
         };
         let store = Store::open(&url).await.unwrap();
         exercise(store).await;
+    }
+
+    /// Several deliveries in one insert: each gets what inserting it on its
+    /// own would have given, a repeated id among them included; then one
+    /// update marks the pending ones done.
+    async fn many_at_once(store: Store) {
+        let mut tx = store.begin().await.unwrap();
+        let InboxInsert::Inserted(stored) = tx
+            .insert_inbox("hook", &delivery("stored"), InboxStatus::Pending, None)
+            .await
+            .unwrap()
+        else {
+            panic!("not inserted");
+        };
+        let reply = HttpReply {
+            status: 201,
+            headers: Vec::new(),
+            body: b"made".to_vec(),
+        };
+        let deliveries = [
+            delivery("a"),
+            delivery("stored"),
+            delivery("b"),
+            delivery("a"),
+        ];
+        let rows: Vec<NewInboxRow<'_>> = deliveries
+            .iter()
+            .enumerate()
+            .map(|(index, delivery)| NewInboxRow {
+                plugin: if index == 2 { "other" } else { "hook" },
+                delivery,
+                status: if index == 2 {
+                    InboxStatus::Done
+                } else {
+                    InboxStatus::Pending
+                },
+                reply: (index == 2).then_some(&reply),
+            })
+            .collect();
+        let inserted = tx.insert_inbox_many(&rows).await.unwrap();
+        let ids: Vec<Option<i64>> = inserted
+            .iter()
+            .map(|outcome| match outcome {
+                InboxInsert::Inserted(id) => Some(*id),
+                InboxInsert::Duplicate => None,
+            })
+            .collect();
+        assert!(ids[0].is_some() && ids[2].is_some(), "{inserted:?}");
+        assert_eq!((ids[1], ids[3]), (None, None), "{inserted:?}");
+        assert!(ids[0] < ids[2], "ids in input order: {inserted:?}");
+        let a = ids[0].unwrap();
+        assert_eq!(
+            tx.complete_inbox_many(&[(stored, 1), (a, 2), (a, 2)])
+                .await
+                .unwrap(),
+            2
+        );
+        tx.commit().await.unwrap();
+        let a = store.inbox_delivery("hook", "a").await.unwrap().unwrap();
+        assert_eq!(a.delivery, delivery("a"));
+        assert_eq!((a.status, a.attempts), (InboxStatus::Done, 2));
+        let stored = store
+            .inbox_delivery("hook", "stored")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.status, stored.attempts), (InboxStatus::Done, 1));
+        let b = store.inbox_delivery("other", "b").await.unwrap().unwrap();
+        assert_eq!((b.status, b.reply), (InboxStatus::Done, Some(reply)));
+        assert!(store.inbox_delivery("hook", "b").await.unwrap().is_none());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn many_deliveries_at_once_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        many_at_once(store).await;
+    }
+
+    #[tokio::test]
+    async fn many_deliveries_at_once_on_postgres() {
+        let Some(url) = testing::postgres_url("many_deliveries_at_once_on_postgres").await else {
+            return;
+        };
+        let store = Store::open(&url).await.unwrap();
+        many_at_once(store).await;
     }
 
     /// Five pending deliveries with bodies of 1,000 bytes: a read ahead

@@ -66,7 +66,7 @@ pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use feed::FeedReader;
 pub use group::{Pending, WriteJob};
 pub use health::{Availability, Health, Outage};
-pub use inbox::{InboxEntry, InboxInsert, InboxStatus, PendingInbox};
+pub use inbox::{InboxEntry, InboxInsert, InboxStatus, NewInboxRow, PendingInbox};
 pub use leases::{ClusterView, Fence, HubRow, LeaseRow};
 pub use outbox::{OutboxEvent, OutputFilter};
 pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
@@ -114,6 +114,11 @@ pub enum StoreError {
     /// A write job panicked (a bug); its transaction was rolled back.
     #[error("a write panicked; its transaction was rolled back")]
     JobPanicked,
+    /// A group of write jobs ([`WriteJob::run_group`]) did not give one
+    /// result per job (a bug); its transaction was rolled back and the jobs
+    /// ran again one by one.
+    #[error("a group of writes went wrong: {0}")]
+    GroupMismatch(&'static str),
     /// The store's writer task is gone (the store was closed).
     #[error("the store is closed")]
     WriterGone,

@@ -102,9 +102,34 @@ fn event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
 }
 
 impl StoreTx {
-    /// Writes one outbox event per `(record id, kind, record)`, in one
-    /// statement; returns their ids in input order.
+    /// Writes one outbox event per `(record id, kind, record)`; returns
+    /// their ids in input order. One statement unless a record has more
+    /// than one event here (a key repeated in an upsert): a statement holds
+    /// one event per record, because the ids it returns are matched to the
+    /// events by record id.
     pub(crate) async fn insert_events(
+        &mut self,
+        events: &[(i64, EventKind, &Record)],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::with_capacity(events.len());
+        let mut rest = events;
+        while !rest.is_empty() {
+            let mut records = std::collections::HashSet::with_capacity(rest.len());
+            let distinct = rest
+                .iter()
+                .take_while(|(record_id, _, _)| records.insert(*record_id))
+                .count();
+            let (run, after) = rest.split_at(distinct);
+            ids.extend(self.insert_distinct_events(run, now).await?);
+            rest = after;
+        }
+        Ok(ids)
+    }
+
+    /// [`StoreTx::insert_events`] for events of distinct records, in one
+    /// statement.
+    async fn insert_distinct_events(
         &mut self,
         events: &[(i64, EventKind, &Record)],
         now: i64,

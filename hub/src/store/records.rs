@@ -184,53 +184,61 @@ impl StoreTx {
         default_source: &str,
         records: &[Record],
     ) -> Result<Vec<Upserted>, StoreError> {
-        // Records normally arrive with their source set (the chain sets
-        // it): copy them only when one needs the default.
-        let defaulted: Vec<Record>;
-        let records: Vec<&Record> = if records.iter().any(|record| record.source.is_empty()) {
-            defaulted = records
-                .iter()
-                .map(|record| {
-                    let mut record = record.clone();
-                    if record.source.is_empty() {
-                        record.source = default_source.to_owned();
-                    }
-                    record
-                })
-                .collect();
-            defaulted.iter().collect()
-        } else {
-            records.iter().collect()
-        };
-        let mut outcomes = Vec::with_capacity(records.len());
-        // Chunks of one source with distinct keys go through the batched
-        // path; anything else (a key repeated within a chunk) one by one.
-        let mut start = 0;
-        while start < records.len() {
-            let source = &records[start].source;
-            let mut keys = std::collections::HashSet::new();
-            let mut end = start;
-            while end < records.len()
-                && end - start < UPSERT_CHUNK
-                && records[end].source == *source
-                && keys.insert(record_key(records[end]))
-            {
-                end += 1;
-            }
-            outcomes.extend(self.upsert_chunk(&records[start..end]).await?);
-            start = end;
-        }
-        Ok(outcomes)
+        let mut outcomes = self
+            .upsert_records_many(&[(default_source, records)])
+            .await?;
+        Ok(outcomes.pop().unwrap_or_default())
     }
 
-    /// Upserts records of one source with distinct keys: one multi-row
-    /// `INSERT ... ON CONFLICT DO NOTHING RETURNING` for the whole chunk,
-    /// a `SELECT` of only the keys that were already stored (skipped when
+    /// [`StoreTx::upsert_records`] for several writers' records at once,
+    /// each with its own default source: the same effect as upserting each
+    /// list in turn, with statements shared between them (a group commit's
+    /// webhook deliveries). Returns each list's outcomes.
+    pub async fn upsert_records_many(
+        &mut self,
+        lists: &[(&str, &[Record])],
+    ) -> Result<Vec<Vec<Upserted>>, StoreError> {
+        // Records normally arrive with their source set (the chain sets
+        // it): copy one only when it needs the default.
+        let records: Vec<std::borrow::Cow<'_, Record>> = lists
+            .iter()
+            .flat_map(|(default_source, records)| {
+                records.iter().map(move |record| {
+                    if record.source.is_empty() {
+                        let mut record = record.clone();
+                        (*default_source).clone_into(&mut record.source);
+                        std::borrow::Cow::Owned(record)
+                    } else {
+                        std::borrow::Cow::Borrowed(record)
+                    }
+                })
+            })
+            .collect();
+        let records: Vec<&Record> = records.iter().map(|record| &**record).collect();
+        let mut outcomes = Vec::with_capacity(records.len());
+        // Chunks of one source go through the batched path.
+        for chunk in records.chunk_by(|a, b| a.source == b.source) {
+            for part in chunk.chunks(UPSERT_CHUNK) {
+                outcomes.extend(self.upsert_chunk(part).await?);
+            }
+        }
+        let mut outcomes = outcomes.into_iter();
+        Ok(lists
+            .iter()
+            .map(|(_, records)| outcomes.by_ref().take(records.len()).collect())
+            .collect())
+    }
+
+    /// Upserts records of one source: one multi-row `INSERT ... ON
+    /// CONFLICT DO NOTHING RETURNING` for each key's first record, a
+    /// `SELECT` of only the keys that were already stored (skipped when
     /// every record is new), an `UPDATE` per changed record, and one
     /// multi-row `INSERT` of the chunk's events, in input order. A chunk
     /// of new records takes two statements on PostgreSQL; on SQLite, where
     /// the inserts return no rows, three more small ones work out the new
-    /// ids (see `insert_missing`).
+    /// ids (see `insert_missing`). A key's later records in the chunk are
+    /// compared with the record before them, in memory: the outcome each
+    /// would have had had the records been upserted one at a time.
     ///
     /// Inserting first, rather than looking every key up first, matters on
     /// PostgreSQL: the lookup of a whole chunk was the pipeline's costliest
@@ -244,33 +252,43 @@ impl StoreTx {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let inserted = self.insert_missing(records, now).await?;
-        let conflicting: Vec<&Record> = records
+        let mut keys = std::collections::HashSet::with_capacity(records.len());
+        let firsts: Vec<&Record> = records
+            .iter()
+            .filter(|record| keys.insert(record_key(record)))
+            .copied()
+            .collect();
+        let inserted = self.insert_missing(&firsts, now).await?;
+        let conflicting: Vec<&Record> = firsts
             .iter()
             .filter(|record| !inserted.contains_key(record_key(record)))
             .copied()
             .collect();
         let stored = self.stored_versions(&conflicting).await?;
+        // Each key's id and the record it holds, once one of its records
+        // was handled.
+        let mut latest: std::collections::HashMap<&str, (i64, &Record)> =
+            std::collections::HashMap::with_capacity(firsts.len());
         // What each record became, in input order; the events follow it.
         let mut outcomes: Vec<(i64, Option<EventKind>)> = Vec::with_capacity(records.len());
-        for record in records {
+        for &record in records {
             let key = record_key(record);
-            if let Some(&record_id) = inserted.get(key) {
+            let (record_id, same) = if let Some(&(record_id, previous)) = latest.get(key) {
+                (record_id, same_content(previous, record))
+            } else if let Some(&record_id) = inserted.get(key) {
+                latest.insert(key, (record_id, record));
                 outcomes.push((record_id, Some(EventKind::Created)));
                 continue;
-            }
-            let Some(row) = stored.get(key) else {
-                return Err(StoreError::corrupt(
-                    "records",
-                    format!("record key {key:?} conflicted on insert but is not stored"),
-                ));
+            } else {
+                let Some(row) = stored.get(key) else {
+                    return Err(StoreError::corrupt(
+                        "records",
+                        format!("record key {key:?} conflicted on insert but is not stored"),
+                    ));
+                };
+                (row.try_get("id")?, stored_same(row, record)?)
             };
-            let record_id: i64 = row.try_get("id")?;
-            let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
-            let same = row.try_get::<String, _>("record_type")? == record.record_type
-                && row.try_get::<Option<i64>, _>("occurred_at")? == occurred_at
-                && json_equal(&row.try_get::<String, _>("payload")?, &record.payload)
-                && metadata_equal(&row.try_get::<String, _>("metadata")?, &record.metadata);
+            latest.insert(key, (record_id, record));
             if same {
                 outcomes.push((record_id, None));
             } else {
@@ -496,6 +514,29 @@ fn insert_records_query<'q>(
             .bind(now);
     }
     Ok(query)
+}
+
+/// Whether the stored `row` has `record`'s type, time, payload and
+/// metadata (an upsert of it changes nothing).
+fn stored_same(row: &AnyRow, record: &Record) -> Result<bool, StoreError> {
+    let occurred_at = record.occurred_at.map(|time| time.timestamp_millis());
+    Ok(
+        row.try_get::<String, _>("record_type")? == record.record_type
+            && row.try_get::<Option<i64>, _>("occurred_at")? == occurred_at
+            && json_equal(&row.try_get::<String, _>("payload")?, &record.payload)
+            && metadata_equal(&row.try_get::<String, _>("metadata")?, &record.metadata),
+    )
+}
+
+/// Whether upserting `next` over `previous` (stored, or just upserted in
+/// the same chunk) changes nothing: what [`stored_same`] would say of the
+/// row `previous` left.
+fn same_content(previous: &Record, next: &Record) -> bool {
+    previous.record_type == next.record_type
+        && previous.occurred_at.map(|time| time.timestamp_millis())
+            == next.occurred_at.map(|time| time.timestamp_millis())
+        && json_equal(previous.payload.as_str(), &next.payload)
+        && previous.metadata == next.metadata
 }
 
 /// Whether the stored payload text is the same JSON value as `payload`

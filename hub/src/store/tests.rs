@@ -707,6 +707,169 @@ async fn commits_with_events_wake_subscribers() {
     assert!(events.has_changed().unwrap());
 }
 
+/// The kind of each outcome, for comparing upserts.
+fn kinds(outcomes: &[Upserted]) -> Vec<&'static str> {
+    outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Upserted::Created { .. } => "created",
+            Upserted::Updated { .. } => "updated",
+            Upserted::Unchanged { .. } => "unchanged",
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn repeated_keys_in_one_upsert_match_upserting_one_at_a_time() {
+    on_both("repeated_keys", |store| async move {
+        let mut moved = record("a", 1);
+        moved.metadata.insert("k".to_owned(), "w".to_owned());
+        // Stored before: `b`. Then keys repeated with the same content,
+        // with changed content, back to earlier content, and new keys
+        // repeated.
+        let sequence = [
+            record("a", 1),
+            record("a", 1),
+            record("b", 2),
+            record("a", 2),
+            record("b", 1),
+            record("a", 1),
+            moved,
+            record("c", 1),
+            record("c", 1),
+        ];
+        let with_source = |source: &str| -> Vec<Record> {
+            sequence
+                .iter()
+                .map(|record| Record {
+                    source: source.to_owned(),
+                    ..record.clone()
+                })
+                .collect()
+        };
+        let mut tx = store.begin().await.unwrap();
+        for source in ["batched", "one-by-one"] {
+            tx.upsert_records(
+                "gen",
+                &[Record {
+                    source: source.to_owned(),
+                    ..record("b", 1)
+                }],
+            )
+            .await
+            .unwrap();
+        }
+        let batched = tx
+            .upsert_records("gen", &with_source("batched"))
+            .await
+            .unwrap();
+        let mut one_by_one = Vec::new();
+        for record in with_source("one-by-one") {
+            one_by_one.extend(tx.upsert_records("gen", &[record]).await.unwrap());
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(
+            kinds(&batched),
+            [
+                "created",
+                "unchanged",
+                "updated",
+                "updated",
+                "updated",
+                "updated",
+                "updated",
+                "created",
+                "unchanged"
+            ]
+        );
+        assert_eq!(kinds(&batched), kinds(&one_by_one));
+        // A key keeps its id across its records.
+        assert_eq!(batched[0].record_id(), batched[6].record_id());
+        assert_eq!(batched[7].record_id(), batched[8].record_id());
+        // The stored rows end the same, versions included.
+        for source in ["batched", "one-by-one"] {
+            let filter = RecordFilter {
+                source: Some(source.to_owned()),
+                ..RecordFilter::default()
+            };
+            let mut stored = store
+                .list_records(&filter, 0, 10, usize::MAX)
+                .await
+                .unwrap()
+                .records;
+            stored.sort_by(|x, y| x.record.id.cmp(&y.record.id));
+            let summary: Vec<(String, i64, String, Option<String>)> = stored
+                .iter()
+                .map(|row| {
+                    (
+                        row.record.id.clone(),
+                        row.version,
+                        row.record.payload.as_str().to_owned(),
+                        row.record.metadata.get("k").cloned(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    (
+                        "a".to_owned(),
+                        4,
+                        record("a", 1).payload.as_str().to_owned(),
+                        Some("w".to_owned())
+                    ),
+                    (
+                        "b".to_owned(),
+                        3,
+                        record("b", 1).payload.as_str().to_owned(),
+                        Some("v".to_owned())
+                    ),
+                    (
+                        "c".to_owned(),
+                        1,
+                        record("c", 1).payload.as_str().to_owned(),
+                        Some("v".to_owned())
+                    ),
+                ],
+                "{source}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn many_lists_upserted_at_once_keep_their_own_outcomes_and_sources() {
+    on_both("upsert_many", |store| async move {
+        let first = [record("a", 1), record("b", 1)];
+        let second = [record("a", 1)];
+        let third = [record("a", 2)];
+        let mut tx = store.begin().await.unwrap();
+        let outcomes = tx
+            .upsert_records_many(&[
+                ("one", &first),
+                ("two", &[]),
+                ("two", &second),
+                ("one", &third),
+            ])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let outcomes: Vec<Vec<&str>> = outcomes.iter().map(|list| kinds(list)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                vec!["created", "created"],
+                vec![],
+                vec!["created"],
+                vec!["updated"]
+            ]
+        );
+        assert_eq!(store.count_records().await.unwrap(), 3);
+    })
+    .await;
+}
+
 /// A write job for the group-commit tests: a checkpoint row, or a
 /// statement that fails (`Broken`), or a row that breaks a deferred
 /// constraint, so the COMMIT fails (`FailsAtCommit`).
@@ -747,7 +910,7 @@ impl WriteJob for TestJob {
 }
 
 /// Queues `jobs` while the writer is held up, so they land in one group.
-async fn one_group(store: &Store, jobs: Vec<TestJob>) -> Vec<Result<String, StoreError>> {
+async fn one_group<J: WriteJob>(store: &Store, jobs: Vec<J>) -> Vec<Result<J::Output, StoreError>> {
     let blocker = store.begin().await.unwrap();
     let mut pending = Vec::new();
     for job in jobs {
@@ -811,6 +974,92 @@ async fn a_failing_write_fails_alone_and_its_group_still_commits() {
             "{results:?}"
         );
         assert_eq!(results[2].as_deref().unwrap(), "after");
+        for name in ["before", "after"] {
+            assert!(store.checkpoint(name).await.unwrap().is_some(), "{name}");
+        }
+    })
+    .await;
+}
+
+/// A grouped write job: a [`TestJob`] that runs with the jobs of its type
+/// queued next to it, noting each group's size in `groups`.
+struct GroupedJob {
+    job: TestJob,
+    groups: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl WriteJob for GroupedJob {
+    type Output = String;
+
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, StoreError>> {
+        self.job.run(tx)
+    }
+
+    const GROUPED: bool = true;
+
+    fn run_group<'a>(
+        jobs: &'a [&'a Self],
+        tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            if let Some(first) = jobs.first() {
+                first.groups.lock().unwrap().push(jobs.len());
+            }
+            let mut outputs = Vec::new();
+            for job in jobs {
+                outputs.push(job.run(tx).await?);
+            }
+            Ok(outputs)
+        })
+    }
+}
+
+#[tokio::test]
+async fn grouped_writes_run_together_and_a_failing_one_still_fails_alone() {
+    on_both("group_commit_grouped", |store| async move {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let grouped = |job| GroupedJob {
+            job,
+            groups: groups.clone(),
+        };
+        let results = one_group(
+            &store,
+            (0..5)
+                .map(|index| grouped(TestJob::Checkpoint(format!("g{index}"))))
+                .collect(),
+        )
+        .await;
+        let names: Vec<String> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(names, ["g0", "g1", "g2", "g3", "g4"]);
+        assert_eq!(*groups.lock().unwrap(), [5], "one group of five");
+        for name in &names {
+            assert!(store.checkpoint(name).await.unwrap().is_some(), "{name}");
+        }
+
+        groups.lock().unwrap().clear();
+        let results = one_group(
+            &store,
+            vec![
+                grouped(TestJob::Checkpoint("before".into())),
+                grouped(TestJob::Broken),
+                grouped(TestJob::Checkpoint("after".into())),
+            ],
+        )
+        .await;
+        assert_eq!(results[0].as_deref().unwrap(), "before");
+        assert!(
+            matches!(results[1], Err(StoreError::Database(_))),
+            "{results:?}"
+        );
+        assert_eq!(results[2].as_deref().unwrap(), "after");
+        assert_eq!(
+            *groups.lock().unwrap(),
+            [3],
+            "tried as a group once, then one by one"
+        );
         for name in ["before", "after"] {
             assert!(store.checkpoint(name).await.unwrap().is_some(), "{name}");
         }

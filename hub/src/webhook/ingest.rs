@@ -16,10 +16,12 @@ use super::Endpoint;
 use super::verify::{self, Request, VerifyError};
 use crate::config::WebhookAuth;
 use crate::domain::{HttpReply, WebhookDelivery};
-use crate::pipeline::{ChainOutput, EnrichFailure, Ingest, write_prepared};
+use crate::pipeline::{ChainOutput, EnrichFailure, Ingest, write_prepared_many};
 use crate::retry::{AttemptFailure, Call, GiveUp, Rpc};
 use crate::rpc::CallError;
-use crate::store::{InboxInsert, InboxStatus, Store, StoreError, StoreTx, Upserted, WriteJob};
+use crate::store::{
+    InboxInsert, InboxStatus, NewInboxRow, Store, StoreError, StoreTx, Upserted, WriteJob,
+};
 
 /// A request as the HTTP layer hands it over.
 #[derive(Debug, Clone)]
@@ -310,11 +312,35 @@ struct AcceptJob {
     delivery: WebhookDelivery,
 }
 
+impl AcceptJob {
+    fn row(&self) -> NewInboxRow<'_> {
+        NewInboxRow {
+            plugin: &self.plugin,
+            delivery: &self.delivery,
+            status: InboxStatus::Pending,
+            reply: None,
+        }
+    }
+}
+
 impl WriteJob for AcceptJob {
     type Output = InboxInsert;
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<InboxInsert, StoreError>> {
         Box::pin(tx.insert_inbox(&self.plugin, &self.delivery, InboxStatus::Pending, None))
+    }
+
+    /// Deliveries accepted together go into the inbox in one insert.
+    const GROUPED: bool = true;
+
+    fn run_group<'a>(
+        jobs: &'a [&'a Self],
+        tx: &'a mut StoreTx,
+    ) -> BoxFuture<'a, Result<Vec<InboxInsert>, StoreError>> {
+        Box::pin(async move {
+            let rows: Vec<NewInboxRow<'_>> = jobs.iter().map(|job| job.row()).collect();
+            tx.insert_inbox_many(&rows).await
+        })
     }
 }
 
@@ -336,25 +362,51 @@ impl WriteJob for SyncJob {
         tx: &'a mut StoreTx,
     ) -> BoxFuture<'a, Result<Option<Vec<Upserted>>, StoreError>> {
         Box::pin(async move {
-            let inserted = tx
-                .insert_inbox(
-                    &self.plugin,
-                    &self.delivery,
-                    InboxStatus::Done,
-                    self.reply.as_ref(),
-                )
-                .await?;
-            if inserted == InboxInsert::Duplicate {
-                return Ok(None);
-            }
-            Ok(Some(
-                write_prepared(tx, &self.plugin, &self.prepared).await?,
-            ))
+            let mut outputs = Self::run_group(&[self], tx).await?;
+            Ok(outputs.pop().flatten())
         })
     }
 
     fn weight(&self) -> usize {
         1 + self.prepared.records.len()
+    }
+
+    /// Deliveries answered together share their statements: one insert of
+    /// their inbox rows, then one upsert of all their records (each
+    /// statement is a round trip to sqlx's worker thread on SQLite).
+    const GROUPED: bool = true;
+
+    fn run_group<'a>(
+        jobs: &'a [&'a Self],
+        tx: &'a mut StoreTx,
+    ) -> BoxFuture<'a, Result<Vec<Option<Vec<Upserted>>>, StoreError>> {
+        Box::pin(async move {
+            let rows: Vec<NewInboxRow<'_>> = jobs
+                .iter()
+                .map(|job| NewInboxRow {
+                    plugin: &job.plugin,
+                    delivery: &job.delivery,
+                    status: InboxStatus::Done,
+                    reply: job.reply.as_ref(),
+                })
+                .collect();
+            let inserted = tx.insert_inbox_many(&rows).await?;
+            // A duplicate delivery writes nothing more.
+            let fresh: Vec<(&str, &ChainOutput)> = jobs
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, inserted)| **inserted != InboxInsert::Duplicate)
+                .map(|(job, _)| (job.plugin.as_str(), &job.prepared))
+                .collect();
+            let mut written = write_prepared_many(tx, &fresh).await?.into_iter();
+            Ok(inserted
+                .iter()
+                .map(|inserted| match inserted {
+                    InboxInsert::Duplicate => None,
+                    InboxInsert::Inserted(_) => written.next(),
+                })
+                .collect())
+        })
     }
 }
 

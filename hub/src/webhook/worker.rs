@@ -32,7 +32,7 @@ use tracing::Instrument as _;
 
 use super::Endpoint;
 use crate::domain::Record;
-use crate::pipeline::{ChainOutput, Ingest, write_prepared};
+use crate::pipeline::{ChainOutput, Ingest, write_prepared_many};
 use crate::retry::{self, AttemptFailure, GiveUp, Rpc};
 use crate::store::{
     Fence, InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
@@ -429,19 +429,44 @@ impl WriteJob for CompleteJob {
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
         Box::pin(async move {
-            if let Some(fence) = &self.fence {
-                tx.check_fence(fence).await?;
-            }
-            let handled = &self.handled;
-            let upserted = write_prepared(tx, &self.plugin, &handled.prepared).await?;
-            tx.complete_inbox(handled.entry.id, handled.attempts)
-                .await?;
-            Ok(upserted)
+            let mut outputs = Self::run_group(&[self], tx).await?;
+            Ok(outputs.pop().unwrap_or_default())
         })
     }
 
     fn weight(&self) -> usize {
         1 + self.handled.prepared.records.len()
+    }
+
+    /// Deliveries handled together share their statements: one upsert of
+    /// all their records, one update of their inbox rows.
+    const GROUPED: bool = true;
+
+    fn run_group<'a>(
+        jobs: &'a [&'a Self],
+        tx: &'a mut StoreTx,
+    ) -> BoxFuture<'a, Result<Vec<Vec<Upserted>>, StoreError>> {
+        Box::pin(async move {
+            // Each lease once (the deliveries of one endpoint share theirs).
+            let mut fences: Vec<&Fence> = Vec::new();
+            for fence in jobs.iter().filter_map(|job| job.fence.as_ref()) {
+                if !fences.contains(&fence) {
+                    tx.check_fence(fence).await?;
+                    fences.push(fence);
+                }
+            }
+            let prepared: Vec<(&str, &ChainOutput)> = jobs
+                .iter()
+                .map(|job| (job.plugin.as_str(), &job.handled.prepared))
+                .collect();
+            let upserted = write_prepared_many(tx, &prepared).await?;
+            let done: Vec<(i64, u32)> = jobs
+                .iter()
+                .map(|job| (job.handled.entry.id, job.handled.attempts))
+                .collect();
+            tx.complete_inbox_many(&done).await?;
+            Ok(upserted)
+        })
     }
 }
 
