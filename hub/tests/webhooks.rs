@@ -453,6 +453,18 @@ async fn every_scheme(database: Option<&str>, suffix: &str) {
     }
 }
 
+/// The PostgreSQL server the tests may use (`SWITCHYARD_TEST_POSTGRES_URL`),
+/// or `None` (and a line saying the test is skipped) when there is none.
+fn test_postgres_url() -> Option<String> {
+    let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok();
+    if url.is_none() {
+        eprintln!(
+            "skipping: SWITCHYARD_TEST_POSTGRES_URL is not set (see scripts/start-test-postgres)"
+        );
+    }
+    url
+}
+
 #[tokio::test]
 async fn every_scheme_is_accepted_and_a_wrong_one_refused_on_sqlite() {
     every_scheme(None, "").await;
@@ -460,10 +472,7 @@ async fn every_scheme_is_accepted_and_a_wrong_one_refused_on_sqlite() {
 
 #[tokio::test]
 async fn every_scheme_is_accepted_and_a_wrong_one_refused_on_postgres() {
-    let Ok(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "skipping: SWITCHYARD_TEST_POSTGRES_URL is not set (see scripts/start-test-postgres)"
-        );
+    let Some(url) = test_postgres_url() else {
         return;
     };
     let suffix = format!("_{}_{}", std::process::id(), now());
@@ -770,10 +779,7 @@ async fn synchronous_deliveries_at_once_are_each_stored_once_on_sqlite() {
 
 #[tokio::test]
 async fn synchronous_deliveries_at_once_are_each_stored_once_on_postgres() {
-    let Ok(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "skipping: SWITCHYARD_TEST_POSTGRES_URL is not set (see scripts/start-test-postgres)"
-        );
+    let Some(url) = test_postgres_url() else {
         return;
     };
     let suffix = format!("_{}_{}", std::process::id(), now());
@@ -866,10 +872,7 @@ async fn acceptance_latency_is_printed_on_sqlite() {
 
 #[tokio::test]
 async fn acceptance_latency_is_printed_on_postgres() {
-    let Ok(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "skipping: SWITCHYARD_TEST_POSTGRES_URL is not set (see scripts/start-test-postgres)"
-        );
+    let Some(url) = test_postgres_url() else {
         return;
     };
     let source = format!("fast_{}_{}", std::process::id(), now());

@@ -154,8 +154,7 @@ pub async fn write_prepared(
     plugin: &str,
     prepared: &ChainOutput,
 ) -> Result<Vec<Upserted>, StoreError> {
-    let mut written = write_prepared_many(tx, &[(plugin, prepared)]).await?;
-    Ok(written.pop().unwrap_or_default())
+    crate::store::only_result(write_prepared_many(tx, &[(plugin, prepared)]).await?)
 }
 
 /// [`write_prepared`] for several inputs' prepared records at once (a

@@ -198,8 +198,7 @@ impl StoreTx {
             status,
             reply,
         };
-        let mut inserted = self.insert_inbox_many(&[row]).await?;
-        Ok(inserted.pop().unwrap_or(InboxInsert::Duplicate))
+        super::only_result(self.insert_inbox_many(&[row]).await?)
     }
 
     /// [`StoreTx::insert_inbox`] for several deliveries, in multi-row

@@ -21,6 +21,7 @@ use crate::retry::{AttemptFailure, Call, GiveUp, Rpc};
 use crate::rpc::CallError;
 use crate::store::{
     InboxInsert, InboxStatus, NewInboxRow, Store, StoreError, StoreTx, Upserted, WriteJob,
+    run_alone,
 };
 
 /// A request as the HTTP layer hands it over.
@@ -312,22 +313,11 @@ struct AcceptJob {
     delivery: WebhookDelivery,
 }
 
-impl AcceptJob {
-    fn row(&self) -> NewInboxRow<'_> {
-        NewInboxRow {
-            plugin: &self.plugin,
-            delivery: &self.delivery,
-            status: InboxStatus::Pending,
-            reply: None,
-        }
-    }
-}
-
 impl WriteJob for AcceptJob {
     type Output = InboxInsert;
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<InboxInsert, StoreError>> {
-        Box::pin(tx.insert_inbox(&self.plugin, &self.delivery, InboxStatus::Pending, None))
+        run_alone(self, tx)
     }
 
     /// Deliveries accepted together go into the inbox in one insert.
@@ -338,7 +328,15 @@ impl WriteJob for AcceptJob {
         tx: &'a mut StoreTx,
     ) -> BoxFuture<'a, Result<Vec<InboxInsert>, StoreError>> {
         Box::pin(async move {
-            let rows: Vec<NewInboxRow<'_>> = jobs.iter().map(|job| job.row()).collect();
+            let rows: Vec<NewInboxRow<'_>> = jobs
+                .iter()
+                .map(|job| NewInboxRow {
+                    plugin: &job.plugin,
+                    delivery: &job.delivery,
+                    status: InboxStatus::Pending,
+                    reply: None,
+                })
+                .collect();
             tx.insert_inbox_many(&rows).await
         })
     }
@@ -361,10 +359,7 @@ impl WriteJob for SyncJob {
         &'a self,
         tx: &'a mut StoreTx,
     ) -> BoxFuture<'a, Result<Option<Vec<Upserted>>, StoreError>> {
-        Box::pin(async move {
-            let mut outputs = Self::run_group(&[self], tx).await?;
-            Ok(outputs.pop().flatten())
-        })
+        run_alone(self, tx)
     }
 
     fn weight(&self) -> usize {
