@@ -154,7 +154,8 @@ pub async fn write_prepared(
     plugin: &str,
     prepared: &ChainOutput,
 ) -> Result<Vec<Upserted>, StoreError> {
-    crate::store::only_result(write_prepared_many(tx, &[(plugin, prepared)]).await?)
+    let mut written = write_prepared_many(tx, &[(plugin, prepared)]).await?;
+    Ok(written.pop().unwrap_or_default())
 }
 
 /// [`write_prepared`] for several inputs' prepared records at once (a

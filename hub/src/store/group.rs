@@ -191,7 +191,7 @@ impl<J: WriteJob> Queued for Entry<J> {
                 J::run_group(&jobs, tx).await?
             };
             if outputs.len() != followers.len() + 1 {
-                return Err(StoreError::ResultMismatch(
+                return Err(StoreError::GroupMismatch(
                     "the group gave another number of results than it had jobs",
                 ));
             }
@@ -208,25 +208,12 @@ impl<J: WriteJob> Queued for Entry<J> {
     }
 }
 
-/// Runs `job` alone through its type's [`WriteJob::run_group`]: the `run`
-/// of a grouped job type, so that a job alone and a job in a group write
-/// the same way.
-pub fn run_alone<'a, J: WriteJob>(
-    job: &'a J,
-    tx: &'a mut StoreTx,
-) -> BoxFuture<'a, Result<J::Output, StoreError>> {
-    Box::pin(async move {
-        let jobs = [job];
-        super::only_result(J::run_group(&jobs, tx).await?)
-    })
-}
-
 /// `queued` as the entry of a `J` job (which [`Queued::group_len`] checked
 /// it is).
 fn entry_of<J: WriteJob>(queued: &dyn Queued) -> Result<&Entry<J>, StoreError> {
     (queued as &dyn Any)
         .downcast_ref::<Entry<J>>()
-        .ok_or(StoreError::ResultMismatch(
+        .ok_or(StoreError::GroupMismatch(
             "a job of another type in the group",
         ))
 }

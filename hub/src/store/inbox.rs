@@ -198,7 +198,12 @@ impl StoreTx {
             status,
             reply,
         };
-        super::only_result(self.insert_inbox_many(&[row]).await?)
+        let mut inserted = self.insert_inbox_many(&[row]).await?;
+        // One row in, one result out; anything else is a bug, and must not
+        // pass for a duplicate (that answers a delivery never stored).
+        inserted.pop().ok_or(StoreError::GroupMismatch(
+            "an insert of one delivery gave no result",
+        ))
     }
 
     /// [`StoreTx::insert_inbox`] for several deliveries, in multi-row

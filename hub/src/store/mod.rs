@@ -64,7 +64,7 @@ use tokio_util::sync::CancellationToken;
 pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use feed::FeedReader;
-pub use group::{Pending, WriteJob, run_alone};
+pub use group::{Pending, WriteJob};
 pub use health::{Availability, Health, Outage};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus, NewInboxRow, PendingInbox};
 pub use leases::{ClusterView, Fence, HubRow, LeaseRow};
@@ -114,12 +114,11 @@ pub enum StoreError {
     /// A write job panicked (a bug); its transaction was rolled back.
     #[error("a write panicked; its transaction was rolled back")]
     JobPanicked,
-    /// A write made for many inputs (a group of write jobs, a multi-row
-    /// insert) did not give one result per input (a bug). Nothing it wrote
-    /// is acknowledged: its transaction is rolled back (a group's jobs then
-    /// run again one by one).
-    #[error("a write did not give one result per input: {0}")]
-    ResultMismatch(&'static str),
+    /// A group of write jobs ([`WriteJob::run_group`]) did not give one
+    /// result per job (a bug); its transaction was rolled back and the jobs
+    /// ran again one by one.
+    #[error("a group of writes went wrong: {0}")]
+    GroupMismatch(&'static str),
     /// The store's writer task is gone (the store was closed).
     #[error("the store is closed")]
     WriterGone,
@@ -597,19 +596,6 @@ impl Placeholders {
             }
             self.push_tuple(sql, width);
         }
-    }
-}
-
-/// The result of a write made for many inputs (`insert_inbox_many`,
-/// `upsert_records_many`, [`WriteJob::run_group`]) run for one input: an
-/// error, never a made-up result, if there is not exactly one.
-pub(crate) fn only_result<T>(results: Vec<T>) -> Result<T, StoreError> {
-    let mut results = results.into_iter();
-    match (results.next(), results.next()) {
-        (Some(result), None) => Ok(result),
-        _ => Err(StoreError::ResultMismatch(
-            "a write for one input gave another number of results",
-        )),
     }
 }
 

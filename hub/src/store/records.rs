@@ -184,10 +184,10 @@ impl StoreTx {
         default_source: &str,
         records: &[Record],
     ) -> Result<Vec<Upserted>, StoreError> {
-        super::only_result(
-            self.upsert_records_many(&[(default_source, records)])
-                .await?,
-        )
+        let mut outcomes = self
+            .upsert_records_many(&[(default_source, records)])
+            .await?;
+        Ok(outcomes.pop().unwrap_or_default())
     }
 
     /// [`StoreTx::upsert_records`] for several writers' records at once,

@@ -21,7 +21,6 @@ use crate::retry::{AttemptFailure, Call, GiveUp, Rpc};
 use crate::rpc::CallError;
 use crate::store::{
     InboxInsert, InboxStatus, NewInboxRow, Store, StoreError, StoreTx, Upserted, WriteJob,
-    run_alone,
 };
 
 /// A request as the HTTP layer hands it over.
@@ -313,11 +312,22 @@ struct AcceptJob {
     delivery: WebhookDelivery,
 }
 
+impl AcceptJob {
+    fn row(&self) -> NewInboxRow<'_> {
+        NewInboxRow {
+            plugin: &self.plugin,
+            delivery: &self.delivery,
+            status: InboxStatus::Pending,
+            reply: None,
+        }
+    }
+}
+
 impl WriteJob for AcceptJob {
     type Output = InboxInsert;
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<InboxInsert, StoreError>> {
-        run_alone(self, tx)
+        Box::pin(tx.insert_inbox(&self.plugin, &self.delivery, InboxStatus::Pending, None))
     }
 
     /// Deliveries accepted together go into the inbox in one insert.
@@ -328,15 +338,7 @@ impl WriteJob for AcceptJob {
         tx: &'a mut StoreTx,
     ) -> BoxFuture<'a, Result<Vec<InboxInsert>, StoreError>> {
         Box::pin(async move {
-            let rows: Vec<NewInboxRow<'_>> = jobs
-                .iter()
-                .map(|job| NewInboxRow {
-                    plugin: &job.plugin,
-                    delivery: &job.delivery,
-                    status: InboxStatus::Pending,
-                    reply: None,
-                })
-                .collect();
+            let rows: Vec<NewInboxRow<'_>> = jobs.iter().map(|job| job.row()).collect();
             tx.insert_inbox_many(&rows).await
         })
     }
@@ -359,7 +361,14 @@ impl WriteJob for SyncJob {
         &'a self,
         tx: &'a mut StoreTx,
     ) -> BoxFuture<'a, Result<Option<Vec<Upserted>>, StoreError>> {
-        run_alone(self, tx)
+        Box::pin(async move {
+            let mut outputs = Self::run_group(&[self], tx).await?;
+            // No result must not pass for a duplicate (`None`), which
+            // answers a delivery never stored.
+            outputs.pop().ok_or(StoreError::GroupMismatch(
+                "a group of one delivery gave no result",
+            ))
+        })
     }
 
     fn weight(&self) -> usize {

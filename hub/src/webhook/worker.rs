@@ -36,7 +36,6 @@ use crate::pipeline::{ChainOutput, Ingest, write_prepared_many};
 use crate::retry::{self, AttemptFailure, GiveUp, Rpc};
 use crate::store::{
     Fence, InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
-    run_alone,
 };
 
 /// How many pending deliveries are read ahead per query (beyond those in
@@ -429,7 +428,10 @@ impl WriteJob for CompleteJob {
     type Output = Vec<Upserted>;
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<Vec<Upserted>, StoreError>> {
-        run_alone(self, tx)
+        Box::pin(async move {
+            let mut outputs = Self::run_group(&[self], tx).await?;
+            Ok(outputs.pop().unwrap_or_default())
+        })
     }
 
     fn weight(&self) -> usize {
