@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 
 use super::bounded::{BoundedSelect, Direction, byte_budget};
 use super::records::{RecordSnapshot, returns_rows};
-use super::{FeedReader, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
+use super::{Backend, FeedReader, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 
 /// Events marked done per statement.
 const MARK_CHUNK: usize = 200;
@@ -103,15 +103,23 @@ fn event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
 
 impl StoreTx {
     /// Writes one outbox event per `(record id, kind, record)`; returns
-    /// their ids in input order. One statement unless a record has more
-    /// than one event here (a key repeated in an upsert): a statement holds
-    /// one event per record, because the ids it returns are matched to the
-    /// events by record id.
+    /// their ids in input order.
+    ///
+    /// On SQLite, one statement: its new ids ascend in the order of its
+    /// `VALUES` (see [`StoreTx::inserted_ids`]), whichever records they
+    /// are for. On PostgreSQL, one statement unless a record has more than
+    /// one event here (a key repeated in an upsert, or webhook deliveries
+    /// updating one record in one commit): a statement holds one event per
+    /// record, because the ids it returns are matched to the events by
+    /// record id.
     pub(crate) async fn insert_events(
         &mut self,
         events: &[(i64, EventKind, &Record)],
         now: i64,
     ) -> Result<Vec<i64>, StoreError> {
+        if self.backend() == Backend::Sqlite {
+            return self.insert_events_at_once(events, now).await;
+        }
         let mut ids = Vec::with_capacity(events.len());
         let mut rest = events;
         while !rest.is_empty() {
@@ -121,15 +129,15 @@ impl StoreTx {
                 .take_while(|(record_id, _, _)| records.insert(*record_id))
                 .count();
             let (run, after) = rest.split_at(distinct);
-            ids.extend(self.insert_distinct_events(run, now).await?);
+            ids.extend(self.insert_events_at_once(run, now).await?);
             rest = after;
         }
         Ok(ids)
     }
 
-    /// [`StoreTx::insert_events`] for events of distinct records, in one
-    /// statement.
-    async fn insert_distinct_events(
+    /// [`StoreTx::insert_events`] in one statement: for events of distinct
+    /// records on PostgreSQL, for any events on SQLite.
+    async fn insert_events_at_once(
         &mut self,
         events: &[(i64, EventKind, &Record)],
         now: i64,
@@ -146,8 +154,16 @@ impl StoreTx {
         // sqlx's worker thread); the ids follow from AUTOINCREMENT, see
         // `inserted_ids`.
         let worked_out = !returns_rows(self.backend(), events.len());
+        // SQLite's new ids ascend in `VALUES` order, so its returned ids,
+        // sorted, are the events' in input order; PostgreSQL's are matched
+        // by record id.
+        let sorted_ids = self.backend() == Backend::Sqlite;
         if !worked_out {
-            sql.push_str(" RETURNING id, record_pk");
+            sql.push_str(if sorted_ids {
+                " RETURNING id"
+            } else {
+                " RETURNING id, record_pk"
+            });
         }
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (record_id, kind, record) in events {
@@ -172,8 +188,25 @@ impl StoreTx {
             self.feed_outputs(events, &ids, now);
             return Ok(ids);
         }
+        let rows = query.fetch_all(self.conn()).await?;
+        if sorted_ids {
+            let mut ids = rows
+                .iter()
+                .map(|row| row.try_get::<i64, _>("id"))
+                .collect::<Result<Vec<i64>, _>>()?;
+            if ids.len() != events.len() {
+                return Err(StoreError::corrupt(
+                    "outbox",
+                    format!("{} of {} events were inserted", ids.len(), events.len()),
+                ));
+            }
+            ids.sort_unstable();
+            self.wrote_events = true;
+            self.feed_outputs(events, &ids, now);
+            return Ok(ids);
+        }
         let mut ids = std::collections::HashMap::new();
-        for row in query.fetch_all(self.conn()).await? {
+        for row in rows {
             ids.insert(
                 row.try_get::<i64, _>("record_pk")?,
                 row.try_get::<i64, _>("id")?,

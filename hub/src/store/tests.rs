@@ -839,6 +839,51 @@ async fn repeated_keys_in_one_upsert_match_upserting_one_at_a_time() {
 }
 
 #[tokio::test]
+async fn one_records_many_events_in_one_upsert_keep_their_own_ids_and_snapshots() {
+    on_both("events_of_one_record", |store| async move {
+        // A few events (ids returned by the insert on either backend) and
+        // more than SQLite returns as rows (ids worked out there): every
+        // record is the same key, updated each time.
+        for (source, count) in [("few", 5), ("many", 40)] {
+            let batch: Vec<Record> = (0..count)
+                .map(|n| Record {
+                    source: source.to_owned(),
+                    ..record("same", n)
+                })
+                .collect();
+            let mut tx = store.begin().await.unwrap();
+            let outcomes = tx.upsert_records("gen", &batch).await.unwrap();
+            tx.commit().await.unwrap();
+            let event_ids: Vec<i64> = outcomes
+                .iter()
+                .map(|outcome| outcome.event().map(|(_, id)| id).unwrap())
+                .collect();
+            assert!(
+                event_ids.windows(2).all(|pair| pair[0] < pair[1]),
+                "{source}: one event per record, in input order: {event_ids:?}"
+            );
+            let stored: Vec<OutboxEvent> = store
+                .events_after("check", 0, 10_000, usize::MAX)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|event| event.record.source == source)
+                .collect();
+            assert_eq!(
+                stored.iter().map(|event| event.id).collect::<Vec<_>>(),
+                event_ids,
+                "{source}"
+            );
+            for (event, record) in stored.iter().zip(&batch) {
+                assert_eq!(event.record.payload, record.payload, "{source}");
+                assert_eq!(event.record_id, outcomes[0].record_id(), "{source}");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn many_lists_upserted_at_once_keep_their_own_outcomes_and_sources() {
     on_both("upsert_many", |store| async move {
         let first = [record("a", 1), record("b", 1)];
