@@ -102,42 +102,20 @@ fn event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
 }
 
 impl StoreTx {
-    /// Writes one outbox event per `(record id, kind, record)`; returns
-    /// their ids in input order.
+    /// Writes one outbox event per `(record id, kind, record)`, in one
+    /// statement; returns their ids in input order.
     ///
-    /// On SQLite, one statement: its new ids ascend in the order of its
-    /// `VALUES` (see [`StoreTx::inserted_ids`]), whichever records they
-    /// are for. On PostgreSQL, one statement unless a record has more than
-    /// one event here (a key repeated in an upsert, or webhook deliveries
-    /// updating one record in one commit): a statement holds one event per
-    /// record, because the ids it returns are matched to the events by
-    /// record id.
+    /// Each event's id is the one the database gave the row of its
+    /// position in the statement. On SQLite new ids ascend in the order of
+    /// the `VALUES` (see [`StoreTx::inserted_ids`]), so the ids returned,
+    /// sorted, are the events' in input order. On PostgreSQL the order of
+    /// `RETURNING` is not promised: events of distinct records are matched
+    /// to the returned ids by record id; when a record has more than one
+    /// event here (a key repeated in an upsert, or webhook deliveries that
+    /// update one record in one commit), the rows are inserted from
+    /// `SELECT ... ORDER BY` their position, which draws their ids from the
+    /// sequence in that order, and the ids are sorted.
     pub(crate) async fn insert_events(
-        &mut self,
-        events: &[(i64, EventKind, &Record)],
-        now: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        if self.backend() == Backend::Sqlite {
-            return self.insert_events_at_once(events, now).await;
-        }
-        let mut ids = Vec::with_capacity(events.len());
-        let mut rest = events;
-        while !rest.is_empty() {
-            let mut records = std::collections::HashSet::with_capacity(rest.len());
-            let distinct = rest
-                .iter()
-                .take_while(|(record_id, _, _)| records.insert(*record_id))
-                .count();
-            let (run, after) = rest.split_at(distinct);
-            ids.extend(self.insert_events_at_once(run, now).await?);
-            rest = after;
-        }
-        Ok(ids)
-    }
-
-    /// [`StoreTx::insert_events`] in one statement: for events of distinct
-    /// records on PostgreSQL, for any events on SQLite.
-    async fn insert_events_at_once(
         &mut self,
         events: &[(i64, EventKind, &Record)],
         now: i64,
@@ -145,19 +123,41 @@ impl StoreTx {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let sqlite = self.backend() == Backend::Sqlite;
+        let by_position = !sqlite && {
+            let mut records = std::collections::HashSet::with_capacity(events.len());
+            !events
+                .iter()
+                .all(|(record_id, _, _)| records.insert(*record_id))
+        };
         let mut sql = String::from(
-            "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) VALUES ",
+            "INSERT INTO outbox (record_pk, kind, source, record_type, record, created_at) ",
         );
         let mut placeholders = Placeholders::new(self.backend);
-        placeholders.push_rows(&mut sql, events.len(), 6);
+        if by_position {
+            sql.push_str("SELECT c0, c1, c2, c3, c4, c5 FROM (VALUES ");
+            for position in 0..events.len() {
+                if position > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for _ in 0..6 {
+                    placeholders.push(&mut sql);
+                    sql.push_str(", ");
+                }
+                sql.push_str(&position.to_string());
+                sql.push(')');
+            }
+            sql.push_str(") AS v (c0, c1, c2, c3, c4, c5, pos) ORDER BY pos");
+        } else {
+            sql.push_str("VALUES ");
+            placeholders.push_rows(&mut sql, events.len(), 6);
+        }
         // Many rows on SQLite: no rows back (each would be a message from
         // sqlx's worker thread); the ids follow from AUTOINCREMENT, see
         // `inserted_ids`.
         let worked_out = !returns_rows(self.backend(), events.len());
-        // SQLite's new ids ascend in `VALUES` order, so its returned ids,
-        // sorted, are the events' in input order; PostgreSQL's are matched
-        // by record id.
-        let sorted_ids = self.backend() == Backend::Sqlite;
+        let sorted_ids = sqlite || by_position;
         if !worked_out {
             sql.push_str(if sorted_ids {
                 " RETURNING id"
