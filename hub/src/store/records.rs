@@ -232,7 +232,7 @@ impl StoreTx {
     /// Upserts records of one source: one multi-row `INSERT ... ON
     /// CONFLICT DO NOTHING RETURNING` for each key's first record, a
     /// `SELECT` of only the keys that were already stored (skipped when
-    /// every record is new), an `UPDATE` per changed record, and one
+    /// every record is new), an `UPDATE` per changed key, and one
     /// multi-row `INSERT` of the chunk's events, in input order. A chunk
     /// of new records takes two statements on PostgreSQL; on SQLite, where
     /// the inserts return no rows, three more small ones work out the new
@@ -271,6 +271,10 @@ impl StoreTx {
             std::collections::HashMap::with_capacity(firsts.len());
         // What each record became, in input order; the events follow it.
         let mut outcomes: Vec<(i64, Option<EventKind>)> = Vec::with_capacity(records.len());
+        // The stored rows to update, in the order of their first change:
+        // each with its last changed record and how many changes it had.
+        let mut updates: Vec<(i64, &Record, i64)> = Vec::new();
+        let mut update_of: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
         for &record in records {
             let key = record_key(record);
             let (record_id, same) = if let Some(&(record_id, previous)) = latest.get(key) {
@@ -292,9 +296,25 @@ impl StoreTx {
             if same {
                 outcomes.push((record_id, None));
             } else {
-                self.update_one(record, record_id, now).await?;
+                match update_of.get(&record_id) {
+                    Some(&index) => {
+                        let update = &mut updates[index];
+                        update.1 = record;
+                        update.2 += 1;
+                    }
+                    None => {
+                        update_of.insert(record_id, updates.len());
+                        updates.push((record_id, record, 1));
+                    }
+                }
                 outcomes.push((record_id, Some(EventKind::Updated)));
             }
+        }
+        // A key changed several times in the chunk is updated once, to its
+        // last record, its version raised once per change: the row that
+        // updating it change by change leaves.
+        for (record_id, record, changes) in updates {
+            self.update_one(record, record_id, changes, now).await?;
         }
         let events: Vec<(i64, EventKind, &Record)> = outcomes
             .iter()
@@ -444,19 +464,21 @@ impl StoreTx {
         Ok(query.fetch_all(self.conn()).await?)
     }
 
-    /// Updates the stored record `record_id` (found by the chunk's lookup
-    /// and known to differ) to `record`; its `updated` event is written
-    /// with the chunk's other events.
+    /// Updates the stored record `record_id` (known to differ) to
+    /// `record`, the last of its `changes` in the chunk, raising its
+    /// version by `changes`; their `updated` events are written with the
+    /// chunk's other events.
     async fn update_one(
         &mut self,
         record: &Record,
         record_id: i64,
+        changes: i64,
         now: i64,
     ) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&record.metadata)
             .map_err(|err| StoreError::corrupt("records", err))?;
         sqlx::query(
-            "UPDATE records SET source_id = $1, record_type = $2, occurred_at = $3, payload = $4, metadata = $5, idempotency_key = $6, version = version + 1, updated_at = $7 WHERE id = $8",
+            "UPDATE records SET source_id = $1, record_type = $2, occurred_at = $3, payload = $4, metadata = $5, idempotency_key = $6, version = version + $7, updated_at = $8 WHERE id = $9",
         )
         .bind(&record.id)
         .bind(&record.record_type)
@@ -464,6 +486,7 @@ impl StoreTx {
         .bind(record.payload.as_str().to_owned())
         .bind(metadata)
         .bind(record.idempotency_key.as_deref())
+        .bind(changes)
         .bind(now)
         .bind(record_id)
         .execute(self.conn())
