@@ -578,13 +578,18 @@ impl Placeholders {
     /// Appends `(p, p, ..., p)` with `count` placeholders to `sql`.
     pub(crate) fn push_tuple(&mut self, sql: &mut String, count: usize) {
         sql.push('(');
+        self.push_list(sql, count);
+        sql.push(')');
+    }
+
+    /// Appends `p, p, ..., p`: `count` placeholders separated by commas.
+    fn push_list(&mut self, sql: &mut String, count: usize) {
         for index in 0..count {
             if index > 0 {
                 sql.push_str(", ");
             }
             self.push(sql);
         }
-        sql.push(')');
     }
 
     /// Appends `rows` tuples of `width` placeholders each, separated by
@@ -595,6 +600,20 @@ impl Placeholders {
                 sql.push_str(", ");
             }
             self.push_tuple(sql, width);
+        }
+    }
+
+    /// [`Placeholders::push_rows`] with one more column closing each
+    /// tuple: the row's position (0, 1, ...) as a literal, to order by.
+    pub(crate) fn push_numbered_rows(&mut self, sql: &mut String, rows: usize, width: usize) {
+        use std::fmt::Write as _;
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            self.push_list(sql, width);
+            let _ = write!(sql, ", {row})");
         }
     }
 }

@@ -136,18 +136,7 @@ impl StoreTx {
         let mut placeholders = Placeholders::new(self.backend);
         if by_position {
             sql.push_str("SELECT c0, c1, c2, c3, c4, c5 FROM (VALUES ");
-            for position in 0..events.len() {
-                if position > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for _ in 0..6 {
-                    placeholders.push(&mut sql);
-                    sql.push_str(", ");
-                }
-                sql.push_str(&position.to_string());
-                sql.push(')');
-            }
+            placeholders.push_numbered_rows(&mut sql, events.len(), 6);
             sql.push_str(") AS v (c0, c1, c2, c3, c4, c5, pos) ORDER BY pos");
         } else {
             sql.push_str("VALUES ");
@@ -175,7 +164,7 @@ impl StoreTx {
                 .bind(RecordSnapshot::encode(record))
                 .bind(now);
         }
-        if worked_out {
+        let ids: Vec<i64> = if worked_out {
             let inserted = query.execute(self.conn()).await?.rows_affected();
             if usize::try_from(inserted).ok() != Some(events.len()) {
                 return Err(StoreError::corrupt(
@@ -183,14 +172,11 @@ impl StoreTx {
                     format!("{inserted} of {} events were inserted", events.len()),
                 ));
             }
-            self.wrote_events = true;
-            let ids: Vec<i64> = self.inserted_ids("outbox", events.len()).await?.collect();
-            self.feed_outputs(events, &ids, now);
-            return Ok(ids);
-        }
-        let rows = query.fetch_all(self.conn()).await?;
-        if sorted_ids {
-            let mut ids = rows
+            self.inserted_ids("outbox", events.len()).await?.collect()
+        } else if sorted_ids {
+            let mut ids = query
+                .fetch_all(self.conn())
+                .await?
                 .iter()
                 .map(|row| row.try_get::<i64, _>("id"))
                 .collect::<Result<Vec<i64>, _>>()?;
@@ -201,26 +187,27 @@ impl StoreTx {
                 ));
             }
             ids.sort_unstable();
-            self.wrote_events = true;
-            self.feed_outputs(events, &ids, now);
-            return Ok(ids);
-        }
-        let mut ids = std::collections::HashMap::new();
-        for row in rows {
-            ids.insert(
-                row.try_get::<i64, _>("record_pk")?,
-                row.try_get::<i64, _>("id")?,
-            );
-        }
-        self.wrote_events = true;
-        let ids = events
-            .iter()
-            .map(|(record_id, _, _)| {
-                ids.get(record_id).copied().ok_or_else(|| {
-                    StoreError::corrupt("outbox", "an inserted event's id was not returned")
+            ids
+        } else {
+            let mut ids = std::collections::HashMap::new();
+            for row in query.fetch_all(self.conn()).await? {
+                ids.insert(
+                    row.try_get::<i64, _>("record_pk")?,
+                    row.try_get::<i64, _>("id")?,
+                );
+            }
+            events
+                .iter()
+                .map(|(record_id, _, _)| {
+                    ids.get(record_id).copied().ok_or_else(|| {
+                        StoreError::corrupt("outbox", "an inserted event's id was not returned")
+                    })
                 })
-            })
-            .collect::<Result<Vec<i64>, StoreError>>()?;
+                .collect::<Result<Vec<i64>, StoreError>>()?
+        };
+        // An error above ends the transaction uncommitted, so the flag is
+        // set only once every id is known.
+        self.wrote_events = true;
         self.feed_outputs(events, &ids, now);
         Ok(ids)
     }

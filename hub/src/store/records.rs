@@ -265,50 +265,48 @@ impl StoreTx {
             .copied()
             .collect();
         let stored = self.stored_versions(&conflicting).await?;
-        // Each key's id and the record it holds, once one of its records
-        // was handled.
-        let mut latest: std::collections::HashMap<&str, (i64, &Record)> =
+        // Each key's id, the record it holds, and its entry in `updates`
+        // if it changed, once one of its records was handled.
+        let mut latest: std::collections::HashMap<&str, (i64, &Record, Option<usize>)> =
             std::collections::HashMap::with_capacity(firsts.len());
         // What each record became, in input order; the events follow it.
         let mut outcomes: Vec<(i64, Option<EventKind>)> = Vec::with_capacity(records.len());
         // The stored rows to update, in the order of their first change:
         // each with its last changed record and how many changes it had.
         let mut updates: Vec<(i64, &Record, i64)> = Vec::new();
-        let mut update_of: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
         for &record in records {
             let key = record_key(record);
-            let (record_id, same) = if let Some(&(record_id, previous)) = latest.get(key) {
-                (record_id, same_content(previous, record))
-            } else if let Some(&record_id) = inserted.get(key) {
-                latest.insert(key, (record_id, record));
-                outcomes.push((record_id, Some(EventKind::Created)));
-                continue;
-            } else {
-                let Some(row) = stored.get(key) else {
-                    return Err(StoreError::corrupt(
-                        "records",
-                        format!("record key {key:?} conflicted on insert but is not stored"),
-                    ));
+            let (record_id, same, update) =
+                if let Some(&(record_id, previous, update)) = latest.get(key) {
+                    (record_id, same_content(previous, record), update)
+                } else if let Some(&record_id) = inserted.get(key) {
+                    latest.insert(key, (record_id, record, None));
+                    outcomes.push((record_id, Some(EventKind::Created)));
+                    continue;
+                } else {
+                    let Some(row) = stored.get(key) else {
+                        return Err(StoreError::corrupt(
+                            "records",
+                            format!("record key {key:?} conflicted on insert but is not stored"),
+                        ));
+                    };
+                    (row.try_get("id")?, stored_same(row, record)?, None)
                 };
-                (row.try_get("id")?, stored_same(row, record)?)
-            };
-            latest.insert(key, (record_id, record));
-            if same {
-                outcomes.push((record_id, None));
-            } else {
-                match update_of.get(&record_id) {
-                    Some(&index) => {
-                        let update = &mut updates[index];
-                        update.1 = record;
-                        update.2 += 1;
-                    }
-                    None => {
-                        update_of.insert(record_id, updates.len());
-                        updates.push((record_id, record, 1));
-                    }
+            let update = match (same, update) {
+                (true, update) => update,
+                (false, Some(index)) => {
+                    let (_, last, changes) = &mut updates[index];
+                    *last = record;
+                    *changes += 1;
+                    Some(index)
                 }
-                outcomes.push((record_id, Some(EventKind::Updated)));
-            }
+                (false, None) => {
+                    updates.push((record_id, record, 1));
+                    Some(updates.len() - 1)
+                }
+            };
+            latest.insert(key, (record_id, record, update));
+            outcomes.push((record_id, (!same).then_some(EventKind::Updated)));
         }
         // A key changed several times in the chunk is updated once, to its
         // last record, its version raised once per change: the row that

@@ -1242,3 +1242,22 @@ async fn sqlite_is_built_without_memory_statistics() {
         "SQLite was built with memory statistics (LIBSQLITE3_FLAGS overridden, or .cargo/config.toml not read?): {options:?}"
     );
 }
+
+#[test]
+fn placeholders_number_a_statements_parameters_and_rows() {
+    for (backend, rows, numbered) in [
+        (Backend::Sqlite, "(?, ?), (?, ?)", "(?, ?, 0), (?, ?, 1)"),
+        (
+            Backend::Postgres,
+            "($1, $2), ($3, $4)",
+            "($1, $2, 0), ($3, $4, 1)",
+        ),
+    ] {
+        let mut sql = String::new();
+        Placeholders::new(backend).push_rows(&mut sql, 2, 2);
+        assert_eq!(sql, rows);
+        let mut sql = String::new();
+        Placeholders::new(backend).push_numbered_rows(&mut sql, 2, 2);
+        assert_eq!(sql, numbered);
+    }
+}
