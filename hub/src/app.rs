@@ -117,7 +117,7 @@ pub async fn run_with_listener(
     .await
     .context("cannot read the webhook inbox")?;
     let (reloader, mut reloads) = Reloader::channel();
-    let state = AppState {
+    let state = AppState::from(http::AppParts {
         plugins: registry.clone(),
         call_timeout: CALL_TIMEOUT,
         webhooks: Some(webhooks.clone()),
@@ -131,7 +131,7 @@ pub async fn run_with_listener(
             .as_ref()
             .map(http::AdminToken::new),
         cluster: Some(cluster.clone()),
-    };
+    });
     let mut running = Running {
         config,
         supervisor,

@@ -378,11 +378,16 @@ mod tests {
     use super::*;
     use crate::config::PipelineConfig;
     use crate::domain::Record;
+    use crate::http::AppParts;
     use crate::pipeline::{Chain, metrics};
     use crate::store::{NewDeadLetter, Store, testing};
     use crate::supervisor::Registry;
 
     async fn state(dir: &std::path::Path) -> AppState {
+        AppState::from(parts(dir).await)
+    }
+
+    async fn parts(dir: &std::path::Path) -> AppParts {
         let store = Store::open(&testing::sqlite_url(dir)).await.unwrap();
         let metrics = metrics::global().clone();
         let chain = Chain::new(
@@ -391,7 +396,7 @@ mod tests {
             metrics.clone(),
             CancellationToken::new(),
         );
-        AppState {
+        AppParts {
             plugins: Registry::default(),
             call_timeout: std::time::Duration::from_secs(5),
             webhooks: None,
@@ -546,8 +551,9 @@ mod tests {
     #[tokio::test]
     async fn without_a_store_the_endpoints_answer_503() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = state(dir.path()).await;
-        state.ingest = None;
+        let mut parts = parts(dir.path()).await;
+        parts.ingest = None;
+        let state = AppState::from(parts);
         let (status, body) = send(&state, "GET", "/api/v1/records").await;
         assert_eq!(status, 503, "{body}");
     }
