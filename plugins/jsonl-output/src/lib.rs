@@ -119,6 +119,7 @@ impl<'a> Payload<'a> {
         if payload.iter().any(|&byte| byte == b'\n' || byte == b'\r') {
             return record.payload_json().map(Payload::Compacted);
         }
+        // Not JSON: `payload_json` gives the error that names the record.
         serde_json::from_slice(payload)
             .map(Payload::Verbatim)
             .or_else(|_| record.payload_json().map(Payload::Compacted))
