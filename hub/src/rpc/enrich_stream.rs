@@ -22,12 +22,13 @@
 //!   wait on streams the plugin never serves.
 //!
 //! How a call goes:
-//! * it takes the next free sequence numbers, registers where each answer
-//!   goes (its own channel and the record's index), then queues its request
-//!   messages on the stream;
+//! * it takes the next free sequence numbers (a range no other call on the
+//!   connection ever gets), registers the range with its own channel, then
+//!   queues its request messages on the stream;
 //! * then it waits for its answers, reading the stream itself and routing
 //!   every result by sequence number (to itself, or to the entries an
-//!   abandoned call left behind). There is no reader task, so the call is woken by the
+//!   abandoned call left behind), each response's answers to one call in
+//!   one message. There is no reader task, so the call is woken by the
 //!   connection's thread directly, as a caller reading its own stream would
 //!   be (a task in between cost one more wake-up per call, about as much as
 //!   the stream setup this saves);
@@ -49,7 +50,6 @@
 //! channel: the call's records are already in memory, and HTTP/2 flow
 //! control paces what is written to the socket.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -64,9 +64,10 @@ use super::channel::MAX_MESSAGE_BYTES;
 use super::roles::{enrich_outcome_from_pb, enrich_requests};
 use crate::domain::{EnrichOutcome, Record};
 
-/// An answer routed to a waiting call: the record's index in the call, and
-/// its outcome (or why that one answer breaks the contract).
-type Answer = (usize, Result<EnrichOutcome, CallError>);
+/// Answers routed to a waiting call from one response: each record's index
+/// in the call, and its outcome (or why that one answer breaks the
+/// contract).
+type Answers = Vec<(usize, Result<EnrichOutcome, CallError>)>;
 
 /// The opening of a stream: resolves when the plugin sends its headers.
 type Opening = BoxFuture<
@@ -126,12 +127,38 @@ impl Drop for InUse {
 }
 
 /// The calls waiting for answers on one stream.
+///
+/// A call registers its records as one range of sequence numbers, so routing
+/// an answer is a range check on the few calls registered (the one using the
+/// stream, and any abandoned ones with late answers to come), not a map
+/// entry and a channel handle per record.
 #[derive(Default)]
 struct Waiting {
-    /// Sequence number -> the waiting call's channel and the record's index.
-    by_sequence: HashMap<u64, (mpsc::UnboundedSender<Answer>, usize)>,
+    /// The calls with answers still to come, in the order they registered.
+    calls: Vec<Registered>,
     /// Set once the stream has ended: nothing more can be registered.
     ended: bool,
+}
+
+/// One call's records on a stream: sequence numbers `first..first + n`,
+/// record `i` of the call being `first + i`.
+struct Registered {
+    first: u64,
+    /// Whether each of the call's records has been answered.
+    answered: Vec<bool>,
+    /// How many are not answered yet: the call is unregistered at 0.
+    outstanding: usize,
+    /// Where its answers go (closed if the call was abandoned).
+    answers: mpsc::UnboundedSender<Answers>,
+}
+
+impl Registered {
+    /// The index in the call of the record `sequence` stands for, if it is
+    /// one of this call's.
+    fn index_of(&self, sequence: u64) -> Option<usize> {
+        let index = usize::try_from(sequence.checked_sub(self.first)?).ok()?;
+        (index < self.answered.len()).then_some(index)
+    }
 }
 
 /// What happened to a call on the shared stream.
@@ -189,19 +216,19 @@ impl SharedEnrich {
         &self,
         first: u64,
         count: usize,
-        answers: &mpsc::UnboundedSender<Answer>,
+        answers: &mpsc::UnboundedSender<Answers>,
     ) -> Option<InUse> {
         let live = self.claim()?;
         let mut waiting = lock(&live.0.waiting);
         if waiting.ended {
             return None;
         }
-        waiting.by_sequence.reserve(count);
-        for index in 0..count {
-            waiting
-                .by_sequence
-                .insert(first + index as u64, (answers.clone(), index));
-        }
+        waiting.calls.push(Registered {
+            first,
+            answered: vec![false; count],
+            outstanding: count,
+            answers: answers.clone(),
+        });
         drop(waiting);
         Some(live)
     }
@@ -246,14 +273,14 @@ impl SharedEnrich {
 /// is not in `receiver` yet is still to be read.
 async fn collect(
     live: &Live,
-    mut receiver: mpsc::UnboundedReceiver<Answer>,
+    mut receiver: mpsc::UnboundedReceiver<Answers>,
     count: usize,
 ) -> SharedOutcome {
     let mut reader = live.reader.lock().await;
     let mut outcomes: Vec<Option<EnrichOutcome>> = vec![None; count];
     let mut answered = 0;
     while answered < count {
-        let (index, answer) = match receiver.try_recv() {
+        let answers = match receiver.try_recv() {
             Ok(answer) => answer,
             Err(mpsc::error::TryRecvError::Empty) => {
                 read_once(&mut reader, &live.waiting).await;
@@ -263,14 +290,16 @@ async fn collect(
             // senders, were dropped.
             Err(mpsc::error::TryRecvError::Disconnected) => return SharedOutcome::StreamEnded,
         };
-        match answer {
-            Ok(outcome) => {
-                if let Some(slot) = outcomes.get_mut(index) {
-                    *slot = Some(outcome);
+        for (index, answer) in answers {
+            match answer {
+                Ok(outcome) => {
+                    if let Some(slot) = outcomes.get_mut(index) {
+                        *slot = Some(outcome);
+                    }
+                    answered += 1;
                 }
-                answered += 1;
+                Err(err) => return SharedOutcome::Failed(err),
             }
-            Err(err) => return SharedOutcome::Failed(err),
         }
     }
     SharedOutcome::Answered(outcomes.into_iter().flatten().collect())
@@ -304,8 +333,8 @@ async fn read_once(reader: &mut Reader, waiting: &Mutex<Waiting>) {
         *reader = Reader::Ended;
         let mut waiting = lock(waiting);
         waiting.ended = true;
-        let stranded = waiting.by_sequence.len();
-        waiting.by_sequence.clear();
+        let stranded: usize = waiting.calls.iter().map(|call| call.outstanding).sum();
+        waiting.calls.clear();
         drop(waiting);
         if stranded > 0 {
             tracing::debug!(
@@ -318,21 +347,59 @@ async fn read_once(reader: &mut Reader, waiting: &Mutex<Waiting>) {
     }
 }
 
-/// Routes one response's results to their calls; `Err` says why the
-/// response breaks the stream's contract.
+/// Routes one response's results to their calls, each call's in one
+/// message; `Err` says why the response breaks the stream's contract (the
+/// results before the one that broke it are routed).
+///
+/// The results are matched and marked under the lock, and converted after
+/// it: other calls take the lock to see whether the stream has ended.
 fn route(response: pb::EnrichResponse, waiting: &Mutex<Waiting>) -> Result<(), String> {
-    for result in response.results {
+    // Each call answered (its first sequence number, its channel, how many
+    // of its records this response answers), and for each result in turn
+    // its call's place in that list and the record's index in the call.
+    let mut calls: Vec<(u64, mpsc::UnboundedSender<Answers>, usize)> = Vec::new();
+    let mut targets: Vec<(usize, usize)> = Vec::with_capacity(response.results.len());
+    let mut broken = None;
+    let mut guard = lock(waiting);
+    for result in &response.results {
         let sequence = result.sequence;
-        let Some((answers, index)) = lock(waiting).by_sequence.remove(&sequence) else {
-            return Err(format!(
+        let found = guard.calls.iter_mut().rev().find_map(|call| {
+            let index = call.index_of(sequence)?;
+            Some((call, index))
+        });
+        let Some((call, index)) = found.filter(|(call, index)| !call.answered[*index]) else {
+            broken = Some(format!(
                 "the plugin answered sequence number {sequence}, which is not in flight (unknown, or answered twice)"
             ));
+            break;
         };
-        let answer = enrich_outcome_from_pb(result);
-        // The call may be gone (its deadline passed): the answer is dropped.
-        let _ = answers.send((index, answer));
+        call.answered[index] = true;
+        call.outstanding -= 1;
+        let place = match calls.iter().position(|(first, _, _)| *first == call.first) {
+            Some(place) => place,
+            None => {
+                calls.push((call.first, call.answers.clone(), 0));
+                calls.len() - 1
+            }
+        };
+        calls[place].2 += 1;
+        targets.push((place, index));
     }
-    Ok(())
+    guard.calls.retain(|call| call.outstanding > 0);
+    drop(guard);
+    let mut batches: Vec<Answers> = calls
+        .iter()
+        .map(|(_, _, count)| Vec::with_capacity(*count))
+        .collect();
+    // `zip` stops at the result that broke the contract, if one did.
+    for (result, (place, index)) in response.results.into_iter().zip(targets) {
+        batches[place].push((index, enrich_outcome_from_pb(result)));
+    }
+    for ((_, answers, _), batch) in calls.into_iter().zip(batches) {
+        // The call may be gone (its deadline passed): the answers are dropped.
+        let _ = answers.send(batch);
+    }
+    broken.map_or(Ok(()), Err)
 }
 
 /// Locks the waiting calls; each change to them is one insert or remove,
@@ -458,6 +525,130 @@ mod tests {
                 EnrichOutcome::Failed(failure) => panic!("failed: {}", failure.message),
             })
             .collect()
+    }
+
+    /// A result enriching a record whose id names `sequence`.
+    fn result(sequence: u64) -> pb::EnrichResult {
+        pb::EnrichResult {
+            sequence,
+            outcome: Some(pb::enrich_result::Outcome::Record(pb::Record {
+                id: format!("s{sequence}"),
+                source: "test".to_owned(),
+                r#type: "t".to_owned(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// Registers a call for sequence numbers `first..first + count`.
+    fn register(
+        waiting: &Mutex<Waiting>,
+        first: u64,
+        count: usize,
+    ) -> mpsc::UnboundedReceiver<super::Answers> {
+        let (answers, receiver) = mpsc::unbounded_channel();
+        lock(waiting).calls.push(Registered {
+            first,
+            answered: vec![false; count],
+            outstanding: count,
+            answers,
+        });
+        receiver
+    }
+
+    /// What `receiver` holds: per message, each answer's index and id.
+    fn received(
+        receiver: &mut mpsc::UnboundedReceiver<super::Answers>,
+    ) -> Vec<Vec<(usize, String)>> {
+        let mut messages = Vec::new();
+        while let Ok(answers) = receiver.try_recv() {
+            messages.push(
+                answers
+                    .into_iter()
+                    .map(|(index, answer)| match answer.unwrap() {
+                        EnrichOutcome::Enriched(record) => (index, record.id),
+                        EnrichOutcome::Failed(failure) => panic!("failed: {}", failure.message),
+                    })
+                    .collect(),
+            );
+        }
+        messages
+    }
+
+    #[test]
+    fn a_response_reaches_each_call_in_one_message_and_answered_calls_leave() {
+        let waiting = Mutex::new(Waiting::default());
+        let mut abandoned = register(&waiting, 10, 2);
+        let mut current = register(&waiting, 12, 3);
+        // Answers to both calls, in any order, in one response.
+        let response = pb::EnrichResponse {
+            results: vec![result(14), result(10), result(12), result(11)],
+        };
+        route(response, &waiting).unwrap();
+        assert_eq!(
+            received(&mut abandoned),
+            [vec![(0, "s10".to_owned()), (1, "s11".to_owned())]]
+        );
+        assert_eq!(
+            received(&mut current),
+            [vec![(2, "s14".to_owned()), (0, "s12".to_owned())]]
+        );
+        // The first call is fully answered: it is no longer registered, and
+        // its channel is closed.
+        let calls: Vec<(u64, usize)> = lock(&waiting)
+            .calls
+            .iter()
+            .map(|call| (call.first, call.outstanding))
+            .collect();
+        assert_eq!(calls, [(12, 1)]);
+        assert!(matches!(
+            abandoned.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        // An abandoned call's late answers are taken and dropped.
+        drop(current);
+        route(
+            pb::EnrichResponse {
+                results: vec![result(13)],
+            },
+            &waiting,
+        )
+        .unwrap();
+        assert!(lock(&waiting).calls.is_empty());
+    }
+
+    #[test]
+    fn an_answer_to_a_sequence_number_not_in_flight_breaks_the_stream() {
+        let waiting = Mutex::new(Waiting::default());
+        let mut call = register(&waiting, 0, 3);
+        // Answered twice: the results before the second answer are routed.
+        let twice = pb::EnrichResponse {
+            results: vec![result(1), result(0), result(1), result(2)],
+        };
+        let error = route(twice, &waiting).unwrap_err();
+        assert!(error.contains("sequence number 1"), "{error}");
+        assert_eq!(
+            received(&mut call),
+            [vec![(1, "s1".to_owned()), (0, "s0".to_owned())]]
+        );
+        // Unknown: past the call's range, and before it.
+        for sequence in [3, u64::MAX] {
+            let unknown = pb::EnrichResponse {
+                results: vec![result(sequence)],
+            };
+            let error = route(unknown, &waiting).unwrap_err();
+            assert!(
+                error.contains(&format!("sequence number {sequence}")),
+                "{error}"
+            );
+        }
+        let late = register(&waiting, 100, 1);
+        drop(late);
+        let before = pb::EnrichResponse {
+            results: vec![result(99)],
+        };
+        assert!(route(before, &waiting).is_err());
+        assert!(received(&mut call).is_empty());
     }
 
     #[tokio::test]
