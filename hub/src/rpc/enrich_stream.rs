@@ -354,10 +354,17 @@ async fn read_once(reader: &mut Reader, waiting: &Mutex<Waiting>) {
 /// The results are matched and marked under the lock, and converted after
 /// it: other calls take the lock to see whether the stream has ended.
 fn route(response: pb::EnrichResponse, waiting: &Mutex<Waiting>) -> Result<(), String> {
-    // Each call answered (its first sequence number, its channel, how many
-    // of its records this response answers), and for each result in turn
-    // its call's place in that list and the record's index in the call.
-    let mut calls: Vec<(u64, mpsc::UnboundedSender<Answers>, usize)> = Vec::new();
+    /// A call this response answers.
+    struct Answered {
+        /// The call's first sequence number: which call it is.
+        first: u64,
+        answers: mpsc::UnboundedSender<Answers>,
+        /// How many of its records this response answers.
+        count: usize,
+    }
+    // The calls answered, and for each result in turn its call's place in
+    // that list and the record's index in the call.
+    let mut calls: Vec<Answered> = Vec::new();
     let mut targets: Vec<(usize, usize)> = Vec::with_capacity(response.results.len());
     let mut broken = None;
     let mut guard = lock(waiting);
@@ -375,35 +382,44 @@ fn route(response: pb::EnrichResponse, waiting: &Mutex<Waiting>) -> Result<(), S
         };
         call.answered[index] = true;
         call.outstanding -= 1;
-        let place = match calls.iter().position(|(first, _, _)| *first == call.first) {
+        let place = match calls
+            .iter()
+            .position(|answered| answered.first == call.first)
+        {
             Some(place) => place,
             None => {
-                calls.push((call.first, call.answers.clone(), 0));
+                calls.push(Answered {
+                    first: call.first,
+                    answers: call.answers.clone(),
+                    count: 0,
+                });
                 calls.len() - 1
             }
         };
-        calls[place].2 += 1;
+        calls[place].count += 1;
         targets.push((place, index));
     }
     guard.calls.retain(|call| call.outstanding > 0);
     drop(guard);
     let mut batches: Vec<Answers> = calls
         .iter()
-        .map(|(_, _, count)| Vec::with_capacity(*count))
+        .map(|answered| Vec::with_capacity(answered.count))
         .collect();
     // `zip` stops at the result that broke the contract, if one did.
     for (result, (place, index)) in response.results.into_iter().zip(targets) {
         batches[place].push((index, enrich_outcome_from_pb(result)));
     }
-    for ((_, answers, _), batch) in calls.into_iter().zip(batches) {
+    for (answered, batch) in calls.into_iter().zip(batches) {
         // The call may be gone (its deadline passed): the answers are dropped.
-        let _ = answers.send(batch);
+        let _ = answered.answers.send(batch);
     }
     broken.map_or(Ok(()), Err)
 }
 
-/// Locks the waiting calls; each change to them is one insert or remove,
-/// so a lock poisoned by a panic elsewhere is used as it is.
+/// Locks the waiting calls; nothing that can panic runs between the steps
+/// of a change to them (a call registered, an answer's flag and count, the
+/// answered calls removed), so a lock poisoned by a panic elsewhere is used
+/// as it is.
 fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
     waiting
         .lock()
