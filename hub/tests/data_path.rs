@@ -208,11 +208,14 @@ async fn count_records(database: &str) -> i64 {
 }
 
 /// The distinct record ids in a jsonl-output file, and the line count.
+/// Only whole lines count: the file is read while the plugin appends, so
+/// its end may be a line still being written. Every whole line must parse.
 fn delivered_ids(path: &Path) -> (BTreeSet<String>, usize) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
     let mut ids = BTreeSet::new();
     let mut lines = 0;
-    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+    for line in whole.lines().filter(|line| !line.trim().is_empty()) {
         let event: Value = serde_json::from_str(line).unwrap();
         ids.insert(event["record"]["id"].as_str().unwrap().to_owned());
         lines += 1;

@@ -93,6 +93,52 @@ fn append_group(mut file: &File, fsync: bool, group: &[Job]) -> io::Result<()> {
     written
 }
 
+/// How far back from the end [`drop_torn_tail`] reads at a time.
+const TAIL_CHUNK: u64 = 64 * 1024;
+
+/// Cuts a partial last line off `file` (`path` opened for appending) and
+/// returns how many bytes it cut. Only a regular file is looked at (a path
+/// such as `/dev/stdout` is left alone).
+///
+/// A group's lines are acknowledged only once written whole (and synced),
+/// so a file that does not end in a newline holds the start of a write that
+/// a crash or a SIGKILL cut short: events never acknowledged, which the hub
+/// delivers again. Left in place, the next append would glue a new line to
+/// the partial one and make both unreadable.
+pub(crate) fn drop_torn_tail(path: &std::path::Path, file: &File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Ok(0);
+    }
+    let length = metadata.len();
+    let reader = File::open(path)?;
+    let mut end = length;
+    let mut chunk = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(TAIL_CHUNK);
+        let size = usize::try_from(end - start).map_err(io::Error::other)?;
+        chunk.resize(size, 0);
+        reader.read_exact_at(&mut chunk, start)?;
+        if end == length && chunk.last() == Some(&b'\n') {
+            return Ok(0);
+        }
+        if let Some(newline) = chunk.iter().rposition(|&byte| byte == b'\n') {
+            let keep = start + newline as u64 + 1;
+            file.set_len(keep)?;
+            file.sync_all()?;
+            return Ok(length - keep);
+        }
+        end = start;
+    }
+    // Not one whole line: the file holds only the partial one.
+    if length > 0 {
+        file.set_len(0)?;
+        file.sync_all()?;
+    }
+    Ok(length)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -190,5 +236,41 @@ mod tests {
             let expected: Vec<(u32, u32)> = (0..50).map(|line| (batch, line)).collect();
             assert_eq!(run, expected, "a batch's lines are contiguous and in order");
         }
+    }
+
+    /// `text` in a new file, opened as `JsonlOutput::new` opens it.
+    fn file_with(dir: &tempfile::TempDir, text: &[u8]) -> (std::path::PathBuf, File) {
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, text).unwrap();
+        let file = OpenOptions::new().append(true).open(&path).unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn a_partial_last_line_is_cut_off_and_whole_lines_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, kept, cut) in [
+            (&b""[..], &b""[..], 0),
+            (b"{\"a\":1}\n{\"b\":2}\n", b"{\"a\":1}\n{\"b\":2}\n", 0),
+            (b"{\"a\":1}\n{\"b\":", b"{\"a\":1}\n", 5),
+            (b"{\"b\":", b"", 5),
+        ] {
+            let (path, file) = file_with(&dir, text);
+            assert_eq!(drop_torn_tail(&path, &file).unwrap(), cut);
+            assert_eq!(std::fs::read(&path).unwrap(), kept);
+        }
+        // A partial line longer than one read from the end, and an append
+        // after the cut starts a line of its own.
+        let mut text = b"{\"a\":1}\n".to_vec();
+        let partial = vec![b'x'; 3 * TAIL_CHUNK as usize + 17];
+        text.extend_from_slice(&partial);
+        let (path, file) = file_with(&dir, &text);
+        assert_eq!(drop_torn_tail(&path, &file).unwrap(), partial.len() as u64);
+        let group = [job("{\"c\":3}\n").0];
+        append_group(&file, false, &group).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"c\":3}\n"
+        );
     }
 }

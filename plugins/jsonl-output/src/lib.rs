@@ -57,6 +57,24 @@ impl JsonlOutput {
                     format!("cannot open {} for appending: {err}", config.path.display()),
                 )
             })?;
+        match append::drop_torn_tail(&config.path, &file) {
+            Ok(0) => {}
+            Ok(dropped) => tracing::warn!(
+                path = %config.path.display(),
+                bytes = dropped,
+                "The file ended in a partial line (a write cut short by a crash); it was cut off. Its events were never acknowledged, so the hub delivers them again."
+            ),
+            Err(err) => {
+                return Err(ConfigError::new(
+                    "path",
+                    format!(
+                        "cannot check the end of {} for a partial line: {err}",
+                        config.path.display()
+                    ),
+                )
+                .into());
+            }
+        }
         let appender = Appender::start(file, config.fsync).map_err(|err| {
             ConfigError::new(
                 "path",

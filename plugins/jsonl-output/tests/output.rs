@@ -18,6 +18,13 @@ fn event(delivery_id: u64, id: &str) -> RecordEvent {
     RecordEvent::new(delivery_id, kind, record)
 }
 
+/// The plugin, started in the harness and configured with `config`.
+async fn configured(config: serde_json::Value) -> TestHarness {
+    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
+    harness.configure(config).await.unwrap().unwrap();
+    harness
+}
+
 fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -31,12 +38,7 @@ async fn appends_one_line_per_event_and_acks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl");
     std::fs::write(&path, "{\"existing\":true}\n").unwrap();
-    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
-    harness
-        .configure(serde_json::json!({"path": path}))
-        .await
-        .unwrap()
-        .unwrap();
+    let harness = configured(serde_json::json!({"path": path})).await;
     let outcomes = harness
         .handle_events((1..=5).map(|n| event(n, &format!("r{n}"))).collect())
         .await
@@ -53,6 +55,27 @@ async fn appends_one_line_per_event_and_acks() {
     assert_eq!(first["record"]["metadata"]["k"], "v");
     assert_eq!(first["record"]["occurred_at"], "2023-11-14T22:13:20Z");
     assert_eq!(written[2]["kind"], "created");
+}
+
+#[tokio::test]
+async fn a_line_cut_short_by_a_crash_is_dropped_before_appending() {
+    // A write cut short (the plugin SIGKILLed mid-write) leaves the start
+    // of a line that was never acknowledged; the restarted plugin cuts it
+    // off, and the hub's redelivery appends it whole.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    std::fs::write(
+        &path,
+        "{\"existing\":true}\n{\"delivery_id\":7,\"kind\":\"crea",
+    )
+    .unwrap();
+    let harness = configured(serde_json::json!({"path": path})).await;
+    let outcomes = harness.handle_events(vec![event(7, "r7")]).await.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+    let written = lines(&path);
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(written[0]["existing"], true);
+    assert_eq!(written[1]["record"]["id"], "r7");
 }
 
 #[tokio::test]
