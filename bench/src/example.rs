@@ -123,8 +123,6 @@ fn rows_for(result: &RateResult) -> Vec<Row> {
         format!("{} offered/s", thousands(rate))
     };
     let (hub, floor) = (&result.hub, &result.floor);
-    let accepted_share =
-        |side: &Side| Some(100.0 * side.load.accepted as f64 / side.load.offered.max(1) as f64);
     let mut rows = vec![
         Row::new(
             "example",
@@ -141,9 +139,9 @@ fn rows_for(result: &RateResult) -> Vec<Row> {
         rows.push(Row::new(
             "example",
             format!("Example pipeline: share of offered webhooks accepted, {label}"),
-            Value::percent(accepted_share(hub)),
+            Value::percent(Some(hub.load.accepted_percent())),
             Value::none(),
-            Value::percent(accepted_share(floor)),
+            Value::percent(Some(floor.load.accepted_percent())),
             false,
             (rate <= ACCEPT_ALL_UP_TO).then_some(Target::AtLeast(100.0)),
         ));

@@ -50,6 +50,15 @@ pub struct Outcome {
     pub latency: Option<Summary>,
 }
 
+impl Outcome {
+    /// The share of the offered requests accepted, in percent: what "every
+    /// offered request accepted" is judged on (accepted/s divides by the
+    /// wall time to the last answer, a little over the schedule's).
+    pub fn accepted_percent(&self) -> f64 {
+        100.0 * self.accepted as f64 / self.offered.max(1) as f64
+    }
+}
+
 /// Parses `Name: value` header arguments.
 pub fn parse_headers(headers: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     headers

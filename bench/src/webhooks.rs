@@ -36,9 +36,6 @@ fn accepted_rows(
     at_target_rate: bool,
     note: &str,
 ) -> Vec<Row> {
-    let share = |outcome: &loadgen::Outcome| {
-        Some(100.0 * outcome.accepted as f64 / outcome.offered.max(1) as f64)
-    };
     vec![
         Row::new(
             "webhooks",
@@ -53,9 +50,9 @@ fn accepted_rows(
         Row::new(
             "webhooks",
             format!("Webhooks: share of offered accepted, {series}{offered}"),
-            Value::percent(share(outcome)),
+            Value::percent(Some(outcome.accepted_percent())),
             Value::none(),
-            Value::percent(share(floor)),
+            Value::percent(Some(floor.accepted_percent())),
             false,
             at_target_rate.then_some(Target::AtLeast(100.0)),
         ),

@@ -113,6 +113,9 @@ pub(crate) fn drop_torn_tail(path: &std::path::Path, file: &File) -> io::Result<
     }
     let length = metadata.len();
     let reader = File::open(path)?;
+    // Up to and with the last newline; 0 when there is none (the file
+    // holds only a partial line).
+    let mut keep = 0;
     let mut end = length;
     let mut chunk = Vec::new();
     while end > 0 {
@@ -120,23 +123,17 @@ pub(crate) fn drop_torn_tail(path: &std::path::Path, file: &File) -> io::Result<
         let size = usize::try_from(end - start).map_err(io::Error::other)?;
         chunk.resize(size, 0);
         reader.read_exact_at(&mut chunk, start)?;
-        if end == length && chunk.last() == Some(&b'\n') {
-            return Ok(0);
-        }
         if let Some(newline) = chunk.iter().rposition(|&byte| byte == b'\n') {
-            let keep = start + newline as u64 + 1;
-            file.set_len(keep)?;
-            file.sync_all()?;
-            return Ok(length - keep);
+            keep = start + newline as u64 + 1;
+            break;
         }
         end = start;
     }
-    // Not one whole line: the file holds only the partial one.
-    if length > 0 {
-        file.set_len(0)?;
+    if keep < length {
+        file.set_len(keep)?;
         file.sync_all()?;
     }
-    Ok(length)
+    Ok(length - keep)
 }
 
 #[cfg(test)]

@@ -82,12 +82,7 @@ async fn a_line_cut_short_by_a_crash_is_dropped_before_appending() {
 async fn an_event_with_a_broken_payload_is_nacked_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl");
-    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
-    harness
-        .configure(serde_json::json!({"path": path, "fsync": false}))
-        .await
-        .unwrap()
-        .unwrap();
+    let harness = configured(serde_json::json!({"path": path, "fsync": false})).await;
     let mut broken = event(2, "broken");
     broken.record.payload = b"{nope".to_vec();
     let outcomes = harness
@@ -110,12 +105,7 @@ async fn write_errors_are_retryable_nacks() {
     if !std::path::Path::new("/dev/full").exists() {
         return;
     }
-    let harness = TestHarness::start(jsonl_output::plugin()).await.unwrap();
-    harness
-        .configure(serde_json::json!({"path": "/dev/full", "fsync": false}))
-        .await
-        .unwrap()
-        .unwrap();
+    let harness = configured(serde_json::json!({"path": "/dev/full", "fsync": false})).await;
     let outcomes = harness
         .handle_events(vec![event(1, "a"), event(2, "b")])
         .await
