@@ -447,6 +447,7 @@ impl Store {
             feed: self.feed.clone(),
             published: Vec::new(),
             token: self.token,
+            generic_plans: false,
             _writer: guard,
         })
     }
@@ -476,6 +477,9 @@ pub struct StoreTx {
     /// feed has readers: handed to it on commit.
     published: Vec<OutboxEvent>,
     token: u64,
+    /// PostgreSQL: whether `SET LOCAL plan_cache_mode = auto` is in force
+    /// (see [`StoreTx::allow_generic_plans`]).
+    generic_plans: bool,
     _writer: OwnedMutexGuard<()>,
 }
 
@@ -512,6 +516,33 @@ impl StoreTx {
     /// The connection, for the queries of the store's submodules.
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+
+    /// PostgreSQL: lets the statements that follow run on a plan the
+    /// server caches for their prepared statement (`allow`), or plans each
+    /// execution for its parameters again (the hub's setting,
+    /// `plan_cache_mode = force_custom_plan`, see [`Store::open`]). One
+    /// `SET LOCAL` when the mode changes, none otherwise; the transaction's
+    /// end undoes it. Nothing on SQLite, which caches no plans of this kind.
+    ///
+    /// Only for statements whose plan cannot depend on their parameters or
+    /// on the table's size, such as a multi-row `INSERT ... VALUES`:
+    /// planning one of a poll batch's 500 rows (5,500 parameters) again
+    /// took the server 0.7-0.8 ms every time, a tenth of its CPU per record
+    /// in the pipeline measurement (docs/benchmarks.md). Callers turn it
+    /// off again before any other statement.
+    pub(crate) async fn allow_generic_plans(&mut self, allow: bool) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres || self.generic_plans == allow {
+            return Ok(());
+        }
+        let set = if allow {
+            "SET LOCAL plan_cache_mode = auto"
+        } else {
+            "SET LOCAL plan_cache_mode = force_custom_plan"
+        };
+        sqlx::raw_sql(set).execute(&mut *self.tx).await?;
+        self.generic_plans = allow;
+        Ok(())
     }
 
     /// SQLite only: the ids of the `count` rows the last statement inserted

@@ -258,12 +258,22 @@ impl StoreTx {
             .filter(|record| keys.insert(record_key(record)))
             .copied()
             .collect();
+        // The chunk's two multi-row inserts are the same statement every
+        // time for a given row count, and nothing in their plan depends on
+        // the values: large ones skip planning (see
+        // `StoreTx::allow_generic_plans`), the rest of the transaction
+        // does not.
+        self.allow_generic_plans(firsts.len() >= GENERIC_PLAN_ROWS)
+            .await?;
         let inserted = self.insert_missing(&firsts, now).await?;
         let conflicting: Vec<&Record> = firsts
             .iter()
             .filter(|record| !inserted.contains_key(record_key(record)))
             .copied()
             .collect();
+        if !conflicting.is_empty() {
+            self.allow_generic_plans(false).await?;
+        }
         let stored = self.stored_versions(&conflicting).await?;
         // Each key's id, the record it holds, and its entry in `updates`
         // if it changed, once one of its records was handled.
@@ -311,6 +321,9 @@ impl StoreTx {
         // A key changed several times in the chunk is updated once, to its
         // last record, its version raised once per change: the row that
         // updating it change by change leaves.
+        if !updates.is_empty() {
+            self.allow_generic_plans(false).await?;
+        }
         for (record_id, record, changes) in updates {
             self.update_one(record, record_id, changes, now).await?;
         }
@@ -319,7 +332,10 @@ impl StoreTx {
             .zip(records)
             .filter_map(|(&(record_id, kind), record)| kind.map(|kind| (record_id, kind, *record)))
             .collect();
+        self.allow_generic_plans(events.len() >= GENERIC_PLAN_ROWS)
+            .await?;
         let mut event_ids = self.insert_events(&events, now).await?.into_iter();
+        self.allow_generic_plans(false).await?;
         let mut upserted = Vec::with_capacity(outcomes.len());
         for (record_id, kind) in outcomes {
             let Some(kind) = kind else {
@@ -591,6 +607,12 @@ pub(crate) fn returns_rows(backend: Backend, rows: usize) -> bool {
 /// going from 100 to 500 took the SQLite pipeline from 28-32k to 34-37k
 /// records/s (docs/benchmarks.md).
 const UPSERT_CHUNK: usize = 500;
+
+/// From how many rows on a multi-row insert runs on PostgreSQL's cached
+/// plan instead of being planned again (see
+/// `StoreTx::allow_generic_plans`): below it, planning costs less than
+/// the two `SET LOCAL` round trips that skip it.
+const GENERIC_PLAN_ROWS: usize = 64;
 
 const RECORD_COLUMNS: &str = "id, source, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at";
 

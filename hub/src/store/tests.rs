@@ -915,6 +915,62 @@ async fn many_lists_upserted_at_once_keep_their_own_outcomes_and_sources() {
     .await;
 }
 
+#[tokio::test]
+async fn large_upserts_reuse_postgres_plans_and_plan_everything_else_afresh() {
+    on_both("generic_plans", |store| async move {
+        let batch = |first: i64, n: i64| -> Vec<Record> {
+            (first..first + 100)
+                .map(|key| record(&format!("k{key}"), n))
+                .collect()
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert_records("gen", &batch(0, 1)).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        // Half of the first batch is stored already (the lookup of stored
+        // keys runs between the two inserts), and the last one changes a
+        // key twice (an update, and an event insert by position).
+        let mut created = 0;
+        let mut updated = 0;
+        for round in 0..7 {
+            let mut records = batch(50 + 100 * round, 2);
+            if round == 6 {
+                records.push(record("k650", 3));
+            }
+            for outcome in tx.upsert_records("gen", &records).await.unwrap() {
+                match outcome.event() {
+                    Some((EventKind::Created, _)) => created += 1,
+                    Some((EventKind::Updated, _)) => updated += 1,
+                    None => panic!("every record here is new or changed: {outcome:?}"),
+                }
+            }
+        }
+        assert_eq!((created, updated), (650, 51));
+        if store.backend() == Backend::Postgres {
+            // The statement after the upserts is planned for its parameters
+            // again, as the hub's connections are set up to.
+            let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+                .fetch_one(tx.conn())
+                .await
+                .unwrap();
+            assert_eq!(mode, "force_custom_plan");
+            // The seven 100-row inserts on this connection: the server
+            // planned the first few and reused its plan for the rest.
+            let generic: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(generic_plans), 0)::BIGINT FROM pg_prepared_statements \
+                 WHERE statement LIKE 'INSERT INTO records %'",
+            )
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+            assert!(generic > 0, "no insert ran on a cached plan");
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(store.count_records().await.unwrap(), 750);
+    })
+    .await;
+}
+
 /// A write job for the group-commit tests: a checkpoint row, or a
 /// statement that fails (`Broken`), or a row that breaks a deferred
 /// constraint, so the COMMIT fails (`FailsAtCommit`).
