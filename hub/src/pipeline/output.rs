@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt as _;
@@ -53,6 +53,10 @@ const SCAN_BYTES: usize = 64 * 1024 * 1024;
 
 /// How often an idle output looks at the outbox even without a wake-up.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// How long an output worker goes without reading its replays while it
+/// knows of none queued on this hub (another hub sharing the database may
+/// queue one): as long as an idle output takes to look at the outbox.
+const REPLAY_RECHECK: Duration = IDLE_RECHECK;
 /// How long to wait before retrying after a store error.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -104,6 +108,47 @@ struct Scan {
     /// keeps it so (its marks are all at or below its new position, which
     /// forgets them); a failed one may not.
     no_marks: bool,
+    /// When the replays were last read and found none.
+    replays: ReplayCheck,
+    /// The output's durable position, once read: only this worker moves
+    /// it (the lease's holder, on a shared database), so after a step it
+    /// is what that step saved. Forgotten when a step fails.
+    position: Option<i64>,
+}
+
+/// Whether an output worker must read its pending replays, which a step
+/// used to do every time and almost always found none: a table read (two
+/// round trips to a SQLite worker thread; planned again every time on
+/// PostgreSQL) per step, twice per event at low rates.
+#[derive(Debug, Default)]
+struct ReplayCheck {
+    /// The store's replay generation before the last read that found none,
+    /// and when that read began.
+    none_since: Option<(u64, Instant)>,
+}
+
+impl ReplayCheck {
+    /// Due unless the last read found none, no replay was committed on this
+    /// hub since (`generation`, [`Store::replay_generation`]), and less
+    /// than [`REPLAY_RECHECK`] has passed.
+    fn due(&self, generation: u64, now: Instant) -> bool {
+        match self.none_since {
+            Some((seen, at)) => seen != generation || now.duration_since(at) >= REPLAY_RECHECK,
+            None => true,
+        }
+    }
+
+    /// A read that began at `now`, with the generation read before it,
+    /// found no replays. A replay committed after that read of the
+    /// generation changes it; one committed before it was in the read.
+    fn found_none(&mut self, generation: u64, now: Instant) {
+        self.none_since = Some((generation, now));
+    }
+
+    /// A read found replays: the next step reads again.
+    fn found_some(&mut self) {
+        self.none_since = None;
+    }
 }
 
 /// Where a stream's events came from, which decides how their progress is saved.
@@ -144,6 +189,8 @@ impl OutputWorker {
             let mut scan = Scan {
                 feed: self.store.outbox_reader(),
                 no_marks: false,
+                replays: ReplayCheck::default(),
+                position: None,
             };
             loop {
                 // Marked seen before looking, so a commit after the look
@@ -151,8 +198,10 @@ impl OutputWorker {
                 wake.borrow_and_update();
                 let stepped = self.step(&mut scan).await;
                 if stepped.is_err() {
-                    // A step cut short may have left marks above the position.
+                    // A step cut short may have left marks above the
+                    // position, or moved it before it failed.
                     scan.no_marks = false;
+                    scan.position = None;
                 }
                 match stepped {
                     Ok(true) => continue,
@@ -183,17 +232,27 @@ impl OutputWorker {
     /// when there was nothing to do.
     async fn step(&self, scan: &mut Scan) -> Result<bool, StepError> {
         let name = self.plugin.name();
-        let replays = self
-            .store
-            .pending_replays(name, self.config.batch, SCAN_BYTES)
-            .await?;
-        if !replays.is_empty() {
-            let mut finished = self.deliver(&replays, Progress::Replay).await?;
-            self.save(&mut finished, Progress::Replay, None).await?;
-            return Ok(true);
+        let generation = self.store.replay_generation();
+        let now = Instant::now();
+        if scan.replays.due(generation, now) {
+            let replays = self
+                .store
+                .pending_replays(name, self.config.batch, SCAN_BYTES)
+                .await?;
+            if !replays.is_empty() {
+                scan.replays.found_some();
+                let mut finished = self.deliver(&replays, Progress::Replay).await?;
+                self.save(&mut finished, Progress::Replay, None).await?;
+                return Ok(true);
+            }
+            scan.replays.found_none(generation, now);
         }
 
-        let position = self.store.output_position(name).await?;
+        let position = match scan.position {
+            Some(position) => position,
+            None => self.store.output_position(name).await?,
+        };
+        scan.position = Some(position);
         let scan_limit = self.config.batch.saturating_mul(self.config.max_in_flight);
         if !scan.no_marks {
             scan.no_marks = !self.store.output_has_marks(name).await?;
@@ -235,6 +294,9 @@ impl OutputWorker {
         let Some(last_scanned) = scanned.last().map(|event| event.id) else {
             return Ok(false);
         };
+        // Every branch below ends by saving the position at `last_scanned`;
+        // until it has, a failure clears what is known (see `run`).
+        scan.position = None;
         let filter = self.filter();
         let events: Vec<OutboxEvent> = scanned.into_iter().filter(|e| filter.matches(e)).collect();
         if let Some(oldest) = events.first() {
@@ -276,6 +338,7 @@ impl OutputWorker {
             )
             .await?;
         }
+        scan.position = Some(last_scanned);
         Ok(true)
     }
 
@@ -499,4 +562,30 @@ enum StepError {
     Cancelled,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_are_read_until_a_read_finds_none_then_only_after_a_new_one_or_a_while() {
+        let start = Instant::now();
+        let mut check = ReplayCheck::default();
+        assert!(check.due(0, start), "the first step reads them");
+        check.found_some();
+        assert!(check.due(0, start), "a read that found some reads again");
+        check.found_none(0, start);
+        assert!(!check.due(0, start + Duration::from_millis(10)));
+        assert!(
+            check.due(1, start + Duration::from_millis(10)),
+            "a replay committed on this hub since"
+        );
+        assert!(
+            check.due(0, start + REPLAY_RECHECK),
+            "one another hub may have queued"
+        );
+        check.found_none(1, start + REPLAY_RECHECK);
+        assert!(!check.due(1, start + REPLAY_RECHECK + Duration::from_millis(10)));
+    }
 }

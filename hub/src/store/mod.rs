@@ -54,6 +54,7 @@ pub mod testing;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -201,6 +202,8 @@ pub struct Store {
     feed: Arc<feed::OutboxFeed>,
     /// Bumped when another hub sharing the database commits inbox rows.
     inbox: Arc<watch::Sender<u64>>,
+    /// Bumped when this hub commits a replay request ([`Store::replay_generation`]).
+    replays: Arc<AtomicU64>,
     /// This store's token in commit notifications (`notify.rs`), to
     /// recognise its own.
     token: u64,
@@ -299,6 +302,7 @@ impl Store {
             events: Arc::new(watch::channel(0).0),
             feed: Arc::default(),
             inbox: Arc::new(watch::channel(0).0),
+            replays: Arc::default(),
             token: fastrand::u64(..),
             closing: CancellationToken::new(),
             group: None,
@@ -443,7 +447,9 @@ impl Store {
             backend: self.backend,
             wrote_events: false,
             wrote_inbox: false,
+            wrote_replays: false,
             events: self.events.clone(),
+            replays: self.replays.clone(),
             feed: self.feed.clone(),
             published: Vec::new(),
             token: self.token,
@@ -471,7 +477,11 @@ pub struct StoreTx {
     /// Set when a pending inbox row was written, to wake the other hubs'
     /// inbox workers on commit.
     pub(crate) wrote_inbox: bool,
+    /// Set when a replay request was written, to bump the store's replay
+    /// generation on commit.
+    pub(crate) wrote_replays: bool,
     events: Arc<watch::Sender<u64>>,
+    replays: Arc<AtomicU64>,
     feed: Arc<feed::OutboxFeed>,
     /// The outbox events written, as the table will hold them, when the
     /// feed has readers: handed to it on commit.
@@ -497,6 +507,9 @@ impl StoreTx {
         self.feed.publish(std::mem::take(&mut self.published));
         if self.wrote_events {
             self.events.send_modify(|generation| *generation += 1);
+        }
+        if self.wrote_replays {
+            self.replays.fetch_add(1, Ordering::Release);
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! dead-lettered events an operator asked to deliver again.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
@@ -285,6 +286,7 @@ impl StoreTx {
         .bind(now_ms())
         .execute(self.conn())
         .await?;
+        self.wrote_replays = true;
         Ok(())
     }
 
@@ -453,6 +455,15 @@ impl Store {
     /// for an output worker to read them without a table read.
     pub fn outbox_reader(&self) -> FeedReader {
         self.feed.reader()
+    }
+
+    /// A number that grows whenever a transaction of this hub that queued
+    /// a replay ([`StoreTx::enqueue_replay`]) commits, after the commit.
+    /// An output worker whose read of its replays found none reads them
+    /// again only once this has changed (or, for those another hub sharing
+    /// the database may queue, after a while).
+    pub fn replay_generation(&self) -> u64 {
+        self.replays.load(Ordering::Acquire)
     }
 
     /// A receiver that changes whenever a transaction that wrote outbox

@@ -971,6 +971,35 @@ async fn large_upserts_reuse_postgres_plans_and_plan_everything_else_afresh() {
     .await;
 }
 
+#[tokio::test]
+async fn a_committed_replay_request_moves_the_replay_generation() {
+    on_both("replay_generation", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let outcome = tx.upsert_records("gen", &[record("a", 1)]).await.unwrap();
+        tx.commit().await.unwrap();
+        let (_, event_id) = outcome[0].event().unwrap();
+        let before = store.replay_generation();
+        let mut tx = store.begin().await.unwrap();
+        tx.enqueue_replay("out", event_id).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(store.replay_generation(), before, "rolled back");
+        let mut tx = store.begin().await.unwrap();
+        tx.enqueue_replay("out", event_id).await.unwrap();
+        assert_eq!(store.replay_generation(), before, "not committed yet");
+        tx.commit().await.unwrap();
+        assert_ne!(store.replay_generation(), before);
+        assert_eq!(
+            store
+                .pending_replays("out", 10, 1 << 20)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    })
+    .await;
+}
+
 /// A write job for the group-commit tests: a checkpoint row, or a
 /// statement that fails (`Broken`), or a row that breaks a deferred
 /// constraint, so the COMMIT fails (`FailsAtCommit`).
