@@ -7,11 +7,14 @@
 //! release binaries next to the hub): webhook-json -> sentiment (enricher)
 //! -> store -> jsonl-output, plus its generator. The bench's open-loop load
 //! generator posts one JSON body to `/webhooks/webhooks` at each offered
-//! rate. The hub's CPU (utime + stime from /proc) is read from the first
-//! request until every accepted delivery has been taken by the plugin and
-//! stored (the hub's `switchyard_webhook_deliveries` counters), and divided
-//! by the accepted webhooks; the load generator's own CPU (this process)
-//! over its run is reported too, since it shares the cores.
+//! rate, each with an id of its own (as real webhooks have), so every
+//! webhook creates a record and jsonl-output writes its event. The hub's CPU
+//! (utime + stime from /proc) is read from the first request until every
+//! accepted delivery has been taken by the plugin and stored (the hub's
+//! `switchyard_webhook_deliveries` counters) and jsonl-output has acked
+//! each one's event (`switchyard_events_delivered`), and divided by the
+//! accepted webhooks; the load generator's own CPU (this process) over its
+//! run is reported too, since it shares the cores.
 //!
 //! Right after the hub at each rate, the same load goes to a bare axum
 //! handler answering 202 in its own process ([`crate::http_floor`]): its
@@ -37,6 +40,8 @@ use crate::settings::Counts;
 const EXAMPLE: &str = include_str!("../../examples/plugins.toml");
 /// The webhook plugin's instance name in the example.
 const WEBHOOK: &str = "webhooks";
+/// The output plugin's instance name in the example.
+const OUTPUT: &str = "archive";
 /// Every offered webhook must be accepted up to this rate.
 const ACCEPT_ALL_UP_TO: u64 = 10_000;
 /// The hub's CPU per webhook must stay at or below this, at every rate.
@@ -44,8 +49,11 @@ const CPU_TARGET_US: f64 = 50.0;
 /// The most time the hub gets to finish accepted deliveries after the load.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 
-/// The body of every request (the webhooks measurement's).
-const BODY: &[u8] = br#"{"id":"order-000000042","type":"order.created","customer":"c-1234567","total_cents":129900,"currency":"EUR","text":"Great service, the parcel arrived early and intact."}"#;
+/// The body of every request (the webhooks measurement's), each with its
+/// own order id ([`loadgen::SEQUENCE_MARKER`]): with one id for all, every
+/// webhook after the first changed nothing and the output had nothing to
+/// deliver.
+const BODY: &[u8] = br#"{"id":"order-{seq}","type":"order.created","customer":"c-1234567","total_cents":129900,"currency":"EUR","text":"Great service, the parcel arrived early and intact."}"#;
 
 /// One side (the hub or the floor) at one rate.
 #[derive(Debug, Clone, Serialize)]
@@ -133,7 +141,7 @@ fn rows_for(result: &RateResult) -> Vec<Row> {
             false,
             None,
         )
-        .note("README's example (examples/plugins.toml as written but for port and paths): webhook-json -> sentiment -> store (fresh SQLite, synchronous=full) -> jsonl-output, one JSON body posted by the bench's open-loop generator; floor: a bare axum handler answering 202 in its own process, same generator, same rate, same run"),
+        .note("README's example (examples/plugins.toml as written but for port and paths): webhook-json -> sentiment -> store (fresh SQLite, synchronous=full) -> jsonl-output, one JSON body with an order id of its own per request (each webhook creates a record, and jsonl-output writes its event) posted by the bench's open-loop generator; floor: a bare axum handler answering 202 in its own process, same generator, same rate, same run"),
     ];
     if !result.saturation {
         rows.push(Row::new(
@@ -164,7 +172,7 @@ fn rows_for(result: &RateResult) -> Vec<Row> {
         true,
         Some(Target::AtMost(CPU_TARGET_US)),
     )
-    .note("hub CPU (utime + stime, 10 ms ticks) from the first request until every accepted delivery was stored, ÷ accepted webhooks; the plugins' CPU is in report.json (details.example); floor: the axum process's CPU over its run ÷ its accepted requests");
+    .note("hub CPU (utime + stime, 10 ms ticks) from the first request until every accepted delivery was stored and jsonl-output had acked each one's event, ÷ accepted webhooks; the plugins' CPU is in report.json (details.example); floor: the axum process's CPU over its run ÷ its accepted requests");
     if !hub.drained {
         cpu.status = format!(
             "failed: the accepted deliveries were not all processed within {} s",
@@ -253,12 +261,35 @@ async fn run_hub(
         headers: Vec::new(),
         max_in_flight: 1024,
     };
+    // The generator's records reach the output too.
+    let delivered_before = metric_total(
+        &hub_process.base_url(),
+        &[
+            "switchyard_events_delivered",
+            "switchyard_events_delivered_total",
+        ],
+        OUTPUT,
+    )
+    .await?;
     let start = Instant::now();
     let before = cpu_snapshot(pid, None);
     let (load, loadgen_ticks) = offer(&plan).await;
     let result = async {
         let load = load?;
-        let drained = wait_drained(&hub_process.base_url(), WEBHOOK, load.accepted).await?;
+        let stored = wait_drained(&hub_process.base_url(), WEBHOOK, load.accepted).await?;
+        let delivered = wait_for_metric(
+            &hub_process.base_url(),
+            &[
+                "switchyard_events_delivered",
+                "switchyard_events_delivered_total",
+            ],
+            OUTPUT,
+            delivered_before + load.accepted,
+        )
+        .await?;
+        let drained = Drained {
+            done: stored.done && delivered.done,
+        };
         let after = cpu_snapshot(pid, None);
         let window_seconds = start.elapsed().as_secs_f64().max(1e-9);
         Ok::<_, anyhow::Error>((load, drained, after, window_seconds))
@@ -356,19 +387,29 @@ pub(crate) async fn wait_drained(
     plugin: &str,
     accepted: u64,
 ) -> anyhow::Result<Drained> {
-    let http = reqwest::Client::new();
+    wait_for_metric(
+        base_url,
+        &[
+            "switchyard_webhook_deliveries",
+            "switchyard_webhook_deliveries_total",
+        ],
+        plugin,
+        accepted,
+    )
+    .await
+}
+
+/// Waits until the hub's counters `names` for plugin `plugin` add up to at
+/// least `at_least`, reading its `/metrics`, at most [`DRAIN_LIMIT`].
+async fn wait_for_metric(
+    base_url: &str,
+    names: &[&str],
+    plugin: &str,
+    at_least: u64,
+) -> anyhow::Result<Drained> {
     let start = Instant::now();
-    let url = format!("{base_url}/metrics");
     loop {
-        let text = http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .context("cannot read the hub's /metrics")?
-            .text()
-            .await?;
-        if finished_deliveries(&text, plugin) >= accepted {
+        if metric_total(base_url, names, plugin).await? >= at_least {
             return Ok(Drained { done: true });
         }
         if start.elapsed() > DRAIN_LIMIT {
@@ -378,18 +419,27 @@ pub(crate) async fn wait_drained(
     }
 }
 
-/// Webhook plugin `plugin`'s finished deliveries (done and dead) in the
-/// hub's metrics text.
-fn finished_deliveries(metrics: &str, plugin: &str) -> u64 {
+/// The sum of the hub's counters `names` for plugin `plugin` (every other
+/// label) in its `/metrics` now.
+async fn metric_total(base_url: &str, names: &[&str], plugin: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("cannot read the hub's /metrics")?
+        .text()
+        .await?;
+    Ok(plugin_counter(&text, names, plugin))
+}
+
+/// The sum of the counters `names` labelled `plugin="PLUGIN"` in a
+/// Prometheus text exposition.
+fn plugin_counter(metrics: &str, names: &[&str], plugin: &str) -> u64 {
     metrics
         .lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
             let (name, rest) = line.split_once('{')?;
-            if !matches!(
-                name,
-                "switchyard_webhook_deliveries" | "switchyard_webhook_deliveries_total"
-            ) {
+            if !names.contains(&name) {
                 return None;
             }
             let (labels, value) = rest.split_once('}')?;
@@ -430,6 +480,16 @@ mod tests {
             switchyard_webhook_deliveries_total{plugin=\"webhooks\",outcome=\"dead\"} 1\n\
             switchyard_webhook_deliveries_total{plugin=\"other\",outcome=\"done\"} 7\n\
             switchyard_webhook_inbox_pending{plugin=\"webhooks\"} 3\n";
-        assert_eq!(finished_deliveries(metrics, WEBHOOK), 42);
+        let deliveries = [
+            "switchyard_webhook_deliveries",
+            "switchyard_webhook_deliveries_total",
+        ];
+        assert_eq!(plugin_counter(metrics, &deliveries, WEBHOOK), 42);
+        let delivered = "switchyard_events_delivered_total{plugin=\"archive\"} 12\n\
+            switchyard_events_delivered_total{plugin=\"other\"} 5\n";
+        assert_eq!(
+            plugin_counter(delivered, &["switchyard_events_delivered_total"], OUTPUT),
+            12
+        );
     }
 }

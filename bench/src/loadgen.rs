@@ -23,12 +23,37 @@ pub struct Plan {
     pub rate: u64,
     /// How long to offer them.
     pub duration: Duration,
-    /// The body of every request (sent as application/json).
+    /// The body of every request (sent as application/json). Its first
+    /// [`SEQUENCE_MARKER`], if any, becomes the request's number (0, 1, 2,
+    /// ...), so that each request can carry an id of its own.
     pub body: Vec<u8>,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
     /// The most requests in flight at once.
     pub max_in_flight: usize,
+}
+
+/// Replaced, in a plan's body, by each request's number.
+pub const SEQUENCE_MARKER: &str = "{seq}";
+
+/// The body of request `index`: `body` with its first [`SEQUENCE_MARKER`]
+/// replaced by the number (`body` as it is without one).
+fn numbered_body(body: &[u8], index: u64) -> Vec<u8> {
+    let marker = SEQUENCE_MARKER.as_bytes();
+    match body
+        .windows(marker.len())
+        .position(|window| window == marker)
+    {
+        Some(at) => {
+            let number = index.to_string();
+            let mut numbered = Vec::with_capacity(body.len() + number.len());
+            numbered.extend_from_slice(&body[..at]);
+            numbered.extend_from_slice(number.as_bytes());
+            numbered.extend_from_slice(&body[at + marker.len()..]);
+            numbered
+        }
+        None => body.to_vec(),
+    }
 }
 
 /// What happened.
@@ -107,7 +132,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         let mut request = client
             .post(&plan.url)
             .header("content-type", "application/json")
-            .body(plan.body.clone());
+            .body(numbered_body(&plan.body, index));
         for (name, value) in &plan.headers {
             request = request.header(name, value);
         }
@@ -181,6 +206,15 @@ mod tests {
         assert_eq!(outcome.rejected + outcome.dropped, 100);
         assert!(outcome.latency.is_none());
         server.abort();
+    }
+
+    #[test]
+    fn a_body_s_first_marker_becomes_the_request_s_number() {
+        assert_eq!(
+            numbered_body(br#"{"id":"o-{seq}","n":"{seq}"}"#, 42),
+            br#"{"id":"o-42","n":"{seq}"}"#
+        );
+        assert_eq!(numbered_body(b"{}", 7), b"{}");
     }
 
     #[test]

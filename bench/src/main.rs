@@ -111,7 +111,8 @@ enum Command {
         /// How long to offer load, for example `10s`.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         duration: Duration,
-        /// The request body (sent as application/json).
+        /// The request body (sent as application/json); its first `{seq}` becomes each
+        /// request's number (0, 1, 2, ...).
         #[arg(long, default_value = "{}")]
         body: String,
         /// Extra header, `Name: value` (repeatable).
