@@ -231,23 +231,10 @@ impl OutputWorker {
     /// Delivers pending replays, else one scan of new events. `Ok(false)`
     /// when there was nothing to do.
     async fn step(&self, scan: &mut Scan) -> Result<bool, StepError> {
-        let name = self.plugin.name();
-        let generation = self.store.replay_generation();
-        let now = Instant::now();
-        if scan.replays.due(generation, now) {
-            let replays = self
-                .store
-                .pending_replays(name, self.config.batch, SCAN_BYTES)
-                .await?;
-            if !replays.is_empty() {
-                scan.replays.found_some();
-                let mut finished = self.deliver(&replays, Progress::Replay).await?;
-                self.save(&mut finished, Progress::Replay, None).await?;
-                return Ok(true);
-            }
-            scan.replays.found_none(generation, now);
+        if self.replay(scan).await? {
+            return Ok(true);
         }
-
+        let name = self.plugin.name();
         let position = match scan.position {
             Some(position) => position,
             None => self.store.output_position(name).await?,
@@ -294,9 +281,6 @@ impl OutputWorker {
         let Some(last_scanned) = scanned.last().map(|event| event.id) else {
             return Ok(false);
         };
-        // Every branch below ends by saving the position at `last_scanned`;
-        // until it has, a failure clears what is known (see `run`).
-        scan.position = None;
         let filter = self.filter();
         let events: Vec<OutboxEvent> = scanned.into_iter().filter(|e| filter.matches(e)).collect();
         if let Some(oldest) = events.first() {
@@ -339,6 +323,28 @@ impl OutputWorker {
             .await?;
         }
         scan.position = Some(last_scanned);
+        Ok(true)
+    }
+
+    /// Delivers the pending replays, when some may be queued (see
+    /// [`ReplayCheck`]). `Ok(true)` when there were some.
+    async fn replay(&self, scan: &mut Scan) -> Result<bool, StepError> {
+        let generation = self.store.replay_generation();
+        let now = Instant::now();
+        if !scan.replays.due(generation, now) {
+            return Ok(false);
+        }
+        let replays = self
+            .store
+            .pending_replays(self.plugin.name(), self.config.batch, SCAN_BYTES)
+            .await?;
+        if replays.is_empty() {
+            scan.replays.found_none(generation, now);
+            return Ok(false);
+        }
+        scan.replays.found_some();
+        let mut finished = self.deliver(&replays, Progress::Replay).await?;
+        self.save(&mut finished, Progress::Replay, None).await?;
         Ok(true)
     }
 
