@@ -42,6 +42,17 @@ const EXAMPLE: &str = include_str!("../../examples/plugins.toml");
 const WEBHOOK: &str = "webhooks";
 /// The output plugin's instance name in the example.
 const OUTPUT: &str = "archive";
+/// A webhook plugin's finished deliveries (done and dead) in the hub's
+/// metrics, by either name the counter may be exposed under.
+const FINISHED_DELIVERIES: &[&str] = &[
+    "switchyard_webhook_deliveries",
+    "switchyard_webhook_deliveries_total",
+];
+/// The events an output acked, in the hub's metrics, by either name.
+const EVENTS_DELIVERED: &[&str] = &[
+    "switchyard_events_delivered",
+    "switchyard_events_delivered_total",
+];
 /// Every offered webhook must be accepted up to this rate.
 const ACCEPT_ALL_UP_TO: u64 = 10_000;
 /// The hub's CPU per webhook must stay at or below this, at every rate.
@@ -262,15 +273,7 @@ async fn run_hub(
         max_in_flight: 1024,
     };
     // The generator's records reach the output too.
-    let delivered_before = metric_total(
-        &hub_process.base_url(),
-        &[
-            "switchyard_events_delivered",
-            "switchyard_events_delivered_total",
-        ],
-        OUTPUT,
-    )
-    .await?;
+    let delivered_before = metric_total(&hub_process.base_url(), EVENTS_DELIVERED, OUTPUT).await?;
     let start = Instant::now();
     let before = cpu_snapshot(pid, None);
     let (load, loadgen_ticks) = offer(&plan).await;
@@ -279,10 +282,7 @@ async fn run_hub(
         let stored = wait_drained(&hub_process.base_url(), WEBHOOK, load.accepted).await?;
         let delivered = wait_for_metric(
             &hub_process.base_url(),
-            &[
-                "switchyard_events_delivered",
-                "switchyard_events_delivered_total",
-            ],
+            EVENTS_DELIVERED,
             OUTPUT,
             delivered_before + load.accepted,
         )
@@ -387,16 +387,7 @@ pub(crate) async fn wait_drained(
     plugin: &str,
     accepted: u64,
 ) -> anyhow::Result<Drained> {
-    wait_for_metric(
-        base_url,
-        &[
-            "switchyard_webhook_deliveries",
-            "switchyard_webhook_deliveries_total",
-        ],
-        plugin,
-        accepted,
-    )
-    .await
+    wait_for_metric(base_url, FINISHED_DELIVERIES, plugin, accepted).await
 }
 
 /// Waits until the hub's counters `names` for plugin `plugin` add up to at
@@ -480,16 +471,9 @@ mod tests {
             switchyard_webhook_deliveries_total{plugin=\"webhooks\",outcome=\"dead\"} 1\n\
             switchyard_webhook_deliveries_total{plugin=\"other\",outcome=\"done\"} 7\n\
             switchyard_webhook_inbox_pending{plugin=\"webhooks\"} 3\n";
-        let deliveries = [
-            "switchyard_webhook_deliveries",
-            "switchyard_webhook_deliveries_total",
-        ];
-        assert_eq!(plugin_counter(metrics, &deliveries, WEBHOOK), 42);
+        assert_eq!(plugin_counter(metrics, FINISHED_DELIVERIES, WEBHOOK), 42);
         let delivered = "switchyard_events_delivered_total{plugin=\"archive\"} 12\n\
             switchyard_events_delivered_total{plugin=\"other\"} 5\n";
-        assert_eq!(
-            plugin_counter(delivered, &["switchyard_events_delivered_total"], OUTPUT),
-            12
-        );
+        assert_eq!(plugin_counter(delivered, EVENTS_DELIVERED, OUTPUT), 12);
     }
 }
