@@ -14,6 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
+use super::inbox_feed::InboxSubscription;
 use super::{Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 use crate::domain::{HttpReply, WebhookDelivery};
 
@@ -180,6 +181,29 @@ fn entry_from_row(row: &AnyRow) -> Result<InboxEntry, StoreError> {
     })
 }
 
+/// When a delivery was received, as the inbox stores it (milliseconds).
+fn received_ms(row: &NewInboxRow<'_>) -> i64 {
+    row.delivery.received_at.timestamp_millis()
+}
+
+/// The entry a pending row just inserted as `id` is, as a read of the
+/// table would give it back (`received_at` to the millisecond).
+fn pending_entry(id: i64, row: &NewInboxRow<'_>, received_ms: i64) -> InboxEntry {
+    let mut delivery = row.delivery.clone();
+    if let Some(stored) = ms_to_time(received_ms) {
+        delivery.received_at = stored;
+    }
+    InboxEntry {
+        id,
+        plugin: row.plugin.to_owned(),
+        delivery,
+        status: InboxStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        reply: None,
+    }
+}
+
 impl StoreTx {
     /// Stores `delivery` for `plugin` with `status` (`Pending` for the
     /// worker, `Done` for a synchronous delivery already handled, with its
@@ -241,7 +265,7 @@ impl StoreTx {
                     .bind(row.delivery.query.clone())
                     .bind(headers)
                     .bind(row.delivery.body.clone())
-                    .bind(row.delivery.received_at.timestamp_millis())
+                    .bind(received_ms(row))
                     .bind(row.status.as_str())
                     .bind(0_i64)
                     .bind(None::<String>)
@@ -263,9 +287,15 @@ impl StoreTx {
                         ),
                     ));
                 };
-                results[index] = InboxInsert::Inserted(stored.try_get("id")?);
-                if rows[index].status == InboxStatus::Pending {
+                let id: i64 = stored.try_get("id")?;
+                results[index] = InboxInsert::Inserted(id);
+                let row = &rows[index];
+                if row.status == InboxStatus::Pending {
                     self.wrote_inbox = true;
+                    if self.inbox_feed.wanted(row.plugin) {
+                        self.fed_inbox
+                            .push(pending_entry(id, row, received_ms(row)));
+                    }
                 }
             }
         }
@@ -352,6 +382,22 @@ impl Store {
     /// on it beside their own endpoint's wake-up).
     pub fn subscribe_inbox(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inbox.subscribe()
+    }
+
+    /// Subscribes the inbox worker of `plugin` to the pending deliveries
+    /// this hub commits for it ([`super::inbox_feed`]), replacing any
+    /// earlier subscription of that plugin. `None` on PostgreSQL, where
+    /// other hubs may write the inbox too: there the worker reads it.
+    pub fn subscribe_inbox_feed(&self, plugin: &str) -> Option<InboxSubscription> {
+        self.feeds_inbox()
+            .then(|| self.inbox_feed.subscribe(plugin))
+    }
+
+    /// Whether an inbox worker learns of this hub's pending deliveries from
+    /// the inbox feed ([`Store::subscribe_inbox_feed`]) rather than from a
+    /// wake-up and a read.
+    pub fn feeds_inbox(&self) -> bool {
+        self.backend == super::Backend::Sqlite
     }
 
     /// The oldest `limit` pending deliveries of `plugin` but those in
@@ -622,11 +668,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_feed_brings_committed_pending_deliveries_as_the_table_holds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        let feed = store.subscribe_inbox_feed("hook").unwrap();
+        let deliveries = [delivery("a"), delivery("b"), delivery("c"), delivery("a")];
+        let rows: Vec<NewInboxRow<'_>> = deliveries
+            .iter()
+            .enumerate()
+            .map(|(index, delivery)| NewInboxRow {
+                // One for a plugin that did not subscribe, one done (a
+                // synchronous delivery), one a duplicate: none is fed.
+                plugin: if index == 1 { "other" } else { "hook" },
+                delivery,
+                status: if index == 2 {
+                    InboxStatus::Done
+                } else {
+                    InboxStatus::Pending
+                },
+                reply: None,
+            })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_inbox_many(&rows).await.unwrap();
+        assert!(feed.take().entries.is_empty(), "nothing before the commit");
+        tx.commit().await.unwrap();
+        let fed = feed.take();
+        let read = store
+            .pending_inbox("hook", 10, usize::MAX, &[])
+            .await
+            .unwrap()
+            .entries;
+        assert_eq!(fed.entries, read);
+        assert_eq!(read.len(), 1);
+        assert!(!fed.overflowed);
+
+        // A rolled-back insert feeds nothing.
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_inbox("hook", &delivery("d"), InboxStatus::Pending, None)
+            .await
+            .unwrap();
+        drop(tx);
+        assert!(feed.take().entries.is_empty());
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn inbox_round_trip_on_postgres() {
         let Some(url) = testing::postgres_url("inbox_round_trip_on_postgres").await else {
             return;
         };
         let store = Store::open(&url).await.unwrap();
+        // Other hubs may write this inbox: its workers read it.
+        assert!(store.subscribe_inbox_feed("hook").is_none());
         exercise(store).await;
     }
 

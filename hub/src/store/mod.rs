@@ -43,6 +43,7 @@ pub mod group;
 pub mod health;
 pub mod hub_lock;
 pub mod inbox;
+pub mod inbox_feed;
 pub mod leases;
 pub mod metrics;
 mod notify;
@@ -202,6 +203,9 @@ pub struct Store {
     feed: Arc<feed::OutboxFeed>,
     /// Bumped when another hub sharing the database commits inbox rows.
     inbox: Arc<watch::Sender<u64>>,
+    /// The pending deliveries this hub committed last, for its inbox
+    /// workers ([`inbox_feed`]; SQLite only).
+    inbox_feed: Arc<inbox_feed::InboxFeed>,
     /// Bumped when this hub commits a replay request ([`Store::replay_generation`]).
     replays: Arc<AtomicU64>,
     /// This store's token in commit notifications (`notify.rs`), to
@@ -302,6 +306,7 @@ impl Store {
             events: Arc::new(watch::channel(0).0),
             feed: Arc::default(),
             inbox: Arc::new(watch::channel(0).0),
+            inbox_feed: Arc::default(),
             replays: Arc::default(),
             token: fastrand::u64(..),
             closing: CancellationToken::new(),
@@ -452,6 +457,8 @@ impl Store {
             replays: self.replays.clone(),
             feed: self.feed.clone(),
             published: Vec::new(),
+            inbox_feed: self.inbox_feed.clone(),
+            fed_inbox: Vec::new(),
             token: self.token,
             generic_plans: false,
             _writer: guard,
@@ -486,6 +493,11 @@ pub struct StoreTx {
     /// The outbox events written, as the table will hold them, when the
     /// feed has readers: handed to it on commit.
     published: Vec<OutboxEvent>,
+    pub(crate) inbox_feed: Arc<inbox_feed::InboxFeed>,
+    /// The pending inbox rows written, as the table holds them, for the
+    /// plugins whose worker subscribed to the inbox feed: handed to it on
+    /// commit.
+    pub(crate) fed_inbox: Vec<InboxEntry>,
     token: u64,
     /// PostgreSQL: whether `SET LOCAL plan_cache_mode = auto` is in force
     /// (see [`StoreTx::allow_generic_plans`]).
@@ -505,6 +517,7 @@ impl StoreTx {
         }
         self.tx.commit().await?;
         self.feed.publish(std::mem::take(&mut self.published));
+        self.inbox_feed.publish(std::mem::take(&mut self.fed_inbox));
         if self.wrote_events {
             self.events.send_modify(|generation| *generation += 1);
         }

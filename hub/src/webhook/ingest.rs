@@ -272,7 +272,11 @@ pub async fn receive(
     match inserted {
         InboxInsert::Inserted(id) => {
             reservation.keep();
-            endpoint.wake.notify_one();
+            // Where the inbox feed brought the delivery to the worker, a
+            // wake-up would only make it read the table for nothing.
+            if !store.feeds_inbox() {
+                endpoint.wake.notify_one();
+            }
             tracing::debug!(plugin = %name, delivery_id = %delivery_id, inbox_id = id, "Webhook delivery accepted.");
             Ok(Answer::Accepted { delivery_id })
         }

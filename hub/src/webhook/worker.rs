@@ -7,6 +7,13 @@
 //! (INVALID_ARGUMENT), or that fails past `max_attempts`, becomes a dead
 //! letter (stage `webhook`) in the transaction that marks it dead.
 //!
+//! Claims: a read of the inbox takes up to [`BATCH`] pending deliveries
+//! ahead. Once a read has seen every pending delivery, the ones this hub
+//! commits next come from the inbox feed (`store/inbox_feed.rs`, SQLite
+//! only) in id order, without reading the table again; a wake-up (a
+//! replay, another hub's delivery, the idle poll), a release, or a
+//! delivery the feed could not hold makes the worker read again.
+//!
 //! Order: one task per delivery in hand, so a delivery's own attempts are
 //! sequential and one delivery being retried does not hold back the others;
 //! deliveries are claimed strictly in inbox order, and with `concurrency = 1`
@@ -34,12 +41,13 @@ use super::Endpoint;
 use crate::domain::Record;
 use crate::pipeline::{ChainOutput, Ingest, write_prepared_many};
 use crate::retry::{self, AttemptFailure, GiveUp, Rpc};
+use crate::store::inbox_feed::{Fed, InboxSubscription, entry_bytes};
 use crate::store::{
     Fence, InboxEntry, NewDeadLetter, Stage, Store, StoreError, StoreTx, Upserted, WriteJob,
 };
 
 /// How many pending deliveries are read ahead per query (beyond those in
-/// hand).
+/// hand), and the most the queue takes from the inbox feed.
 const BATCH: u32 = 32;
 /// The most body and header bytes one read ahead takes past its first
 /// delivery: with large bodies (`max_body` allows 64 MiB) the queue holds a
@@ -79,9 +87,18 @@ struct Claims {
     queue: VecDeque<InboxEntry>,
     /// The inbox ids in hand.
     in_hand: HashSet<i64>,
+    /// The body and header bytes of `queue`.
+    queued_bytes: usize,
     /// The last read found nothing new: read again only after a wake-up,
-    /// the idle poll, or a release.
+    /// the idle poll, or a release. While it holds, the deliveries this hub
+    /// commits come from the inbox feed, in id order, without a read.
     drained: bool,
+    /// The highest inbox id read or fed: every pending delivery at or below
+    /// it (but a requeued one, which wakes the worker) is in the queue, in
+    /// hand, or was there.
+    seen: i64,
+    /// How many times the inbox table was read.
+    reads: u64,
     /// [`READ_AHEAD_BYTES`], but for tests.
     read_ahead_bytes: usize,
 }
@@ -92,7 +109,10 @@ impl Claims {
             concurrency: concurrency.max(1),
             queue: VecDeque::new(),
             in_hand: HashSet::new(),
+            queued_bytes: 0,
             drained: false,
+            seen: 0,
+            reads: 0,
             read_ahead_bytes: READ_AHEAD_BYTES,
         }
     }
@@ -117,19 +137,57 @@ impl Claims {
             let pending = store
                 .pending_inbox(plugin, BATCH, self.read_ahead_bytes, &in_hand)
                 .await?;
+            self.reads += 1;
             // A read that saw every pending delivery: reading again before
             // a wake-up would find nothing new (an insert wakes the worker
-            // after its commit, and a wake-up is kept until it is seen), so
-            // one claim costs one read, not two.
+            // or reaches it through the feed after its commit, and a
+            // wake-up is kept until it is seen), so one claim costs one
+            // read, not two.
             let complete = pending.complete;
-            self.queue.extend(pending.entries);
+            for entry in pending.entries {
+                self.seen = self.seen.max(entry.id);
+                self.push(entry);
+            }
             self.drained = complete || self.queue.is_empty();
         }
         let entry = self.queue.pop_front();
         if let Some(entry) = &entry {
+            self.queued_bytes = self.queued_bytes.saturating_sub(entry_bytes(entry));
             self.in_hand.insert(entry.id);
         }
         Ok(entry)
+    }
+
+    fn push(&mut self, entry: InboxEntry) {
+        self.queued_bytes += entry_bytes(&entry);
+        self.queue.push_back(entry);
+    }
+
+    /// Takes the deliveries this hub committed (the inbox feed) into the
+    /// queue, where no read is needed: while the last read saw every
+    /// pending delivery, each one the feed brings after the highest id seen
+    /// is the next in inbox order (commits are in id order, and only this
+    /// hub writes a SQLite inbox). Otherwise, or past the read-ahead's
+    /// bounds, the next read finds it, and everything after it.
+    fn feed(&mut self, fed: Fed) {
+        if fed.overflowed {
+            self.drained = false;
+        }
+        for entry in fed.entries {
+            // Read already (it committed before the last read).
+            if entry.id <= self.seen {
+                continue;
+            }
+            let fits = self.queue.len() < BATCH as usize
+                && (self.queue.is_empty()
+                    || self.queued_bytes + entry_bytes(&entry) <= self.read_ahead_bytes);
+            if !self.drained || !fits {
+                self.drained = false;
+                continue;
+            }
+            self.seen = entry.id;
+            self.push(entry);
+        }
     }
 
     /// Something may have been added to the inbox.
@@ -144,6 +202,7 @@ impl Claims {
         self.in_hand.remove(&id);
         if finished == Finished::Released {
             self.queue.clear();
+            self.queued_bytes = 0;
             self.drained = false;
         }
     }
@@ -166,6 +225,9 @@ pub async fn run(
         let mut claims = Claims::new(concurrency);
         // Deliveries other hubs accepted into this inbox.
         let mut elsewhere = store.subscribe_inbox();
+        // Deliveries this hub accepts, without a read (SQLite), taken
+        // before the first read so none committed after it is missed.
+        let feed = store.subscribe_inbox_feed(endpoint.name());
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         // Which task holds which inbox row.
         let mut holders: HashMap<tokio::task::Id, i64> = HashMap::new();
@@ -208,6 +270,11 @@ pub async fn run(
                     end_task(&mut claims, &mut holders, joined);
                 }
                 () = endpoint.wake.notified() => claims.wake(),
+                () = arrived(feed.as_ref()) => {
+                    if let Some(feed) = &feed {
+                        claims.feed(feed.take());
+                    }
+                }
                 Ok(()) = elsewhere.changed() => claims.wake(),
                 () = tokio::time::sleep(IDLE_POLL) => claims.wake(),
                 _ = stop.changed() => {}
@@ -216,10 +283,18 @@ pub async fn run(
         while let Some(joined) = tasks.join_next_with_id().await {
             end_task(&mut claims, &mut holders, joined);
         }
-        tracing::debug!("Webhook worker stopped.");
+        tracing::debug!(reads = claims.reads, "Webhook worker stopped.");
     }
     .instrument(span)
     .await
+}
+
+/// Resolves when the inbox feed brought deliveries; never without a feed.
+async fn arrived(feed: Option<&InboxSubscription>) {
+    match feed {
+        Some(feed) => feed.arrived().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Books a delivery task's end.
@@ -658,5 +733,95 @@ mod tests {
     /// One more pending delivery, arrived later; returns its id.
     async fn fill_more(store: &Store) -> i64 {
         insert(store, "late").await
+    }
+
+    #[tokio::test]
+    async fn deliveries_this_hub_commits_are_claimed_from_the_feed_without_a_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        let feed = store.subscribe_inbox_feed("hook").unwrap();
+        let first = fill(&store, 2).await;
+        let mut claims = Claims::new(4);
+        // The first read finds what was there; the feed brought the same
+        // deliveries, which are not claimed twice.
+        assert_eq!(claimed(&mut claims, &store).await, Some(first[0]));
+        assert_eq!(claimed(&mut claims, &store).await, Some(first[1]));
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        assert_eq!(claims.reads, 1);
+        claims.feed(feed.take());
+        assert_eq!(claimed(&mut claims, &store).await, None);
+
+        // Later deliveries come from the feed, in order, with no read.
+        let later = fill_more_each(&store, &["e1", "e2", "e3"]).await;
+        claims.feed(feed.take());
+        for id in &later {
+            assert_eq!(claimed(&mut claims, &store).await, Some(*id));
+        }
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        assert_eq!(claims.reads, 1, "the feed spared every read");
+
+        // A delivery the feed brings as the table holds it.
+        let (via_feed, via_table) = {
+            let id = insert(&store, "same").await;
+            let fed = feed.take();
+            let read = store.inbox_delivery("hook", "same").await.unwrap().unwrap();
+            assert_eq!(read.id, id);
+            (fed.entries, read)
+        };
+        assert_eq!(via_feed, vec![via_table]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_delivery_the_feed_cannot_hand_over_is_read_in_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        let feed = store.subscribe_inbox_feed("hook").unwrap();
+        let mut claims = Claims::new(1);
+        assert_eq!(claimed(&mut claims, &store).await, None);
+        assert!(claims.drained);
+
+        // More than the read-ahead arrives at once: the queue takes BATCH
+        // from the feed, the rest are read afterwards, in inbox order.
+        let names: Vec<String> = (0..BATCH + 3).map(|n| format!("b{n}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let ids = fill_more_each(&store, &names).await;
+        claims.feed(feed.take());
+        assert!(!claims.drained);
+        for id in &ids {
+            assert_eq!(claimed(&mut claims, &store).await, Some(*id));
+            finish(&mut claims, &store, *id).await;
+        }
+        assert_eq!(claims.reads, 2, "one read for the deliveries left out");
+
+        // While a read is due (a requeued delivery woke the worker), the
+        // feed's deliveries wait for that read, behind the older one.
+        let old = insert(&store, "old").await;
+        claims.feed(feed.take());
+        assert_eq!(claimed(&mut claims, &store).await, Some(old));
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.fail_inbox(old, 1, "refused").await.unwrap());
+        tx.commit().await.unwrap();
+        claims.end(old, Finished::Dead);
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.requeue_inbox(old).await.unwrap());
+        tx.commit().await.unwrap();
+        claims.wake();
+        let new = insert(&store, "new").await;
+        claims.feed(feed.take());
+        assert_eq!(claimed(&mut claims, &store).await, Some(old));
+        finish(&mut claims, &store, old).await;
+        assert_eq!(claimed(&mut claims, &store).await, Some(new));
+        store.close().await;
+    }
+
+    /// Inserts pending deliveries with these ids, in order; returns their
+    /// inbox ids.
+    async fn fill_more_each(store: &Store, delivery_ids: &[&str]) -> Vec<i64> {
+        let mut ids = Vec::new();
+        for delivery_id in delivery_ids {
+            ids.push(insert(store, delivery_id).await);
+        }
+        ids
     }
 }
