@@ -42,8 +42,8 @@ use crate::config::OutputConfig;
 use crate::domain::{EventAck, Record, RecordEvent};
 use crate::retry::{self, AttemptError, Call, GiveUp, Rpc};
 use crate::store::{
-    FeedReader, Fence, NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError, StoreTx,
-    WriteJob,
+    Backend, FeedReader, Fence, NewDeadLetter, OutboxEvent, OutputFilter, Stage, Store, StoreError,
+    StoreTx, WriteJob,
 };
 use crate::supervisor::{PluginHandle, RunningPlugin};
 
@@ -92,6 +92,12 @@ impl Finished {
 
     fn has_unsaved(&self) -> bool {
         self.saved_acked < self.acked.len() || self.saved_dead < self.dead.len()
+    }
+
+    /// Whether some of these were committed already: for outbox events,
+    /// as marks above the position (see [`OutputWorker::deliver`]).
+    fn saved_some(&self) -> bool {
+        self.saved_acked > 0 || self.saved_dead > 0
     }
 
     fn mark_saved(&mut self) {
@@ -228,8 +234,11 @@ impl OutputWorker {
         .await;
     }
 
-    /// Delivers pending replays, else one scan of new events. `Ok(false)`
-    /// when there was nothing to do.
+    /// Delivers pending replays, else one scan of new events. `Ok(true)`
+    /// when there may be more to do at once; `Ok(false)` when there was
+    /// nothing to do, or the scan delivered every event there was (a
+    /// commit since the last look at the store's event generation wakes
+    /// the worker, see `run`): finding nothing new would cost a read.
     async fn step(&self, scan: &mut Scan) -> Result<bool, StepError> {
         if self.replay(scan).await? {
             return Ok(true);
@@ -256,26 +265,30 @@ impl OutputWorker {
         } else {
             None
         };
-        let scanned = match fed {
-            Some(events) => {
+        // Whether these are every event after the position that there was
+        // when they were taken. From the feed, only where no other hub
+        // writes the outbox (SQLite): its end is then the table's.
+        let (scanned, complete) = match fed {
+            Some(run) => {
                 tracing::trace!(
                     position,
-                    events = events.len(),
+                    events = run.events.len(),
                     "Took the events after the position from the feed."
                 );
-                events
+                let complete = run.to_end && self.store.backend() == Backend::Sqlite;
+                (run.events, complete)
             }
             None => {
-                let events = self
+                let read = self
                     .store
-                    .events_after(name, position, scan_limit, SCAN_BYTES)
+                    .scan_events_after(name, position, scan_limit, SCAN_BYTES)
                     .await?;
                 tracing::trace!(
                     position,
-                    events = events.len(),
+                    events = read.events.len(),
                     "Read the events after the position from the outbox table."
                 );
-                events
+                (read.events, read.complete)
             }
         };
         let Some(last_scanned) = scanned.last().map(|event| event.id) else {
@@ -296,7 +309,11 @@ impl OutputWorker {
                     .get(index + 1)
                     .and_then(|next| next.first())
                     .map_or(last_scanned, |next| next.id - 1);
-                self.save(&mut finished, Progress::Outbox, Some(through))
+                // In order, events are marked done only while others of
+                // their stream wait for a retry: with no marks before and
+                // none made, there are none to forget.
+                let unmarked = scan.no_marks && !finished.saved_some();
+                self.save(&mut finished, Progress::Outbox, Some(through), unmarked)
                     .await?;
             }
             if chunks.is_empty() {
@@ -304,6 +321,7 @@ impl OutputWorker {
                     &mut Finished::default(),
                     Progress::Outbox,
                     Some(last_scanned),
+                    scan.no_marks,
                 )
                 .await?;
             }
@@ -313,17 +331,19 @@ impl OutputWorker {
                 .map(|chunk| self.deliver(chunk, Progress::Outbox))
                 .collect();
             while let Some(finished) = in_flight.next().await {
-                self.save(&mut finished?, Progress::Outbox, None).await?;
+                self.save(&mut finished?, Progress::Outbox, None, false)
+                    .await?;
             }
             self.save(
                 &mut Finished::default(),
                 Progress::Outbox,
                 Some(last_scanned),
+                false,
             )
             .await?;
         }
         scan.position = Some(last_scanned);
-        Ok(true)
+        Ok(!complete)
     }
 
     /// Delivers the pending replays, when some may be queued (see
@@ -344,19 +364,23 @@ impl OutputWorker {
         }
         scan.replays.found_some();
         let mut finished = self.deliver(&replays, Progress::Replay).await?;
-        self.save(&mut finished, Progress::Replay, None).await?;
+        self.save(&mut finished, Progress::Replay, None, false)
+            .await?;
         Ok(true)
     }
 
     /// Commits what a stream finished and has not committed yet, in one
     /// transaction (through the store's group commit): its dead letters,
     /// then per-event marks (or, for replays, the end of the replay), or the
-    /// new position when everything up to `through` is finished.
+    /// new position when everything up to `through` is finished. `unmarked`:
+    /// the caller knows no event of this output is marked done, so moving
+    /// the position has none to forget (one statement fewer).
     async fn save(
         &self,
         finished: &mut Finished,
         progress: Progress,
         through: Option<i64>,
+        unmarked: bool,
     ) -> Result<(), StoreError> {
         let name = self.plugin.name();
         let job = ProgressJob {
@@ -365,6 +389,7 @@ impl OutputWorker {
             ids: finished.unsaved_ids(),
             progress,
             through,
+            unmarked,
             fence: self.fence.clone(),
         };
         self.store.write(job).await?;
@@ -476,7 +501,7 @@ impl OutputWorker {
             // Before waiting for what is left, make what is finished durable,
             // so a crash during the wait does not deliver it again.
             if !pending.is_empty() && finished.has_unsaved() {
-                self.save(&mut finished, progress, None).await?;
+                self.save(&mut finished, progress, None, false).await?;
             }
             if !pending.is_empty()
                 && let Some(delay) = delay
@@ -527,6 +552,9 @@ struct ProgressJob {
     ids: Vec<i64>,
     progress: Progress,
     through: Option<i64>,
+    /// No event of the output is marked done: moving the position leaves
+    /// no marks to forget.
+    unmarked: bool,
     fence: Option<Fence>,
 }
 
@@ -546,6 +574,9 @@ impl WriteJob for ProgressJob {
                     for &id in &self.ids {
                         tx.finish_replay(&self.output, id).await?;
                     }
+                }
+                (Progress::Outbox, Some(position)) if self.unmarked => {
+                    tx.move_position(&self.output, position).await?;
                 }
                 (Progress::Outbox, Some(position)) => {
                     tx.set_position(&self.output, position).await?;

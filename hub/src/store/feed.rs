@@ -153,6 +153,17 @@ impl FeedState {
     }
 }
 
+/// A feed's answer ([`FeedReader::events_after`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedRun {
+    /// Events with consecutive ids from the reader's position on.
+    pub events: Vec<OutboxEvent>,
+    /// Whether they are everything the feed holds after the position (no
+    /// gap, count or bytes cut them short): on a database only this hub
+    /// writes, every event committed when the feed answered.
+    pub to_end: bool,
+}
+
 /// One output worker's handle on the feed (unregistered when dropped).
 #[derive(Debug)]
 pub struct FeedReader {
@@ -170,12 +181,7 @@ impl FeedReader {
     /// above its position (finished out of order); the feed knows nothing
     /// of those marks. Call this only when there are none: when the
     /// caller's last scan finished and moved its position to `after`.
-    pub fn events_after(
-        &self,
-        after: i64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Option<Vec<OutboxEvent>> {
+    pub fn events_after(&self, after: i64, limit: usize, max_bytes: usize) -> Option<FeedRun> {
         let mut state = self.feed.lock();
         state.readers.insert(self.id, after);
         OutboxFeed::trim(&mut state);
@@ -193,7 +199,10 @@ impl FeedReader {
             bytes += event_bytes;
             run.push(event.clone());
         }
-        Some(run)
+        Some(FeedRun {
+            to_end: run.len() == state.events.len(),
+            events: run,
+        })
     }
 }
 
@@ -240,8 +249,8 @@ mod tests {
         }
     }
 
-    fn ids(events: Option<Vec<OutboxEvent>>) -> Option<Vec<i64>> {
-        events.map(|events| events.iter().map(|event| event.id).collect())
+    fn ids(run: Option<FeedRun>) -> Option<Vec<i64>> {
+        run.map(|run| run.events.iter().map(|event| event.id).collect())
     }
 
     #[test]
@@ -268,9 +277,23 @@ mod tests {
             Some(vec![5, 6, 7])
         );
         assert_eq!(ids(reader.events_after(4, 2, usize::MAX)), Some(vec![5, 6]));
+        // Whether a run is all the feed holds after the position.
+        let to_end = |after, limit| {
+            reader
+                .events_after(after, limit, usize::MAX)
+                .map(|run| run.to_end)
+        };
+        assert_eq!(to_end(4, 10), Some(true));
+        assert_eq!(to_end(4, 3), Some(true));
+        assert_eq!(to_end(4, 2), Some(false));
         // A gap (an id used elsewhere) ends the run.
         feed.publish(vec![event(9), event(10)]);
         assert_eq!(ids(reader.events_after(6, 10, usize::MAX)), Some(vec![7]));
+        assert_eq!(
+            reader.events_after(6, 10, usize::MAX).map(|run| run.to_end),
+            Some(false),
+            "a gap is not the end"
+        );
         assert_eq!(ids(reader.events_after(7, 10, usize::MAX)), None);
         assert_eq!(
             ids(reader.events_after(8, 10, usize::MAX)),

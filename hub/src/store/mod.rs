@@ -65,12 +65,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
-pub use feed::FeedReader;
+pub use feed::{FeedReader, FeedRun};
 pub use group::{Pending, WriteJob};
 pub use health::{Availability, Health, Outage};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus, NewInboxRow, PendingInbox};
 pub use leases::{ClusterView, Fence, HubRow, LeaseRow};
-pub use outbox::{OutboxEvent, OutputFilter};
+pub use outbox::{EventScan, OutboxEvent, OutputFilter};
 pub use records::{RecordFilter, RecordPage, StoredRecord, Upserted};
 
 /// How long SQLite waits for a lock held by another connection.

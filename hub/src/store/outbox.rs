@@ -15,13 +15,24 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use super::bounded::{BoundedSelect, Direction, byte_budget};
+use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
 use super::records::{RecordSnapshot, returns_rows};
 use super::{Backend, FeedReader, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
 
 /// Events marked done per statement.
 const MARK_CHUNK: usize = 200;
 use crate::domain::{EventKind, Record};
+
+/// One read of the events after an output's position
+/// ([`Store::scan_events_after`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventScan {
+    /// The events, in id order.
+    pub events: Vec<OutboxEvent>,
+    /// Whether these were every event after the position not yet done when
+    /// the read ran (none was left out by the count or the bytes).
+    pub complete: bool,
+}
 
 /// One event from the outbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +270,20 @@ impl StoreTx {
     /// Moves `output`'s position to `position` (every event at or below it is
     /// done) and forgets the per-event marks it now covers.
     pub async fn set_position(&mut self, output: &str, position: i64) -> Result<(), StoreError> {
+        self.move_position(output, position).await?;
+        sqlx::query("DELETE FROM output_done WHERE output = $1 AND event_id <= $2")
+            .bind(output)
+            .bind(position)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves `output`'s position to `position`, for a caller that knows no
+    /// event of `output` is marked done (an ordered output that found none
+    /// marked): [`StoreTx::set_position`] without its statement that
+    /// forgets the marks.
+    pub async fn move_position(&mut self, output: &str, position: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO output_positions (output, position, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (output) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
@@ -268,11 +293,6 @@ impl StoreTx {
         .bind(now_ms())
         .execute(self.conn())
         .await?;
-        sqlx::query("DELETE FROM output_done WHERE output = $1 AND event_id <= $2")
-            .bind(output)
-            .bind(position)
-            .execute(self.conn())
-            .await?;
         Ok(())
     }
 
@@ -340,6 +360,21 @@ impl Store {
         limit: u32,
         max_bytes: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
+        Ok(self
+            .scan_events_after(output, after, limit, max_bytes)
+            .await?
+            .events)
+    }
+
+    /// [`Store::events_after`], and whether those were all the events
+    /// after `after` not yet done for `output` when the read ran.
+    pub async fn scan_events_after(
+        &self,
+        output: &str,
+        after: i64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<EventScan, StoreError> {
         let query = BoundedSelect {
             columns: EVENT_COLUMNS,
             from: "outbox o",
@@ -354,14 +389,18 @@ impl Store {
             max_bytes: "$4",
         }
         .sql();
+        let limit = limit.max(1);
         let rows = sqlx::query(AssertSqlSafe(query))
             .bind(after)
             .bind(output)
-            .bind(i64::from(limit.max(1)))
+            .bind(i64::from(limit))
             .bind(byte_budget(max_bytes))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(event_from_row).collect()
+        Ok(EventScan {
+            complete: !rows_left_out(&rows)? && u32::try_from(rows.len()).is_ok_and(|n| n < limit),
+            events: rows.iter().map(event_from_row).collect::<Result<_, _>>()?,
+        })
     }
 
     /// Events an operator asked `output` to deliver again, oldest first: up

@@ -59,6 +59,28 @@ async fn a_scan_of_large_records_stops_once_it_reaches_its_bytes() {
         // The count limit still holds.
         let scan = store.events_after("out", 0, 2, usize::MAX).await.unwrap();
         assert_eq!(ids(scan), all[..2]);
+
+        // A scan says whether it holds every event there was: not when its
+        // bytes or its count cut it, even at the last event.
+        let complete = |after, limit, max_bytes| {
+            let store = store.clone();
+            async move {
+                store
+                    .scan_events_after("out", after, limit, max_bytes)
+                    .await
+                    .unwrap()
+                    .complete
+            }
+        };
+        assert!(complete(0, 100, usize::MAX).await);
+        assert!(complete(all[2], 100, usize::MAX).await);
+        assert!(!complete(0, 100, each * 5 / 2).await);
+        assert!(!complete(0, 5, usize::MAX).await);
+        assert!(!complete(all[3], 1, usize::MAX).await);
+        assert!(
+            complete(all[4], 1, usize::MAX).await,
+            "nothing after the last"
+        );
     })
     .await;
 }
@@ -349,8 +371,8 @@ async fn the_outbox_feed_gives_what_the_table_holds() {
         while let Some(next) = table.iter().find(|event| event.id > position) {
             match reader.events_after(position, 10_000, usize::MAX) {
                 Some(run) => {
-                    position = run.last().unwrap().id;
-                    fed.extend(run);
+                    position = run.events.last().unwrap().id;
+                    fed.extend(run.events);
                 }
                 None => {
                     // Only an id no committed event has (PostgreSQL's
@@ -543,6 +565,13 @@ async fn output_progress_and_replays_are_durable() {
         );
         assert!(store.output_has_marks("out").await.unwrap());
         assert!(!store.output_has_marks("other").await.unwrap());
+        // Only moving the position (for a caller that knows of no marks)
+        // keeps them.
+        let mut tx = store.begin().await.unwrap();
+        tx.move_position("out", events[2].id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.output_position("out").await.unwrap(), events[2].id);
+        assert!(store.output_has_marks("out").await.unwrap());
         // A position past the marks forgets them.
         let mut tx = store.begin().await.unwrap();
         tx.set_position("out", events[2].id).await.unwrap();
