@@ -188,9 +188,9 @@ fn received_ms(row: &NewInboxRow<'_>) -> i64 {
 
 /// The entry a pending row just inserted as `id` is, as a read of the
 /// table would give it back (`received_at` to the millisecond).
-fn pending_entry(id: i64, row: &NewInboxRow<'_>, received_ms: i64) -> InboxEntry {
+fn pending_entry(id: i64, row: &NewInboxRow<'_>) -> InboxEntry {
     let mut delivery = row.delivery.clone();
-    if let Some(stored) = ms_to_time(received_ms) {
+    if let Some(stored) = ms_to_time(received_ms(row)) {
         delivery.received_at = stored;
     }
     InboxEntry {
@@ -293,8 +293,7 @@ impl StoreTx {
                 if row.status == InboxStatus::Pending {
                     self.wrote_inbox = true;
                     if self.inbox_feed.wanted(row.plugin) {
-                        self.fed_inbox
-                            .push(pending_entry(id, row, received_ms(row)));
+                        self.fed_inbox.push(pending_entry(id, row));
                     }
                 }
             }
