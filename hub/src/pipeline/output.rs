@@ -281,7 +281,7 @@ impl OutputWorker {
             None => {
                 let read = self
                     .store
-                    .scan_events_after(name, position, scan_limit, SCAN_BYTES)
+                    .events_after(name, position, scan_limit, SCAN_BYTES)
                     .await?;
                 tracing::trace!(
                     position,

@@ -24,7 +24,7 @@ const MARK_CHUNK: usize = 200;
 use crate::domain::{EventKind, Record};
 
 /// One read of the events after an output's position
-/// ([`Store::scan_events_after`]).
+/// ([`Store::events_after`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventScan {
     /// The events, in id order.
@@ -352,23 +352,9 @@ impl Store {
     /// first event, none starts once the records before it reach
     /// `max_bytes` (their stored JSON: a little more than
     /// [`Record::byte_len`]), so a run of large records is read a few at a
-    /// time instead of `limit` at once (see `bounded.rs`).
+    /// time instead of `limit` at once (see `bounded.rs`). The scan also
+    /// says whether those were every such event when the read ran.
     pub async fn events_after(
-        &self,
-        output: &str,
-        after: i64,
-        limit: u32,
-        max_bytes: usize,
-    ) -> Result<Vec<OutboxEvent>, StoreError> {
-        Ok(self
-            .scan_events_after(output, after, limit, max_bytes)
-            .await?
-            .events)
-    }
-
-    /// [`Store::events_after`], and whether those were all the events
-    /// after `after` not yet done for `output` when the read ran.
-    pub async fn scan_events_after(
         &self,
         output: &str,
         after: i64,

@@ -45,19 +45,28 @@ async fn a_scan_of_large_records_stops_once_it_reaches_its_bytes() {
         assert!(each >= 1_000);
         let ids =
             |events: Vec<OutboxEvent>| events.iter().map(|event| event.id).collect::<Vec<_>>();
-        let all = ids(store.events_after("out", 0, 100, usize::MAX).await.unwrap());
+        let all = ids(store
+            .events_after("out", 0, 100, usize::MAX)
+            .await
+            .unwrap()
+            .events);
         assert_eq!(all.len(), 5);
         // Two records are below 2.5 of them; the third reaches it.
         let scan = store
             .events_after("out", 0, 100, each * 5 / 2)
             .await
-            .unwrap();
+            .unwrap()
+            .events;
         assert_eq!(ids(scan), all[..3]);
         // The first event always comes, whatever its size.
-        let scan = store.events_after("out", 0, 100, 1).await.unwrap();
+        let scan = store.events_after("out", 0, 100, 1).await.unwrap().events;
         assert_eq!(ids(scan), all[..1]);
         // The count limit still holds.
-        let scan = store.events_after("out", 0, 2, usize::MAX).await.unwrap();
+        let scan = store
+            .events_after("out", 0, 2, usize::MAX)
+            .await
+            .unwrap()
+            .events;
         assert_eq!(ids(scan), all[..2]);
 
         // A scan says whether it holds every event there was: not when its
@@ -66,7 +75,7 @@ async fn a_scan_of_large_records_stops_once_it_reaches_its_bytes() {
             let store = store.clone();
             async move {
                 store
-                    .scan_events_after("out", after, limit, max_bytes)
+                    .events_after("out", after, limit, max_bytes)
                     .await
                     .unwrap()
                     .complete
@@ -135,7 +144,11 @@ async fn pages_of_large_rows_stop_at_their_bytes_and_go_on_from_there() {
         assert!(page.next_after.is_some());
 
         // Replays of all five events.
-        let events = store.events_after("out", 0, 100, usize::MAX).await.unwrap();
+        let events = store
+            .events_after("out", 0, 100, usize::MAX)
+            .await
+            .unwrap()
+            .events;
         let mut tx = store.begin().await.unwrap();
         for event in &events {
             tx.enqueue_replay("out", event.id).await.unwrap();
@@ -230,7 +243,11 @@ async fn upsert_creates_updates_and_skips_unchanged_records() {
         assert_eq!(stored.record.metadata["k"], "v");
         assert_eq!(store.count_records().await.unwrap(), 2);
 
-        let events = store.events_after("out", 0, 100, usize::MAX).await.unwrap();
+        let events = store
+            .events_after("out", 0, 100, usize::MAX)
+            .await
+            .unwrap()
+            .events;
         let kinds: Vec<_> = events.iter().map(|event| event.kind).collect();
         assert_eq!(
             kinds,
@@ -295,7 +312,8 @@ async fn a_mixed_batch_keeps_input_order_for_outcomes_and_events() {
         let stored_events = store
             .events_after("check", 0, 10_000, usize::MAX)
             .await
-            .unwrap();
+            .unwrap()
+            .events;
         let batch_events: Vec<&OutboxEvent> = stored_events.iter().skip(2).collect();
         assert_eq!(
             batch_events.iter().map(|e| e.id).collect::<Vec<_>>(),
@@ -364,7 +382,8 @@ async fn the_outbox_feed_gives_what_the_table_holds() {
         let table = store
             .events_after("out", 0, 10_000, usize::MAX)
             .await
-            .unwrap();
+            .unwrap()
+            .events;
         assert_eq!(table.len(), 143);
         let mut fed = Vec::new();
         let mut position = 0;
@@ -537,7 +556,11 @@ async fn output_progress_and_replays_are_durable() {
         let records: Vec<Record> = (0..4).map(|n| record(&n.to_string(), n)).collect();
         tx.upsert_records("gen", &records).await.unwrap();
         tx.commit().await.unwrap();
-        let events = store.events_after("out", 0, 100, usize::MAX).await.unwrap();
+        let events = store
+            .events_after("out", 0, 100, usize::MAX)
+            .await
+            .unwrap()
+            .events;
         assert_eq!(events.len(), 4);
         assert_eq!(store.output_position("out").await.unwrap(), 0);
 
@@ -551,6 +574,7 @@ async fn output_progress_and_replays_are_durable() {
             .events_after("out", position, 100, usize::MAX)
             .await
             .unwrap()
+            .events
             .iter()
             .map(|event| event.id)
             .collect();
@@ -560,6 +584,7 @@ async fn output_progress_and_replays_are_durable() {
                 .events_after("other", 0, 100, usize::MAX)
                 .await
                 .unwrap()
+                .events
                 .len(),
             4
         );
@@ -609,6 +634,7 @@ async fn the_outbox_keeps_what_an_output_or_a_dead_letter_still_needs() {
             .events_after("a", 0, 10, usize::MAX)
             .await
             .unwrap()
+            .events
             .iter()
             .map(|event| event.id)
             .collect();
@@ -895,6 +921,7 @@ async fn one_records_many_events_in_one_upsert_keep_their_own_ids_and_snapshots(
                 .events_after("check", 0, 10_000, usize::MAX)
                 .await
                 .unwrap()
+                .events
                 .into_iter()
                 .filter(|event| event.record.source == source)
                 .collect();

@@ -87,8 +87,6 @@ struct Claims {
     queue: VecDeque<InboxEntry>,
     /// The inbox ids in hand.
     in_hand: HashSet<i64>,
-    /// The body and header bytes of `queue`.
-    queued_bytes: usize,
     /// The last read found nothing new: read again only after a wake-up,
     /// the idle poll, or a release. While it holds, the deliveries this hub
     /// commits come from the inbox feed, in id order, without a read.
@@ -109,7 +107,6 @@ impl Claims {
             concurrency: concurrency.max(1),
             queue: VecDeque::new(),
             in_hand: HashSet::new(),
-            queued_bytes: 0,
             drained: false,
             seen: 0,
             reads: 0,
@@ -144,23 +141,18 @@ impl Claims {
             // wake-up is kept until it is seen), so one claim costs one
             // read, not two.
             let complete = pending.complete;
-            for entry in pending.entries {
-                self.seen = self.seen.max(entry.id);
-                self.push(entry);
+            // In id order: the last is the highest.
+            if let Some(last) = pending.entries.last() {
+                self.seen = self.seen.max(last.id);
             }
+            self.queue.extend(pending.entries);
             self.drained = complete || self.queue.is_empty();
         }
         let entry = self.queue.pop_front();
         if let Some(entry) = &entry {
-            self.queued_bytes = self.queued_bytes.saturating_sub(entry_bytes(entry));
             self.in_hand.insert(entry.id);
         }
         Ok(entry)
-    }
-
-    fn push(&mut self, entry: InboxEntry) {
-        self.queued_bytes += entry_bytes(&entry);
-        self.queue.push_back(entry);
     }
 
     /// Takes the deliveries this hub committed (the inbox feed) into the
@@ -173,20 +165,22 @@ impl Claims {
         if fed.overflowed {
             self.drained = false;
         }
+        let mut queued_bytes: usize = self.queue.iter().map(entry_bytes).sum();
         for entry in fed.entries {
             // Read already (it committed before the last read).
             if entry.id <= self.seen {
                 continue;
             }
+            let bytes = entry_bytes(&entry);
             let fits = self.queue.len() < BATCH as usize
-                && (self.queue.is_empty()
-                    || self.queued_bytes + entry_bytes(&entry) <= self.read_ahead_bytes);
+                && (self.queue.is_empty() || queued_bytes + bytes <= self.read_ahead_bytes);
             if !self.drained || !fits {
                 self.drained = false;
                 continue;
             }
             self.seen = entry.id;
-            self.push(entry);
+            queued_bytes += bytes;
+            self.queue.push_back(entry);
         }
     }
 
@@ -202,7 +196,6 @@ impl Claims {
         self.in_hand.remove(&id);
         if finished == Finished::Released {
             self.queue.clear();
-            self.queued_bytes = 0;
             self.drained = false;
         }
     }
@@ -629,11 +622,9 @@ mod tests {
     /// Inserts `count` pending deliveries; returns their inbox ids in
     /// order.
     async fn fill(store: &Store, count: usize) -> Vec<i64> {
-        let mut ids = Vec::new();
-        for n in 0..count {
-            ids.push(insert(store, &format!("d{n}")).await);
-        }
-        ids
+        let names: Vec<String> = (0..count).map(|n| format!("d{n}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        fill_more_each(store, &names).await
     }
 
     /// Inserts one pending delivery; returns its inbox id.
