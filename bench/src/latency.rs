@@ -4,8 +4,11 @@
 //!
 //! The Switchyard figure uses one long-lived `Enrich` stream (as the contract
 //! describes it) on the hub's own channel to the plugin, with one item in
-//! flight. A second series uses the hub's `RoleClient::enrich` API, which
-//! opens a stream per call (what the admin API's `call/enrich` does).
+//! flight. A second series uses the hub's `RoleClient::enrich` API (what the
+//! admin API's `call/enrich` and the pipeline call): the records converted
+//! from the hub's domain types, sent on the connection's shared `Enrich`
+//! stream and their answers routed back to the call. A third series makes the
+//! same call through the hub's call path. The three take turns within a round.
 //!
 //! The bare-tonic series ([`crate::bare_tonic`]) make the same calls between
 //! two minimal tonic processes: a unary Echo of the record (go-plugin's call)
@@ -129,7 +132,7 @@ pub async fn measure(
         (
             "hub RoleClient::enrich, 1 record per call",
             &role_client,
-            "opens one Enrich stream per call (the admin API's path); its bare-tonic figure is the unary Echo, one HTTP/2 stream per call",
+            "the admin API's and the pipeline's call: the record converted from the hub's types, sent on the connection's shared Enrich stream, its answer routed back to the call; its bare-tonic figure is the unary Echo, one HTTP/2 stream per call",
         ),
         (
             "hub call path (retry::Call around RoleClient::enrich)",
@@ -202,67 +205,82 @@ pub async fn measure(
     Ok((rows, details))
 }
 
-/// One Switchyard round: the long-lived stream series, then the RoleClient series.
+/// Calls per slice of a Switchyard round: the three series take turns in
+/// slices this long, so a drift of the machine within a round (the host's
+/// load, the plugin's state) reaches each of them alike instead of the one
+/// measured last.
+const SLICE_CALLS: usize = 500;
+
+/// One Switchyard round: the long-lived stream series, the RoleClient series
+/// and the call-path series, taking turns in slices of [`SLICE_CALLS`] calls
+/// (each series warms up unmeasured before its first slice).
 async fn switchyard_round(
     launched: &crate::rig::Launched,
     counts: &Counts,
     series: &mut Series,
 ) -> anyhow::Result<()> {
     let connection = &launched.connection;
-    series.stream.extend(
-        stream_ping_pong(
-            connection.client.channel().clone(),
-            counts.latency_calls_per_round,
-            counts.latency_warmup,
-            "testkit",
-        )
-        .await?,
-    );
     let record = payload::domain_record()?;
     let records = std::slice::from_ref(&record);
-    for call in 0..counts.latency_warmup + counts.latency_calls_per_round {
-        let start = Instant::now();
-        let outcomes = connection
-            .roles
-            .enrich(records)
-            .await
-            .context("RoleClient::enrich failed")?;
-        let elapsed = start.elapsed();
-        if outcomes.len() != 1 {
-            bail!(
-                "RoleClient::enrich answered {} outcomes for 1 record",
-                outcomes.len()
-            );
-        }
-        if call >= counts.latency_warmup {
-            series.role_client.push(nanos(elapsed));
-        }
-    }
     // The same call through the hub's one call path (retry::Call: health and
     // breaker checks, deadline, span, metrics), to show what it adds.
     let handle = launched
         .supervisor
         .plugin(crate::rig::INSTANCE)
         .context("the supervisor does not know testkit")?;
-    for call in 0..counts.latency_warmup + counts.latency_calls_per_round {
-        let start = Instant::now();
-        let outcomes = switchyard_hub::retry::call(
-            handle,
-            switchyard_hub::retry::Rpc::Enrich,
-            |running| async move { running.roles.enrich(records).await },
-        )
-        .await
-        .map_err(|err| anyhow::anyhow!("the hub's call path failed: {err}"))?;
-        let elapsed = start.elapsed();
-        if outcomes.len() != 1 {
-            bail!(
-                "the call path answered {} outcomes for 1 record",
-                outcomes.len()
-            );
+    let mut left = counts.latency_calls_per_round;
+    let mut warmup = counts.latency_warmup;
+    while left > 0 {
+        let calls = left.min(SLICE_CALLS);
+        series.stream.extend(
+            stream_ping_pong(
+                connection.client.channel().clone(),
+                calls,
+                warmup,
+                "testkit",
+            )
+            .await?,
+        );
+        for call in 0..warmup + calls {
+            let start = Instant::now();
+            let outcomes = connection
+                .roles
+                .enrich(records)
+                .await
+                .context("RoleClient::enrich failed")?;
+            let elapsed = start.elapsed();
+            if outcomes.len() != 1 {
+                bail!(
+                    "RoleClient::enrich answered {} outcomes for 1 record",
+                    outcomes.len()
+                );
+            }
+            if call >= warmup {
+                series.role_client.push(nanos(elapsed));
+            }
         }
-        if call >= counts.latency_warmup {
-            series.call_path.push(nanos(elapsed));
+        for call in 0..warmup + calls {
+            let start = Instant::now();
+            let outcomes = switchyard_hub::retry::call(
+                handle,
+                switchyard_hub::retry::Rpc::Enrich,
+                |running| async move { running.roles.enrich(records).await },
+            )
+            .await
+            .map_err(|err| anyhow::anyhow!("the hub's call path failed: {err}"))?;
+            let elapsed = start.elapsed();
+            if outcomes.len() != 1 {
+                bail!(
+                    "the call path answered {} outcomes for 1 record",
+                    outcomes.len()
+                );
+            }
+            if call >= warmup {
+                series.call_path.push(nanos(elapsed));
+            }
         }
+        left -= calls;
+        warmup = 0;
     }
     Ok(())
 }

@@ -153,14 +153,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The hub library's logs on stderr, filtered as `SWITCHYARD_BENCH_LOG`
     // says (`switchyard_hub::supervisor=debug` gives each launch's handshake
-    // phases). Off by default: logging is not part of what is measured.
-    if std::env::var_os("SWITCHYARD_BENCH_LOG").is_some() {
-        tracing_subscriber::fmt()
+    // phases). Without it, a subscriber with the hub's default filter
+    // (`info`, hub/src/telemetry.rs) whose lines are thrown away: this
+    // process stands in for the hub, which always runs with a subscriber,
+    // so spans and events cost here what they cost there, but nothing is
+    // printed. With no subscriber at all, `tracing`'s `log` fallback (on in
+    // this build through tower's `log` feature) would look at every
+    // disabled span and event, which the hub never does.
+    match std::env::var_os("SWITCHYARD_BENCH_LOG") {
+        Some(_) => tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env(
                 "SWITCHYARD_BENCH_LOG",
             ))
             .with_writer(std::io::stderr)
-            .init();
+            .init(),
+        None => tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                switchyard_hub::telemetry::DEFAULT_LOG_FILTER,
+            ))
+            .with_writer(std::io::sink)
+            .init(),
     }
     let result = match cli.command {
         Command::FloorPeer { socket, size } => floor::serve(&socket, size),

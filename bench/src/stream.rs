@@ -179,7 +179,7 @@ pub async fn measure(
             false,
             None,
         )
-        .note("the hub's own role client: domain conversion, one stream per call"),
+        .note("the hub's own role client: domain conversion, the connection's shared Enrich stream"),
         Row::new(
             "stream",
             format!("HandleEvent via hub RoleClient::events, {window} per call (events/s)"),
@@ -189,7 +189,7 @@ pub async fn measure(
             false,
             None,
         )
-        .note("the hub's own role client: domain conversion, one stream per call"),
+        .note("the hub's own role client: domain conversion, one HandleEvent stream per call"),
     ];
     for (label, values) in [
         ("Enrich CPU per record, hub side", &rates.enrich_cpu_us_hub),
