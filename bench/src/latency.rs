@@ -241,46 +241,66 @@ async fn switchyard_round(
             )
             .await?,
         );
-        for call in 0..warmup + calls {
-            let start = Instant::now();
-            let outcomes = connection
-                .roles
-                .enrich(records)
+        time_calls(
+            warmup,
+            calls,
+            &mut series.role_client,
+            "RoleClient::enrich",
+            || async move {
+                connection
+                    .roles
+                    .enrich(records)
+                    .await
+                    .context("RoleClient::enrich failed")
+            },
+        )
+        .await?;
+        time_calls(
+            warmup,
+            calls,
+            &mut series.call_path,
+            "the call path",
+            || async move {
+                switchyard_hub::retry::call(
+                    handle,
+                    switchyard_hub::retry::Rpc::Enrich,
+                    |running| async move { running.roles.enrich(records).await },
+                )
                 .await
-                .context("RoleClient::enrich failed")?;
-            let elapsed = start.elapsed();
-            if outcomes.len() != 1 {
-                bail!(
-                    "RoleClient::enrich answered {} outcomes for 1 record",
-                    outcomes.len()
-                );
-            }
-            if call >= warmup {
-                series.role_client.push(nanos(elapsed));
-            }
-        }
-        for call in 0..warmup + calls {
-            let start = Instant::now();
-            let outcomes = switchyard_hub::retry::call(
-                handle,
-                switchyard_hub::retry::Rpc::Enrich,
-                |running| async move { running.roles.enrich(records).await },
-            )
-            .await
-            .map_err(|err| anyhow::anyhow!("the hub's call path failed: {err}"))?;
-            let elapsed = start.elapsed();
-            if outcomes.len() != 1 {
-                bail!(
-                    "the call path answered {} outcomes for 1 record",
-                    outcomes.len()
-                );
-            }
-            if call >= warmup {
-                series.call_path.push(nanos(elapsed));
-            }
-        }
+                .map_err(|err| anyhow::anyhow!("the hub's call path failed: {err}"))
+            },
+        )
+        .await?;
         left -= calls;
         warmup = 0;
+    }
+    Ok(())
+}
+
+/// Makes `warmup + calls` one-record calls with `call`, one after another,
+/// and keeps the latencies of the last `calls` in `samples`. `what` names the
+/// call in errors.
+async fn time_calls<T, F, Fut>(
+    warmup: usize,
+    calls: usize,
+    samples: &mut Vec<u64>,
+    what: &str,
+    mut call: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<T>>>,
+{
+    for index in 0..warmup + calls {
+        let start = Instant::now();
+        let outcomes = call().await?;
+        let elapsed = start.elapsed();
+        if outcomes.len() != 1 {
+            bail!("{what} answered {} outcomes for 1 record", outcomes.len());
+        }
+        if index >= warmup {
+            samples.push(nanos(elapsed));
+        }
     }
     Ok(())
 }
