@@ -58,6 +58,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Switchyard's benchmark suite (run it through `scripts/bench`).
 #[derive(Debug, Parser)]
@@ -160,20 +161,20 @@ fn main() -> ExitCode {
     // printed. With no subscriber at all, `tracing`'s `log` fallback (on in
     // this build through tower's `log` feature) would look at every
     // disabled span and event, which the hub never does.
-    match std::env::var_os("SWITCHYARD_BENCH_LOG") {
-        Some(_) => tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_env(
-                "SWITCHYARD_BENCH_LOG",
-            ))
-            .with_writer(std::io::stderr)
-            .init(),
-        None => tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                switchyard_hub::telemetry::DEFAULT_LOG_FILTER,
-            ))
-            .with_writer(std::io::sink)
-            .init(),
-    }
+    let (filter, writer) = match std::env::var_os("SWITCHYARD_BENCH_LOG") {
+        Some(_) => (
+            tracing_subscriber::EnvFilter::from_env("SWITCHYARD_BENCH_LOG"),
+            BoxMakeWriter::new(std::io::stderr),
+        ),
+        None => (
+            tracing_subscriber::EnvFilter::new(switchyard_hub::telemetry::DEFAULT_LOG_FILTER),
+            BoxMakeWriter::new(std::io::sink),
+        ),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .init();
     let result = match cli.command {
         Command::FloorPeer { socket, size } => floor::serve(&socket, size),
         Command::TonicPeer { socket } => bare_tonic::serve(&socket),

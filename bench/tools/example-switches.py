@@ -65,16 +65,17 @@ while not ready():
         sys.exit(f"the hub did not become ready; see {tmp}/hub.log")
     time.sleep(0.05)
 time.sleep(1.0)
+def task_switches(task):
+    """Voluntary and involuntary context switches of one of the hub's threads."""
+    return sum(int(line.split()[1]) for line in open(f"/proc/{hub.pid}/task/{task}/status")
+               if "ctxt_switches" in line)
 def per_thread():
     out = {}
     for t in os.listdir(f"/proc/{hub.pid}/task"):
         try:
             name = open(f"/proc/{hub.pid}/task/{t}/comm").read().strip()
-            sw = 0
-            for line in open(f"/proc/{hub.pid}/task/{t}/status"):
-                if "ctxt_switches" in line: sw += int(line.split()[1])
             f = open(f"/proc/{hub.pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
-            out[t] = (name, sw, int(f[11]) + int(f[12]))
+            out[t] = (name, task_switches(t), int(f[11]) + int(f[12]))
         except FileNotFoundError:
             pass
     return out
@@ -82,8 +83,7 @@ def sample():
     sw = 0
     for t in os.listdir(f"/proc/{hub.pid}/task"):
         try:
-            for line in open(f"/proc/{hub.pid}/task/{t}/status"):
-                if "ctxt_switches" in line: sw += int(line.split()[1])
+            sw += task_switches(t)
         except FileNotFoundError:
             pass
     f = open(f"/proc/{hub.pid}/stat").read().rsplit(")", 1)[1].split()
