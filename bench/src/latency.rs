@@ -211,9 +211,10 @@ pub async fn measure(
 /// measured last.
 const SLICE_CALLS: usize = 500;
 
-/// One Switchyard round: the long-lived stream series, the RoleClient series
-/// and the call-path series, taking turns in slices of [`SLICE_CALLS`] calls
-/// (each series warms up unmeasured before its first slice).
+/// One Switchyard round: the long-lived stream series (one stream for the
+/// whole round), the RoleClient series and the call-path series, taking
+/// turns in slices of [`SLICE_CALLS`] calls (each series warms up unmeasured
+/// before its first slice).
 async fn switchyard_round(
     launched: &crate::rig::Launched,
     counts: &Counts,
@@ -228,19 +229,12 @@ async fn switchyard_round(
         .supervisor
         .plugin(crate::rig::INSTANCE)
         .context("the supervisor does not know testkit")?;
+    let mut stream = PingPong::open(connection.client.channel().clone(), "testkit").await?;
     let mut left = counts.latency_calls_per_round;
     let mut warmup = counts.latency_warmup;
     while left > 0 {
         let calls = left.min(SLICE_CALLS);
-        series.stream.extend(
-            stream_ping_pong(
-                connection.client.channel().clone(),
-                calls,
-                warmup,
-                "testkit",
-            )
-            .await?,
-        );
+        series.stream.extend(stream.time(calls, warmup).await?);
         time_calls(
             warmup,
             calls,
@@ -319,40 +313,77 @@ pub(crate) async fn stream_ping_pong(
     warmup: usize,
     peer: &str,
 ) -> anyhow::Result<Vec<u64>> {
-    let record = payload::record();
-    let mut client = pb::enricher_client::EnricherClient::new(channel);
-    let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
-    let mut responses = client
-        .enrich(ReceiverStream::new(receiver))
+    PingPong::open(channel, peer)
+        .await?
+        .time(calls, warmup)
         .await
-        .with_context(|| format!("cannot open the Enrich stream to {peer}"))?
-        .into_inner();
-    let mut samples = Vec::with_capacity(calls);
-    for call in 0..warmup + calls {
-        let sequence = call as u64;
-        let start = Instant::now();
-        requests
-            .send(pb::EnrichRequest {
-                items: vec![pb::EnrichItem {
-                    sequence,
-                    record: Some(record.clone()),
-                }],
-            })
+}
+
+/// One open `Enrich` stream for one-item ping-pongs: the Switchyard round
+/// times its slices on the same stream, so the series stays one long-lived
+/// stream however many turns it takes.
+struct PingPong<'a> {
+    requests: mpsc::Sender<pb::EnrichRequest>,
+    responses: tonic::Streaming<pb::EnrichResponse>,
+    record: pb::Record,
+    /// The next item's sequence number (they go on rising across slices).
+    sequence: u64,
+    /// The plugin, in errors.
+    peer: &'a str,
+}
+
+impl<'a> PingPong<'a> {
+    /// Opens the stream over `channel`.
+    async fn open(channel: tonic::transport::Channel, peer: &'a str) -> anyhow::Result<Self> {
+        let mut client = pb::enricher_client::EnricherClient::new(channel);
+        let (requests, receiver) = mpsc::channel::<pb::EnrichRequest>(1);
+        let responses = client
+            .enrich(ReceiverStream::new(receiver))
             .await
-            .with_context(|| format!("the Enrich stream to {peer} closed"))?;
-        let response = responses
-            .message()
-            .await
-            .with_context(|| format!("Enrich to {peer} failed"))?
-            .with_context(|| format!("the Enrich stream to {peer} ended early"))?;
-        let elapsed = start.elapsed();
-        match response.results.as_slice() {
-            [result] if result.sequence == sequence => {}
-            _ => bail!("{peer} answered something other than sequence {sequence} alone"),
-        }
-        if call >= warmup {
-            samples.push(nanos(elapsed));
-        }
+            .with_context(|| format!("cannot open the Enrich stream to {peer}"))?
+            .into_inner();
+        Ok(PingPong {
+            requests,
+            responses,
+            record: payload::record(),
+            sequence: 0,
+            peer,
+        })
     }
-    Ok(samples)
+
+    /// Sends `warmup + calls` one-item messages one after another and
+    /// returns the latencies of the last `calls`.
+    async fn time(&mut self, calls: usize, warmup: usize) -> anyhow::Result<Vec<u64>> {
+        let peer = self.peer;
+        let mut samples = Vec::with_capacity(calls);
+        for call in 0..warmup + calls {
+            let sequence = self.sequence;
+            self.sequence += 1;
+            let start = Instant::now();
+            self.requests
+                .send(pb::EnrichRequest {
+                    items: vec![pb::EnrichItem {
+                        sequence,
+                        record: Some(self.record.clone()),
+                    }],
+                })
+                .await
+                .with_context(|| format!("the Enrich stream to {peer} closed"))?;
+            let response = self
+                .responses
+                .message()
+                .await
+                .with_context(|| format!("Enrich to {peer} failed"))?
+                .with_context(|| format!("the Enrich stream to {peer} ended early"))?;
+            let elapsed = start.elapsed();
+            match response.results.as_slice() {
+                [result] if result.sequence == sequence => {}
+                _ => bail!("{peer} answered something other than sequence {sequence} alone"),
+            }
+            if call >= warmup {
+                samples.push(nanos(elapsed));
+            }
+        }
+        Ok(samples)
+    }
 }
