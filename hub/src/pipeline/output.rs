@@ -561,6 +561,11 @@ struct ProgressJob {
 impl WriteJob for ProgressJob {
     type Output = ();
 
+    // Nobody outside the hub waits on an output's progress, and the worker
+    // delivers nothing more until it commits, so a crash redelivers no more
+    // than before: it may as well share the next write's commit.
+    const PATIENT: bool = true;
+
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             if let Some(fence) = &self.fence {

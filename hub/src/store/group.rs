@@ -11,8 +11,9 @@
 //! and [`MAX_WEIGHT`] weight), runs the jobs in arrival order in one
 //! transaction and commits once. While one commit waits for the disk the
 //! next batch queues up, so the flushes per second stay bounded while the
-//! writes per second grow with the load. Nothing waits on a timer: a job
-//! that arrives alone is committed alone, at once.
+//! writes per second grow with the load. A job that arrives alone is
+//! committed alone, at once, unless its type is [`WriteJob::PATIENT`]: then
+//! it waits up to [`PATIENCE`] for another write to share its commit.
 //!
 //! Guarantees:
 //! * A job's result is sent only after the transaction holding it has
@@ -39,7 +40,7 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -53,6 +54,9 @@ pub const MAX_JOBS: usize = 1024;
 pub const MAX_WEIGHT: usize = 8192;
 /// Jobs that may wait for the writer before [`Store::submit`] waits too.
 const QUEUE_DEPTH: usize = 8192;
+/// The longest a batch of [`WriteJob::PATIENT`] jobs waits for another
+/// write to join it.
+pub const PATIENCE: Duration = Duration::from_millis(5);
 
 /// A write to run inside the writer task's transaction.
 ///
@@ -96,6 +100,14 @@ pub trait WriteJob: Send + Sync + 'static {
         1
     }
 
+    /// Whether a job of this type that reaches the writer with nothing but
+    /// other patient jobs queued may wait, up to [`PATIENCE`], for another
+    /// write to share its commit (false by default: such a job commits at
+    /// once). For writes nobody outside the hub waits on, such as an
+    /// output's progress: at a few hundred webhooks a second, each one's progress
+    /// otherwise took a transaction (and a disk flush) of its own.
+    const PATIENT: bool = false;
+
     /// Whether jobs of this type queued next to each other run together,
     /// through [`WriteJob::run_group`] (false by default: each through
     /// [`WriteJob::run`]).
@@ -127,6 +139,7 @@ pub trait WriteJob: Send + Sync + 'static {
 trait Queued: Send + Any {
     fn run<'a>(&'a mut self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>>;
     fn weight(&self) -> usize;
+    fn patient(&self) -> bool;
     fn finish(self: Box<Self>, result: Result<(), StoreError>);
     /// How many of `followers` (the jobs queued right after this one) run
     /// in one group with it: 0 unless its type is grouped.
@@ -156,6 +169,10 @@ impl<J: WriteJob> Queued for Entry<J> {
 
     fn weight(&self) -> usize {
         self.job.weight().max(1)
+    }
+
+    fn patient(&self) -> bool {
+        J::PATIENT
     }
 
     fn finish(self: Box<Self>, result: Result<(), StoreError>) {
@@ -295,15 +312,33 @@ impl Store {
 async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
     let metrics = super::metrics::global();
     while let Some(first) = jobs.recv().await {
+        let patience_ends = tokio::time::Instant::now() + PATIENCE;
         let mut weight = first.weight();
         let mut batch = vec![first];
-        while batch.len() < MAX_JOBS && weight < MAX_WEIGHT {
-            match jobs.try_recv() {
-                Ok(job) => {
+        loop {
+            while batch.len() < MAX_JOBS && weight < MAX_WEIGHT {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        weight += job.weight();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // A batch of patient jobs alone waits a little for company.
+            if batch.len() >= MAX_JOBS
+                || weight >= MAX_WEIGHT
+                || !batch.iter().all(|job| job.patient())
+            {
+                break;
+            }
+            match tokio::time::timeout_at(patience_ends, jobs.recv()).await {
+                Ok(Some(job)) => {
                     weight += job.weight();
                     batch.push(job);
                 }
-                Err(_) => break,
+                // Out of patience, or every sender is gone.
+                Ok(None) | Err(_) => break,
             }
         }
         let started = Instant::now();

@@ -66,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 pub use checkpoints::SavedCheckpoint;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter, Stage};
 pub use feed::{FeedReader, FeedRun};
-pub use group::{Pending, WriteJob};
+pub use group::{PATIENCE, Pending, WriteJob};
 pub use health::{Availability, Health, Outage};
 pub use inbox::{InboxEntry, InboxInsert, InboxStatus, NewInboxRow, PendingInbox};
 pub use leases::{ClusterView, Fence, HubRow, LeaseRow};

@@ -1253,6 +1253,71 @@ async fn grouped_writes_run_together_and_a_failing_one_still_fails_alone() {
     .await;
 }
 
+/// A patient write job ([`WriteJob::PATIENT`]): a checkpoint row.
+struct PatientJob(String);
+
+impl WriteJob for PatientJob {
+    type Output = String;
+
+    const PATIENT: bool = true;
+
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, StoreError>> {
+        Box::pin(async move {
+            tx.save_checkpoint(&self.0, b"patient").await?;
+            Ok(self.0.clone())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_patient_write_alone_waits_out_its_patience_then_commits() {
+    on_both("group_commit_patient_alone", |store| async move {
+        let started = tokio::time::Instant::now();
+        let written = store.write(PatientJob("alone".into())).await.unwrap();
+        assert_eq!(written, "alone");
+        // Nothing else came to share its commit: it waited, then committed
+        // alone (acknowledged means visible).
+        assert!(
+            started.elapsed() >= group::PATIENCE,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            store.checkpoint("alone").await.unwrap(),
+            Some(b"patient".to_vec())
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_patient_write_commits_with_the_writes_that_follow_and_keeps_its_order() {
+    on_both("group_commit_patient_company", |store| async move {
+        let patient = store.submit(PatientJob("shared".into())).await.unwrap();
+        let broken = store.submit(TestJob::Broken).await.unwrap();
+        let impatient = store
+            .submit(TestJob::Checkpoint("shared".into()))
+            .await
+            .unwrap();
+        assert_eq!(patient.wait().await.unwrap(), "shared");
+        assert!(
+            matches!(broken.wait().await, Err(StoreError::Database(_))),
+            "a failing write still fails alone"
+        );
+        assert_eq!(impatient.wait().await.unwrap(), "shared");
+        // Both committed, in the order they were queued: the later write of
+        // the same checkpoint is the one that stands.
+        assert_eq!(
+            store.checkpoint("shared").await.unwrap(),
+            Some(b"shared".to_vec())
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_failed_commit_fails_every_writer_of_its_group() {
     on_both("group_commit_failure", |store| async move {
