@@ -104,8 +104,8 @@ pub trait WriteJob: Send + Sync + 'static {
     /// other patient jobs queued may wait, up to [`PATIENCE`], for another
     /// write to share its commit (false by default: such a job commits at
     /// once). For writes nobody outside the hub waits on, such as an
-    /// output's progress: at a few hundred webhooks a second, each one's progress
-    /// otherwise took a transaction (and a disk flush) of its own.
+    /// output's progress: at a few hundred webhooks a second, each one's
+    /// progress otherwise took a transaction (and a disk flush) of its own.
     const PATIENT: bool = false;
 
     /// Whether jobs of this type queued next to each other run together,
@@ -316,7 +316,7 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
         let mut weight = first.weight();
         let mut batch = vec![first];
         loop {
-            while batch.len() < MAX_JOBS && weight < MAX_WEIGHT {
+            while has_room(batch.len(), weight) {
                 match jobs.try_recv() {
                     Ok(job) => {
                         weight += job.weight();
@@ -326,10 +326,7 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
                 }
             }
             // A batch of patient jobs alone waits a little for company.
-            if batch.len() >= MAX_JOBS
-                || weight >= MAX_WEIGHT
-                || !batch.iter().all(|job| job.patient())
-            {
+            if !has_room(batch.len(), weight) || !batch.iter().all(|job| job.patient()) {
                 break;
             }
             match tokio::time::timeout_at(patience_ends, jobs.recv()).await {
@@ -346,6 +343,11 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
         let committed = run_batch(&store, batch).await;
         metrics.batch(count, weight, committed, started.elapsed());
     }
+}
+
+/// Whether a batch of `jobs` jobs and `weight` weight may take another job.
+fn has_room(jobs: usize, weight: usize) -> bool {
+    jobs < MAX_JOBS && weight < MAX_WEIGHT
 }
 
 /// Runs `batch` in one transaction and answers every job; returns whether
