@@ -368,6 +368,86 @@ max_in_flight = 4
     }
 }
 
+/// The sum of every sample of `family` (a counter's `_total` series) in
+/// the hub's `/metrics` text.
+fn metric_sum(metrics: &str, family: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An output's progress may wait a few milliseconds for another write to
+/// share its commit (`WriteJob::patient`), but only once the output has
+/// caught up: while it works through a backlog it commits each step at
+/// once, or a backlog of one-event streams would wait at every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_working_through_a_backlog_commits_each_step_at_once() {
+    const TOTAL: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    for (index, database) in databases(dir.path(), "output_backlog_patience")
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let ordered = dir.path().join(format!("ordered-{index}.jsonl"));
+        let unordered = dir.path().join(format!("unordered-{index}.jsonl"));
+        let plugins = format!(
+            r#"
+[plugins.gen]
+command = "@GENERATOR@"
+[plugins.gen.config]
+records_per_poll = {TOTAL}
+batch_size = 100
+total = {TOTAL}
+[plugins.gen.poll]
+interval = "1h"
+
+[plugins.one]
+command = "@JSONL@"
+[plugins.one.config]
+path = "{}"
+[plugins.one.output]
+batch = 1
+
+[plugins.four]
+command = "@JSONL@"
+[plugins.four.config]
+path = "{}"
+[plugins.four.output]
+batch = 1
+ordered = false
+max_in_flight = 4
+"#,
+            ordered.display(),
+            unordered.display()
+        );
+        let hub = Hub::start(dir.path(), &database, &plugins).await;
+        wait_until(
+            Duration::from_secs(120),
+            "every event delivered to both outputs",
+            || async {
+                delivered_ids(&ordered).0.len() == TOTAL
+                    && delivered_ids(&unordered).0.len() == TOTAL
+            },
+        )
+        .await;
+        // Each output took hundreds of steps, one commit each; a commit
+        // waited for company only where an output had caught up with the
+        // poll's batches (four of them) and had nothing else to deliver.
+        let waits = metric_sum(&hub.metrics().await, "switchyard_store_patient_waits_total");
+        assert!(
+            waits <= 12.0,
+            "{waits} commits waited for company while two outputs worked through {TOTAL} events each ({database})"
+        );
+        hub.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_nack_is_dead_lettered_and_replays() {
     let dir = tempfile::tempdir().unwrap();

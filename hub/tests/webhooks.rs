@@ -529,6 +529,55 @@ async fn held_deliveries_wait_quietly_for_a_stopped_plugin() {
     }
 }
 
+/// A delivery's records may wait a few milliseconds for another write
+/// (the next webhook's accept) to share their commit (`WriteJob::patient`),
+/// but only when no other delivery waits behind them: a backlog worked
+/// through that way would wait at every delivery.
+#[tokio::test]
+async fn a_backlog_of_deliveries_commits_each_one_at_once() {
+    const BACKLOG: usize = 40;
+    let plugins = "[plugins.backlog]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.backlog.webhook]\nauth = \"none\"\nconcurrency = 1\n";
+    let hub = Hub::start(plugins, &[], None).await;
+    let stop = hub.post("/api/v1/plugins/backlog/stop", &[], b"").await;
+    assert!(stop.status < 300, "stop: {} {}", stop.status, stop.text);
+    let stopped = hub
+        .wait_for(|| async {
+            (hub.get("/api/v1/plugins/backlog").await["state"] == "stopped").then_some(())
+        })
+        .await;
+    assert!(stopped.is_some(), "the plugin did not stop:\n{}", hub.log());
+    for n in 0..BACKLOG {
+        let body = format!(r#"{{"id":"b-{n}"}}"#);
+        let reply = hub.post("/webhooks/backlog", &[], body.as_bytes()).await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    let start = hub.post("/api/v1/plugins/backlog/start", &[], b"").await;
+    assert!(start.status < 300, "start: {} {}", start.status, start.text);
+    let all = hub
+        .wait_for(|| async { (hub.record_ids("backlog").await.len() == BACKLOG).then_some(()) })
+        .await;
+    assert!(all.is_some(), "the backlog was not stored:\n{}", hub.log());
+    let metrics = hub
+        .http
+        .get(format!("{}/metrics", hub.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let waits: f64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("switchyard_store_patient_waits_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    // Only the last delivery, with nothing behind it, may have waited.
+    assert!(
+        waits <= 1.0,
+        "{waits} commits waited for company while {BACKLOG} deliveries were worked through"
+    );
+}
+
 #[tokio::test]
 async fn limits_unknown_plugins_and_replays() {
     let plugins = "[plugins.small]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.small.webhook]\nauth = \"github\"\nsecret_env = \"E2E_GITHUB_SECRET\"\nmax_body = 64\nconcurrency = 1\n\n\

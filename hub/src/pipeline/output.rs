@@ -313,8 +313,17 @@ impl OutputWorker {
                 // their stream wait for a retry: with no marks before and
                 // none made, there are none to forget.
                 let unmarked = scan.no_marks && !finished.saved_some();
-                self.save(&mut finished, Progress::Outbox, Some(through), unmarked)
-                    .await?;
+                // Caught up once the scan's last chunk is finished: nothing
+                // else to deliver waits on this commit.
+                let caught_up = complete && index + 1 == chunks.len();
+                self.save(
+                    &mut finished,
+                    Progress::Outbox,
+                    Some(through),
+                    unmarked,
+                    caught_up,
+                )
+                .await?;
             }
             if chunks.is_empty() {
                 self.save(
@@ -322,6 +331,7 @@ impl OutputWorker {
                     Progress::Outbox,
                     Some(last_scanned),
                     scan.no_marks,
+                    complete,
                 )
                 .await?;
             }
@@ -331,7 +341,7 @@ impl OutputWorker {
                 .map(|chunk| self.deliver(chunk, Progress::Outbox))
                 .collect();
             while let Some(finished) = in_flight.next().await {
-                self.save(&mut finished?, Progress::Outbox, None, false)
+                self.save(&mut finished?, Progress::Outbox, None, false, false)
                     .await?;
             }
             self.save(
@@ -339,6 +349,7 @@ impl OutputWorker {
                 Progress::Outbox,
                 Some(last_scanned),
                 false,
+                complete,
             )
             .await?;
         }
@@ -364,7 +375,7 @@ impl OutputWorker {
         }
         scan.replays.found_some();
         let mut finished = self.deliver(&replays, Progress::Replay).await?;
-        self.save(&mut finished, Progress::Replay, None, false)
+        self.save(&mut finished, Progress::Replay, None, false, false)
             .await?;
         Ok(true)
     }
@@ -374,13 +385,18 @@ impl OutputWorker {
     /// then per-event marks (or, for replays, the end of the replay), or the
     /// new position when everything up to `through` is finished. `unmarked`:
     /// the caller knows no event of this output is marked done, so moving
-    /// the position has none to forget (one statement fewer).
+    /// the position has none to forget (one statement fewer). `caught_up`:
+    /// the worker has nothing more to deliver after this (the scan was the
+    /// end of the outbox), so the commit may wait a little for another
+    /// write to share it ([`crate::store::WriteJob::patient`]); while a
+    /// backlog is worked through, every step commits at once.
     async fn save(
         &self,
         finished: &mut Finished,
         progress: Progress,
         through: Option<i64>,
         unmarked: bool,
+        caught_up: bool,
     ) -> Result<(), StoreError> {
         let name = self.plugin.name();
         let job = ProgressJob {
@@ -390,6 +406,7 @@ impl OutputWorker {
             progress,
             through,
             unmarked,
+            caught_up,
             fence: self.fence.clone(),
         };
         self.store.write(job).await?;
@@ -501,7 +518,8 @@ impl OutputWorker {
             // Before waiting for what is left, make what is finished durable,
             // so a crash during the wait does not deliver it again.
             if !pending.is_empty() && finished.has_unsaved() {
-                self.save(&mut finished, progress, None, false).await?;
+                self.save(&mut finished, progress, None, false, false)
+                    .await?;
             }
             if !pending.is_empty()
                 && let Some(delay) = delay
@@ -555,16 +573,22 @@ struct ProgressJob {
     /// No event of the output is marked done: moving the position leaves
     /// no marks to forget.
     unmarked: bool,
+    /// The output has nothing more to deliver until new events commit.
+    caught_up: bool,
     fence: Option<Fence>,
 }
 
 impl WriteJob for ProgressJob {
     type Output = ();
 
-    // Nobody outside the hub waits on an output's progress, and the worker
-    // delivers nothing more until it commits, so a crash redelivers no more
-    // than before: it may as well share the next write's commit.
-    const PATIENT: bool = true;
+    /// Nobody outside the hub waits on an output's progress, and the
+    /// worker delivers nothing more until it commits, so a crash redelivers
+    /// no more than before: once the output has caught up it may as well
+    /// share the next write's commit. While it works through a backlog it
+    /// does not wait: each of its steps would wait out the patience.
+    fn patient(&self) -> bool {
+        self.caught_up
+    }
 
     fn run<'a>(&'a self, tx: &'a mut StoreTx) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {

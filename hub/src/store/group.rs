@@ -12,8 +12,8 @@
 //! transaction and commits once. While one commit waits for the disk the
 //! next batch queues up, so the flushes per second stay bounded while the
 //! writes per second grow with the load. A job that arrives alone is
-//! committed alone, at once, unless its type is [`WriteJob::PATIENT`]: then
-//! it waits up to [`PATIENCE`] for another write to share its commit.
+//! committed alone, at once, unless it is patient ([`WriteJob::patient`]):
+//! then it waits up to [`PATIENCE`] for another write to share its commit.
 //!
 //! Guarantees:
 //! * A job's result is sent only after the transaction holding it has
@@ -54,8 +54,8 @@ pub const MAX_JOBS: usize = 1024;
 pub const MAX_WEIGHT: usize = 8192;
 /// Jobs that may wait for the writer before [`Store::submit`] waits too.
 const QUEUE_DEPTH: usize = 8192;
-/// The longest a batch of [`WriteJob::PATIENT`] jobs waits for another
-/// write to join it.
+/// The longest a batch of patient jobs ([`WriteJob::patient`]) waits for
+/// another write to join it.
 pub const PATIENCE: Duration = Duration::from_millis(5);
 
 /// A write to run inside the writer task's transaction.
@@ -100,13 +100,19 @@ pub trait WriteJob: Send + Sync + 'static {
         1
     }
 
-    /// Whether a job of this type that reaches the writer with nothing but
-    /// other patient jobs queued may wait, up to [`PATIENCE`], for another
-    /// write to share its commit (false by default: such a job commits at
-    /// once). For writes nobody outside the hub waits on, such as an
-    /// output's progress: at a few hundred webhooks a second, each one's
-    /// progress otherwise took a transaction (and a disk flush) of its own.
-    const PATIENT: bool = false;
+    /// Whether this job, reaching the writer with nothing but other patient
+    /// jobs queued, may wait up to [`PATIENCE`] for another write to share
+    /// its commit (false by default: it commits at once). For a write
+    /// nobody outside the hub waits on, whose writer has nothing else to do
+    /// until it commits: an output's progress once the output has caught
+    /// up, a webhook delivery's records when no other delivery waits. At a
+    /// few hundred webhooks a second each of those otherwise took a
+    /// transaction (and a disk flush) of its own. A job that something else
+    /// queues up behind (a backlog being worked through) must not be
+    /// patient: each step of the backlog would wait out the patience.
+    fn patient(&self) -> bool {
+        false
+    }
 
     /// Whether jobs of this type queued next to each other run together,
     /// through [`WriteJob::run_group`] (false by default: each through
@@ -172,7 +178,7 @@ impl<J: WriteJob> Queued for Entry<J> {
     }
 
     fn patient(&self) -> bool {
-        J::PATIENT
+        self.job.patient()
     }
 
     fn finish(self: Box<Self>, result: Result<(), StoreError>) {
@@ -315,6 +321,8 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
         let patience_ends = tokio::time::Instant::now() + PATIENCE;
         let mut weight = first.weight();
         let mut batch = vec![first];
+        // Whether the batch waited for company, and whether any came.
+        let mut waited = None;
         loop {
             while has_room(batch.len(), weight) {
                 match jobs.try_recv() {
@@ -331,12 +339,19 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
             }
             match tokio::time::timeout_at(patience_ends, jobs.recv()).await {
                 Ok(Some(job)) => {
+                    waited = Some(true);
                     weight += job.weight();
                     batch.push(job);
                 }
                 // Out of patience, or every sender is gone.
-                Ok(None) | Err(_) => break,
+                Ok(None) | Err(_) => {
+                    waited = Some(waited.unwrap_or(false));
+                    break;
+                }
             }
+        }
+        if let Some(joined) = waited {
+            metrics.patient_wait(joined);
         }
         let started = Instant::now();
         let count = batch.len();

@@ -8,13 +8,17 @@
 //!   (a histogram; the writes' own estimate of their size);
 //! * `switchyard_store_group_commit_duration_seconds`: from a group
 //!   commit's begin to its commit (a histogram);
+//! * `switchyard_store_patient_waits_total{outcome}`: group commits of
+//!   patient writes alone that waited for company (`WriteJob::patient`),
+//!   by whether another write came to share the commit (`joined`) or the
+//!   patience ran out (`alone`);
 //! * `switchyard_store_available`: 1 while the database takes writes, 0
 //!   during an outage (`health.rs`);
 //! * `switchyard_store_outages_total`: outages begun;
 //! * `switchyard_store_fenced_writes_total`: writes of leased work refused
 //!   because another hub had taken the lease over (`leases.rs`).
 //!
-//! Both outcome counters are looked up once, at registration.
+//! The outcome counters are looked up once, at registration.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -35,6 +39,8 @@ struct OutcomeLabels {
 pub(crate) struct StoreMetrics {
     committed: Counter,
     failed: Counter,
+    joined: Counter,
+    alone: Counter,
     jobs: Histogram,
     rows: Histogram,
     seconds: Histogram,
@@ -56,6 +62,16 @@ impl StoreMetrics {
     /// Counts one write refused by its fence.
     pub(crate) fn fenced(&self) {
         self.fenced.inc();
+    }
+
+    /// Counts one group commit that waited for company for its patient
+    /// writes: `joined` when another write came to share it.
+    pub(crate) fn patient_wait(&self, joined: bool) {
+        if joined {
+            self.joined.inc();
+        } else {
+            self.alone.inc();
+        }
     }
 
     /// Counts one group commit of `jobs` writes weighing `weight` (rows,
@@ -94,9 +110,18 @@ pub(crate) fn global() -> &'static StoreMetrics {
         let failed = commits
             .get_or_create(&OutcomeLabels { outcome: "failed" })
             .clone();
+        let waits: Family<OutcomeLabels, Counter> = Family::default();
+        let joined = waits
+            .get_or_create(&OutcomeLabels { outcome: "joined" })
+            .clone();
+        let alone = waits
+            .get_or_create(&OutcomeLabels { outcome: "alone" })
+            .clone();
         let metrics = StoreMetrics {
             committed,
             failed,
+            joined,
+            alone,
             jobs: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             rows: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -111,6 +136,11 @@ pub(crate) fn global() -> &'static StoreMetrics {
                 "switchyard_store_group_commits",
                 "Group commits of the store's writer, by outcome",
                 commits,
+            );
+            registry.register(
+                "switchyard_store_patient_waits",
+                "Group commits of patient writes alone that waited for another write to share them, by whether one came (joined) or not (alone)",
+                waits,
             );
             registry.register(
                 "switchyard_store_group_commit_jobs",

@@ -1253,13 +1253,15 @@ async fn grouped_writes_run_together_and_a_failing_one_still_fails_alone() {
     .await;
 }
 
-/// A patient write job ([`WriteJob::PATIENT`]): a checkpoint row.
+/// A patient write job ([`WriteJob::patient`]): a checkpoint row.
 struct PatientJob(String);
 
 impl WriteJob for PatientJob {
     type Output = String;
 
-    const PATIENT: bool = true;
+    fn patient(&self) -> bool {
+        true
+    }
 
     fn run<'a>(
         &'a self,

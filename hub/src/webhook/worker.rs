@@ -477,6 +477,10 @@ async fn complete(
         plugin: name.to_owned(),
         handled,
         fence,
+        // This hub's only delivery of the plugin yet to finish is this one
+        // (it leaves the count once committed): the worker has nothing else
+        // to do until the next webhook, whose accept then shares the commit.
+        alone: endpoint.pending() <= 1,
     };
     let upserted = ingest.store.write(job).await?;
     ingest.count(name, &upserted);
@@ -490,6 +494,8 @@ struct CompleteJob {
     plugin: String,
     handled: Handled,
     fence: Option<Fence>,
+    /// No other delivery of the plugin waits in this hub's inbox.
+    alone: bool,
 }
 
 impl WriteJob for CompleteJob {
@@ -504,6 +510,17 @@ impl WriteJob for CompleteJob {
 
     fn weight(&self) -> usize {
         1 + self.handled.prepared.records.len()
+    }
+
+    /// Nobody outside the hub waits on a delivery's records (the sender had
+    /// its 202 when the delivery was accepted), and a crash before the
+    /// commit leaves the delivery pending, to be handed to the plugin again
+    /// as before. So when no other delivery waits behind it, its commit may
+    /// wait a little for the next write (the next webhook's accept, as a
+    /// rule) to share it. With a backlog it commits at once: each delivery
+    /// would otherwise wait out the patience.
+    fn patient(&self) -> bool {
+        self.alone
     }
 
     /// Deliveries handled together share their statements: one upsert of
