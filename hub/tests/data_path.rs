@@ -368,19 +368,6 @@ max_in_flight = 4
     }
 }
 
-/// The sum of every sample of `family` (a counter's `_total` series) in
-/// the hub's `/metrics` text.
-fn metric_sum(metrics: &str, family: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// An output's progress may wait a few milliseconds for another write to
 /// share its commit (`WriteJob::patient`), but only once the output has
 /// caught up: while it works through a backlog it commits each step at
@@ -439,7 +426,8 @@ max_in_flight = 4
         // Each output took hundreds of steps, one commit each; a commit
         // waited for company only where an output had caught up with the
         // poll's batches (four of them) and had nothing else to deliver.
-        let waits = metric_sum(&hub.metrics().await, "switchyard_store_patient_waits_total");
+        let waits =
+            common::metric_sum(&hub.metrics().await, "switchyard_store_patient_waits_total");
         assert!(
             waits <= 12.0,
             "{waits} commits waited for company while two outputs worked through {TOTAL} events each ({database})"

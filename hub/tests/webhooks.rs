@@ -566,11 +566,7 @@ async fn a_backlog_of_deliveries_commits_each_one_at_once() {
         .text()
         .await
         .unwrap();
-    let waits: f64 = metrics
-        .lines()
-        .filter(|line| line.starts_with("switchyard_store_patient_waits_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let waits = common::metric_sum(&metrics, "switchyard_store_patient_waits_total");
     // Only the last delivery, with nothing behind it, may have waited.
     assert!(
         waits <= 1.0,

@@ -1061,12 +1061,19 @@ async fn a_committed_replay_request_moves_the_replay_generation() {
 /// constraint, so the COMMIT fails (`FailsAtCommit`).
 enum TestJob {
     Checkpoint(String),
+    /// A checkpoint row holding `patient`, written by a patient job
+    /// ([`WriteJob::patient`]).
+    Patient(String),
     Broken,
     FailsAtCommit,
 }
 
 impl WriteJob for TestJob {
     type Output = String;
+
+    fn patient(&self) -> bool {
+        matches!(self, TestJob::Patient(_))
+    }
 
     fn run<'a>(
         &'a self,
@@ -1076,6 +1083,10 @@ impl WriteJob for TestJob {
             match self {
                 TestJob::Checkpoint(name) => {
                     tx.save_checkpoint(name, name.as_bytes()).await?;
+                    Ok(name.clone())
+                }
+                TestJob::Patient(name) => {
+                    tx.save_checkpoint(name, b"patient").await?;
                     Ok(name.clone())
                 }
                 TestJob::Broken => {
@@ -1253,32 +1264,11 @@ async fn grouped_writes_run_together_and_a_failing_one_still_fails_alone() {
     .await;
 }
 
-/// A patient write job ([`WriteJob::patient`]): a checkpoint row.
-struct PatientJob(String);
-
-impl WriteJob for PatientJob {
-    type Output = String;
-
-    fn patient(&self) -> bool {
-        true
-    }
-
-    fn run<'a>(
-        &'a self,
-        tx: &'a mut StoreTx,
-    ) -> futures_util::future::BoxFuture<'a, Result<String, StoreError>> {
-        Box::pin(async move {
-            tx.save_checkpoint(&self.0, b"patient").await?;
-            Ok(self.0.clone())
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_patient_write_alone_waits_out_its_patience_then_commits() {
     on_both("group_commit_patient_alone", |store| async move {
         let started = tokio::time::Instant::now();
-        let written = store.write(PatientJob("alone".into())).await.unwrap();
+        let written = store.write(TestJob::Patient("alone".into())).await.unwrap();
         assert_eq!(written, "alone");
         // Nothing else came to share its commit: it waited, then committed
         // alone (acknowledged means visible).
@@ -1298,7 +1288,10 @@ async fn a_patient_write_alone_waits_out_its_patience_then_commits() {
 #[tokio::test]
 async fn a_patient_write_commits_with_the_writes_that_follow_and_keeps_its_order() {
     on_both("group_commit_patient_company", |store| async move {
-        let patient = store.submit(PatientJob("shared".into())).await.unwrap();
+        let patient = store
+            .submit(TestJob::Patient("shared".into()))
+            .await
+            .unwrap();
         let broken = store.submit(TestJob::Broken).await.unwrap();
         let impatient = store
             .submit(TestJob::Checkpoint("shared".into()))

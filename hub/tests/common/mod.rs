@@ -25,6 +25,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The sum of every sample of `family` (a counter's `_total` series, over
+/// all its labels) in a hub's `/metrics` text.
+pub fn metric_sum(metrics: &str, family: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Writes an executable shell script.
 pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
