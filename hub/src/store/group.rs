@@ -14,6 +14,10 @@
 //! writes per second grow with the load. A job that arrives alone is
 //! committed alone, at once, unless it is patient ([`WriteJob::patient`]):
 //! then it waits up to [`PATIENCE`] for another write to share its commit.
+//! On SQLite the writer task runs on a thread of its own
+//! ([`WRITER_THREAD`]), where the wake-up at the end of each statement's
+//! round trip to sqlx's worker thread does not queue behind the hub's other
+//! tasks; on PostgreSQL it runs on the hub's runtime.
 //!
 //! Guarantees:
 //! * A job's result is sent only after the transaction holding it has
@@ -26,18 +30,26 @@
 //!   in a new one, so one bad job cannot fail its neighbours. A job must
 //!   therefore be re-runnable: [`WriteJob::run`] takes `&self` and writes
 //!   only through the transaction it is given.
-//! * Jobs commit in the order they were queued, one batch after another, and
-//!   the writer takes the store's writer lock like [`Store::begin`], so
-//!   outbox ids still commit in increasing order.
-//! * A job type that sets [`WriteJob::GROUPED`] has the jobs of its type
-//!   queued next to each other run through one [`WriteJob::run_group`]
-//!   call, which shares statements between them (one multi-row insert for
-//!   a group's webhook deliveries instead of one statement each: on SQLite
-//!   every statement is a round trip to sqlx's worker thread). When a group
-//!   fails, the batch runs again without groups, so the failing job is
-//!   found and the others still commit.
+//! * Batches commit one after another, in the order their jobs were queued,
+//!   and the writer takes the store's writer lock like [`Store::begin`], so
+//!   outbox ids still commit in increasing order. Inside a batch the jobs
+//!   of each type run in the order they were queued.
+//! * A job type that sets [`WriteJob::GROUPED`] has all the jobs of its type
+//!   in a batch run through one [`WriteJob::run_group`] call, which shares
+//!   statements between them (one multi-row insert for a group's webhook
+//!   deliveries instead of one statement each: on SQLite every statement is
+//!   a round trip to sqlx's worker thread). The writer gathers them at the
+//!   first of them, however other jobs were queued in between (webhook
+//!   accepts and handled deliveries arrive interleaved: at 10,000 webhooks a
+//!   second, about 3 runs of statements per commit as they came, 1.7
+//!   gathered), so jobs of different types may run in another order than
+//!   queued, inside the one transaction that commits them all. A
+//!   caller whose write of one type must follow its write of another waits
+//!   for the first's result before queuing the second ([`Store::write`]
+//!   does). When a group fails, the batch runs again without groups, so the
+//!   failing job is found and the others still commit.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +58,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, StoreError, StoreTx};
+use super::{Backend, Store, StoreError, StoreTx};
 
 /// The most jobs committed in one transaction.
 pub const MAX_JOBS: usize = 1024;
@@ -54,6 +66,8 @@ pub const MAX_JOBS: usize = 1024;
 pub const MAX_WEIGHT: usize = 8192;
 /// Jobs that may wait for the writer before [`Store::submit`] waits too.
 const QUEUE_DEPTH: usize = 8192;
+/// The name of a SQLite store's writer thread (in `top -H` and profiles).
+pub const WRITER_THREAD: &str = "sy-store-writer";
 /// The longest a batch of patient jobs ([`WriteJob::patient`]) waits for
 /// another write to join it.
 pub const PATIENCE: Duration = Duration::from_millis(5);
@@ -114,12 +128,15 @@ pub trait WriteJob: Send + Sync + 'static {
         false
     }
 
-    /// Whether jobs of this type queued next to each other run together,
-    /// through [`WriteJob::run_group`] (false by default: each through
-    /// [`WriteJob::run`]).
+    /// Whether the jobs of this type in one batch run together, through
+    /// [`WriteJob::run_group`] (false by default: each through
+    /// [`WriteJob::run`]). They are gathered at the first of them, ahead of
+    /// jobs of other types queued in between: a job of a grouped type must
+    /// not depend on the effect of a job of another type queued before it
+    /// but not yet committed.
     const GROUPED: bool = false;
 
-    /// Runs `jobs`, queued one after another, in `tx` with the same effect
+    /// Runs `jobs`, queued in this order, in `tx` with the same effect
     /// as running each in turn, and returns their outputs in order. Used
     /// only when [`WriteJob::GROUPED`] is set; the default runs them one by
     /// one. A failure fails the whole group: the writer then runs the jobs
@@ -147,6 +164,9 @@ trait Queued: Send + Any {
     fn weight(&self) -> usize;
     fn patient(&self) -> bool;
     fn finish(self: Box<Self>, result: Result<(), StoreError>);
+    /// The job's type, if the writer gathers the jobs of its type into one
+    /// group ([`WriteJob::GROUPED`]).
+    fn grouped_type(&self) -> Option<TypeId>;
     /// How many of `followers` (the jobs queued right after this one) run
     /// in one group with it: 0 unless its type is grouped.
     fn group_len(&self, followers: &[Box<dyn Queued>]) -> usize;
@@ -187,6 +207,10 @@ impl<J: WriteJob> Queued for Entry<J> {
         // The waiter may have gone away (a client that hung up): the write
         // stands, there is just nobody left to tell.
         let _ = reply.send(result);
+    }
+
+    fn grouped_type(&self) -> Option<TypeId> {
+        J::GROUPED.then(TypeId::of::<J>)
     }
 
     fn group_len(&self, followers: &[Box<dyn Queued>]) -> usize {
@@ -256,10 +280,43 @@ impl std::fmt::Debug for dyn Queued {
 impl GroupCommit {
     /// Starts the writer task for `store` (which must not hold a
     /// `GroupCommit` itself, or the task would keep itself alive).
-    pub(crate) fn start(store: Store) -> GroupCommit {
+    ///
+    /// On SQLite the task runs on a thread of its own ([`WRITER_THREAD`],
+    /// a single-threaded runtime), on PostgreSQL on the caller's runtime.
+    /// Every statement of a SQLite transaction is a round trip to sqlx's
+    /// worker thread, and the writer's task is woken from that thread at
+    /// the end of each. On the hub's shared runtime that wake-up waits in
+    /// the runtime's global queue behind the tasks the workers are busy
+    /// with (at 10,000 webhooks a second, a request's tasks), once per
+    /// statement, while every write of the hub waits for the writer. On
+    /// its own thread the writer is polled as soon as it is woken. A
+    /// PostgreSQL connection's socket belongs to the runtime that opened
+    /// it, and the writer shares its pool with the readers, so there the
+    /// task stays on the hub's runtime.
+    pub(crate) fn start(store: Store) -> std::io::Result<GroupCommit> {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer(store, jobs));
-        GroupCommit { queue }
+        match store.backend {
+            Backend::Sqlite => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                // The span of whoever opened the store (the hub's, a
+                // test's) stays the writer's.
+                let span = tracing::Span::current();
+                std::thread::Builder::new()
+                    .name(WRITER_THREAD.to_owned())
+                    .spawn(move || {
+                        let _entered = span.entered();
+                        // Returns once every sender is gone; then the
+                        // runtime and anything left on it are dropped.
+                        runtime.block_on(writer(store, jobs));
+                    })?;
+            }
+            Backend::Postgres => {
+                tokio::spawn(writer(store, jobs));
+            }
+        }
+        Ok(GroupCommit { queue })
     }
 
     /// A test of whether any handle of this queue is left (the store's
@@ -288,7 +345,10 @@ impl<T> Pending<T> {
 impl Store {
     /// Queues `job` for the writer task and returns at once (after waiting
     /// for room in the queue); the job commits with whatever else is queued.
-    /// Jobs submitted one after another by one caller commit in that order.
+    /// Jobs of one type submitted one after another by one caller commit in
+    /// that order (a job of a grouped type may run ahead of jobs of other
+    /// types queued before it in the same transaction: see
+    /// [`WriteJob::GROUPED`]).
     pub async fn submit<J: WriteJob>(&self, job: J) -> Result<Pending<J::Output>, StoreError> {
         let Some(group) = &self.group else {
             return Err(StoreError::WriterGone);
@@ -355,8 +415,8 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
         }
         let started = Instant::now();
         let count = batch.len();
-        let committed = run_batch(&store, batch).await;
-        metrics.batch(count, weight, committed, started.elapsed());
+        let ran = run_batch(&store, batch).await;
+        metrics.batch(count, weight, ran, started.elapsed());
     }
 }
 
@@ -365,14 +425,28 @@ fn has_room(jobs: usize, weight: usize) -> bool {
     jobs < MAX_JOBS && weight < MAX_WEIGHT
 }
 
-/// Runs `batch` in one transaction and answers every job; returns whether
-/// it committed.
-async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
+/// What became of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ran {
+    /// Whether its transaction committed.
+    pub(crate) committed: bool,
+    /// The groups and lone jobs the transaction that committed ran, each
+    /// with statements of its own (0 when none committed).
+    pub(crate) runs: usize,
+}
+
+/// Runs `batch` in one transaction and answers every job; says whether it
+/// committed, and in how many runs.
+async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Ran {
+    let mut batch = gather_groups(batch);
     // Until a group fails: then every job runs on its own.
     let mut grouping = true;
     loop {
         if batch.is_empty() {
-            return true;
+            return Ran {
+                committed: true,
+                runs: 0,
+            };
         }
         // While the database is down nothing waits for a connection: every
         // write fails at once (the health probe says when to try again).
@@ -391,11 +465,15 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
             Err(err) => {
                 store.health.report(&err);
                 fail_all(batch, err);
-                return false;
+                return Ran {
+                    committed: false,
+                    runs: 0,
+                };
             }
         };
         let mut failed = None;
         let mut index = 0;
+        let mut runs = 0;
         while let Some((job, followers)) = batch.get_mut(index..).and_then(<[_]>::split_first_mut) {
             let grouped = if grouping {
                 job.group_len(followers)
@@ -410,6 +488,7 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
             let error = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(Ok(())) => {
                     index += 1 + grouped;
+                    runs += 1;
                     continue;
                 }
                 Ok(Err(err)) => err,
@@ -442,17 +521,52 @@ async fn run_batch(store: &Store, mut batch: Vec<Box<dyn Queued>>) -> bool {
                         for job in batch {
                             job.finish(Ok(()));
                         }
-                        true
+                        Ran {
+                            committed: true,
+                            runs,
+                        }
                     }
                     Err(err) => {
                         store.health.report(&err);
                         fail_all(batch, err);
-                        false
+                        Ran {
+                            committed: false,
+                            runs: 0,
+                        }
                     }
                 };
             }
         }
     }
+}
+
+/// `batch` with each job of a grouped type moved up to the first job of its
+/// type, so that every grouped type runs as one group however the types
+/// were interleaved in the queue; the jobs of each type keep their order,
+/// and jobs of types that are not grouped keep their places among
+/// themselves.
+fn gather_groups(batch: Vec<Box<dyn Queued>>) -> Vec<Box<dyn Queued>> {
+    let mut firsts: Vec<(TypeId, usize)> = Vec::new();
+    let mut keyed: Vec<(usize, Box<dyn Queued>)> = batch
+        .into_iter()
+        .enumerate()
+        .map(|(index, job)| {
+            let key = match job.grouped_type() {
+                Some(kind) => match firsts.iter().find(|(first, _)| *first == kind) {
+                    Some(&(_, first)) => first,
+                    None => {
+                        firsts.push((kind, index));
+                        index
+                    }
+                },
+                None => index,
+            };
+            (key, job)
+        })
+        .collect();
+    // Stable: equal keys (one grouped type) keep their queued order.
+    keyed.sort_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, job)| job).collect()
 }
 
 /// Gives every job of `batch` the error `err` (none of them committed).

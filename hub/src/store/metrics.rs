@@ -6,6 +6,10 @@
 //!   histogram);
 //! * `switchyard_store_group_commit_rows`: rows, roughly, per group commit
 //!   (a histogram; the writes' own estimate of their size);
+//! * `switchyard_store_group_commit_runs`: runs per committed group commit
+//!   (a histogram): the groups of a grouped write type and the lone writes
+//!   its transaction ran, each with statements of its own
+//!   (`WriteJob::GROUPED`);
 //! * `switchyard_store_group_commit_duration_seconds`: from a group
 //!   commit's begin to its commit (a histogram);
 //! * `switchyard_store_patient_waits_total{outcome}`: group commits of
@@ -30,6 +34,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
+use super::group::Ran;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -43,6 +49,7 @@ pub(crate) struct StoreMetrics {
     alone: Counter,
     jobs: Histogram,
     rows: Histogram,
+    runs: Histogram,
     seconds: Histogram,
     available: Gauge,
     outages: Counter,
@@ -76,9 +83,10 @@ impl StoreMetrics {
 
     /// Counts one group commit of `jobs` writes weighing `weight` (rows,
     /// roughly) that took `elapsed`.
-    pub(crate) fn batch(&self, jobs: usize, weight: usize, committed: bool, elapsed: Duration) {
-        if committed {
+    pub(crate) fn batch(&self, jobs: usize, weight: usize, ran: Ran, elapsed: Duration) {
+        if ran.committed {
             self.committed.inc();
+            self.runs.observe(ran.runs as f64);
         } else {
             self.failed.inc();
         }
@@ -124,6 +132,7 @@ pub(crate) fn global() -> &'static StoreMetrics {
             alone,
             jobs: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             rows: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            runs: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             available: Gauge::default(),
             outages: Counter::default(),
@@ -151,6 +160,11 @@ pub(crate) fn global() -> &'static StoreMetrics {
                 "switchyard_store_group_commit_rows",
                 "Rows (roughly) written per group commit",
                 metrics.rows.clone(),
+            );
+            registry.register(
+                "switchyard_store_group_commit_runs",
+                "Runs (groups of a grouped write type, and lone writes) per committed group commit, each with statements of its own",
+                metrics.runs.clone(),
             );
             registry.register_with_unit(
                 "switchyard_store_group_commit_duration",

@@ -139,6 +139,9 @@ pub enum StoreError {
         /// The epoch the write was made under.
         epoch: i64,
     },
+    /// The store's writer thread (SQLite) could not be started.
+    #[error("cannot start the store's writer thread: {0}")]
+    WriterThread(std::io::Error),
 }
 
 impl StoreError {
@@ -323,7 +326,7 @@ impl Store {
             );
         }
         store.migrate().await?;
-        let group = group::GroupCommit::start(store.clone());
+        let group = group::GroupCommit::start(store.clone()).map_err(StoreError::WriterThread)?;
         health::spawn_probe(store.clone(), options, group.liveness());
         store.group = Some(group);
         match store.durability().await {

@@ -1106,14 +1106,63 @@ impl WriteJob for TestJob {
     }
 }
 
+/// A write job that keeps the writer inside its transaction until
+/// `release` is dropped (or sent), after telling `running` that it runs:
+/// whatever is queued meanwhile is the writer's next batch, whole.
+struct Gate {
+    running: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    release: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl WriteJob for Gate {
+    type Output = ();
+
+    fn run<'a>(
+        &'a self,
+        _tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let running = self.running.lock().unwrap().take();
+            if let Some(running) = running {
+                let _ = running.send(());
+            }
+            let release = self.release.lock().unwrap().take();
+            if let Some(release) = release {
+                let _ = release.await;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Holds the store's writer (on its own thread on SQLite) in a batch of
+/// its own until the returned sender is dropped; wait for that batch with
+/// the returned [`Pending`].
+async fn hold_writer(
+    store: &Store,
+) -> (tokio::sync::oneshot::Sender<()>, super::group::Pending<()>) {
+    let (running, started) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel();
+    let gate = store
+        .submit(Gate {
+            running: std::sync::Mutex::new(Some(running)),
+            release: std::sync::Mutex::new(Some(released)),
+        })
+        .await
+        .unwrap();
+    started.await.unwrap();
+    (release, gate)
+}
+
 /// Queues `jobs` while the writer is held up, so they land in one group.
 async fn one_group<J: WriteJob>(store: &Store, jobs: Vec<J>) -> Vec<Result<J::Output, StoreError>> {
-    let blocker = store.begin().await.unwrap();
+    let (release, gate) = hold_writer(store).await;
     let mut pending = Vec::new();
     for job in jobs {
         pending.push(store.submit(job).await.unwrap());
     }
-    drop(blocker);
+    drop(release);
+    gate.wait().await.unwrap();
     let mut results = Vec::new();
     for pending in pending {
         results.push(pending.wait().await);
@@ -1265,6 +1314,64 @@ async fn grouped_writes_run_together_and_a_failing_one_still_fails_alone() {
 }
 
 #[tokio::test]
+async fn grouped_writes_queued_between_others_still_run_as_one_group() {
+    on_both("group_commit_gathered", |store| async move {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let grouped = |job| GroupedJob {
+            job,
+            groups: groups.clone(),
+        };
+        // Queued while the writer is held up, so they land in one batch:
+        // grouped, other, grouped, other, grouped.
+        let (release, gate) = hold_writer(&store).await;
+        let first = store
+            .submit(grouped(TestJob::Checkpoint("g".into())))
+            .await
+            .unwrap();
+        let other = store
+            .submit(TestJob::Checkpoint("other".into()))
+            .await
+            .unwrap();
+        let second = store
+            .submit(grouped(TestJob::Checkpoint("g2".into())))
+            .await
+            .unwrap();
+        let other_again = store
+            .submit(TestJob::Patient("other".into()))
+            .await
+            .unwrap();
+        let third = store
+            .submit(grouped(TestJob::Patient("g".into())))
+            .await
+            .unwrap();
+        drop(release);
+        gate.wait().await.unwrap();
+        assert_eq!(first.wait().await.unwrap(), "g");
+        assert_eq!(other.wait().await.unwrap(), "other");
+        assert_eq!(second.wait().await.unwrap(), "g2");
+        assert_eq!(other_again.wait().await.unwrap(), "other");
+        assert_eq!(third.wait().await.unwrap(), "g");
+        assert_eq!(
+            *groups.lock().unwrap(),
+            [3],
+            "the three grouped writes ran as one group"
+        );
+        // Each type's writes ran in the order they were queued: the later
+        // write of a checkpoint is the one that stands.
+        assert_eq!(
+            store.checkpoint("g").await.unwrap(),
+            Some(b"patient".to_vec())
+        );
+        assert_eq!(
+            store.checkpoint("other").await.unwrap(),
+            Some(b"patient".to_vec())
+        );
+        assert_eq!(store.checkpoint("g2").await.unwrap(), Some(b"g2".to_vec()));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_patient_write_alone_waits_out_its_patience_then_commits() {
     on_both("group_commit_patient_alone", |store| async move {
         let started = tokio::time::Instant::now();
@@ -1349,6 +1456,46 @@ async fn a_failed_commit_fails_every_writer_of_its_group() {
         );
     })
     .await;
+}
+
+/// A write job that answers the name of the thread it ran on, and that
+/// thread's `/proc/self/task` entry.
+struct WhereJob;
+
+impl WriteJob for WhereJob {
+    type Output = (Option<String>, std::path::PathBuf);
+
+    fn run<'a>(
+        &'a self,
+        _tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<Self::Output, StoreError>> {
+        Box::pin(async {
+            let name = std::thread::current().name().map(str::to_owned);
+            // "/proc/thread-self" links to "PID/task/TID".
+            let task = std::fs::read_link("/proc/thread-self").unwrap();
+            Ok((name, std::path::Path::new("/proc").join(task)))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_run_on_the_stores_writer_thread_which_ends_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+    let (name, task) = store.write(WhereJob).await.unwrap();
+    assert_eq!(name.as_deref(), Some(group::WRITER_THREAD));
+    assert!(task.exists(), "{}", task.display());
+    // Once every handle of the store is dropped, its writer thread ends.
+    drop(store);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while task.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer thread {} is still there",
+            task.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
