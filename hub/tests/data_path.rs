@@ -117,15 +117,9 @@ impl Hub {
         }
     }
 
+    /// `GET /metrics` as text.
     async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        common::metrics_text(&self.http, &self.base).await
     }
 
     async fn get(&self, path: &str) -> Value {

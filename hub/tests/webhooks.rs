@@ -166,6 +166,29 @@ impl Hub {
         }
     }
 
+    /// Stops plugin `name` through the admin API and waits until it is
+    /// stopped.
+    async fn stop_plugin(&self, name: &str) {
+        let stop = self
+            .post(&format!("/api/v1/plugins/{name}/stop"), &[], b"")
+            .await;
+        assert!(stop.status < 300, "stop: {} {}", stop.status, stop.text);
+        let path = format!("/api/v1/plugins/{name}");
+        let stopped = self
+            .wait_for(|| async { (self.get(&path).await["state"] == "stopped").then_some(()) })
+            .await;
+        assert!(
+            stopped.is_some(),
+            "the plugin did not stop:\n{}",
+            self.log()
+        );
+    }
+
+    /// `GET /metrics` as text.
+    async fn metrics(&self) -> String {
+        common::metrics_text(&self.http, &self.base).await
+    }
+
     async fn get(&self, path: &str) -> Value {
         let response = self
             .http
@@ -488,14 +511,7 @@ async fn held_deliveries_wait_quietly_for_a_stopped_plugin() {
     let plugins =
         "[plugins.held]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.held.webhook]\nauth = \"none\"\n";
     let hub = Hub::start(plugins, &[], None).await;
-    let stop = hub.post("/api/v1/plugins/held/stop", &[], b"").await;
-    assert!(stop.status < 300, "stop: {} {}", stop.status, stop.text);
-    let stopped = hub
-        .wait_for(|| async {
-            (hub.get("/api/v1/plugins/held").await["state"] == "stopped").then_some(())
-        })
-        .await;
-    assert!(stopped.is_some(), "the plugin did not stop:\n{}", hub.log());
+    hub.stop_plugin("held").await;
 
     for n in 0..3 {
         let body = format!(r#"{{"id":"h-{n}"}}"#);
@@ -538,14 +554,7 @@ async fn a_backlog_of_deliveries_commits_each_one_at_once() {
     const BACKLOG: usize = 40;
     let plugins = "[plugins.backlog]\ncommand = \"@WEBHOOK_JSON@\"\n[plugins.backlog.webhook]\nauth = \"none\"\nconcurrency = 1\n";
     let hub = Hub::start(plugins, &[], None).await;
-    let stop = hub.post("/api/v1/plugins/backlog/stop", &[], b"").await;
-    assert!(stop.status < 300, "stop: {} {}", stop.status, stop.text);
-    let stopped = hub
-        .wait_for(|| async {
-            (hub.get("/api/v1/plugins/backlog").await["state"] == "stopped").then_some(())
-        })
-        .await;
-    assert!(stopped.is_some(), "the plugin did not stop:\n{}", hub.log());
+    hub.stop_plugin("backlog").await;
     for n in 0..BACKLOG {
         let body = format!(r#"{{"id":"b-{n}"}}"#);
         let reply = hub.post("/webhooks/backlog", &[], body.as_bytes()).await;
@@ -557,16 +566,7 @@ async fn a_backlog_of_deliveries_commits_each_one_at_once() {
         .wait_for(|| async { (hub.record_ids("backlog").await.len() == BACKLOG).then_some(()) })
         .await;
     assert!(all.is_some(), "the backlog was not stored:\n{}", hub.log());
-    let metrics = hub
-        .http
-        .get(format!("{}/metrics", hub.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let waits = common::metric_sum(&metrics, "switchyard_store_patient_waits_total");
+    let waits = common::metric_sum(&hub.metrics().await, "switchyard_store_patient_waits_total");
     // Only the last delivery, with nothing behind it, may have waited.
     assert!(
         waits <= 1.0,

@@ -415,8 +415,8 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
         }
         let started = Instant::now();
         let count = batch.len();
-        let ran = run_batch(&store, batch).await;
-        metrics.batch(count, weight, ran, started.elapsed());
+        let runs = run_batch(&store, batch).await;
+        metrics.batch(count, weight, runs, started.elapsed());
     }
 }
 
@@ -425,28 +425,16 @@ fn has_room(jobs: usize, weight: usize) -> bool {
     jobs < MAX_JOBS && weight < MAX_WEIGHT
 }
 
-/// What became of a batch.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ran {
-    /// Whether its transaction committed.
-    pub(crate) committed: bool,
-    /// The groups and lone jobs the transaction that committed ran, each
-    /// with statements of its own (0 when none committed).
-    pub(crate) runs: usize,
-}
-
-/// Runs `batch` in one transaction and answers every job; says whether it
-/// committed, and in how many runs.
-async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Ran {
+/// Runs `batch` in one transaction and answers every job; returns, if it
+/// committed, the runs of its transaction (the groups and lone jobs, each
+/// with statements of its own).
+async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Option<usize> {
     let mut batch = gather_groups(batch);
     // Until a group fails: then every job runs on its own.
     let mut grouping = true;
     loop {
         if batch.is_empty() {
-            return Ran {
-                committed: true,
-                runs: 0,
-            };
+            return Some(0);
         }
         // While the database is down nothing waits for a connection: every
         // write fails at once (the health probe says when to try again).
@@ -465,10 +453,7 @@ async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Ran {
             Err(err) => {
                 store.health.report(&err);
                 fail_all(batch, err);
-                return Ran {
-                    committed: false,
-                    runs: 0,
-                };
+                return None;
             }
         };
         let mut failed = None;
@@ -521,18 +506,12 @@ async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Ran {
                         for job in batch {
                             job.finish(Ok(()));
                         }
-                        Ran {
-                            committed: true,
-                            runs,
-                        }
+                        Some(runs)
                     }
                     Err(err) => {
                         store.health.report(&err);
                         fail_all(batch, err);
-                        Ran {
-                            committed: false,
-                            runs: 0,
-                        }
+                        None
                     }
                 };
             }

@@ -34,8 +34,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
-use super::group::Ran;
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -82,13 +80,17 @@ impl StoreMetrics {
     }
 
     /// Counts one group commit of `jobs` writes weighing `weight` (rows,
-    /// roughly) that took `elapsed`.
-    pub(crate) fn batch(&self, jobs: usize, weight: usize, ran: Ran, elapsed: Duration) {
-        if ran.committed {
-            self.committed.inc();
-            self.runs.observe(ran.runs as f64);
-        } else {
-            self.failed.inc();
+    /// roughly) that took `elapsed`: `runs` is the runs of its transaction
+    /// if it committed, `None` if it failed.
+    pub(crate) fn batch(&self, jobs: usize, weight: usize, runs: Option<usize>, elapsed: Duration) {
+        match runs {
+            Some(runs) => {
+                self.committed.inc();
+                self.runs.observe(runs as f64);
+            }
+            None => {
+                self.failed.inc();
+            }
         }
         self.jobs.observe(jobs as f64);
         self.rows.observe(weight as f64);

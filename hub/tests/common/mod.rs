@@ -38,6 +38,18 @@ pub fn metric_sum(metrics: &str, family: &str) -> f64 {
         .sum()
 }
 
+/// `GET {base}/metrics` of a hub (`base` is `http://127.0.0.1:PORT`) as
+/// text.
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Writes an executable shell script.
 pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
@@ -428,14 +440,7 @@ impl HubProcess {
 
     /// `GET /metrics` as text.
     pub async fn metrics_text(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        metrics_text(&self.http, &self.base).await
     }
 
     /// The hub's stderr so far.
