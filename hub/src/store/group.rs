@@ -9,7 +9,10 @@
 //! [`Store::write`] (or [`Store::submit`]) is queued for the writer task,
 //! which takes everything queued at that moment (up to [`MAX_JOBS`] jobs
 //! and [`MAX_WEIGHT`] weight), runs the jobs in arrival order in one
-//! transaction and commits once. While one commit waits for the disk the
+//! transaction and commits once. Before it commits, the jobs queued while
+//! its statements ran join the same transaction (once per batch, as many
+//! as there is room for): they share its flush instead of waiting for the
+//! next one. While one commit waits for the disk the
 //! next batch queues up, so the flushes per second stay bounded while the
 //! writes per second grow with the load. A job that arrives alone is
 //! committed alone, at once, unless it is patient ([`WriteJob::patient`]):
@@ -379,28 +382,18 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
     let metrics = super::metrics::global();
     while let Some(first) = jobs.recv().await {
         let patience_ends = tokio::time::Instant::now() + PATIENCE;
-        let mut weight = first.weight();
-        let mut batch = vec![first];
+        let mut batch = Batch::new(first);
         // Whether the batch waited for company, and whether any came.
         let mut waited = None;
         loop {
-            while has_room(batch.len(), weight) {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        weight += job.weight();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+            batch.take_queued(&mut jobs);
             // A batch of patient jobs alone waits a little for company.
-            if !has_room(batch.len(), weight) || !batch.iter().all(|job| job.patient()) {
+            if !batch.has_room() || !batch.jobs.iter().all(|job| job.patient()) {
                 break;
             }
             match tokio::time::timeout_at(patience_ends, jobs.recv()).await {
                 Ok(Some(job)) => {
                     waited = Some(true);
-                    weight += job.weight();
                     batch.push(job);
                 }
                 // Out of patience, or every sender is gone.
@@ -414,27 +407,82 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
             metrics.patient_wait(joined);
         }
         let started = Instant::now();
-        let count = batch.len();
-        let runs = run_batch(&store, batch).await;
-        metrics.batch(count, weight, runs, started.elapsed());
+        let ran = run_batch(&store, batch, &mut jobs).await;
+        metrics.batch(ran.jobs, ran.weight, ran.runs, started.elapsed());
     }
 }
 
-/// Whether a batch of `jobs` jobs and `weight` weight may take another job.
-fn has_room(jobs: usize, weight: usize) -> bool {
-    jobs < MAX_JOBS && weight < MAX_WEIGHT
+/// The jobs of one transaction, and their weight.
+struct Batch {
+    jobs: Vec<Box<dyn Queued>>,
+    weight: usize,
 }
 
-/// Runs `batch` in one transaction and answers every job; returns, if it
-/// committed, the runs of its transaction (the groups and lone jobs, each
-/// with statements of its own).
-async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Option<usize> {
-    let mut batch = gather_groups(batch);
+impl Batch {
+    /// A batch of `first` alone.
+    fn new(first: Box<dyn Queued>) -> Self {
+        Batch {
+            weight: first.weight(),
+            jobs: vec![first],
+        }
+    }
+
+    /// Whether the batch may take another job.
+    fn has_room(&self) -> bool {
+        self.jobs.len() < MAX_JOBS && self.weight < MAX_WEIGHT
+    }
+
+    /// Adds `job` at the end.
+    fn push(&mut self, job: Box<dyn Queued>) {
+        self.weight += job.weight();
+        self.jobs.push(job);
+    }
+
+    /// Adds what is queued now, while there is room; returns how many.
+    fn take_queued(&mut self, queue: &mut mpsc::Receiver<Box<dyn Queued>>) -> usize {
+        let before = self.jobs.len();
+        while self.has_room() {
+            match queue.try_recv() {
+                Ok(job) => self.push(job),
+                Err(_) => break,
+            }
+        }
+        self.jobs.len() - before
+    }
+}
+
+/// What one batch came to: its jobs and weight (with those it took while
+/// its transaction was open), and, if it committed, the runs of its
+/// transaction (the groups and lone jobs, each with statements of its own).
+struct Ran {
+    jobs: usize,
+    weight: usize,
+    runs: Option<usize>,
+}
+
+/// Runs `batch` in one transaction and answers every job. Once every job
+/// has run, and before the commit, the jobs queued meanwhile (as many as
+/// there is room for) join it, once: they share this commit's flush
+/// instead of waiting for the next transaction, which would begin only
+/// after this one committed.
+async fn run_batch(
+    store: &Store,
+    mut batch: Batch,
+    queue: &mut mpsc::Receiver<Box<dyn Queued>>,
+) -> Ran {
+    batch.jobs = gather_groups(std::mem::take(&mut batch.jobs));
+    let ran = |batch: &Batch, runs| Ran {
+        jobs: batch.jobs.len(),
+        weight: batch.weight,
+        runs,
+    };
     // Until a group fails: then every job runs on its own.
     let mut grouping = true;
+    // Whether the jobs queued while the transaction ran were taken.
+    let mut topped_up = false;
     loop {
-        if batch.is_empty() {
-            return Some(0);
+        if batch.jobs.is_empty() {
+            return ran(&batch, Some(0));
         }
         // While the database is down nothing waits for a connection: every
         // write fails at once (the health probe says when to try again).
@@ -452,36 +500,50 @@ async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Option<usize> 
             Ok(tx) => tx,
             Err(err) => {
                 store.health.report(&err);
-                fail_all(batch, err);
-                return None;
+                let failed = ran(&batch, None);
+                fail_all(batch.jobs, err);
+                return failed;
             }
         };
         let mut failed = None;
         let mut index = 0;
         let mut runs = 0;
-        while let Some((job, followers)) = batch.get_mut(index..).and_then(<[_]>::split_first_mut) {
-            let grouped = if grouping {
-                job.group_len(followers)
-            } else {
-                0
-            };
-            let run = if grouped == 0 {
-                job.run(&mut tx)
-            } else {
-                job.run_group(&mut followers[..grouped], &mut tx)
-            };
-            let error = match AssertUnwindSafe(run).catch_unwind().await {
-                Ok(Ok(())) => {
-                    index += 1 + grouped;
-                    runs += 1;
-                    continue;
-                }
-                Ok(Err(err)) => err,
-                Err(_) => StoreError::JobPanicked,
-            };
-            store.health.report(&error);
-            failed = Some((index, grouped, error));
-            break;
+        loop {
+            while let Some((job, followers)) =
+                batch.jobs.get_mut(index..).and_then(<[_]>::split_first_mut)
+            {
+                let grouped = if grouping {
+                    job.group_len(followers)
+                } else {
+                    0
+                };
+                let run = if grouped == 0 {
+                    job.run(&mut tx)
+                } else {
+                    job.run_group(&mut followers[..grouped], &mut tx)
+                };
+                let error = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(Ok(())) => {
+                        index += 1 + grouped;
+                        runs += 1;
+                        continue;
+                    }
+                    Ok(Err(err)) => err,
+                    Err(_) => StoreError::JobPanicked,
+                };
+                store.health.report(&error);
+                failed = Some((index, grouped, error));
+                break;
+            }
+            if failed.is_some() || topped_up {
+                break;
+            }
+            topped_up = true;
+            if batch.take_queued(queue) == 0 {
+                break;
+            }
+            let arrived = batch.jobs.split_off(index);
+            batch.jobs.extend(gather_groups(arrived));
         }
         match failed {
             Some((_, grouped, error)) if grouped > 0 => {
@@ -497,21 +559,25 @@ async fn run_batch(store: &Store, batch: Vec<Box<dyn Queued>>) -> Option<usize> 
                 if let Err(err) = tx.rollback().await {
                     tracing::warn!(error = %err, "Cannot roll back a failed group commit; the connection is dropped.");
                 }
-                tracing::warn!(error = %error, others = batch.len() - 1, "A write failed; running the rest of its group again without it.");
-                batch.remove(index).finish(Err(error));
+                tracing::warn!(error = %error, others = batch.jobs.len() - 1, "A write failed; running the rest of its group again without it.");
+                let job = batch.jobs.remove(index);
+                batch.weight -= job.weight();
+                job.finish(Err(error));
             }
             None => {
                 return match tx.commit().await {
                     Ok(()) => {
-                        for job in batch {
+                        let committed = ran(&batch, Some(runs));
+                        for job in batch.jobs {
                             job.finish(Ok(()));
                         }
-                        Some(runs)
+                        committed
                     }
                     Err(err) => {
                         store.health.report(&err);
-                        fail_all(batch, err);
-                        None
+                        let failed = ran(&batch, None);
+                        fail_all(batch.jobs, err);
+                        failed
                     }
                 };
             }

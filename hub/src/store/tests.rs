@@ -1108,10 +1108,14 @@ impl WriteJob for TestJob {
 
 /// A write job that keeps the writer inside its transaction until
 /// `release` is dropped (or sent), after telling `running` that it runs:
-/// whatever is queued meanwhile is the writer's next batch, whole.
+/// whatever is queued meanwhile joins the gate's transaction, whole, once
+/// the gate's run returns. `_alive` lives as long as the job's entry in
+/// the writer, which ends when its transaction has committed (or failed).
 struct Gate {
     running: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     release: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// Held for its lifetime only: see [`Held::gate`].
+    _alive: Arc<()>,
 }
 
 impl WriteJob for Gate {
@@ -1135,26 +1139,68 @@ impl WriteJob for Gate {
     }
 }
 
-/// Holds the store's writer (on its own thread on SQLite) in a batch of
-/// its own until the returned sender is dropped; wait for that batch with
-/// the returned [`Pending`].
+/// The writer held up by a [`Gate`]: drop `release` to let it go on, and
+/// wait for the gate's transaction with `committed`.
+struct Held {
+    release: tokio::sync::oneshot::Sender<()>,
+    committed: super::group::Pending<()>,
+    /// Alive until the gate's transaction is over.
+    gate: std::sync::Weak<()>,
+}
+
+/// Holds the store's writer (on its own thread on SQLite) inside a gate's
+/// transaction until the returned sender is dropped; wait for that
+/// transaction with the returned [`Pending`].
 async fn hold_writer(
     store: &Store,
 ) -> (tokio::sync::oneshot::Sender<()>, super::group::Pending<()>) {
+    let held = hold_writer_watched(store).await;
+    (held.release, held.committed)
+}
+
+/// [`hold_writer`], and a way to tell whether the gate's transaction is
+/// still open.
+async fn hold_writer_watched(store: &Store) -> Held {
     let (running, started) = tokio::sync::oneshot::channel();
     let (release, released) = tokio::sync::oneshot::channel();
-    let gate = store
+    let alive = Arc::new(());
+    let gate = Arc::downgrade(&alive);
+    let committed = store
         .submit(Gate {
             running: std::sync::Mutex::new(Some(running)),
             release: std::sync::Mutex::new(Some(released)),
+            _alive: alive,
         })
         .await
         .unwrap();
     started.await.unwrap();
-    (release, gate)
+    Held {
+        release,
+        committed,
+        gate,
+    }
 }
 
-/// Queues `jobs` while the writer is held up, so they land in one group.
+/// A write that answers whether a gate's transaction was still open while
+/// it ran (so that it ran inside that transaction: the writer runs one at
+/// a time).
+struct InsideGate {
+    gate: std::sync::Weak<()>,
+}
+
+impl WriteJob for InsideGate {
+    type Output = bool;
+
+    fn run<'a>(
+        &'a self,
+        _tx: &'a mut StoreTx,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.gate.strong_count() > 0) })
+    }
+}
+
+/// Queues `jobs` while the writer is held up, so they land in one group
+/// (which joins the gate's transaction).
 async fn one_group<J: WriteJob>(store: &Store, jobs: Vec<J>) -> Vec<Result<J::Output, StoreError>> {
     let (release, gate) = hold_writer(store).await;
     let mut pending = Vec::new();
@@ -1162,7 +1208,9 @@ async fn one_group<J: WriteJob>(store: &Store, jobs: Vec<J>) -> Vec<Result<J::Ou
         pending.push(store.submit(job).await.unwrap());
     }
     drop(release);
-    gate.wait().await.unwrap();
+    // The jobs share the gate's commit: its result is theirs, which the
+    // caller checks.
+    let _ = gate.wait().await;
     let mut results = Vec::new();
     for pending in pending {
         results.push(pending.wait().await);
@@ -1367,6 +1415,53 @@ async fn grouped_writes_queued_between_others_still_run_as_one_group() {
             Some(b"patient".to_vec())
         );
         assert_eq!(store.checkpoint("g2").await.unwrap(), Some(b"g2".to_vec()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn writes_queued_while_a_transaction_runs_join_it_once() {
+    on_both("group_commit_topped_up", |store| async move {
+        // Queued while the first gate's transaction runs: they join it
+        // before its commit, the second gate among them.
+        let first = hold_writer_watched(&store).await;
+        let joined = store
+            .submit(InsideGate {
+                gate: first.gate.clone(),
+            })
+            .await
+            .unwrap();
+        let (running, started) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel();
+        let second = store
+            .submit(Gate {
+                running: std::sync::Mutex::new(Some(running)),
+                release: std::sync::Mutex::new(Some(released)),
+                _alive: Arc::new(()),
+            })
+            .await
+            .unwrap();
+        drop(first.release);
+        started.await.unwrap();
+        // Queued while the jobs that joined run: the transaction takes the
+        // queue once, so this waits for the next one.
+        let next = store
+            .submit(InsideGate {
+                gate: first.gate.clone(),
+            })
+            .await
+            .unwrap();
+        drop(release);
+        first.committed.wait().await.unwrap();
+        second.wait().await.unwrap();
+        assert!(
+            joined.wait().await.unwrap(),
+            "a write queued while the transaction ran committed with it"
+        );
+        assert!(
+            !next.wait().await.unwrap(),
+            "a write queued after the transaction took the queue waited for the next one"
+        );
     })
     .await;
 }
