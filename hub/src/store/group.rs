@@ -505,48 +505,30 @@ async fn run_batch(
                 return failed;
             }
         };
-        let mut failed = None;
-        let mut index = 0;
+        // The jobs that ran so far in this transaction, and its runs.
+        let mut ran_jobs = 0;
         let mut runs = 0;
-        loop {
-            while let Some((job, followers)) =
-                batch.jobs.get_mut(index..).and_then(<[_]>::split_first_mut)
-            {
-                let grouped = if grouping {
-                    job.group_len(followers)
-                } else {
-                    0
-                };
-                let run = if grouped == 0 {
-                    job.run(&mut tx)
-                } else {
-                    job.run_group(&mut followers[..grouped], &mut tx)
-                };
-                let error = match AssertUnwindSafe(run).catch_unwind().await {
-                    Ok(Ok(())) => {
-                        index += 1 + grouped;
-                        runs += 1;
-                        continue;
-                    }
-                    Ok(Err(err)) => err,
-                    Err(_) => StoreError::JobPanicked,
-                };
-                store.health.report(&error);
-                failed = Some((index, grouped, error));
-                break;
+        let failed = loop {
+            match run_jobs(store, &mut batch.jobs[ran_jobs..], &mut tx, grouping).await {
+                Ok(more) => runs += more,
+                Err(mut failed) => {
+                    failed.at += ran_jobs;
+                    break Some(failed);
+                }
             }
-            if failed.is_some() || topped_up {
-                break;
+            ran_jobs = batch.jobs.len();
+            if topped_up {
+                break None;
             }
             topped_up = true;
             if batch.take_queued(queue) == 0 {
-                break;
+                break None;
             }
-            let arrived = batch.jobs.split_off(index);
+            let arrived = batch.jobs.split_off(ran_jobs);
             batch.jobs.extend(gather_groups(arrived));
-        }
+        };
         match failed {
-            Some((_, grouped, error)) if grouped > 0 => {
+            Some(Failed { grouped, error, .. }) if grouped > 0 => {
                 // Which job of the group failed is not known: run the batch
                 // again job by job, which finds it.
                 if let Err(err) = tx.rollback().await {
@@ -555,12 +537,12 @@ async fn run_batch(
                 tracing::debug!(error = %error, jobs = grouped + 1, "A group of writes failed; running its batch again one job at a time.");
                 grouping = false;
             }
-            Some((index, _, error)) => {
+            Some(Failed { at, error, .. }) => {
                 if let Err(err) = tx.rollback().await {
                     tracing::warn!(error = %err, "Cannot roll back a failed group commit; the connection is dropped.");
                 }
                 tracing::warn!(error = %error, others = batch.jobs.len() - 1, "A write failed; running the rest of its group again without it.");
-                let job = batch.jobs.remove(index);
+                let job = batch.jobs.remove(at);
                 batch.weight -= job.weight();
                 job.finish(Err(error));
             }
@@ -583,6 +565,55 @@ async fn run_batch(
             }
         }
     }
+}
+
+/// Where [`run_jobs`] stopped: the job at `at` failed (with the `grouped`
+/// jobs after it, when it ran as a group), and why.
+struct Failed {
+    at: usize,
+    grouped: usize,
+    error: StoreError,
+}
+
+/// Runs `jobs` in `tx`, in order, each group of a grouped type through one
+/// run while `grouping`; returns how many runs that took, or where it
+/// failed (the failure reported to the store's health).
+async fn run_jobs(
+    store: &Store,
+    jobs: &mut [Box<dyn Queued>],
+    tx: &mut StoreTx,
+    grouping: bool,
+) -> Result<usize, Failed> {
+    let mut index = 0;
+    let mut runs = 0;
+    while let Some((job, followers)) = jobs.get_mut(index..).and_then(<[_]>::split_first_mut) {
+        let grouped = if grouping {
+            job.group_len(followers)
+        } else {
+            0
+        };
+        let run = if grouped == 0 {
+            job.run(tx)
+        } else {
+            job.run_group(&mut followers[..grouped], tx)
+        };
+        let error = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(Ok(())) => {
+                index += 1 + grouped;
+                runs += 1;
+                continue;
+            }
+            Ok(Err(err)) => err,
+            Err(_) => StoreError::JobPanicked,
+        };
+        store.health.report(&error);
+        return Err(Failed {
+            at: index,
+            grouped,
+            error,
+        });
+    }
+    Ok(runs)
 }
 
 /// `batch` with each job of a grouped type moved up to the first job of its
