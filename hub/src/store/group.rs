@@ -449,6 +449,16 @@ impl Batch {
         }
         self.jobs.len() - before
     }
+
+    /// What the batch came to: `runs` is its transaction's runs if it
+    /// committed, `None` if it failed.
+    fn ran(&self, runs: Option<usize>) -> Ran {
+        Ran {
+            jobs: self.jobs.len(),
+            weight: self.weight,
+            runs,
+        }
+    }
 }
 
 /// What one batch came to: its jobs and weight (with those it took while
@@ -471,18 +481,13 @@ async fn run_batch(
     queue: &mut mpsc::Receiver<Box<dyn Queued>>,
 ) -> Ran {
     batch.jobs = gather_groups(std::mem::take(&mut batch.jobs));
-    let ran = |batch: &Batch, runs| Ran {
-        jobs: batch.jobs.len(),
-        weight: batch.weight,
-        runs,
-    };
     // Until a group fails: then every job runs on its own.
     let mut grouping = true;
     // Whether the jobs queued while the transaction ran were taken.
     let mut topped_up = false;
     loop {
         if batch.jobs.is_empty() {
-            return ran(&batch, Some(0));
+            return batch.ran(Some(0));
         }
         // While the database is down nothing waits for a connection: every
         // write fails at once (the health probe says when to try again).
@@ -500,7 +505,7 @@ async fn run_batch(
             Ok(tx) => tx,
             Err(err) => {
                 store.health.report(&err);
-                let failed = ran(&batch, None);
+                let failed = batch.ran(None);
                 fail_all(batch.jobs, err);
                 return failed;
             }
@@ -549,7 +554,7 @@ async fn run_batch(
             None => {
                 return match tx.commit().await {
                     Ok(()) => {
-                        let committed = ran(&batch, Some(runs));
+                        let committed = batch.ran(Some(runs));
                         for job in batch.jobs {
                             job.finish(Ok(()));
                         }
@@ -557,7 +562,7 @@ async fn run_batch(
                     }
                     Err(err) => {
                         store.health.report(&err);
-                        let failed = ran(&batch, None);
+                        let failed = batch.ran(None);
                         fail_all(batch.jobs, err);
                         failed
                     }

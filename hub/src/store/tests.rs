@@ -1161,6 +1161,14 @@ async fn hold_writer(
 /// [`hold_writer`], and a way to tell whether the gate's transaction is
 /// still open.
 async fn hold_writer_watched(store: &Store) -> Held {
+    let (started, held) = submit_gate(store).await;
+    started.await.unwrap();
+    held
+}
+
+/// Queues a [`Gate`] and returns at once: the receiver hears when the gate
+/// runs (it holds the writer from then on).
+async fn submit_gate(store: &Store) -> (tokio::sync::oneshot::Receiver<()>, Held) {
     let (running, started) = tokio::sync::oneshot::channel();
     let (release, released) = tokio::sync::oneshot::channel();
     let alive = Arc::new(());
@@ -1173,12 +1181,14 @@ async fn hold_writer_watched(store: &Store) -> Held {
         })
         .await
         .unwrap();
-    started.await.unwrap();
-    Held {
-        release,
-        committed,
-        gate,
-    }
+    (
+        started,
+        Held {
+            release,
+            committed,
+            gate,
+        },
+    )
 }
 
 /// A write that answers whether a gate's transaction was still open while
@@ -1431,16 +1441,7 @@ async fn writes_queued_while_a_transaction_runs_join_it_once() {
             })
             .await
             .unwrap();
-        let (running, started) = tokio::sync::oneshot::channel();
-        let (release, released) = tokio::sync::oneshot::channel();
-        let second = store
-            .submit(Gate {
-                running: std::sync::Mutex::new(Some(running)),
-                release: std::sync::Mutex::new(Some(released)),
-                _alive: Arc::new(()),
-            })
-            .await
-            .unwrap();
+        let (started, second) = submit_gate(&store).await;
         drop(first.release);
         started.await.unwrap();
         // Queued while the jobs that joined run: the transaction takes the
@@ -1451,9 +1452,9 @@ async fn writes_queued_while_a_transaction_runs_join_it_once() {
             })
             .await
             .unwrap();
-        drop(release);
+        drop(second.release);
         first.committed.wait().await.unwrap();
-        second.wait().await.unwrap();
+        second.committed.wait().await.unwrap();
         assert!(
             joined.wait().await.unwrap(),
             "a write queued while the transaction ran committed with it"
