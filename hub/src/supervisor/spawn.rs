@@ -48,10 +48,10 @@ pub mod guard;
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
-use std::io::Read as _;
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use switchyard_wire::handshake::{
@@ -367,9 +367,12 @@ struct ChildPlan {
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
-    /// Close-on-exec: closed by a successful exec, or carries the errno of
-    /// the step that failed.
-    error: OwnedFd,
+    /// The errno of the step that failed, written by the child before it
+    /// exits; stays 0 when the exec succeeds. The child shares the hub's
+    /// memory (`CLONE_VM`) and the parent reads this only once the child has
+    /// exec'd or exited (`CLONE_VFORK`), as glibc's `posix_spawn` reports
+    /// its errors: no pipe, and no wait for the exec to close one.
+    failure: AtomicI32,
 }
 
 fn c_string(bytes: &[u8], what: &str) -> std::io::Result<CString> {
@@ -474,7 +477,6 @@ fn clone_and_exec(
         arguments.push(c_string(arg.as_bytes(), "an argument")?);
     }
     let variables = environment(&spec.env)?;
-    let (mut error_read, error_write) = std::io::pipe()?;
     let plan = ChildPlan {
         argv: nul_terminated(&arguments),
         _argv: arguments,
@@ -492,7 +494,7 @@ fn clone_and_exec(
         stdin: stdio.stdin,
         stdout: stdio.stdout,
         stderr: stdio.stderr,
-        error: OwnedFd::from(error_write),
+        failure: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
     // SAFETY: the stack is ours and outlives the child's use of it (this
@@ -531,23 +533,14 @@ fn clone_and_exec(
     if pid == -1 {
         return Err(clone_error);
     }
-    // Our copies of the child's ends: after this, `error_read` sees EOF
-    // once the child has exec'd.
+    // The child has exec'd or exited by now (CLONE_VFORK): what it wrote
+    // is there to read, and our copies of its standard streams can go.
+    let failed = plan.failure.load(Ordering::Acquire);
     drop(plan);
-    let mut errno = [0u8; 4];
-    let failed = loop {
-        match error_read.read(&mut errno) {
-            Ok(0) => break None,
-            Ok(4) => break Some(i32::from_ne_bytes(errno)),
-            Ok(_) => break Some(libc::EIO),
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => break Some(err.raw_os_error().unwrap_or(libc::EIO)),
-        }
-    };
-    if let Some(errno) = failed {
+    if failed != 0 {
         // The child has exited (it writes, then _exits): reap it.
         reap_blocking(pid);
-        return Err(std::io::Error::from_raw_os_error(errno));
+        return Err(std::io::Error::from_raw_os_error(failed));
     }
     Ok(pid)
 }
@@ -580,7 +573,7 @@ fn nul_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 
 /// The child between `clone` and `execve`. It shares the hub's memory, so it
 /// only makes system calls on the prepared [`ChildPlan`]: no allocation, no
-/// lock, no panic. On failure it reports the errno on the plan's error pipe
+/// lock, no panic. On failure it leaves the errno in the plan's `failure`
 /// and exits 127.
 extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `plan` is the ChildPlan the parent passed to clone; the
@@ -666,16 +659,13 @@ extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
 
 /// Reports the current errno to the parent and exits (in the child).
 unsafe fn fail(plan: &ChildPlan) -> ! {
-    // SAFETY: reading errno and writing four bytes to our own pipe, then
-    // _exit, are all async-signal-safe.
+    // SAFETY: reading errno, an atomic store into the plan (the parent's
+    // memory, which the child shares) and _exit are all async-signal-safe.
     unsafe {
         let errno = *libc::__errno_location();
-        let bytes = errno.to_ne_bytes();
-        libc::write(
-            plan.error.as_raw_fd(),
-            bytes.as_ptr().cast::<libc::c_void>(),
-            bytes.len(),
-        );
+        // A failing call that left errno at 0 still fails the spawn.
+        let errno = if errno == 0 { libc::EIO } else { errno };
+        plan.failure.store(errno, Ordering::Release);
         libc::_exit(127)
     }
 }
