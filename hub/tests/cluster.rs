@@ -356,6 +356,30 @@ impl Hubs {
         self.running[index].as_ref().expect("the hub runs")
     }
 
+    /// The last `lines` lines of each running hub's log, each under a
+    /// heading naming the hub.
+    fn log_tails(&self, lines: usize) -> String {
+        let mut text = String::new();
+        for (id, hub) in hub_ids().iter().zip(&self.running) {
+            let Some(hub) = hub else {
+                text.push_str(&format!("== {id}: not running ==\n"));
+                continue;
+            };
+            let log = hub.log();
+            let all: Vec<&str> = log.lines().collect();
+            let tail = &all[all.len().saturating_sub(lines)..];
+            text.push_str(&format!(
+                "== {id}: the last {} lines of its log ==\n",
+                tail.len()
+            ));
+            for line in tail {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
     /// Any running hub (for API reads).
     fn any(&self) -> &Hub {
         self.running.iter().flatten().next().expect("a hub runs")
@@ -404,29 +428,51 @@ const WORKS: [&str; 3] = ["inbox:hooks", "output:sink", "poll:gen"];
 /// Waits until each work has a live lease held by a distinct hub among
 /// `alive` (every hub takes its share), and returns the owners.
 async fn wait_balanced(hubs: &Hubs, alive: &[&str]) -> BTreeMap<String, String> {
-    hubs.any()
-        .wait("each hub to own one work", || async {
-            let owners = lease_owners(hubs.any()).await?;
-            let distinct: BTreeSet<&String> = owners.values().collect();
-            let balanced = WORKS.iter().all(|work| owners.contains_key(*work))
-                && distinct.len() == alive.len().min(WORKS.len())
-                && owners.values().all(|owner| alive.contains(&owner.as_str()));
-            balanced.then_some(owners)
-        })
-        .await
+    wait_leases(hubs, "each hub to own one work", |owners| {
+        let distinct: BTreeSet<&String> = owners.values().collect();
+        let balanced = WORKS.iter().all(|work| owners.contains_key(*work))
+            && distinct.len() == alive.len().min(WORKS.len())
+            && owners.values().all(|owner| alive.contains(&owner.as_str()));
+        balanced.then(|| owners.clone())
+    })
+    .await
 }
 
 /// Waits until `work` is held by a hub other than `former`; returns it.
 async fn wait_taken_over(hubs: &Hubs, work: &str, former: &str) -> String {
-    hubs.any()
-        .wait(
-            &format!("{work} to be taken over from {former}"),
-            || async {
-                let owners = lease_owners(hubs.any()).await?;
-                owners.get(work).filter(|owner| *owner != former).cloned()
-            },
-        )
-        .await
+    wait_leases(
+        hubs,
+        &format!("{work} to be taken over from {former}"),
+        |owners| owners.get(work).filter(|owner| *owner != former).cloned(),
+    )
+    .await
+}
+
+/// Reads the live leases from any running hub until `done` accepts them,
+/// for up to `WAIT`. On timeout it fails with the last leases it read and
+/// the end of every running hub's log, so that a run that fails once says
+/// which hub held what and why.
+async fn wait_leases<T>(
+    hubs: &Hubs,
+    what: &str,
+    mut done: impl FnMut(&BTreeMap<String, String>) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        if let Some(owners) = lease_owners(hubs.any()).await {
+            if let Some(value) = done(&owners) {
+                return value;
+            }
+            last = Some(owners);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}; the last live leases read: {last:?}\n{}",
+            hubs.log_tails(80)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Each hub runs `gen` and `sink` (on-demand plugins: their every use is
