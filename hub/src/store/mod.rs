@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor as _, Row as _, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tokio_util::sync::CancellationToken;
@@ -573,36 +573,46 @@ impl StoreTx {
         self.generic_plans = allow;
         Ok(())
     }
+}
 
-    /// SQLite only: the ids of the `count` rows the last statement inserted
-    /// (all of its rows, none skipped) into the `AUTOINCREMENT` table
-    /// `table` (named in errors), in the order of its `VALUES`.
-    ///
-    /// SQLite gives each new row of such a table one more than the largest
-    /// id the table ever held (<https://www.sqlite.org/autoinc.html>), and
-    /// this transaction holds the write lock, so a multi-row insert's ids
-    /// run without gaps up to `last_insert_rowid()`. This saves fetching
-    /// each id back as a row (see `insert_missing`).
-    pub(crate) async fn inserted_ids(
-        &mut self,
-        table: &'static str,
-        count: usize,
-    ) -> Result<std::ops::RangeInclusive<i64>, StoreError> {
-        let last: i64 = sqlx::query("SELECT last_insert_rowid()")
-            .fetch_one(self.conn())
-            .await?
-            .try_get(0)?;
-        let count = i64::try_from(count)
-            .map_err(|_| StoreError::corrupt(table, "too many rows in one insert"))?;
-        let first = last - count + 1;
-        if count == 0 || first < 1 {
-            return Err(StoreError::corrupt(
-                table,
-                format!("last_insert_rowid() is {last} after inserting {count} rows"),
-            ));
-        }
-        Ok(first..=last)
+/// What SQLite reports after an insert, in one more statement of the
+/// insert's own query (no round trip of its own to sqlx's worker thread):
+/// how many rows the insert added and the last of their rowids.
+pub(crate) const SQLITE_INSERT_COUNTS: &str = "; SELECT changes(), last_insert_rowid()";
+
+/// SQLite only: the ids of the `count` rows an insert added (all of its
+/// rows, none skipped) to the `AUTOINCREMENT` table `table` (named in
+/// errors), in the order of its `VALUES`, from the row of
+/// [`SQLITE_INSERT_COUNTS`] that followed it.
+///
+/// SQLite gives each new row of such a table one more than the largest id
+/// the table ever held (<https://www.sqlite.org/autoinc.html>), and the
+/// transaction holds the write lock, so a multi-row insert's ids run
+/// without gaps up to `last_insert_rowid()`. This saves fetching each id
+/// back as a row (see `insert_missing`).
+pub(crate) fn inserted_ids(
+    table: &'static str,
+    counts: &AnyRow,
+    count: usize,
+) -> Result<std::ops::RangeInclusive<i64>, StoreError> {
+    let inserted: i64 = counts.try_get(0)?;
+    let last: i64 = counts.try_get(1)?;
+    let count = i64::try_from(count)
+        .map_err(|_| StoreError::corrupt(table, "too many rows in one insert"))?;
+    if inserted != count {
+        return Err(StoreError::corrupt(
+            table,
+            format!("{inserted} of {count} rows were inserted"),
+        ));
     }
+    let first = last - count + 1;
+    if count == 0 || first < 1 {
+        return Err(StoreError::corrupt(
+            table,
+            format!("last_insert_rowid() is {last} after inserting {count} rows"),
+        ));
+    }
+    Ok(first..=last)
 }
 
 /// Writes the bind placeholders of a statement built at run time: `?` on

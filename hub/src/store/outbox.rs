@@ -17,7 +17,10 @@ use sqlx::{AssertSqlSafe, Row as _};
 
 use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
 use super::records::{RecordSnapshot, returns_rows};
-use super::{Backend, FeedReader, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
+use super::{
+    Backend, FeedReader, Placeholders, SQLITE_INSERT_COUNTS, Store, StoreError, StoreTx,
+    inserted_ids, ms_to_time, now_ms,
+};
 
 /// Events marked done per statement.
 const MARK_CHUNK: usize = 200;
@@ -159,7 +162,9 @@ impl StoreTx {
         // `inserted_ids`.
         let worked_out = !returns_rows(self.backend(), events.len());
         let sorted_ids = sqlite || by_position;
-        if !worked_out {
+        if worked_out {
+            sql.push_str(SQLITE_INSERT_COUNTS);
+        } else {
             sql.push_str(if sorted_ids {
                 " RETURNING id"
             } else {
@@ -177,14 +182,16 @@ impl StoreTx {
                 .bind(now);
         }
         let ids: Vec<i64> = if worked_out {
-            let inserted = query.execute(self.conn()).await?.rows_affected();
-            if usize::try_from(inserted).ok() != Some(events.len()) {
+            // `fetch_all`: sqlx's `fetch_one` on SQLite stops at the first
+            // result, which is the insert's (it has no row).
+            let rows = query.fetch_all(self.conn()).await?;
+            let [counts] = rows.as_slice() else {
                 return Err(StoreError::corrupt(
                     "outbox",
-                    format!("{inserted} of {} events were inserted", events.len()),
+                    format!("an insert's query gave {} rows instead of 1", rows.len()),
                 ));
-            }
-            self.inserted_ids("outbox", events.len()).await?.collect()
+            };
+            inserted_ids("outbox", counts, events.len())?.collect()
         } else if sorted_ids {
             let mut ids = query
                 .fetch_all(self.conn())

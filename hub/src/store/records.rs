@@ -10,7 +10,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::bounded::{BoundedSelect, Direction, byte_budget, rows_left_out};
-use super::{Backend, Placeholders, Store, StoreError, StoreTx, ms_to_time, now_ms};
+use super::{
+    Backend, Placeholders, SQLITE_INSERT_COUNTS, Store, StoreError, StoreTx, inserted_ids,
+    ms_to_time, now_ms,
+};
 use crate::domain::{EventKind, Payload, Record};
 
 /// What an upsert did to one record.
@@ -378,9 +381,10 @@ impl StoreTx {
         if !returns_rows(self.backend, records.len()) {
             return self.insert_missing_without_rows(records, now).await;
         }
-        let rows = insert_records_query(self.backend, records, now, true)?
-            .fetch_all(self.conn())
-            .await?;
+        let rows =
+            insert_records_query(self.backend, records, now, "", " RETURNING id, record_key")?
+                .fetch_all(self.conn())
+                .await?;
         ids_by_key(&rows)
     }
 
@@ -388,27 +392,38 @@ impl StoreTx {
     /// no rows: the new ids follow from `AUTOINCREMENT` when every record
     /// was new, else from a lookup of the chunk's rows above the largest
     /// id stored before the insert.
+    ///
+    /// That largest id, the insert, and how many rows it added with the last
+    /// of their ids are one query: its three statements take one trip to
+    /// sqlx's worker thread instead of three.
     async fn insert_missing_without_rows(
         &mut self,
         records: &[&Record],
         now: i64,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows = insert_records_query(
+            self.backend,
+            records,
+            now,
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'records'), 0); ",
+            SQLITE_INSERT_COUNTS,
+        )?
+        .fetch_all(self.conn())
+        .await?;
+        let [stored_before, counts] = rows.as_slice() else {
+            return Err(StoreError::corrupt(
+                "records",
+                format!("an insert's query gave {} rows instead of 2", rows.len()),
+            ));
+        };
         // Every id stored before this insert is at most this one.
-        let before: i64 = sqlx::query(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'records'), 0)",
-        )
-        .fetch_one(self.conn())
-        .await?
-        .try_get(0)?;
-        let inserted = insert_records_query(self.backend, records, now, false)?
-            .execute(self.conn())
-            .await?
-            .rows_affected();
+        let before: i64 = stored_before.try_get(0)?;
+        let inserted: i64 = counts.try_get(0)?;
         if inserted == 0 {
             return Ok(std::collections::HashMap::new());
         }
         if usize::try_from(inserted).ok() == Some(records.len()) {
-            let new = self.inserted_ids("records", records.len()).await?;
+            let new = inserted_ids("records", counts, records.len())?;
             return Ok(records
                 .iter()
                 .zip(new)
@@ -516,23 +531,25 @@ fn ids_by_key(rows: &[AnyRow]) -> Result<std::collections::HashMap<String, i64>,
         .collect()
 }
 
-/// The multi-row insert of `records` (skipping keys already stored),
-/// returning each new row's `id` and `record_key` if `returning`.
+/// The multi-row insert of `records` (skipping keys already stored), with
+/// `before` and `after` around it in the same query: SQL without bind
+/// parameters (a `RETURNING` clause, or whole statements that SQLite runs
+/// in the same trip to sqlx's worker thread).
 fn insert_records_query<'q>(
     backend: Backend,
     records: &[&Record],
     now: i64,
-    returning: bool,
+    before: &str,
+    after: &str,
 ) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>, StoreError> {
-    let mut sql = String::from(
+    let mut sql = String::from(before);
+    sql.push_str(
         "INSERT INTO records (source, record_key, source_id, record_type, occurred_at, payload, metadata, idempotency_key, version, created_at, updated_at) VALUES ",
     );
     let mut placeholders = Placeholders::new(backend);
     placeholders.push_rows(&mut sql, records.len(), 11);
     sql.push_str(" ON CONFLICT (source, record_key) DO NOTHING");
-    if returning {
-        sql.push_str(" RETURNING id, record_key");
-    }
+    sql.push_str(after);
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for record in records {
         let metadata = serde_json::to_string(&record.metadata)
@@ -590,9 +607,10 @@ fn metadata_equal(stored: &str, metadata: &BTreeMap<String, String>) -> bool {
 /// Up to how many rows an insert on SQLite returns its new ids as rows.
 ///
 /// Working the ids out instead costs two more one-row statements (three for
-/// the records), each a round trip to sqlx's worker thread, against about
-/// 1.7 CPU-µs per returned row: a webhook's one record keeps `RETURNING`,
-/// a poll batch's hundreds do without.
+/// the records), run in the insert's own trip to sqlx's worker thread
+/// (see [`inserted_ids`]), against about 1.7 CPU-µs per returned row: a
+/// webhook's one record keeps `RETURNING`, a poll batch's hundreds do
+/// without.
 pub(crate) const SQLITE_RETURNING_MAX: usize = 32;
 
 /// Whether an insert of `rows` rows on `backend` returns the new ids as rows.
