@@ -455,24 +455,28 @@ async fn wait_taken_over(hubs: &Hubs, work: &str, former: &str) -> String {
 async fn wait_leases<T>(
     hubs: &Hubs,
     what: &str,
-    mut done: impl FnMut(&BTreeMap<String, String>) -> Option<T>,
+    done: impl Fn(&BTreeMap<String, String>) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + WAIT;
-    let mut last = None;
-    loop {
-        if let Some(owners) = lease_owners(hubs.any()).await {
-            if let Some(value) = done(&owners) {
-                return value;
-            }
-            last = Some(owners);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}; the last live leases read: {last:?}\n{}",
-            hubs.log_tails(80)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = Mutex::new(None);
+    common::wait_explained(
+        WAIT,
+        Duration::from_millis(50),
+        what,
+        || async {
+            let owners = lease_owners(hubs.any()).await?;
+            let value = done(&owners);
+            *last.lock().unwrap() = Some(owners);
+            value
+        },
+        || {
+            format!(
+                "; the last live leases read: {:?}\n{}",
+                last.lock().unwrap(),
+                hubs.log_tails(80)
+            )
+        },
+    )
+    .await
 }
 
 /// Each hub runs `gen` and `sink` (on-demand plugins: their every use is

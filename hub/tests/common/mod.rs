@@ -137,7 +137,25 @@ pub async fn poll_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>
 
 /// Awaits `probe` every 25 ms until it returns a value, or panics after
 /// `limit` naming `what` (the async twin of [`poll_until`]).
-pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_explained(limit, Duration::from_millis(25), what, probe, String::new).await
+}
+
+/// Awaits `probe` every `every` until it returns a value, or panics after
+/// `limit` naming `what`, followed by what `explain` says then (the state
+/// the probe last saw, a log): the one polling loop of [`wait_for`] and
+/// [`HubProcess::wait`].
+pub async fn wait_explained<T, F, Fut>(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut probe: F,
+    explain: impl FnOnce() -> String,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -147,11 +165,10 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}{}", explain());
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -455,23 +472,19 @@ impl HubProcess {
 
     /// Polls `probe` until it returns `Some`, for up to the `wait_limit`
     /// given to [`HubProcess::spawn`]; fails with the hub's log.
-    pub async fn wait<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    pub async fn wait<T, F, Fut>(&self, what: &str, probe: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = std::time::Instant::now() + self.wait_limit;
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}; hub log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_explained(
+            self.wait_limit,
+            Duration::from_millis(50),
+            what,
+            probe,
+            || format!("; hub log:\n{}", self.log()),
+        )
+        .await
     }
 }
 
