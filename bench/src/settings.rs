@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchyard_wire::messages::Limits;
+
 /// The arguments of `switchyard-bench run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -45,7 +47,7 @@ pub struct RunArgs {
     /// footprint).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Items per streamed message (overrides the default, 64, the hub's own batch size).
+    /// Items per streamed message (overrides the default, 512, the hub's own batch size: `Limits::REQUESTS`).
     #[arg(long)]
     pub stream_batch: Option<usize>,
     /// Items in flight on a stream (overrides the default, 4096).
@@ -119,7 +121,7 @@ impl Counts {
                 latency_calls_per_round: 1_000,
                 latency_warmup: 200,
                 stream_items_per_round: 32 * 1024,
-                stream_batch: 64,
+                stream_batch: Limits::REQUESTS.items,
                 stream_window: 4096,
                 launches_per_round: 2,
                 restarts: 3,
@@ -143,7 +145,7 @@ impl Counts {
                 latency_calls_per_round: 5_000,
                 latency_warmup: 1_000,
                 stream_items_per_round: 512 * 1024,
-                stream_batch: 64,
+                stream_batch: Limits::REQUESTS.items,
                 stream_window: 4096,
                 launches_per_round: 5,
                 restarts: 20,
