@@ -52,19 +52,15 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The hub's `Enrich` and `HandleEvent` requests: 512 items (the
+    /// The hub's `Enrich` and `HandleEvent` requests: 64 items (the
     /// batches the bench's stream rows send too) and [`MESSAGE_BYTES`].
     ///
-    /// A poll batch of 500 records goes to each enricher and output in one
-    /// message: with 64 items a message it took eight, each a frame, a
-    /// wake-up of the plugin connection's thread on both sides and a task
-    /// in the plugin. In interleaved pipeline runs the hub's context
-    /// switches fell by a fifth, and the CPU per record of the hub, of
-    /// testkit and of jsonl-output by 3%, 15% and 21% (docs/benchmarks.md).
-    /// Every SDK answers the items of a message as it did those of eight,
-    /// and the byte limit is unchanged.
+    /// 512 items, a poll batch of 500 records in one message, cut the
+    /// pipeline's context switches by a fifth but README's example
+    /// accepted about a fifth fewer webhooks at saturation
+    /// (docs/benchmarks.md, "Requests of 512 items").
     pub const REQUESTS: Limits = Limits {
-        items: 512,
+        items: 64,
         bytes: MESSAGE_BYTES,
     };
 
@@ -131,15 +127,15 @@ mod tests {
     }
 
     #[test]
-    fn small_items_go_five_hundred_and_twelve_to_a_message_in_order() {
+    fn small_items_go_sixty_four_to_a_message_in_order() {
         let messages = pack(
-            (0..1_200).map(|sequence| item(sequence, 10)),
+            (0..150).map(|sequence| item(sequence, 10)),
             Limits::REQUESTS,
         );
         let lengths: Vec<usize> = messages.iter().map(Vec::len).collect();
-        assert_eq!(lengths, [512, 512, 176]);
+        assert_eq!(lengths, [64, 64, 22]);
         let flat: Vec<u64> = sequences(&messages).concat();
-        assert_eq!(flat, (0..1_200).collect::<Vec<_>>());
+        assert_eq!(flat, (0..150).collect::<Vec<_>>());
         assert!(pack(Vec::<pb::EnrichItem>::new(), Limits::REQUESTS).is_empty());
     }
 

@@ -47,7 +47,7 @@ pub struct RunArgs {
     /// footprint).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Items per streamed message (overrides the default, 512, the hub's own batch size: `Limits::REQUESTS`).
+    /// Items per streamed message (overrides the default, 64, the hub's own batch size: `Limits::REQUESTS`).
     #[arg(long)]
     pub stream_batch: Option<usize>,
     /// Items in flight on a stream (overrides the default, 4096).
