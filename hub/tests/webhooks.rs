@@ -678,6 +678,28 @@ async fn a_full_inbox_answers_429_and_a_rejected_delivery_is_dead_lettered() {
     let full = send("c").await;
     assert_eq!(full.status, 429, "{}", full.text);
     assert!(full.retry_after, "429 without Retry-After");
+    // A flood of 429s: every one counted, the first one logged.
+    for key in ["d", "e", "f", "g"] {
+        assert_eq!(send(key).await.status, 429);
+    }
+    let metrics = hub.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"switchyard_webhook_requests_total{plugin="stuck",outcome="inbox_full"} 5"#
+        ),
+        "{metrics}"
+    );
+    let refusals = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains("Webhook refused") && line.contains("inbox_full"))
+            .count()
+    };
+    hub.wait_for(|| async { (refusals(&hub.log()) > 0).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("the full inbox's refusal was not logged:\n{}", hub.log()));
+    let log = hub.log();
+    assert_eq!(refusals(&log), 1, "one line for the flood:\n{log}");
+    assert!(log.contains("refused_since_last_line=0"), "{log}");
     // A replay of a stored delivery is still accepted (it adds nothing).
     assert_eq!(send("a").await.json["status"], "duplicate");
 

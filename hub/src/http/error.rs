@@ -12,6 +12,9 @@
 //! Store errors are logged in full (with the SQL error) but answered with a
 //! generic sentence: database details never leave the hub.
 
+use std::sync::LazyLock;
+use std::time::Instant;
+
 use axum::Json;
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
@@ -21,6 +24,11 @@ use crate::retry::{AttemptFailure, GiveUp};
 use crate::rpc::CallError;
 use crate::store::{Stage, StoreError};
 use crate::webhook::WebhookError;
+
+use super::log_throttle::{self, LogThrottle};
+
+/// Which full-inbox refusals are logged (see [`log_throttle`]).
+static INBOX_FULL_LOG: LazyLock<LogThrottle> = LazyLock::new(LogThrottle::default);
 
 /// A stable, machine-readable error code: the `code` of every error body.
 /// Clients branch on these; the sentence in `error` may change. The table
@@ -520,6 +528,13 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) | ApiError::Webhook(WebhookError::Store { .. }) => {
                 // The full error, SQL included, for the operator only.
                 tracing::error!(status = status.as_u16(), code = code.as_str(), error = %self, "API request failed: store error.");
+            }
+            ApiError::Webhook(WebhookError::InboxFull { plugin, .. }) => {
+                // Overload: one line per plugin and interval, not one per
+                // request (`/metrics` counts each).
+                if let Some(left_out) = INBOX_FULL_LOG.admit(plugin, Instant::now()) {
+                    tracing::info!(status = status.as_u16(), code = code.as_str(), error = %self, refused_since_last_line = left_out, "Webhook refused; further refusals for a full inbox are logged at most once every {} s.", log_throttle::INTERVAL.as_secs());
+                }
             }
             ApiError::Webhook(_) if !status.is_server_error() => {
                 tracing::info!(status = status.as_u16(), code = code.as_str(), error = %self, "Webhook refused.");

@@ -14,6 +14,8 @@
 //!   the 404/405 fallbacks, and the middleware that gives every other error
 //!   answer that shape.
 //! * [`json`]: the JSON shapes (the record's in one place, [`json::RecordJson`]).
+//! * [`log_throttle`]: one log line per interval for refusals that come in
+//!   floods (a full webhook inbox's 429s).
 //! * [`metrics_text`]: `/metrics` in the classic Prometheus text format.
 //! * [`reload`]: `POST /api/v1/reload`.
 //! * [`page`]: the status page, `GET /` and its embedded assets.
@@ -30,6 +32,7 @@ pub mod control;
 pub mod data;
 pub mod error;
 pub mod json;
+pub mod log_throttle;
 pub mod metrics_text;
 pub mod page;
 pub mod reload;
