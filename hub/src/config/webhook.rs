@@ -24,12 +24,14 @@ pub const DEFAULT_MAX_PENDING: u64 = 10_000;
 /// The largest `max_body` accepted (64 MiB): bodies are held in memory.
 pub const MAX_MAX_BODY: usize = 64 * 1024 * 1024;
 /// The default number of deliveries the inbox worker hands to the plugin at
-/// once. A delivery in hand spends most of its time waiting for its commit
-/// (a disk flush, about 1-3 ms), so keeping up with R deliveries/s takes
-/// about R × 3 ms in hand: 32 keeps up with about 10,000/s. With the
-/// former default of 4, README's example drained its inbox at about 1,000/s
-/// and refused more than half of 5,000 webhooks/s offered (issue #15).
-pub const DEFAULT_CONCURRENCY: usize = 32;
+/// once. A delivery in hand spends most of its time waiting: for the plugin's
+/// call and the enrichers', then for its commit (the group commit's pace and
+/// a disk flush), 4-13 ms in all on a loaded 2-core machine, so keeping up
+/// with R deliveries/s takes R times that in hand. With 32, README's example
+/// drained its inbox at 7,100-8,600/s and refused part of 10,000 webhooks/s
+/// offered; with 128 it took them all (issue #15). The former default of 4
+/// drained about 1,000/s.
+pub const DEFAULT_CONCURRENCY: usize = 128;
 /// The largest `concurrency` accepted.
 pub const MAX_CONCURRENCY: usize = 256;
 

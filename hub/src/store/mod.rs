@@ -220,6 +220,9 @@ pub struct Store {
     group: Option<group::GroupCommit>,
     /// Whether the database takes writes now.
     health: Health,
+    /// The group-commit writer's pace in microseconds ([`group::PACE`];
+    /// tests set another).
+    commit_pace_us: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -315,6 +318,9 @@ impl Store {
             closing: CancellationToken::new(),
             group: None,
             health: Health::new(backend),
+            commit_pace_us: Arc::new(AtomicU64::new(
+                u64::try_from(group::PACE.as_micros()).unwrap_or(u64::MAX),
+            )),
         };
         if backend == Backend::Postgres {
             notify::spawn_listener(
@@ -411,6 +417,20 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The least time between the beginnings of two group-commit
+    /// transactions while light writes keep coming ([`group::PACE`]).
+    pub(crate) fn commit_pace(&self) -> Duration {
+        Duration::from_micros(self.commit_pace_us.load(Ordering::Relaxed))
+    }
+
+    /// Sets the group-commit writer's pace, for tests that need it long
+    /// enough to see what waits for it.
+    #[cfg(test)]
+    pub(crate) fn set_commit_pace(&self, pace: Duration) {
+        let micros = u64::try_from(pace.as_micros()).unwrap_or(u64::MAX);
+        self.commit_pace_us.store(micros, Ordering::Relaxed);
     }
 
     /// Whether the database takes writes now ([`health`]).

@@ -1066,6 +1066,8 @@ enum TestJob {
     Patient(String),
     Broken,
     FailsAtCommit,
+    /// A checkpoint row, weighing [`group::PACE_WEIGHT`].
+    Heavy(String),
 }
 
 impl WriteJob for TestJob {
@@ -1075,13 +1077,20 @@ impl WriteJob for TestJob {
         matches!(self, TestJob::Patient(_))
     }
 
+    fn weight(&self) -> usize {
+        match self {
+            TestJob::Heavy(_) => group::PACE_WEIGHT,
+            _ => 1,
+        }
+    }
+
     fn run<'a>(
         &'a self,
         tx: &'a mut StoreTx,
     ) -> futures_util::future::BoxFuture<'a, Result<String, StoreError>> {
         Box::pin(async move {
             match self {
-                TestJob::Checkpoint(name) => {
+                TestJob::Checkpoint(name) | TestJob::Heavy(name) => {
                     tx.save_checkpoint(name, name.as_bytes()).await?;
                     Ok(name.clone())
                 }
@@ -1462,6 +1471,45 @@ async fn writes_queued_while_a_transaction_runs_join_it_once() {
         assert!(
             !next.wait().await.unwrap(),
             "a write queued after the transaction took the queue waited for the next one"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_light_write_right_after_a_commit_waits_for_the_pace_until_company_outweighs_it() {
+    on_both("group_commit_pace", |store| async move {
+        store
+            .write(TestJob::Checkpoint("first".into()))
+            .await
+            .unwrap();
+        // Long enough that nothing else ends the wait but the weight.
+        store.set_commit_pace(Duration::from_secs(600));
+        let light = store
+            .submit(TestJob::Checkpoint("light".into()))
+            .await
+            .unwrap();
+        let mut light = std::pin::pin!(light.wait());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut light)
+                .await
+                .is_err(),
+            "a light write right after a commit waits for the pace"
+        );
+        // A write that brings the batch to PACE_WEIGHT begins it at once,
+        // the light write with it.
+        let heavy = store.write(TestJob::Heavy("heavy".into()));
+        let (light, heavy) = tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::join!(light, heavy)
+        })
+        .await
+        .expect("a batch of PACE_WEIGHT does not wait for the pace");
+        assert_eq!(light.unwrap(), "light");
+        assert_eq!(heavy.unwrap(), "heavy");
+        store.set_commit_pace(group::PACE);
+        assert_eq!(
+            store.checkpoint("light").await.unwrap(),
+            Some(b"light".to_vec())
         );
     })
     .await;

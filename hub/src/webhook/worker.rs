@@ -27,7 +27,7 @@
 //! the plugin again after the restart (at least once; records are upserted
 //! by key, so a second pass does not duplicate them).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,11 @@ const BATCH: u32 = 32;
 /// delivery: with large bodies (`max_body` allows 64 MiB) the queue holds a
 /// few, not [`BATCH`].
 const READ_AHEAD_BYTES: usize = 64 * 1024 * 1024;
+/// The body and header bytes in hand past which no further delivery is
+/// claimed until some finish (one delivery is always claimed, however
+/// large): with `concurrency` at its default and large bodies, the bodies
+/// in hand stay within what 32 of `max_body`'s default (1 MiB) held.
+const IN_HAND_BYTES: usize = 32 * 1024 * 1024;
 /// How often an idle worker looks at the inbox even without a wake-up (a
 /// delivery requeued by a replay, for example).
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -85,8 +90,12 @@ struct Claims {
     concurrency: usize,
     /// Pending deliveries read from the inbox, in inbox order, not in hand.
     queue: VecDeque<InboxEntry>,
-    /// The inbox ids in hand.
-    in_hand: HashSet<i64>,
+    /// The inbox ids in hand, and each one's body and header bytes.
+    in_hand: HashMap<i64, usize>,
+    /// The body and header bytes in hand, summed.
+    in_hand_bytes: usize,
+    /// [`IN_HAND_BYTES`], but for tests.
+    in_hand_budget: usize,
     /// The last read found nothing new: read again only after a wake-up,
     /// the idle poll, or a release. While it holds, the deliveries this hub
     /// commits come from the inbox feed, in id order, without a read.
@@ -106,7 +115,9 @@ impl Claims {
         Claims {
             concurrency: concurrency.max(1),
             queue: VecDeque::new(),
-            in_hand: HashSet::new(),
+            in_hand: HashMap::new(),
+            in_hand_bytes: 0,
+            in_hand_budget: IN_HAND_BYTES,
             drained: false,
             seen: 0,
             reads: 0,
@@ -114,8 +125,11 @@ impl Claims {
         }
     }
 
+    /// Whether another delivery may be claimed: fewer than `concurrency`
+    /// in hand, and their bytes below [`IN_HAND_BYTES`] (or none in hand).
     fn has_room(&self) -> bool {
         self.in_hand.len() < self.concurrency
+            && (self.in_hand.is_empty() || self.in_hand_bytes < self.in_hand_budget)
     }
 
     /// Takes the next pending delivery in inbox order into hand, reading
@@ -130,7 +144,7 @@ impl Claims {
             // A delivery in hand is still pending until its task ends (its
             // commit happens before), so the read skips those: they take
             // none of its count or bytes.
-            let in_hand: Vec<i64> = self.in_hand.iter().copied().collect();
+            let in_hand: Vec<i64> = self.in_hand.keys().copied().collect();
             let pending = store
                 .pending_inbox(plugin, BATCH, self.read_ahead_bytes, &in_hand)
                 .await?;
@@ -150,7 +164,9 @@ impl Claims {
         }
         let entry = self.queue.pop_front();
         if let Some(entry) = &entry {
-            self.in_hand.insert(entry.id);
+            let bytes = entry_bytes(entry);
+            self.in_hand_bytes += bytes;
+            self.in_hand.insert(entry.id, bytes);
         }
         Ok(entry)
     }
@@ -193,7 +209,9 @@ impl Claims {
     /// released one is pending again, so the read-ahead is discarded to
     /// claim it first.
     fn end(&mut self, id: i64, finished: Finished) {
-        self.in_hand.remove(&id);
+        if let Some(bytes) = self.in_hand.remove(&id) {
+            self.in_hand_bytes -= bytes;
+        }
         if finished == Finished::Released {
             self.queue.clear();
             self.drained = false;
@@ -733,6 +751,35 @@ mod tests {
         claims.read_ahead_bytes = 1;
         assert_eq!(claimed(&mut claims, &store).await, Some(ids[0]));
         assert_eq!(claimed(&mut claims, &store).await, Some(ids[1]));
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[2]));
+        assert!(!claims.has_room());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn deliveries_in_hand_stop_at_their_bytes_but_one_is_always_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&testing::sqlite_url(dir.path())).await.unwrap();
+        let ids = fill(&store, 4).await;
+        let mut claims = Claims::new(8);
+        // Room for two: the budget is crossed by the second.
+        let first = claimed(&mut claims, &store).await.unwrap();
+        let each = claims.in_hand_bytes;
+        assert!(each > 0);
+        claims.in_hand_budget = each + 1;
+        assert!(claims.has_room());
+        assert_eq!(claimed(&mut claims, &store).await, Some(ids[1]));
+        assert!(!claims.has_room(), "the bytes in hand reached the budget");
+        finish(&mut claims, &store, first).await;
+        assert!(claims.has_room());
+        assert_eq!(claims.in_hand_bytes, each);
+        // A budget smaller than one delivery still lets one through at a
+        // time, so a large body never stalls the inbox.
+        claims.in_hand_budget = 1;
+        assert!(!claims.has_room());
+        finish(&mut claims, &store, ids[1]).await;
+        assert!(claims.has_room());
+        assert_eq!(claims.in_hand_bytes, 0);
         assert_eq!(claimed(&mut claims, &store).await, Some(ids[2]));
         assert!(!claims.has_room());
         store.close().await;
