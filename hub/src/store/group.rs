@@ -402,31 +402,21 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
     while let Some(first) = jobs.recv().await {
         let patience_ends = tokio::time::Instant::now() + PATIENCE;
         let mut batch = Batch::new(first);
-        // Whether the batch waited for company, and whether any came.
-        let mut waited = None;
-        loop {
-            batch.take_queued(&mut jobs);
-            // A batch of patient jobs alone waits a little for company.
-            if !batch.has_room() || !batch.jobs.iter().all(|job| job.patient()) {
-                break;
-            }
-            match tokio::time::timeout_at(patience_ends, jobs.recv()).await {
-                Ok(Some(job)) => {
-                    waited = Some(true);
-                    batch.push(job);
-                }
-                // Out of patience, or every sender is gone.
-                Ok(None) | Err(_) => {
-                    waited = Some(waited.unwrap_or(false));
-                    break;
-                }
-            }
-        }
+        // A batch of patient jobs alone waits a little for company.
+        let waited = gather_until(&mut batch, &mut jobs, patience_ends, |batch| {
+            batch.jobs.iter().all(|job| job.patient())
+        })
+        .await;
         if let Some(joined) = waited {
             metrics.patient_wait(joined);
         }
+        // A light batch keeps the pace.
         if let Some(last_began) = last_began {
-            keep_pace(&mut batch, &mut jobs, last_began + store.commit_pace()).await;
+            let pace_ends = last_began + store.commit_pace();
+            gather_until(&mut batch, &mut jobs, pace_ends, |batch| {
+                batch.weight < PACE_WEIGHT
+            })
+            .await;
         }
         last_began = Some(tokio::time::Instant::now());
         let started = Instant::now();
@@ -435,24 +425,29 @@ async fn writer(store: Store, mut jobs: mpsc::Receiver<Box<dyn Queued>>) {
     }
 }
 
-/// Adds to a light `batch` the jobs that arrive until `pace_ends` (the
-/// previous transaction's beginning plus the pace), and returns as soon as
-/// it weighs [`PACE_WEIGHT`] or is full, or at once if `pace_ends` has
-/// passed.
-async fn keep_pace(
+/// Adds to `batch` the jobs queued now and, while it has room and
+/// `waits(batch)` holds, those that arrive until `until` (returning at
+/// once if `until` has passed). `None`: it did not wait; otherwise whether
+/// any job arrived while it waited.
+async fn gather_until(
     batch: &mut Batch,
     jobs: &mut mpsc::Receiver<Box<dyn Queued>>,
-    pace_ends: tokio::time::Instant,
-) {
+    until: tokio::time::Instant,
+    waits: impl Fn(&Batch) -> bool,
+) -> Option<bool> {
+    let mut arrived = None;
     loop {
         batch.take_queued(jobs);
-        if !batch.has_room() || batch.weight >= PACE_WEIGHT {
-            return;
+        if !batch.has_room() || !waits(batch) {
+            return arrived;
         }
-        match tokio::time::timeout_at(pace_ends, jobs.recv()).await {
-            Ok(Some(job)) => batch.push(job),
-            // The pace is kept, or every sender is gone.
-            Ok(None) | Err(_) => return,
+        match tokio::time::timeout_at(until, jobs.recv()).await {
+            Ok(Some(job)) => {
+                arrived = Some(true);
+                batch.push(job);
+            }
+            // Time is up, or every sender is gone.
+            Ok(None) | Err(_) => return Some(arrived.unwrap_or(false)),
         }
     }
 }

@@ -92,8 +92,6 @@ struct Claims {
     queue: VecDeque<InboxEntry>,
     /// The inbox ids in hand, and each one's body and header bytes.
     in_hand: HashMap<i64, usize>,
-    /// The body and header bytes in hand, summed.
-    in_hand_bytes: usize,
     /// [`IN_HAND_BYTES`], but for tests.
     in_hand_budget: usize,
     /// The last read found nothing new: read again only after a wake-up,
@@ -116,7 +114,6 @@ impl Claims {
             concurrency: concurrency.max(1),
             queue: VecDeque::new(),
             in_hand: HashMap::new(),
-            in_hand_bytes: 0,
             in_hand_budget: IN_HAND_BYTES,
             drained: false,
             seen: 0,
@@ -129,7 +126,12 @@ impl Claims {
     /// in hand, and their bytes below [`IN_HAND_BYTES`] (or none in hand).
     fn has_room(&self) -> bool {
         self.in_hand.len() < self.concurrency
-            && (self.in_hand.is_empty() || self.in_hand_bytes < self.in_hand_budget)
+            && (self.in_hand.is_empty() || self.bytes_in_hand() < self.in_hand_budget)
+    }
+
+    /// The body and header bytes of the deliveries in hand.
+    fn bytes_in_hand(&self) -> usize {
+        self.in_hand.values().sum()
     }
 
     /// Takes the next pending delivery in inbox order into hand, reading
@@ -164,9 +166,7 @@ impl Claims {
         }
         let entry = self.queue.pop_front();
         if let Some(entry) = &entry {
-            let bytes = entry_bytes(entry);
-            self.in_hand_bytes += bytes;
-            self.in_hand.insert(entry.id, bytes);
+            self.in_hand.insert(entry.id, entry_bytes(entry));
         }
         Ok(entry)
     }
@@ -209,9 +209,7 @@ impl Claims {
     /// released one is pending again, so the read-ahead is discarded to
     /// claim it first.
     fn end(&mut self, id: i64, finished: Finished) {
-        if let Some(bytes) = self.in_hand.remove(&id) {
-            self.in_hand_bytes -= bytes;
-        }
+        self.in_hand.remove(&id);
         if finished == Finished::Released {
             self.queue.clear();
             self.drained = false;
@@ -764,7 +762,7 @@ mod tests {
         let mut claims = Claims::new(8);
         // Room for two: the budget is crossed by the second.
         let first = claimed(&mut claims, &store).await.unwrap();
-        let each = claims.in_hand_bytes;
+        let each = claims.bytes_in_hand();
         assert!(each > 0);
         claims.in_hand_budget = each + 1;
         assert!(claims.has_room());
@@ -772,14 +770,14 @@ mod tests {
         assert!(!claims.has_room(), "the bytes in hand reached the budget");
         finish(&mut claims, &store, first).await;
         assert!(claims.has_room());
-        assert_eq!(claims.in_hand_bytes, each);
+        assert_eq!(claims.bytes_in_hand(), each);
         // A budget smaller than one delivery still lets one through at a
         // time, so a large body never stalls the inbox.
         claims.in_hand_budget = 1;
         assert!(!claims.has_room());
         finish(&mut claims, &store, ids[1]).await;
         assert!(claims.has_room());
-        assert_eq!(claims.in_hand_bytes, 0);
+        assert_eq!(claims.bytes_in_hand(), 0);
         assert_eq!(claimed(&mut claims, &store).await, Some(ids[2]));
         assert!(!claims.has_room());
         store.close().await;
